@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+
+from chat.models import Agent, Message, Session
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class TranscriptInline(ReadOnlyInline):
+    model = Message
+    fields = ["created_at", "sender_role", "text", "status", "model_id", "rating"]
+    readonly_fields = fields
+    ordering = ["created_at", "id"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
+        return super().get_queryset(request).select_related("feedback")
+
+    @admin.display(description="Rating")
+    def rating(self, obj: Message) -> str:
+        feedback = getattr(obj, "feedback", None)
+        return f"{feedback.rating}: {feedback.body}" if feedback else "—"
+
+
+@admin.register(Agent)
+class AgentAdmin(admin.ModelAdmin):
+    list_display = ["name", "handle", "team", "provider", "model", "is_public", "is_default", "archived_at"]
+    list_filter = ["provider", "is_public", "team"]
+    list_select_related = ["team"]
+    search_fields = ["name", "handle", "model"]
+    readonly_fields = ["uuid", "created_at", "updated_at"]
+
+
+@admin.register(Session)
+class SessionAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "agent", "team", "owner", "user_id", "created_at", "updated_at"]
+    list_filter = ["agent", "team", "created_at"]
+    list_select_related = ["agent", "team", "owner"]
+    raw_id_fields = ["owner", "agent", "created_by_token"]
+    search_fields = ["title", "uuid", "user_id", "messages__text"]
+    readonly_fields = ["uuid", "created_at", "updated_at", "title_generated"]
+    date_hierarchy = "created_at"
+    inlines = [TranscriptInline]
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        queryset, _ = super().get_search_results(request, queryset, search_term)
+        return queryset.distinct(), False
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "session_link", "sender_role", "status", "model_id", "rating", "created_at"]
+    list_filter = ["sender_role", "status", "feedback__rating", "created_at"]
+    list_select_related = ["session", "feedback"]
+    raw_id_fields = ["session"]
+    search_fields = ["text", "session__title", "uuid"]
+    readonly_fields = [f.name for f in Message._meta.fields] + ["rating"]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="Session")
+    def session_link(self, obj: Message) -> str:
+        url = reverse("admin:chat_session_change", args=[obj.session_id])
+        return format_html('<a href="{}">{}</a>', url, obj.session)
+
+    @admin.display(description="Rating")
+    def rating(self, obj: Message) -> str:
+        feedback = getattr(obj, "feedback", None)
+        return feedback.rating if feedback else "—"

@@ -1,0 +1,177 @@
+"""Agents, chat sessions and their messages."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Now
+
+from genie.models import Team
+
+if TYPE_CHECKING:
+    from genie.auth import Caller
+
+
+class AgentQuerySet(models.QuerySet["Agent"]):
+    def for_team(self, team: Team) -> AgentQuerySet:
+        return self.filter(team=team)
+
+    def live(self) -> AgentQuerySet:
+        return self.filter(archived_at__isnull=True)
+
+    def by_handle_or_uuid(self, value: str) -> AgentQuerySet:
+        try:
+            return self.filter(uuid=uuid.UUID(str(value)))
+        except ValueError:
+            return self.filter(handle=value)
+
+    def pick(self, value: str | None) -> Agent | None:
+        """The agent named by handle or uuid; the team's default when none is named."""
+        return self.filter(is_default=True).first() if not value else self.by_handle_or_uuid(value).first()
+
+
+class Agent(models.Model):
+    class Provider(models.TextChoices):
+        LOCAL = "local", "Local model (llama.cpp)"
+        OPENAI = "openai", "OpenAI-compatible endpoint"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="agents")
+    handle = models.SlugField(max_length=100)
+    name = models.CharField(max_length=200)
+    instructions = models.TextField(blank=True)
+    provider = models.CharField(max_length=20, choices=Provider.choices, default=Provider.LOCAL)
+    model = models.CharField(max_length=200, help_text="Model id sent to the provider.")
+    base_url = models.URLField(blank=True, help_text="OpenAI-compatible base URL; blank: GENIE_OPENAI_BASE_URL.")
+    api_key = models.CharField(max_length=500, blank=True, help_text="Provider key; blank: GENIE_OPENAI_API_KEY.")
+    temperature = models.FloatField(default=0.7)
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    is_public = models.BooleanField(default=False, help_text="Publishable keys may start sessions with it.")
+    is_default = models.BooleanField(default=False)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = AgentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "handle"], name="agent_handle_unique_per_team"),
+            models.UniqueConstraint(
+                fields=["team"], condition=models.Q(is_default=True), name="one_default_agent_per_team"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.handle})"
+
+
+class SessionQuerySet(models.QuerySet["Session"]):
+    def for_caller(self, caller: Caller) -> SessionQuerySet:
+        """Sessions a caller may see: always within its team; a user sees only its own,
+        a publishable key only the sessions it created."""
+        qs = self.filter(team=caller.team)
+        if caller.is_user:
+            return qs.filter(owner=caller.user)
+        if caller.is_publishable:
+            return qs.filter(created_by_token=caller.token)
+        return qs
+
+
+class Session(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="sessions")
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="sessions")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="chat_sessions"
+    )
+    user_id = models.CharField(max_length=200, blank=True, help_text="The caller's own id for its end user.")
+    created_by_token = models.ForeignKey(
+        "genie.AccessToken", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    client_secret_hash = models.CharField(max_length=64, blank=True, editable=False)
+    title = models.CharField(max_length=200, blank=True)
+    title_generated = models.BooleanField(default=False, help_text="Set when the model wrote the title.")
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = SessionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["team", "owner", "-created_at"]),
+            models.Index(fields=["team", "agent", "-created_at"]),
+            models.Index(fields=["team", "user_id", "-created_at"]),
+            models.Index(fields=["team", "created_by_token", "-created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or f"Session {self.uuid}"
+
+    def issue_client_secret(self) -> str:
+        """Set a new client secret and return it; only its hash is kept."""
+        secret = "cs_" + secrets.token_urlsafe(24)
+        self.client_secret_hash = hashlib.sha256(secret.encode()).hexdigest()
+        return secret
+
+    def client_secret_matches(self, secret: str | None) -> bool:
+        if not secret or not self.client_secret_hash:
+            return False
+        return secrets.compare_digest(self.client_secret_hash, hashlib.sha256(secret.encode()).hexdigest())
+
+    def touch(self) -> None:
+        Session.objects.filter(pk=self.pk).update(updated_at=Now())
+
+
+class MessageQuerySet(models.QuerySet["Message"]):
+    def transcript(self) -> MessageQuerySet:
+        return self.select_related("session", "feedback").order_by("created_at", "id")
+
+
+class Message(models.Model):
+    class SenderRole(models.TextChoices):
+        USER = "user", "User"
+        AGENT = "agent", "Agent"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        STREAMING = "streaming", "Streaming"
+        COMPLETE = "complete", "Complete"
+        STOPPED = "stopped", "Stopped"
+        FAILED = "failed", "Failed"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="messages")
+    sender_role = models.CharField(max_length=10, choices=SenderRole.choices)
+    text = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.COMPLETE)
+    provider = models.CharField(max_length=50, blank=True)
+    model_id = models.CharField(max_length=200, blank=True)
+    temperature = models.FloatField(default=0.0)
+    metadata = models.JSONField(default=dict, blank=True)
+    ui_context = models.JSONField(null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = MessageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["session", "created_at", "id"])]
+
+    def __str__(self) -> str:
+        return f"{self.sender_role}: {self.text[:60]}"
+
+    @property
+    def is_agent(self) -> bool:
+        return self.sender_role == self.SenderRole.AGENT

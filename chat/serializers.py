@@ -1,0 +1,155 @@
+"""Translate sessions and messages to and from the API's shapes (seed 000)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.urls import reverse
+from rest_framework import serializers
+
+from chat.models import Message, Session
+from genie.exceptions import PayloadTooLarge
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects fields it does not declare, so a caller can never set ``sender_role``,
+    ``owner``, ``team`` or ``status`` by sending them."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown}, code="unknown_field")
+        return super().to_internal_value(data)
+
+
+def validate_message_text(value: str) -> str:
+    if len(value) > settings.GENIE_MAX_MESSAGE_CHARS:
+        raise PayloadTooLarge(
+            f"The text is {len(value)} characters; the limit is {settings.GENIE_MAX_MESSAGE_CHARS}.",
+            details={"limit": settings.GENIE_MAX_MESSAGE_CHARS, "length": len(value)},
+        )
+    if not value.strip():
+        raise serializers.ValidationError("The text is blank.", code="blank")
+    return value
+
+
+class SessionCreateSerializer(StrictSerializer):
+    text = serializers.CharField(trim_whitespace=False, allow_blank=True)
+    title = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+    agent = serializers.CharField(required=False, max_length=100)
+    metadata = serializers.DictField(required=False, default=dict)
+    user_id = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+    ui_context = serializers.DictField(required=False, allow_null=True, default=None)
+
+    def validate_text(self, value: str) -> str:
+        return validate_message_text(value)
+
+
+class MessageCreateSerializer(StrictSerializer):
+    text = serializers.CharField(trim_whitespace=False, allow_blank=True)
+    metadata = serializers.DictField(required=False, default=dict)
+    ui_context = serializers.DictField(required=False, allow_null=True, default=None)
+    stream = serializers.BooleanField(required=False, default=True)
+    on_active_run = serializers.ChoiceField(choices=["reject"], required=False, default="reject")
+
+    def validate_text(self, value: str) -> str:
+        return validate_message_text(value)
+
+
+class SessionUpdateSerializer(StrictSerializer):
+    title = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    metadata = serializers.DictField(required=False)
+
+
+def absolute(request: Any, name: str, **kwargs: Any) -> str:
+    return request.build_absolute_uri(reverse(name, kwargs=kwargs))
+
+
+class SessionSerializer(serializers.ModelSerializer):
+    """The seed's session detail."""
+
+    url = serializers.SerializerMethodField()
+    user = serializers.SerializerMethodField()
+    agent = serializers.SlugRelatedField(slug_field="handle", read_only=True)
+    messages_url = serializers.SerializerMethodField()
+    stream_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Session
+        fields = [
+            "uuid", "url", "title", "user", "user_id", "agent", "messages_url", "stream_url",
+            "metadata", "created_at", "updated_at",
+        ]
+
+    def get_url(self, obj: Session) -> str:
+        return absolute(self.context["request"], "chat:session-detail", session_uuid=obj.uuid)
+
+    def get_messages_url(self, obj: Session) -> str:
+        return absolute(self.context["request"], "chat:message-list", session_uuid=obj.uuid)
+
+    def get_stream_url(self, obj: Session) -> str:
+        return absolute(self.context["request"], "runs:session-stream", session_uuid=obj.uuid)
+
+    def get_user(self, obj: Session) -> dict[str, Any] | None:
+        if obj.owner is not None:
+            member = getattr(obj.owner, "member", None)
+            return {
+                "uuid": str(member.uuid) if member else None,
+                "name": obj.owner.get_full_name() or obj.owner.get_username(),
+            }
+        if obj.user_id:
+            return {"uuid": None, "name": obj.user_id}
+        return None
+
+
+class FeedbackInlineSerializer(serializers.Serializer):
+    rating = serializers.CharField()
+    body = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+    session_uuid = serializers.UUIDField(source="session.uuid", read_only=True)
+    feedback_url = serializers.SerializerMethodField()
+    feedback = serializers.SerializerMethodField()
+    model = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Message
+        fields = [
+            "uuid", "url", "session_uuid", "feedback_url", "feedback", "sender_role", "text", "status",
+            "temperature", "model", "metadata", "created_at",
+        ]
+
+    def _kwargs(self, obj: Message) -> dict[str, Any]:
+        return {"session_uuid": obj.session.uuid, "message_uuid": obj.uuid}
+
+    def get_url(self, obj: Message) -> str:
+        return absolute(self.context["request"], "chat:message-detail", **self._kwargs(obj))
+
+    def get_feedback_url(self, obj: Message) -> str | None:
+        if not obj.is_agent:
+            return None
+        return absolute(self.context["request"], "feedback:message-feedback", **self._kwargs(obj))
+
+    def get_feedback(self, obj: Message) -> dict[str, Any] | None:
+        feedback = getattr(obj, "feedback", None)
+        return FeedbackInlineSerializer(feedback).data if feedback is not None else None
+
+    def get_model(self, obj: Message) -> dict[str, str]:
+        return {"provider": obj.provider, "model_id": obj.model_id}
+
+
+class SessionWithMessagesSerializer(SessionSerializer):
+    messages = serializers.SerializerMethodField()
+
+    class Meta(SessionSerializer.Meta):
+        fields = [*SessionSerializer.Meta.fields, "messages"]
+
+    def get_messages(self, obj: Session) -> list[dict[str, Any]]:
+        return MessageSerializer(obj.messages.transcript(), many=True, context=self.context).data
+

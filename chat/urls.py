@@ -1,0 +1,24 @@
+from django.urls import path
+
+from chat.views import MessageViewSet, SessionViewSet
+
+app_name = "chat"
+
+urlpatterns = [
+    path("sessions", SessionViewSet.as_view({"get": "list", "post": "create"}), name="session-list"),
+    path(
+        "sessions/<uuid:session_uuid>",
+        SessionViewSet.as_view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"}),
+        name="session-detail",
+    ),
+    path(
+        "sessions/<uuid:session_uuid>/messages",
+        MessageViewSet.as_view({"get": "list", "post": "create"}),
+        name="message-list",
+    ),
+    path(
+        "sessions/<uuid:session_uuid>/messages/<uuid:message_uuid>",
+        MessageViewSet.as_view({"get": "retrieve"}),
+        name="message-detail",
+    ),
+]

@@ -1,0 +1,135 @@
+"""Sessions and messages: thin views, input serializer → one service → output serializer."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from rest_framework import mixins, status, viewsets
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from chat import services
+from chat.filters import SessionFilter
+from chat.models import Agent, Message, Session
+from chat.serializers import (
+    MessageCreateSerializer,
+    MessageSerializer,
+    SessionCreateSerializer,
+    SessionSerializer,
+    SessionUpdateSerializer,
+    SessionWithMessagesSerializer,
+    absolute,
+)
+from genie.auth import Caller
+
+
+def caller_sessions(request: Request) -> QuerySet[Session]:
+    """The sessions this request may touch. A publishable key must also present the
+    session's client secret (``X-Session-Secret``); without it the session does not exist."""
+    caller: Caller = request.auth
+    return Session.objects.for_caller(caller).select_related("agent", "owner__member")
+
+
+def get_caller_session(request: Request, session_uuid: str) -> Session:
+    session = get_object_or_404(caller_sessions(request), uuid=session_uuid)
+    caller: Caller = request.auth
+    if caller.is_publishable and not session.client_secret_matches(caller.session_secret):
+        raise NotFound()
+    return session
+
+
+def turn_urls(request: Request, session: Session) -> dict[str, str]:
+    return {
+        "stream_url": absolute(request, "runs:session-stream", session_uuid=session.uuid),
+        "messages_url": absolute(request, "chat:message-list", session_uuid=session.uuid),
+    }
+
+
+class SessionViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
+    lookup_field = "uuid"
+    lookup_url_kwarg = "session_uuid"
+    serializer_class = SessionSerializer
+    filterset_class = SessionFilter
+
+    def get_queryset(self) -> QuerySet[Session]:
+        return caller_sessions(self.request)
+
+    def list(self, request: Request) -> Response:
+        if request.auth.is_publishable:
+            raise NotFound()
+        return super().list(request)
+
+    def get_object(self) -> Session:
+        return get_caller_session(self.request, self.kwargs["session_uuid"])
+
+    def create(self, request: Request) -> Response:
+        data = SessionCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        caller: Caller = request.auth
+        agent = Agent.objects.for_team(caller.team).live().pick(data.validated_data.get("agent"))
+        if agent is None or (caller.is_publishable and not agent.is_public):
+            raise ValidationError({"agent": ["No such agent."]}, code="unknown_agent")
+        session, run, client_secret = services.start_session(
+            caller=caller,
+            agent=agent,
+            text=data.validated_data["text"],
+            title=data.validated_data["title"],
+            metadata=data.validated_data["metadata"],
+            user_id=data.validated_data["user_id"],
+            ui_context=data.validated_data["ui_context"],
+        )
+        body = {"uuid": str(session.uuid), **turn_urls(request, session), "run_uuid": str(run.uuid)}
+        if client_secret:
+            body["client_secret"] = client_secret
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    def retrieve(self, request: Request, session_uuid: str) -> Response:
+        session = self.get_object()
+        include = {part.strip() for part in request.query_params.get("include", "").split(",")}
+        serializer = SessionWithMessagesSerializer if "messages" in include else SessionSerializer
+        return Response(serializer(session, context=self.get_serializer_context()).data)
+
+    def partial_update(self, request: Request, session_uuid: str) -> Response:
+        session = self.get_object()
+        data = SessionUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        session = services.update_session(session=session, **data.validated_data)
+        return Response(self.get_serializer(session).data)
+
+    def perform_destroy(self, instance: Session) -> None:
+        services.delete_session(session=instance)
+
+
+class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    lookup_field = "uuid"
+    lookup_url_kwarg = "message_uuid"
+    serializer_class = MessageSerializer
+
+    def get_session(self) -> Session:
+        if not hasattr(self, "_session"):
+            self._session = get_caller_session(self.request, self.kwargs["session_uuid"])
+        return self._session
+
+    def get_queryset(self) -> QuerySet[Message]:
+        return self.get_session().messages.transcript()
+
+    def create(self, request: Request, session_uuid: str) -> Response:
+        session = self.get_session()
+        data = MessageCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        run = services.post_message(
+            session=session,
+            text=data.validated_data["text"],
+            metadata=data.validated_data["metadata"],
+            ui_context=data.validated_data["ui_context"],
+            on_active_run=data.validated_data["on_active_run"],
+        )
+        body = {
+            "uuid": str(run.agent_message.uuid),
+            "stream_url": absolute(request, "runs:session-stream", session_uuid=session.uuid),
+            "run_uuid": str(run.uuid),
+        }
+        return Response(body, status=status.HTTP_201_CREATED)

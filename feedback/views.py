@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from rest_framework import status
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chat.models import Message
+from chat.views import get_caller_session
+from feedback import services
+from feedback.models import Feedback
+from feedback.serializers import FeedbackInputSerializer, FeedbackSerializer
+
+
+class MessageFeedbackView(APIView):
+    """``sessions/{s}/messages/{m}/feedback``: one rating per agent message."""
+
+    def get_message(self, request: Request, session_uuid: str, message_uuid: str) -> Message:
+        session = get_caller_session(request, session_uuid)
+        return get_object_or_404(Message.objects.select_related("session"), session=session, uuid=message_uuid)
+
+    def get(self, request: Request, session_uuid: str, message_uuid: str) -> Response:
+        message = self.get_message(request, session_uuid, message_uuid)
+        feedback = Feedback.objects.filter(message=message).select_related("message__session").first()
+        if feedback is None:
+            raise NotFound("This message has no feedback.")
+        return Response(FeedbackSerializer(feedback, context={"request": request}).data)
+
+    def post(self, request: Request, session_uuid: str, message_uuid: str) -> Response:
+        message = self.get_message(request, session_uuid, message_uuid)
+        data = FeedbackInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        feedback, created = services.rate_message(message=message, **data.validated_data)
+        return Response(
+            FeedbackSerializer(feedback, context={"request": request}).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    def delete(self, request: Request, session_uuid: str, message_uuid: str) -> Response:
+        message = self.get_message(request, session_uuid, message_uuid)
+        if not services.remove_feedback(message=message):
+            raise NotFound("This message has no feedback.")
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,26 @@
+"""ASGI entry point: Channels routes the two SSE paths to the lean relay, the rest to Django."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "genie.settings")
+django_application = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import path, re_path  # noqa: E402
+
+from runs.sse import stream_app  # noqa: E402
+from runs.urls import RUN_STREAM_PATH, SESSION_STREAM_PATH  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": URLRouter(
+            [
+                path(f"api/v1/{SESSION_STREAM_PATH}", stream_app),
+                path(f"api/v1/{RUN_STREAM_PATH}", stream_app),
+                re_path(r"", django_application),
+            ]
+        ),
+    }
+)

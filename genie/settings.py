@@ -1,0 +1,219 @@
+"""Genie settings: one module, driven by environment variables with embedded defaults.
+
+Every knob is read here through the small typed helpers below; nothing else reads
+``os.environ``. Cross-setting rules live in ``genie.checks`` as system checks.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:  # noqa: FBT001
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else int(raw)
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else float(raw)
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", True)
+SECRET_KEY = env_str("SECRET_KEY", "genie-insecure-development-key-change-me")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "genie",
+    "chat",
+    "feedback",
+    "runs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "genie.urls"
+WSGI_APPLICATION = "genie.wsgi.application"
+ASGI_APPLICATION = "genie.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# SQLite is the embedded default; PostgreSQL whenever DATABASE_URL points at it.
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'genie.sqlite3'}"),
+        conn_max_age=0,  # ASGI: connections are per request; psycopg's pool reuses them.
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("GENIE_DB_POOL", True):
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 0,
+        "max_size": env_int("GENIE_DB_POOL_SIZE", 20),
+        "timeout": 10,
+    }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL + a busy timeout let the worker and the server share the embedded file.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE"}
+    )
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+MEDIA_ROOT = Path(env_str("GENIE_MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
+
+# Security: strict by default when DEBUG is off (manage.py check --deploy passes).
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("GENIE_BEHIND_PROXY", False) else None
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "genie.auth.BearerTokenAuthentication",
+        "genie.auth.CsrfSessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["genie.auth.IsTeamCaller"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "genie.pagination.GeniePagination",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "EXCEPTION_HANDLER": "genie.exceptions.genie_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "PAGE_SIZE": 20,
+    "UNAUTHENTICATED_USER": None,
+}
+if DEBUG:
+    REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Genie API",
+    "DESCRIPTION": "LLM agents behind a durable, streaming chat API.",
+    "VERSION": "1.0.0",
+}
+
+# Celery: long, I/O-bound streaming turns on the threads pool.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = env_bool("GENIE_TASKS_EAGER", False)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Longer than the longest turn, so a healthy run is never redelivered mid-turn.
+    "visibility_timeout": env_int("GENIE_RUN_TIMEOUT", 600) * 2,
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_IGNORE_RESULT = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("GENIE_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+# Genie's own knobs.
+GENIE_MAX_MESSAGE_CHARS = env_int("GENIE_MAX_MESSAGE_CHARS", 32_000)
+GENIE_MAX_PAGE_SIZE = env_int("GENIE_MAX_PAGE_SIZE", 100)
+GENIE_DEFAULT_PROVIDER = env_str("GENIE_DEFAULT_PROVIDER", "local")
+GENIE_DEFAULT_MODEL = env_str("GENIE_DEFAULT_MODEL", "SmolLM2-135M-Instruct")
+GENIE_OPENAI_BASE_URL = env_str("GENIE_OPENAI_BASE_URL", "https://api.openai.com/v1")
+GENIE_OPENAI_API_KEY = env_str("GENIE_OPENAI_API_KEY", "")
+GENIE_PROVIDER_TIMEOUT = env_float("GENIE_PROVIDER_TIMEOUT", 60.0)
+GENIE_PROVIDER_RETRIES = env_int("GENIE_PROVIDER_RETRIES", 2)
+GENIE_PROVIDER_RETRY_BACKOFF = env_float("GENIE_PROVIDER_RETRY_BACKOFF", 0.5)
+GENIE_LOCAL_MODEL_PATH = env_str("GENIE_LOCAL_MODEL_PATH", "")
+GENIE_LOCAL_CONTEXT = env_int("GENIE_LOCAL_CONTEXT", 2048)
+GENIE_MAX_TOKENS = env_int("GENIE_MAX_TOKENS", 512)
+GENIE_RUN_TIMEOUT = env_int("GENIE_RUN_TIMEOUT", 600)
+GENIE_HISTORY_MESSAGES = env_int("GENIE_HISTORY_MESSAGES", 50)
+GENIE_EVENT_RETENTION = timedelta(seconds=env_int("GENIE_EVENT_RETENTION", 24 * 3600))
+GENIE_STREAM_MAXLEN = env_int("GENIE_STREAM_MAXLEN", 10_000)
+GENIE_STREAM_TTL = env_int("GENIE_STREAM_TTL", 3600)
+GENIE_EVENT_FLUSH_INTERVAL = env_float("GENIE_EVENT_FLUSH_INTERVAL", 0.25)
+GENIE_EVENT_FLUSH_SIZE = env_int("GENIE_EVENT_FLUSH_SIZE", 128)
+GENIE_STOP_POLL_INTERVAL = env_float("GENIE_STOP_POLL_INTERVAL", 0.1)
+GENIE_SSE_HEARTBEAT = env_float("GENIE_SSE_HEARTBEAT", 15.0)
+GENIE_SSE_BUFFER_EVENTS = env_int("GENIE_SSE_BUFFER_EVENTS", 2_000)
+GENIE_SSE_MAX_DURATION = env_float("GENIE_SSE_MAX_DURATION", 3600.0)
+GENIE_GENERATE_TITLES = env_bool("GENIE_GENERATE_TITLES", True)

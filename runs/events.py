@@ -1,0 +1,172 @@
+"""The event log: one writer for every run event.
+
+Each event gets the session's next integer id (``seq``). The writer appends it to the
+session's Redis Stream with the explicit id ``<seq>-0`` (Redis rejects a duplicate from a
+redelivered task) and publishes it on the session's channel in the same round trip, then
+buffers it for PostgreSQL, where events land in batches: never a query per token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+
+from runs.models import Run, RunEvent
+
+logger = logging.getLogger(__name__)
+
+FINISH = "finish"
+
+
+def stream_key(session_uuid: str) -> str:
+    return f"genie:events:{session_uuid}"
+
+
+def channel_name(session_uuid: str) -> str:
+    return f"genie:live:{session_uuid}"
+
+
+def stop_key(run_uuid: str) -> str:
+    return f"genie:stop:{run_uuid}"
+
+
+@cache
+def redis_client() -> redis.Redis:
+    """The process's sync client (thread-safe connection pool)."""
+    return redis.Redis.from_url(
+        settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """An event as relayed: its id, run, type, and the JSON of its SSE ``data``."""
+
+    seq: int
+    run_uuid: str
+    type: str
+    data_json: str
+
+    def pack(self) -> str:
+        return f"{self.seq}\n{self.run_uuid}\n{self.type}\n{self.data_json}"
+
+    @classmethod
+    def unpack(cls, raw: str | bytes) -> StreamEvent:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        seq, run_uuid, type_, data_json = text.split("\n", 3)
+        return cls(int(seq), run_uuid, type_, data_json)
+
+    @classmethod
+    def from_stream_entry(cls, entry_id: bytes | str, fields: dict) -> StreamEvent:
+        seq = int((entry_id.decode() if isinstance(entry_id, bytes) else entry_id).split("-", 1)[0])
+        return cls(seq, fields[b"r"].decode(), fields[b"t"].decode(), fields[b"d"].decode())
+
+    @classmethod
+    def from_row(cls, row: RunEvent, run_uuid: str) -> StreamEvent:
+        return cls(row.seq, run_uuid, row.type, json.dumps(row.data, separators=(",", ":")))
+
+    def sse(self) -> str:
+        return f"id: {self.seq}\ndata: {self.data_json}\n\n"
+
+
+def last_seq(session_id: int, session_uuid: str) -> int:
+    """The session's last event id: the larger of PostgreSQL's and Redis's (which runs ahead
+    of PostgreSQL by at most one unflushed batch)."""
+    pg = RunEvent.objects.filter(session_id=session_id).aggregate(m=Max("seq"))["m"] or 0
+    try:
+        entries = redis_client().xrevrange(stream_key(session_uuid), count=1)
+    except redis.RedisError:
+        entries = []
+    live = int(entries[0][0].decode().split("-", 1)[0]) if entries else 0
+    return max(pg, live)
+
+
+class RunEventWriter:
+    """Writes one run's events. Not thread-safe: one writer per executing run.
+
+    ``emit`` costs one Redis round trip; PostgreSQL sees a bulk insert every
+    ``GENIE_EVENT_FLUSH_INTERVAL`` seconds or ``GENIE_EVENT_FLUSH_SIZE`` events.
+    """
+
+    def __init__(self, *, run: Run, next_seq: int) -> None:
+        self.run = run
+        self.run_uuid = str(run.uuid)
+        self.session_id = run.session_id
+        self.session_uuid = str(run.session.uuid)
+        self.next_seq = next_seq
+        self._pending: list[RunEvent] = []
+        self._last_flush = time.monotonic()
+        self._redis_ok = True
+        self._key = stream_key(self.session_uuid)
+        self._channel = channel_name(self.session_uuid)
+
+    @classmethod
+    def open(cls, run: Run) -> RunEventWriter:
+        """A writer continuing the session's ids. Call with the session row locked, or from
+        the one worker holding the run's lease."""
+        return cls(run=run, next_seq=last_seq(run.session_id, str(run.session.uuid)) + 1)
+
+    def emit(self, type_: str, **fields: Any) -> int:
+        seq = self.next_seq
+        self.next_seq += 1
+        data = {"type": type_, **fields}
+        event = StreamEvent(seq, self.run_uuid, type_, json.dumps(data, separators=(",", ":")))
+        self._publish(event)
+        self._pending.append(
+            RunEvent(session_id=self.session_id, run_id=self.run.pk, seq=seq, type=type_, data=data)
+        )
+        if (
+            len(self._pending) >= settings.GENIE_EVENT_FLUSH_SIZE
+            or time.monotonic() - self._last_flush >= settings.GENIE_EVENT_FLUSH_INTERVAL
+        ):
+            self.flush()
+        return seq
+
+    def _publish(self, event: StreamEvent) -> None:
+        fields = {"r": event.run_uuid, "t": event.type, "d": event.data_json}
+        try:
+            pipe = redis_client().pipeline(transaction=False)
+            pipe.xadd(
+                self._key, fields, id=f"{event.seq}-0", maxlen=settings.GENIE_STREAM_MAXLEN, approximate=True
+            )
+            pipe.publish(self._channel, event.pack())
+            if event.seq == 1 or event.type in {"start", FINISH}:
+                pipe.expire(self._key, settings.GENIE_STREAM_TTL)
+            pipe.execute()
+            self._redis_ok = True
+        except redis.ResponseError:
+            # Our id is not above the Stream's top: a redelivered duplicate. PostgreSQL's
+            # unique (session, seq) is the final word; keep going.
+            logger.warning("Redis rejected event %s of run %s", event.seq, self.run_uuid)
+        except redis.RedisError:
+            if self._redis_ok:
+                logger.warning("Redis unavailable; run %s events go to PostgreSQL only", self.run_uuid)
+            self._redis_ok = False
+
+    def flush(self) -> None:
+        if self._pending:
+            RunEvent.objects.bulk_create(self._pending, ignore_conflicts=True)
+            self._pending = []
+        self._last_flush = time.monotonic()
+
+
+def emit_terminal_events(*, run: Run, events: list[tuple[str, dict[str, Any]]]) -> None:
+    """Write the closing events of a run that no worker executes (stopped while queued,
+    swept after a crash). Locks the session row so ids stay unique."""
+    from chat.models import Session
+
+    with transaction.atomic():
+        Session.objects.select_for_update().filter(pk=run.session_id).first()
+        writer = RunEventWriter.open(run)
+        for type_, fields in events:
+            writer.emit(type_, **fields)
+        writer.flush()

@@ -1,0 +1,117 @@
+"""Agent runs (one turn each) and their durable event log."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from django.db import models
+from django.utils import timezone
+
+
+class RunQuerySet(models.QuerySet["Run"]):
+    def active(self) -> RunQuerySet:
+        return self.filter(status__in=Run.ACTIVE_STATUSES)
+
+
+class Run(models.Model):
+    """One agent turn: answers ``user_message`` by filling ``agent_message``.
+
+    The turn loop is a resumable state machine: ``state`` holds what it needs to
+    continue in a new task (a later pause for an approval or a client tool's result
+    never blocks a worker).
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        REQUIRES_ACTION = "requires_action", "Requires action"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        STOPPED = "stopped", "Stopped"
+
+    ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING, Status.REQUIRES_ACTION)
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    session = models.ForeignKey("chat.Session", on_delete=models.CASCADE, related_name="runs")
+    user_message = models.ForeignKey("chat.Message", on_delete=models.CASCADE, related_name="+")
+    agent_message = models.OneToOneField("chat.Message", on_delete=models.CASCADE, related_name="run")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    error_code = models.CharField(max_length=50, blank=True)
+    error_message = models.TextField(blank=True)
+    state = models.JSONField(default=dict, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    stop_requested_at = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=200, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    first_token_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(fields=["session", "created_at"]),
+            models.Index(fields=["status", "lease_expires_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"Run {self.uuid} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE_STATUSES
+
+    @property
+    def is_finished(self) -> bool:
+        return not self.is_active
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def mark_started(self, *, lease_owner: str, lease_until: datetime) -> None:
+        self.status = self.Status.RUNNING
+        self.started_at = self.started_at or timezone.now()
+        self.lease_owner = lease_owner
+        self.lease_expires_at = lease_until
+        self.attempts += 1
+
+
+class RunEventQuerySet(models.QuerySet["RunEvent"]):
+    def after(self, seq: int) -> RunEventQuerySet:
+        return self.filter(seq__gt=seq).order_by("seq")
+
+
+class RunEvent(models.Model):
+    """One stream event, durable. ``seq`` is the SSE id: per session, strictly increasing
+    across its runs. Written in batches by the worker (never one query per token)."""
+
+    session = models.ForeignKey("chat.Session", on_delete=models.CASCADE, related_name="events")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveBigIntegerField()
+    type = models.CharField(max_length=50)
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = RunEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["session", "seq"]
+        constraints = [models.UniqueConstraint(fields=["session", "seq"], name="run_event_seq_unique_per_session")]
+        indexes = [
+            models.Index(fields=["session", "created_at"]),
+            models.Index(fields=["run", "seq"]),
+            models.Index(fields=["created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.seq} {self.type}"

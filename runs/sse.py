@@ -1,0 +1,286 @@
+"""The SSE relay: ``GET sessions/{s}/stream`` and ``GET sessions/{s}/runs/{r}/stream``.
+
+Plain ASGI apps routed by Channels (a lean path: no Django middleware per stream, and a
+disconnect is seen at once). All database work happens in ``plan_stream`` before the
+first byte; afterwards the stream reads Redis only: the backlog once, then live events
+from the process-wide fan-out.
+
+Rules (AI SDK UI message stream protocol): without Last-Event-ID the session stream
+replays the active run and tails it, or answers 204 when no run is active; with it,
+every later event of the session in order, and 204 once the finish was delivered. A
+run's own stream replays that run, finished or not. Each stream ends after the finish
+of the last run it covers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Any
+from urllib.parse import parse_qs
+
+import redis.asyncio as aioredis
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib import auth
+from django.db.models import Max
+from django.http import HttpRequest
+from django.http.cookie import parse_cookie
+
+from chat.models import Session
+from genie.auth import Caller, caller_for_user, parse_bearer, resolve_bearer_key
+from genie.exceptions import error_body
+from runs.events import FINISH, StreamEvent, channel_name, stream_key
+from runs.fanout import Subscriber, async_redis, live_fanout
+from runs.models import Run, RunEvent
+
+logger = logging.getLogger(__name__)
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+    (b"x-vercel-ai-ui-message-stream", b"v1"),
+]
+PREAMBLE = b": ok\n\nretry: 0\n\n"
+HEARTBEAT = b": ping\n\n"
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    session_uuid: str
+    after_seq: int
+    close_after_run: str  # the stream ends after this run's finish
+    run_filter: str | None  # a run's own stream shows only that run
+    backlog: list[StreamEvent]
+
+
+@dataclass(frozen=True)
+class StreamRefusal:
+    status: int
+    code: str = ""
+    message: str = ""
+
+
+def authenticate_scope(headers: dict[bytes, bytes]) -> Caller | None:
+    """Bearer key or Django session cookie, the same rules as the REST API."""
+    secret = headers.get(b"x-session-secret", b"").decode() or None
+    key = parse_bearer(headers.get(b"authorization", b"").decode())
+    if key is not None:
+        return resolve_bearer_key(key, session_secret=secret)
+    cookies = parse_cookie(headers.get(b"cookie", b"").decode())
+    session_key = cookies.get(settings.SESSION_COOKIE_NAME)
+    if not session_key:
+        return None
+    request = HttpRequest()
+    request.session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    return caller_for_user(auth.get_user(request))
+
+
+def parse_last_event_id(headers: dict[bytes, bytes], query: dict[str, list[str]]) -> int | None | StreamRefusal:
+    raw = headers.get(b"last-event-id", b"").decode().strip() or (query.get("last_event_id") or [""])[0].strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        return StreamRefusal(400, "invalid_last_event_id", "Last-Event-ID must be a non-negative integer.")
+    return value
+
+
+def plan_stream(
+    *, headers: dict[bytes, bytes], query: dict[str, list[str]], session_uuid: str, run_uuid: str | None
+) -> StreamPlan | StreamRefusal:
+    """Authenticate, find what this stream covers, and load its stored backlog.
+
+    Queries: auth (1-2), the session, its runs, the backlog from PostgreSQL.
+    """
+    caller = authenticate_scope(headers)
+    if caller is None:
+        return StreamRefusal(401, "not_authenticated", "Authentication credentials were not provided or are invalid.")
+    session = Session.objects.for_caller(caller).filter(uuid=session_uuid).first()
+    if session is None or (caller.is_publishable and not session.client_secret_matches(caller.session_secret)):
+        return StreamRefusal(404, "not_found", "Not found.")
+    last_event_id = parse_last_event_id(headers, query)
+    if isinstance(last_event_id, StreamRefusal):
+        return last_event_id
+    runs = session.runs.all()
+    if run_uuid is not None:
+        run = runs.filter(uuid=run_uuid).first()
+        if run is None:
+            return StreamRefusal(404, "not_found", "Not found.")
+        after = last_event_id or 0
+    elif last_event_id is not None:
+        run = runs.order_by("-created_at", "-id").first()
+        if run is None:
+            return StreamRefusal(204)
+        after = last_event_id
+    else:
+        run = runs.active().order_by("created_at", "id").first()
+        if run is None:
+            return StreamRefusal(204)
+        earlier = RunEvent.objects.filter(session=session, run__created_at__lt=run.created_at)
+        after = earlier.aggregate(m=Max("seq"))["m"] or 0
+        # The session's latest run closes the stream, so queued turns behind it follow on.
+        run = runs.order_by("-created_at", "-id").first()
+    rows = RunEvent.objects.filter(session=session, seq__gt=after).select_related("run").order_by("seq")
+    backlog = [StreamEvent.from_row(row, str(row.run.uuid)) for row in rows]
+    if run.is_finished and not any(e.type == FINISH and e.run_uuid == str(run.uuid) for e in backlog):
+        finished_seq = RunEvent.objects.filter(run=run, type=FINISH).aggregate(m=Max("seq"))["m"]
+        if finished_seq is not None and finished_seq <= after:
+            return StreamRefusal(204)
+    return StreamPlan(
+        session_uuid=str(session.uuid),
+        after_seq=after,
+        close_after_run=str(run.uuid),
+        run_filter=str(run.uuid) if run_uuid is not None else None,
+        backlog=backlog,
+    )
+
+
+async def send_json_error(send: Any, refusal: StreamRefusal) -> None:
+    if refusal.status == 204:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    body = json.dumps(error_body(refusal.code, refusal.message)).encode()
+    headers = [(b"content-type", b"application/json")]
+    if refusal.status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="genie"'))
+    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class StreamRelay:
+    """Sends one stream's events in order, exactly once, until its end."""
+
+    def __init__(self, plan: StreamPlan, send: Any) -> None:
+        self.plan = plan
+        self.send = send
+        self.sent_seq = plan.after_seq
+        self.done = False
+
+    async def write(self, events: list[StreamEvent]) -> None:
+        """Send every new event in one ASGI send (each send costs the same whatever its size)."""
+        parts = []
+        for event in events:
+            if event.seq <= self.sent_seq:
+                continue
+            self.sent_seq = event.seq
+            if self.plan.run_filter is not None and event.run_uuid != self.plan.run_filter:
+                continue
+            parts.append(event.sse())
+            if event.type == FINISH and event.run_uuid == self.plan.close_after_run:
+                self.done = True
+                break
+        if parts:
+            await self.send({"type": "http.response.body", "body": "".join(parts).encode(), "more_body": True})
+
+    async def catch_up(self) -> None:
+        await self.write(self.plan.backlog)
+        if self.done:
+            return
+        start = max(self.sent_seq, self.plan.after_seq) + 1
+        entries = await async_redis().xrange(stream_key(self.plan.session_uuid), min=f"{start}-0")
+        await self.write([StreamEvent.from_stream_entry(entry_id, fields) for entry_id, fields in entries])
+
+    async def tail(self, subscriber: Subscriber) -> None:
+        deadline = time.monotonic() + settings.GENIE_SSE_MAX_DURATION
+        while not self.done:
+            if subscriber.closed or subscriber.overflowed or time.monotonic() > deadline:
+                return
+            try:
+                await asyncio.wait_for(subscriber.wakeup.wait(), timeout=settings.GENIE_SSE_HEARTBEAT)
+            except TimeoutError:
+                await self.send({"type": "http.response.body", "body": HEARTBEAT, "more_body": True})
+                continue
+            subscriber.wakeup.clear()
+            events = list(subscriber.events)
+            subscriber.events.clear()
+            if events and events[0].seq > self.sent_seq + 1:
+                await self.write(await load_stored_events(self.plan.session_uuid, self.sent_seq))
+            await self.write(events)
+
+
+@database_sync_to_async
+def load_stored_events(session_uuid: str, after: int) -> list[StreamEvent]:
+    """A gap in the live feed (Redis restarted mid-run): fill it from PostgreSQL."""
+    rows = RunEvent.objects.filter(session__uuid=session_uuid, seq__gt=after).select_related("run").order_by("seq")
+    return [StreamEvent.from_row(row, str(row.run.uuid)) for row in rows]
+
+
+async def watch_disconnect(receive: Any, subscriber: Subscriber) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            subscriber.close()
+            return
+
+
+async def relay_stream(plan: StreamPlan, receive: Any, send: Any) -> None:
+    """Subscribe first, then replay the backlog, then tail: nothing lost, nothing twice."""
+    fanout = live_fanout()
+    channel = channel_name(plan.session_uuid)
+    subscriber = Subscriber(settings.GENIE_SSE_BUFFER_EVENTS)
+    relay = StreamRelay(plan, send)
+    watcher = asyncio.get_running_loop().create_task(watch_disconnect(receive, subscriber))
+    started = False
+    try:
+        try:
+            await fanout.add(channel, subscriber)
+        except (aioredis.RedisError, OSError, TimeoutError):
+            logger.warning("Redis unavailable: stream of %s serves stored events only", plan.session_uuid)
+            subscriber.close()
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        started = True
+        await send({"type": "http.response.body", "body": PREAMBLE, "more_body": True})
+        if subscriber.closed:
+            await relay.write(plan.backlog)
+        else:
+            try:
+                await relay.catch_up()
+            except (aioredis.RedisError, OSError):
+                subscriber.close()
+            await relay.tail(subscriber)
+    finally:
+        watcher.cancel()
+        await fanout.remove(channel, subscriber)
+        if started:
+            try:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            except Exception:  # noqa: BLE001  (the client is already gone)
+                logger.debug("closing a gone stream", exc_info=True)
+
+
+class StreamApp:
+    """ASGI app for both stream URLs (``run_uuid`` in the route selects a run's own stream)."""
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["method"] not in {"GET", "HEAD"}:
+            await send_json_error(send, StreamRefusal(405, "method_not_allowed", f'Method "{scope["method"]}" not allowed.'))
+            return
+        kwargs = scope["url_route"]["kwargs"]
+        headers = dict(scope["headers"])
+        query = parse_qs(scope.get("query_string", b"").decode())
+        run_uuid = kwargs.get("run_uuid")
+        plan = await database_sync_to_async(plan_stream)(
+            headers=headers,
+            query=query,
+            session_uuid=str(kwargs["session_uuid"]),
+            run_uuid=str(run_uuid) if run_uuid else None,
+        )
+        if isinstance(plan, StreamRefusal):
+            await send_json_error(send, plan)
+            return
+        await relay_stream(plan, receive, send)
+
+
+stream_app = StreamApp()

@@ -1,0 +1,15 @@
+from django.urls import path
+
+from runs.views import SessionStopView, StreamOutsideAsgiView
+
+app_name = "runs"
+
+# The two stream paths are routed to runs.sse by genie.asgi before Django sees them.
+SESSION_STREAM_PATH = "sessions/<uuid:session_uuid>/stream"
+RUN_STREAM_PATH = "sessions/<uuid:session_uuid>/runs/<uuid:run_uuid>/stream"
+
+urlpatterns = [
+    path(SESSION_STREAM_PATH, StreamOutsideAsgiView.as_view(), name="session-stream"),
+    path(RUN_STREAM_PATH, StreamOutsideAsgiView.as_view(), name="run-stream"),
+    path("sessions/<uuid:session_uuid>/stream/stop", SessionStopView.as_view(), name="session-stop"),
+]
