@@ -125,16 +125,16 @@ class MessageSerializer(serializers.ModelSerializer):
             "temperature", "model", "metadata", "created_at",
         ]
 
-    def _kwargs(self, obj: Message) -> dict[str, Any]:
+    def _url_kwargs(self, obj: Message) -> dict[str, Any]:
         return {"session_uuid": obj.session.uuid, "message_uuid": obj.uuid}
 
     def get_url(self, obj: Message) -> str:
-        return absolute(self.context["request"], "chat:message-detail", **self._kwargs(obj))
+        return absolute(self.context["request"], "chat:message-detail", **self._url_kwargs(obj))
 
     def get_feedback_url(self, obj: Message) -> str | None:
         if not obj.is_agent:
             return None
-        return absolute(self.context["request"], "feedback:message-feedback", **self._kwargs(obj))
+        return absolute(self.context["request"], "feedback:message-feedback", **self._url_kwargs(obj))
 
     def get_feedback(self, obj: Message) -> dict[str, Any] | None:
         feedback = getattr(obj, "feedback", None)

@@ -116,22 +116,27 @@ class RunEventWriter:
         return cls(run=run, next_seq=last_seq(run.session_id, str(run.session.uuid)) + 1)
 
     def emit(self, type_: str, **fields: Any) -> int:
-        seq = self.next_seq
-        self.next_seq += 1
-        data = {"type": type_, **fields}
-        event = StreamEvent(seq, self.run_uuid, type_, json.dumps(data, separators=(",", ":")))
-        self._publish(event)
-        self._pending.append(
-            RunEvent(session_id=self.session_id, run_id=self.run.pk, seq=seq, type=type_, data=data)
-        )
+        event = self.record(type_, **fields)
+        self.publish(event)
         if (
             len(self._pending) >= settings.GENIE_EVENT_FLUSH_SIZE
             or time.monotonic() - self._last_flush >= settings.GENIE_EVENT_FLUSH_INTERVAL
         ):
             self.flush()
-        return seq
+        return event.seq
 
-    def _publish(self, event: StreamEvent) -> None:
+    def record(self, type_: str, **fields: Any) -> StreamEvent:
+        """Take the next id and buffer the event for PostgreSQL without publishing it.
+        ``finish`` goes this way: stored with the run's final status, published after."""
+        seq = self.next_seq
+        self.next_seq += 1
+        data = {"type": type_, **fields}
+        self._pending.append(
+            RunEvent(session_id=self.session_id, run_id=self.run.pk, seq=seq, type=type_, data=data)
+        )
+        return StreamEvent(seq, self.run_uuid, type_, json.dumps(data, separators=(",", ":")))
+
+    def publish(self, event: StreamEvent) -> None:
         fields = {"r": event.run_uuid, "t": event.type, "d": event.data_json}
         try:
             pipe = redis_client().pipeline(transaction=False)
@@ -167,6 +172,12 @@ def emit_terminal_events(*, run: Run, events: list[tuple[str, dict[str, Any]]]) 
     with transaction.atomic():
         Session.objects.select_for_update().filter(pk=run.session_id).first()
         writer = RunEventWriter.open(run)
-        for type_, fields in events:
-            writer.emit(type_, **fields)
+        recorded = [writer.record(type_, **fields) for type_, fields in events]
         writer.flush()
+    for event in recorded:  # published after commit: stored first, like every finish
+        writer.publish(event)
+
+
+def stopped_unstarted_events(run: Run) -> list[tuple[str, dict[str, Any]]]:
+    """What a run stopped before any worker started it says: it began, was aborted, ended."""
+    return [("start", {"messageId": str(run.agent_message.uuid)}), ("abort", {}), ("finish", {})]

@@ -24,7 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat.models import Message, Session
-from runs.events import RunEventWriter, redis_client, stop_key
+from runs.events import RunEventWriter, emit_terminal_events, redis_client, stop_key, stopped_unstarted_events
 from runs.models import Run
 from runs.providers import ProviderError, ProviderRequest, get_provider
 
@@ -83,27 +83,24 @@ def claim_run(run_id: int, *, worker_id: str) -> tuple[Run, RunEventWriter] | No
         ):
             logger.info("Run %s is leased by %s; skipping duplicate delivery", run.uuid, run.lease_owner)
             return None
-        Session.objects.select_for_update().filter(pk=run.session_id).first()  # serialise event ids
-        writer = RunEventWriter.open(run)
-        if run.stop_requested_at is not None:
-            _stop_unstarted(run=run, writer=writer)
-            return None
-        run.mark_started(lease_owner=worker_id, lease_until=now + timedelta(seconds=LEASE_SECONDS))
-        run.save(update_fields=["status", "started_at", "lease_owner", "lease_expires_at", "attempts", "updated_at"])
-        Message.objects.filter(pk=run.agent_message_id).update(status=Message.Status.STREAMING, updated_at=now)
-    return run, writer
+        if run.stop_requested_at is None:
+            Session.objects.select_for_update().filter(pk=run.session_id).first()  # serialise event ids
+            writer = RunEventWriter.open(run)
+            run.mark_started(lease_owner=worker_id, lease_until=now + timedelta(seconds=LEASE_SECONDS))
+            run.save(update_fields=["status", "started_at", "lease_owner", "lease_expires_at", "attempts", "updated_at"])
+            Message.objects.filter(pk=run.agent_message_id).update(status=Message.Status.STREAMING, updated_at=now)
+            return run, writer
+        _stop_unstarted(run)  # a stop arrived before any worker started it
+    emit_terminal_events(run=run, events=stopped_unstarted_events(run))
+    return None
 
 
-def _stop_unstarted(*, run: Run, writer: RunEventWriter) -> None:
+def _stop_unstarted(run: Run) -> None:
     now = timezone.now()
     run.status = Run.Status.STOPPED
     run.finished_at = now
     run.save(update_fields=["status", "finished_at", "updated_at"])
     Message.objects.filter(pk=run.agent_message_id).update(status=Message.Status.STOPPED, updated_at=now)
-    writer.emit("start", messageId=str(run.agent_message.uuid))
-    writer.emit("abort")
-    writer.emit("finish")
-    writer.flush()
 
 
 def build_prompt(run: Run) -> list[dict[str, str]]:
@@ -262,14 +259,13 @@ def finalize_run(*, run: Run, writer: RunEventWriter, outcome: TurnOutcome) -> N
         run.lease_owner = ""
         run.lease_expires_at = None
         run.save()
+        finish = writer.record("finish")
         writer.flush()
-        if outcome.status == Run.Status.SUCCEEDED and settings.GENIE_GENERATE_TITLES:
+        if outcome.status == Run.Status.SUCCEEDED and settings.GENIE_GENERATE_TITLES and not run.session.title:
             from runs import tasks
 
-            if not run.session.title:
-                transaction.on_commit(partial(tasks.generate_title.delay, run.session_id))
-    writer.emit("finish")
-    writer.flush()
+            transaction.on_commit(partial(tasks.generate_title.delay, run.session_id))
+    writer.publish(finish)
     try:
         redis_client().delete(stop_key(str(run.uuid)))
     except redis.RedisError:

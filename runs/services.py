@@ -11,7 +11,7 @@ from django.utils import timezone
 from chat.models import Message, Session
 from genie.exceptions import Conflict
 from runs import tasks
-from runs.events import emit_terminal_events, redis_client, stop_key
+from runs.events import emit_terminal_events, redis_client, stop_key, stopped_unstarted_events
 from runs.models import Run
 
 
@@ -76,7 +76,4 @@ def _signal_stop(*, runs: list[Run], unstarted: list[Run]) -> None:
         except redis.RedisError:
             pass  # the worker falls back to the stop_requested_at column
     for run in unstarted:
-        emit_terminal_events(
-            run=run,
-            events=[("start", {"messageId": str(run.agent_message.uuid)}), ("abort", {}), ("finish", {})],
-        )
+        emit_terminal_events(run=run, events=stopped_unstarted_events(run))

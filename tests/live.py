@@ -1,0 +1,128 @@
+"""Helpers for tests against the live stack: real HTTP, real SSE."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from chat.models import Agent
+from genie.models import AccessToken
+from genie.services import create_access_token
+from runs.models import Run
+from tests.factories import AgentFactory, MemberFactory
+from tests.fakellm import FakeLLM, Step
+
+
+@dataclass
+class SSEEvent:
+    id: int
+    data: dict[str, Any]
+
+    @property
+    def type(self) -> str:
+        return self.data["type"]
+
+
+@dataclass
+class StreamRead:
+    status: int
+    headers: httpx.Headers
+    events: list[SSEEvent] = field(default_factory=list)
+    comments: list[str] = field(default_factory=list)
+    retry: str | None = None
+
+    @property
+    def types(self) -> list[str]:
+        return [event.type for event in self.events]
+
+    @property
+    def ids(self) -> list[int]:
+        return [event.id for event in self.events]
+
+    @property
+    def text(self) -> str:
+        return "".join(e.data["delta"] for e in self.events if e.type == "text-delta")
+
+
+@dataclass
+class LiveStack:
+    base_url: str
+    fake_llm: FakeLLM
+    key: str
+    agent: Agent
+
+    @classmethod
+    def create(cls, *, base_url: str, fake_llm: FakeLLM) -> LiveStack:
+        member = MemberFactory()
+        _, key = create_access_token(team=member.team, kind=AccessToken.Kind.PERSONAL, user=member.user)
+        agent = AgentFactory(team=member.team, is_default=True, base_url=fake_llm.base_url,
+                             model=f"script-{uuid.uuid4().hex[:10]}")
+        return cls(base_url=base_url, fake_llm=fake_llm, key=key, agent=agent)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def script(self, *replies: list[Step], agent: Agent | None = None) -> None:
+        self.fake_llm.script((agent or self.agent).model, *replies)
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return httpx.request(method, f"{self.base_url}/api/v1/{path}", headers=headers, timeout=30, **kwargs)
+
+    def start_session(self, text: str = "Hello", **body: Any) -> dict[str, Any]:
+        response = self.api("POST", "sessions", json={"text": text, **body})
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def read_stream(
+        self, url: str, *, last_event_id: int | None = None, max_events: int | None = None, timeout: float = 30
+    ) -> StreamRead:
+        """Read an SSE stream until the server closes it, or disconnect after ``max_events``."""
+        headers = {**self.headers, "Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
+        with httpx.stream("GET", url, headers=headers, timeout=timeout) as response:
+            read = StreamRead(status=response.status_code, headers=response.headers)
+            if response.status_code != 200:
+                response.read()
+                return read
+            block: list[str] = []
+            for line in response.iter_lines():
+                if line:
+                    block.append(line)
+                    continue
+                self._parse_block(block, read)
+                block = []
+                if max_events is not None and len(read.events) >= max_events:
+                    break
+        return read
+
+    @staticmethod
+    def _parse_block(block: list[str], read: StreamRead) -> None:
+        event_id, data = None, None
+        for line in block:
+            if line.startswith(":"):
+                read.comments.append(line[1:].strip())
+            elif line.startswith("retry:"):
+                read.retry = line.split(":", 1)[1].strip()
+            elif line.startswith("id:"):
+                event_id = int(line.split(":", 1)[1])
+            elif line.startswith("data:"):
+                data = json.loads(line.split(":", 1)[1])
+        if data is not None:
+            read.events.append(SSEEvent(event_id, data))
+
+    def wait_run(self, run_uuid: str, timeout: float = 30) -> Run:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = Run.objects.select_related("agent_message").get(uuid=run_uuid)
+            if run.is_finished:
+                return run
+            time.sleep(0.05)
+        raise TimeoutError(f"run {run_uuid} did not finish")
