@@ -104,6 +104,7 @@ def live_env(django_db_setup, django_db_blocker) -> dict[str, str]:
         GENIE_EVENT_FLUSH_INTERVAL="0.05",
         GENIE_PROVIDER_RETRY_BACKOFF="0.05",
         GENIE_SSE_HEARTBEAT="2",
+        GENIE_PROVIDER_TIMEOUT="2",
         PYTHONUNBUFFERED="1",
     )
     return env

@@ -52,12 +52,14 @@ class OpenAIProvider:
                 stream=True,
                 stream_options={"include_usage": True},
             )
+            finished = False
             with response:
                 for event in response:
                     usage = getattr(event, "usage", None)
                     choice = event.choices[0] if event.choices else None
                     text = (choice.delta.content or "") if choice and choice.delta else ""
                     finish = choice.finish_reason if choice else None
+                    finished = finished or bool(finish)
                     if text or usage or finish:
                         yield Chunk(
                             text=text,
@@ -65,6 +67,8 @@ class OpenAIProvider:
                             completion_tokens=usage.completion_tokens if usage else None,
                             finish_reason=finish,
                         )
+            if not finished:  # the connection ended without a finish_reason: a cut stream
+                raise ProviderError("provider_bad_response", "The model provider's stream ended early.")
         except ProviderError:
             raise
         except openai.OpenAIError as exc:

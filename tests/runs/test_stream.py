@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from chat.models import Message
@@ -44,3 +46,123 @@ def test_reconnect_after_finish_is_204(live):
 
     assert again.status == 204
     assert fresh.status == 204
+
+
+def test_resume_with_last_event_id_gives_every_event_once_in_order(live):
+    live.script([("delay", 0.3), *[("text", f"t{i} ") for i in range(12)], ("delay", 0.3)])
+    created = live.start_session()
+
+    first = live.read_stream(created["stream_url"], max_events=4)
+    rest = live.read_stream(created["stream_url"], last_event_id=first.ids[-1])
+
+    ids = first.ids + rest.ids
+    assert ids == list(range(ids[0], ids[0] + len(ids)))
+    assert (first.types + rest.types)[-1] == "finish"
+    assert first.text + rest.text == "".join(f"t{i} " for i in range(12))
+
+
+def test_late_subscriber_gets_the_whole_reply(live):
+    live.script([("text", "one "), ("text", "two "), ("delay", 0.6), ("text", "three")])
+    created = live.start_session()
+    early = live.read_stream(created["stream_url"], max_events=3)
+
+    late = live.read_stream(created["stream_url"])
+
+    assert early.text == "one "
+    assert late.types[0] == "start"
+    assert late.text == "one two three"
+    assert late.ids[0] == early.ids[0]
+
+
+def test_follow_up_message_continues_the_session_ids(live):
+    live.script([("delay", 0.2), ("text", "first")], [("delay", 0.2), ("text", "second")])
+    created = live.start_session()
+    first = live.read_stream(created["stream_url"])
+
+    response = live.api("POST", f"sessions/{created['uuid']}/messages", json={"text": "more"})
+    second = live.read_stream(response.json()["stream_url"])
+
+    assert response.status_code == 201
+    assert second.ids[0] == first.ids[-1] + 1
+    assert second.events[1].data["id"] == f"pending-message-{response.json()['uuid']}"
+    assert second.text == "second"
+    prompt = live.fake_llm.requests[live.agent.model][-1]["messages"]
+    assert [m["content"] for m in prompt if m["role"] != "system"] == ["Hello", "first", "more"]
+
+
+def test_last_event_id_spans_runs(live):
+    live.script([("delay", 0.2), ("text", "first")], [("delay", 0.2), ("text", "second")])
+    created = live.start_session()
+    first = live.read_stream(created["stream_url"], max_events=2)
+    live.wait_run(created["run_uuid"])
+    live.api("POST", f"sessions/{created['uuid']}/messages", json={"text": "more"})
+
+    rest = live.read_stream(created["stream_url"], last_event_id=first.ids[-1])
+
+    assert rest.types.count("finish") == 2
+    assert rest.text == "firstsecond"
+    assert rest.ids == list(range(first.ids[-1] + 1, first.ids[-1] + 1 + len(rest.ids)))
+
+
+def test_two_sessions_stream_at_once(live):
+    from concurrent.futures import ThreadPoolExecutor
+
+    live.script([("delay", 0.3), ("text", "a"), ("delay", 0.2), ("text", "b")])
+    sessions = [live.start_session(f"hi {n}") for n in range(2)]
+
+    with ThreadPoolExecutor(2) as pool:
+        reads = list(pool.map(lambda s: live.read_stream(s["stream_url"]), sessions))
+
+    assert [r.text for r in reads] == ["ab", "ab"]
+    assert all(r.types[-1] == "finish" for r in reads)
+
+
+def test_stop_mid_stream_keeps_partial_text(live):
+    live.script([("text", "partial "), *[("delay", 0.1), ("text", "x")] * 100])
+    created = live.start_session()
+    head = live.read_stream(created["stream_url"], max_events=3)
+
+    stop = live.api("POST", f"sessions/{created['uuid']}/stream/stop")
+    tail = live.read_stream(created["stream_url"], last_event_id=head.ids[-1], timeout=5)
+    again = live.api("POST", f"sessions/{created['uuid']}/stream/stop")
+
+    assert stop.json() == {"uuid": created["uuid"], "stopped": True}
+    assert tail.types[-2:] == ["abort", "finish"]
+    assert again.json()["stopped"] is False
+    run = live.wait_run(created["run_uuid"])
+    assert run.status == Run.Status.STOPPED
+    assert run.agent_message.status == Message.Status.STOPPED
+    assert run.agent_message.text.startswith("partial ")
+    assert run.agent_message.text == head.text + tail.text
+
+
+def test_disconnect_does_not_stop_the_run(live):
+    live.script([("delay", 0.2), ("text", "a"), ("delay", 0.3), ("text", "b")])
+    created = live.start_session()
+    live.read_stream(created["stream_url"], max_events=2)
+
+    run = live.wait_run(created["run_uuid"])
+
+    assert run.status == Run.Status.SUCCEEDED
+    assert run.agent_message.text == "ab"
+
+
+def test_blank_title_is_generated_after_the_first_reply(live):
+    live.script([("delay", 0.2), ("text", "Miso")], [("text", '"Cat names"')])
+    created = live.start_session("Generate 5 random cat names", title="")
+    live.read_stream(created["stream_url"])
+
+    deadline = time.monotonic() + 10
+    while (title := live.api("GET", f"sessions/{created['uuid']}").json()["title"]) == "":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    assert title == "Cat names"
+
+
+def test_a_title_the_user_set_is_kept(live):
+    live.script([("text", "Miso")])
+    created = live.start_session("Generate cat names", title="Mine")
+    live.wait_run(created["run_uuid"])
+
+    assert live.api("GET", f"sessions/{created['uuid']}").json()["title"] == "Mine"
