@@ -79,8 +79,17 @@ class SessionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Session
         fields = [
-            "uuid", "url", "title", "user", "user_id", "agent", "messages_url", "stream_url",
-            "metadata", "created_at", "updated_at",
+            "uuid",
+            "url",
+            "title",
+            "user",
+            "user_id",
+            "agent",
+            "messages_url",
+            "stream_url",
+            "metadata",
+            "created_at",
+            "updated_at",
         ]
 
     def get_url(self, obj: Session) -> str:
@@ -121,8 +130,18 @@ class MessageSerializer(serializers.ModelSerializer):
     class Meta:
         model = Message
         fields = [
-            "uuid", "url", "session_uuid", "feedback_url", "feedback", "sender_role", "text", "status",
-            "temperature", "model", "metadata", "created_at",
+            "uuid",
+            "url",
+            "session_uuid",
+            "feedback_url",
+            "feedback",
+            "sender_role",
+            "text",
+            "status",
+            "temperature",
+            "model",
+            "metadata",
+            "created_at",
         ]
 
     def _url_kwargs(self, obj: Message) -> dict[str, Any]:
@@ -152,4 +171,3 @@ class SessionWithMessagesSerializer(SessionSerializer):
 
     def get_messages(self, obj: Session) -> list[dict[str, Any]]:
         return MessageSerializer(obj.messages.transcript(), many=True, context=self.context).data
-

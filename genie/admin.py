@@ -26,8 +26,12 @@ class MemberAdmin(admin.ModelAdmin):
     @admin.action(description="Issue a personal access token (shown once)")
     def issue_personal_token(self, request: HttpRequest, queryset: QuerySet[Member]) -> None:
         for member in queryset.select_related("user", "team"):
-            _, key = create_access_token(team=member.team, kind=AccessToken.Kind.PERSONAL, user=member.user, name="admin")
-            self.message_user(request, f"Token for {member.user}: {key} (copy it now, it is not shown again)", messages.WARNING)
+            _, key = create_access_token(
+                team=member.team, kind=AccessToken.Kind.PERSONAL, user=member.user, name="admin"
+            )
+            self.message_user(
+                request, f"Token for {member.user}: {key} (copy it now, it is not shown again)", messages.WARNING
+            )
 
 
 @admin.register(AccessToken)

@@ -82,7 +82,7 @@ def genie_exception_handler(exc: Exception, context: dict[str, Any]) -> Response
         exc = exceptions.PermissionDenied()
     response = exception_handler(exc, context)
     if response is None:
-        logger.exception("Unhandled error in %s", context.get("view"), exc_info=exc)
+        logger.error("Unhandled error in %s", context.get("view"), exc_info=exc)
         return Response(
             error_body("internal_error", "An internal error occurred."),
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
@@ -92,7 +92,7 @@ def genie_exception_handler(exc: Exception, context: dict[str, Any]) -> Response
     return response
 
 
-def json_error_view(status_code: int, code: str, message: str):  # noqa: ANN201
+def json_error_view(status_code: int, code: str, message: str):
     def view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
         return JsonResponse(error_body(code, message), status=status_code)
 

@@ -14,7 +14,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         checks["database"] = "ok"
-    except Exception:  # noqa: BLE001
+    except Exception:
         checks["database"] = "unavailable"
     try:
         redis_client().ping()

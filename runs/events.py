@@ -131,18 +131,14 @@ class RunEventWriter:
         seq = self.next_seq
         self.next_seq += 1
         data = {"type": type_, **fields}
-        self._pending.append(
-            RunEvent(session_id=self.session_id, run_id=self.run.pk, seq=seq, type=type_, data=data)
-        )
+        self._pending.append(RunEvent(session_id=self.session_id, run_id=self.run.pk, seq=seq, type=type_, data=data))
         return StreamEvent(seq, self.run_uuid, type_, json.dumps(data, separators=(",", ":")))
 
     def publish(self, event: StreamEvent) -> None:
         fields = {"r": event.run_uuid, "t": event.type, "d": event.data_json}
         try:
             pipe = redis_client().pipeline(transaction=False)
-            pipe.xadd(
-                self._key, fields, id=f"{event.seq}-0", maxlen=settings.GENIE_STREAM_MAXLEN, approximate=True
-            )
+            pipe.xadd(self._key, fields, id=f"{event.seq}-0", maxlen=settings.GENIE_STREAM_MAXLEN, approximate=True)
             pipe.publish(self._channel, event.pack())
             if event.seq == 1 or event.type in {"start", FINISH}:
                 pipe.expire(self._key, settings.GENIE_STREAM_TTL)

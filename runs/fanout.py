@@ -104,38 +104,42 @@ class LiveFanout:
         try:
             while True:
                 message = await pubsub.get_message(timeout=None)
-                if message is None:
-                    continue
-                channel = message["channel"].decode()
-                kind = message["type"]
-                if kind == "message":
-                    subs = self._subscribers.get(channel)
-                    if subs:
-                        event = StreamEvent.unpack(message["data"])
-                        for sub in subs:
-                            sub.push(event)
-                elif kind == "subscribe":
-                    confirmation = self._confirmations.get(channel)
-                    if confirmation is not None and not confirmation.done():
-                        confirmation.set_result(True)
+                if message is not None:
+                    self._dispatch(message)
         except asyncio.CancelledError:
             raise
         except Exception:
             # Redis went away: end every stream cleanly (clients resume by Last-Event-ID);
             # the next stream opens a fresh connection.
             logger.warning("Live fan-out lost Redis; closing %s streams", self.stream_count, exc_info=True)
-            for subs in self._subscribers.values():
-                for sub in subs:
-                    sub.close()
-            for confirmation in self._confirmations.values():
-                if not confirmation.done():
-                    confirmation.set_exception(ConnectionError("Redis unavailable"))
-            self._subscribers.clear()
-            self._confirmations.clear()
+            self._close_all()
             try:
                 await pubsub.aclose()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 logger.debug("closing pubsub failed", exc_info=True)
+
+    def _dispatch(self, message: dict) -> None:
+        channel = message["channel"].decode()
+        if message["type"] == "message":
+            subs = self._subscribers.get(channel)
+            if subs:
+                event = StreamEvent.unpack(message["data"])  # parsed once for all its streams
+                for sub in subs:
+                    sub.push(event)
+        elif message["type"] == "subscribe":
+            confirmation = self._confirmations.get(channel)
+            if confirmation is not None and not confirmation.done():
+                confirmation.set_result(True)
+
+    def _close_all(self) -> None:
+        for subs in self._subscribers.values():
+            for sub in subs:
+                sub.close()
+        for confirmation in self._confirmations.values():
+            if not confirmation.done():
+                confirmation.set_exception(ConnectionError("Redis unavailable"))
+        self._subscribers.clear()
+        self._confirmations.clear()
 
 
 _fanouts: dict[int, LiveFanout] = {}
@@ -153,7 +157,5 @@ def live_fanout() -> LiveFanout:
 def async_redis() -> aioredis.Redis:
     loop_id = id(asyncio.get_running_loop())
     if loop_id not in _clients:
-        _clients[loop_id] = aioredis.Redis.from_url(
-            settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=5
-        )
+        _clients[loop_id] = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
     return _clients[loop_id]

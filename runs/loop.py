@@ -9,11 +9,13 @@ ever waits on a person.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -26,7 +28,7 @@ from django.utils import timezone
 from chat.models import Message, Session
 from runs.events import RunEventWriter, emit_terminal_events, redis_client, stop_key, stopped_unstarted_events
 from runs.models import Run
-from runs.providers import ProviderError, ProviderRequest, get_provider
+from runs.providers import Chunk, ProviderError, ProviderRequest, get_provider
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +89,9 @@ def claim_run(run_id: int, *, worker_id: str) -> tuple[Run, RunEventWriter] | No
             Session.objects.select_for_update().filter(pk=run.session_id).first()  # serialise event ids
             writer = RunEventWriter.open(run)
             run.mark_started(lease_owner=worker_id, lease_until=now + timedelta(seconds=LEASE_SECONDS))
-            run.save(update_fields=["status", "started_at", "lease_owner", "lease_expires_at", "attempts", "updated_at"])
+            run.save(
+                update_fields=["status", "started_at", "lease_owner", "lease_expires_at", "attempts", "updated_at"]
+            )
             Message.objects.filter(pk=run.agent_message_id).update(status=Message.Status.STREAMING, updated_at=now)
             return run, writer
         _stop_unstarted(run)  # a stop arrived before any worker started it
@@ -156,9 +160,9 @@ class StopWatch:
             try:
                 self.stopped = self.stopped or bool(redis_client().exists(stop_key(str(self.run.uuid))))
             except redis.RedisError:
-                self.stopped = self.stopped or Run.objects.filter(
-                    pk=self.run.pk, stop_requested_at__isnull=False
-                ).exists()
+                self.stopped = (
+                    self.stopped or Run.objects.filter(pk=self.run.pk, stop_requested_at__isnull=False).exists()
+                )
         if now >= self._next_renew:
             self._next_renew = now + LEASE_RENEW_SECONDS
             Run.objects.filter(pk=self.run.pk, lease_owner=self.worker_id).update(
@@ -177,7 +181,6 @@ def stream_reply(*, run: Run, writer: RunEventWriter, worker_id: str) -> TurnOut
     Transient provider failures before the first token are retried with backoff;
     after it, a failure ends the run ``failed`` and keeps the partial text.
     """
-    text_id = f"pending-message-{run.agent_message.uuid}"
     writer.emit("start", messageId=str(run.agent_message.uuid))
     provider = get_provider(run.session.agent.provider)
     request = provider_request(run)
@@ -187,25 +190,7 @@ def stream_reply(*, run: Run, writer: RunEventWriter, worker_id: str) -> TurnOut
     attempt = 0
     while True:
         try:
-            for chunk in provider.stream(request):
-                if chunk.text:
-                    if not outcome.started_text:
-                        outcome.started_text = True
-                        writer.emit("text-start", id=text_id)
-                        Run.objects.filter(pk=run.pk).update(first_token_at=timezone.now())
-                    parts.append(chunk.text)
-                    writer.emit("text-delta", id=text_id, delta=chunk.text)
-                if chunk.prompt_tokens is not None:
-                    outcome.prompt_tokens = chunk.prompt_tokens
-                if chunk.completion_tokens is not None:
-                    outcome.completion_tokens = chunk.completion_tokens
-                if watch.should_stop():
-                    outcome.status = Run.Status.STOPPED
-                    break
-                if watch.timed_out:
-                    outcome.status = Run.Status.FAILED
-                    outcome.error_code, outcome.error_message = "run_timeout", "The run exceeded its time limit."
-                    break
+            relay_chunks(provider.stream(request), run=run, writer=writer, watch=watch, outcome=outcome, parts=parts)
             break
         except ProviderError as exc:
             if exc.transient and not outcome.started_text and attempt < settings.GENIE_PROVIDER_RETRIES:
@@ -223,6 +208,39 @@ def stream_reply(*, run: Run, writer: RunEventWriter, worker_id: str) -> TurnOut
     if outcome.status == Run.Status.SUCCEEDED and watch.should_stop():
         outcome.status = Run.Status.STOPPED
     return outcome
+
+
+def relay_chunks(
+    chunks: Iterator[Chunk],
+    *,
+    run: Run,
+    writer: RunEventWriter,
+    watch: StopWatch,
+    outcome: TurnOutcome,
+    parts: list[str],
+) -> None:
+    """Emit each provider chunk as a ``text-delta`` until the reply ends, a stop arrives
+    or the run's time is up."""
+    text_id = f"pending-message-{run.agent_message.uuid}"
+    for chunk in chunks:
+        if chunk.text:
+            if not outcome.started_text:
+                outcome.started_text = True
+                writer.emit("text-start", id=text_id)
+                Run.objects.filter(pk=run.pk).update(first_token_at=timezone.now())
+            parts.append(chunk.text)
+            writer.emit("text-delta", id=text_id, delta=chunk.text)
+        if chunk.prompt_tokens is not None:
+            outcome.prompt_tokens = chunk.prompt_tokens
+        if chunk.completion_tokens is not None:
+            outcome.completion_tokens = chunk.completion_tokens
+        if watch.should_stop():
+            outcome.status = Run.Status.STOPPED
+            return
+        if watch.timed_out:
+            outcome.status = Run.Status.FAILED
+            outcome.error_code, outcome.error_message = "run_timeout", "The run exceeded its time limit."
+            return
 
 
 MESSAGE_STATUS = {
@@ -266,7 +284,5 @@ def finalize_run(*, run: Run, writer: RunEventWriter, outcome: TurnOutcome) -> N
 
             transaction.on_commit(partial(tasks.generate_title.delay, run.session_id))
     writer.publish(finish)
-    try:
+    with contextlib.suppress(redis.RedisError):
         redis_client().delete(stop_key(str(run.uuid)))
-    except redis.RedisError:
-        pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from functools import partial
 
 import redis
@@ -71,9 +72,7 @@ def stop_session(*, session: Session) -> bool:
 
 def _signal_stop(*, runs: list[Run], unstarted: list[Run]) -> None:
     for run in runs:
-        try:
+        with contextlib.suppress(redis.RedisError):  # the worker falls back to stop_requested_at
             redis_client().set(stop_key(str(run.uuid)), 1, ex=3600)
-        except redis.RedisError:
-            pass  # the worker falls back to the stop_requested_at column
     for run in unstarted:
         emit_terminal_events(run=run, events=stopped_unstarted_events(run))

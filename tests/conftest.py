@@ -75,7 +75,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(check, timeout: float = 30.0, what: str = "condition") -> None:  # noqa: ANN001
+def wait_for(check, timeout: float = 30.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -157,9 +157,24 @@ def live_server_url(live_env, tmp_path_factory) -> Iterator[str]:
 
 def start_worker(env: dict[str, str], log: Path, *, concurrency: int = 8) -> LiveProcess:
     worker = LiveProcess(
-        [sys.executable, "-m", "celery", "-A", "genie", "worker", "--pool", "threads",
-         "--concurrency", str(concurrency), "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-         "--hostname", f"test-{uuid.uuid4().hex[:8]}@%h"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "genie",
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--hostname",
+            f"test-{uuid.uuid4().hex[:8]}@%h",
+        ],
         env,
         log,
     ).start()

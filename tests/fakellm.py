@@ -13,6 +13,7 @@ Script steps:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -29,7 +30,8 @@ class FakeLLM:
         self.requests: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.default_reply: list[Step] = [("text", "OK")]
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), FakeLLMHandler)
+        self.server.fake = self
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -57,76 +59,72 @@ class FakeLLM:
                 return self.default_reply
             return queue.pop(0) if len(queue) > 1 else queue[0]
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+class FakeLLMHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
 
-            def log_message(self, *args: Any) -> None:
-                pass
+    def log_message(self, *args: Any) -> None:
+        pass
 
-            def do_POST(self) -> None:
-                length = int(self.headers.get("content-length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
-                reply = fake.next_reply(body.get("model", ""), body)
-                statuses = [value for kind, value in reply if kind == "status"]
-                if statuses:
-                    for kind, value in reply:
-                        if kind == "delay":
-                            time.sleep(value)
-                    payload = json.dumps({"error": {"message": "scripted failure"}}).encode()
-                    self.send_response(statuses[0])
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                    return
-                self.send_response(200)
-                self.send_header("content-type", "text/event-stream")
-                self.send_header("connection", "close")
-                self.end_headers()
-                self.close_connection = True
-                try:
-                    self._stream(body, reply)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length", 0))
+        body = json.loads(self.rfile.read(length) or b"{}")
+        reply = self.server.fake.next_reply(body.get("model", ""), body)
+        statuses = [value for kind, value in reply if kind == "status"]
+        if statuses:
+            for kind, value in reply:
+                if kind == "delay":
+                    time.sleep(value)
+            payload = json.dumps({"error": {"message": "scripted failure"}}).encode()
+            self.send_response(statuses[0])
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self._stream(body, reply)
 
-            def _chunk(self, delta: dict[str, Any], finish: str | None = None, usage: Any = None) -> bytes:
-                event = {
-                    "id": "chatcmpl-fake",
-                    "object": "chat.completion.chunk",
-                    "created": int(time.time()),
-                    "model": "fake",
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if usage is None else [],
-                }
-                if usage is not None:
-                    event["usage"] = usage
-                return f"data: {json.dumps(event)}\n\n".encode()
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None, usage: Any = None) -> bytes:
+        event = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": "fake",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if usage is None else [],
+        }
+        if usage is not None:
+            event["usage"] = usage
+        return f"data: {json.dumps(event)}\n\n".encode()
 
-            def _stream(self, body: dict[str, Any], reply: list[Step]) -> None:
-                count = 0
-                self.wfile.write(self._chunk({"role": "assistant", "content": ""}))
+    def _stream(self, body: dict[str, Any], reply: list[Step]) -> None:
+        count = 0
+        self.wfile.write(self._chunk({"role": "assistant", "content": ""}))
+        self.wfile.flush()
+        for kind, value in reply:
+            if kind == "delay":
+                time.sleep(value)
+            elif kind == "text":
+                count += 1
+                self.wfile.write(self._chunk({"content": value}))
                 self.wfile.flush()
-                for kind, value in reply:
-                    if kind == "delay":
-                        time.sleep(value)
-                    elif kind == "text":
-                        count += 1
-                        self.wfile.write(self._chunk({"content": value}))
-                        self.wfile.flush()
-                    elif kind == "malformed":
-                        self.wfile.write(b"data: {this is not json\n\n")
-                        self.wfile.flush()
-                        return
-                    elif kind == "drop":
-                        self.wfile.flush()
-                        self.connection.shutdown(2)
-                        return
-                self.wfile.write(self._chunk({}, finish="stop"))
-                if (body.get("stream_options") or {}).get("include_usage"):
-                    self.wfile.write(self._chunk({}, usage={"prompt_tokens": 7, "completion_tokens": count, "total_tokens": 7 + count}))
-                self.wfile.write(b"data: [DONE]\n\n")
+            elif kind == "malformed":
+                self.wfile.write(b"data: {this is not json\n\n")
                 self.wfile.flush()
-
-        return Handler
+                return
+            elif kind == "drop":
+                self.wfile.flush()
+                self.connection.shutdown(2)
+                return
+        self.wfile.write(self._chunk({}, finish="stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            self.wfile.write(
+                self._chunk({}, usage={"prompt_tokens": 7, "completion_tokens": count, "total_tokens": 7 + count})
+            )
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()

@@ -60,8 +60,9 @@ class LiveStack:
     def create(cls, *, base_url: str, fake_llm: FakeLLM) -> LiveStack:
         member = MemberFactory()
         _, key = create_access_token(team=member.team, kind=AccessToken.Kind.PERSONAL, user=member.user)
-        agent = AgentFactory(team=member.team, is_default=True, base_url=fake_llm.base_url,
-                             model=f"script-{uuid.uuid4().hex[:10]}")
+        agent = AgentFactory(
+            team=member.team, is_default=True, base_url=fake_llm.base_url, model=f"script-{uuid.uuid4().hex[:10]}"
+        )
         return cls(base_url=base_url, fake_llm=fake_llm, key=key, agent=agent)
 
     @property

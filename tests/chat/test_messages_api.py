@@ -21,7 +21,8 @@ def test_post_message_returns_the_agent_message_uuid(api, session, django_captur
     assert response.status_code == 201
     body = response.json()
     agent_message = Message.objects.get(uuid=body["uuid"])
-    assert agent_message.sender_role == "agent" and agent_message.status == "pending"
+    assert agent_message.sender_role == "agent"
+    assert agent_message.status == "pending"
     assert body["stream_url"] == f"http://testserver/api/v1/sessions/{session.uuid}/stream"
     assert Run.objects.get(uuid=body["run_uuid"]).agent_message == agent_message
     assert len(callbacks) == 1
@@ -45,16 +46,20 @@ def test_transcript_is_oldest_first_with_model_and_feedback(api, session):
 
     body = api.get(f"/api/v1/sessions/{session.uuid}/messages").json()
 
-    assert body["count"] == 2 and body["next"] is None and body["previous"] is None
+    assert body["count"] == 2
+    assert body["next"] is None
+    assert body["previous"] is None
     first, second = body["results"]
     assert first["uuid"] == str(user.uuid)
     assert first["url"] == f"http://testserver/api/v1/sessions/{session.uuid}/messages/{user.uuid}"
     assert first["session_uuid"] == str(session.uuid)
-    assert first["feedback"] is None and first["sender_role"] == "user"
+    assert first["feedback"] is None
+    assert first["sender_role"] == "user"
     assert first["metadata"] == {"source": "api-docs"}
     assert second["model"] == {"provider": "openai", "model_id": "m"}
     assert second["temperature"] == 0.5
-    assert second["feedback"]["rating"] == "positive" and second["feedback"]["body"] == "Accurate"
+    assert second["feedback"]["rating"] == "positive"
+    assert second["feedback"]["body"] == "Accurate"
     assert second["feedback_url"].endswith(f"/messages/{reply.uuid}/feedback")
     assert second["status"] == "complete"
 
@@ -71,7 +76,9 @@ def test_transcript_pagination_links_walk_every_message(api, session):
     assert seen == [str(m.uuid) for m in made]
 
 
-@pytest.mark.parametrize("query", ["page=0", "page=abc", "page_size=0", "page_size=101", "page=99999999999999999999", "page=3"])
+@pytest.mark.parametrize(
+    "query", ["page=0", "page=abc", "page_size=0", "page_size=101", "page=99999999999999999999", "page=3"]
+)
 def test_out_of_range_pagination_is_400(api, session, query):
     MessageFactory(session=session)
 

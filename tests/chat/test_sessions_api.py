@@ -11,7 +11,11 @@ pytestmark = pytest.mark.django_db
 
 def test_create_session_writes_session_messages_and_queued_run(api, agent, member, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks() as callbacks:
-        response = api.post("/api/v1/sessions", {"text": "Generate 5 random cat names", "title": "", "metadata": {"source": "api-docs"}}, format="json")
+        response = api.post(
+            "/api/v1/sessions",
+            {"text": "Generate 5 random cat names", "title": "", "metadata": {"source": "api-docs"}},
+            format="json",
+        )
 
     assert response.status_code == 201
     body = response.json()
@@ -19,12 +23,15 @@ def test_create_session_writes_session_messages_and_queued_run(api, agent, membe
     assert body["stream_url"] == f"http://testserver/api/v1/sessions/{body['uuid']}/stream"
     assert body["messages_url"] == f"http://testserver/api/v1/sessions/{body['uuid']}/messages"
     session = Session.objects.get(uuid=body["uuid"])
-    assert session.owner == member.user and session.team == member.team and session.agent == agent
+    assert session.owner == member.user
+    assert session.team == member.team
+    assert session.agent == agent
     user_message, agent_message = session.messages.order_by("created_at", "id")
     assert (user_message.sender_role, user_message.text) == ("user", "Generate 5 random cat names")
     assert (agent_message.sender_role, agent_message.status) == ("agent", Message.Status.PENDING)
     run = Run.objects.get(uuid=body["run_uuid"])
-    assert run.status == Run.Status.QUEUED and run.agent_message == agent_message
+    assert run.status == Run.Status.QUEUED
+    assert run.agent_message == agent_message
     assert len(callbacks) == 1  # the task is enqueued on commit, once
 
 
@@ -70,7 +77,9 @@ def test_blank_or_missing_text_is_400(api):
 
 
 def test_session_detail_in_the_seed_shape(api, member, agent):
-    session = SessionFactory(agent=agent, owner=member.user, title="5 random cat names", metadata={"source": "api-docs"})
+    session = SessionFactory(
+        agent=agent, owner=member.user, title="5 random cat names", metadata={"source": "api-docs"}
+    )
 
     body = api.get(f"/api/v1/sessions/{session.uuid}").json()
 
@@ -101,7 +110,9 @@ def test_list_is_own_sessions_newest_first_and_paginated(api, member, agent, tea
 
     assert page["count"] == 3
     assert [s["uuid"] for s in page["results"] + second["results"]] == [str(s.uuid) for s in reversed(mine)]
-    assert page["previous"] is None and second["previous"] is not None and second["next"] is None
+    assert page["previous"] is None
+    assert second["previous"] is not None
+    assert second["next"] is None
 
 
 def test_list_filters_by_agent_user_id_and_search(api, member, agent, team):

@@ -40,7 +40,8 @@ def test_get_and_delete_feedback(api, reply):
     deleted = api.delete(url(reply))
     gone = api.get(url(reply))
 
-    assert got.status_code == 200 and got.json()["rating"] == "positive"
+    assert got.status_code == 200
+    assert got.json()["rating"] == "positive"
     assert deleted.status_code == 204
     assert gone.status_code == 404
     assert api.delete(url(reply)).status_code == 404

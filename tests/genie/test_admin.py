@@ -21,7 +21,9 @@ def test_session_change_page_shows_the_transcript(staff):
     page = staff.get(f"/admin/chat/session/{session.pk}/change/")
 
     assert page.status_code == 200
-    assert b"Generate cat names" in page.content and b"Miso" in page.content and b"Accurate" in page.content
+    assert b"Generate cat names" in page.content
+    assert b"Miso" in page.content
+    assert b"Accurate" in page.content
 
 
 def test_feedback_list_filters_by_rating_and_links_to_the_transcript(staff):
@@ -31,13 +33,21 @@ def test_feedback_list_filters_by_rating_and_links_to_the_transcript(staff):
     page = staff.get("/admin/feedback/feedback/?rating__exact=positive")
 
     assert page.status_code == 200
-    assert b"great" in page.content and b"awful" not in page.content
+    assert b"great" in page.content
+    assert b"awful" not in page.content
     assert f"/admin/chat/session/{good.message.session_id}/change/".encode() in page.content
 
 
 @pytest.mark.parametrize(
-    "path", ["/admin/chat/message/?q=Miso", "/admin/runs/run/", "/admin/chat/agent/", "/admin/genie/accesstoken/",
-             "/admin/chat/session/?q=Cats", "/admin/genie/member/"]
+    "path",
+    [
+        "/admin/chat/message/?q=Miso",
+        "/admin/runs/run/",
+        "/admin/chat/agent/",
+        "/admin/genie/accesstoken/",
+        "/admin/chat/session/?q=Cats",
+        "/admin/genie/member/",
+    ],
 )
 def test_review_pages_load(staff, path):
     MessageFactory(text="Miso", session=SessionFactory(title="Cats"))

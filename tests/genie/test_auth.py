@@ -53,7 +53,8 @@ def test_token_is_stored_hashed_and_tracks_last_use(api, personal_key):
     api.get("/api/v1/sessions")
 
     token.refresh_from_db()
-    assert personal_key not in (token.key_hash, token.prefix) and token.matches(personal_key)
+    assert personal_key not in (token.key_hash, token.prefix)
+    assert token.matches(personal_key)
     assert token.last_used_at is not None
 
 
@@ -67,7 +68,8 @@ def test_cookie_auth_reads_and_enforces_csrf_on_writes(member, agent, own_sessio
     token = client.cookies["csrftoken"].value
     allowed = client.post("/api/v1/sessions", {"text": "hi"}, format="json", HTTP_X_CSRFTOKEN=token)
 
-    assert listed.status_code == 200 and listed.json()["count"] == 1
+    assert listed.status_code == 200
+    assert listed.json()["count"] == 1
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "permission_denied"
     assert allowed.status_code == 201
@@ -85,7 +87,10 @@ def test_other_users_and_teams_objects_are_404(api, member, agent):
         assert api.get(f"{base}/messages").status_code == 404
         assert api.post(f"{base}/messages", {"text": "x"}, format="json").status_code == 404
         assert api.get(f"{base}/messages/{message.uuid}").status_code == 404
-        assert api.post(f"{base}/messages/{message.uuid}/feedback", {"rating": "positive"}, format="json").status_code == 404
+        assert (
+            api.post(f"{base}/messages/{message.uuid}/feedback", {"rating": "positive"}, format="json").status_code
+            == 404
+        )
         assert api.post(f"{base}/stream/stop").status_code == 404
     assert teammate_session.messages.count() == 1
 

@@ -25,7 +25,8 @@ def test_session_streams_reply_and_stores_it(live):
     assert read.comments[0] == "ok"
     assert read.retry == "0"
     assert read.types == ["start", "text-start", "text-delta", "text-delta", "text-end", "finish"]
-    assert read.ids == sorted(read.ids) and len(set(read.ids)) == len(read.ids)
+    assert read.ids == sorted(read.ids)
+    assert len(set(read.ids)) == len(read.ids)
     agent_message = Message.objects.get(session__uuid=created["uuid"], sender_role="agent")
     assert read.events[1].data["id"] == f"pending-message-{agent_message.uuid}"
     assert read.text == "Miso, Juniper, Nimbus, Pickles, and Poppy."
