@@ -3,10 +3,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PORT ?= 8000
-TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/genie
+TEST_DATABASE_URL ?= postgres://postgres:postgres@127.0.0.1:5432/genie
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install services run worker test lint bench
+.PHONY: install services run worker token test lint bench
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-model.txt
 	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
@@ -17,16 +17,21 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-model.txt
 install: $(VENV)/.installed
 
 services:
-	bash scripts/services.sh
+	GENIE_NEEDS_POSTGRES=1 bash scripts/services.sh
 
-run: install services
+run: install
+	bash scripts/services.sh
 	$(PY) manage.py migrate --no-input
 	bash scripts/run.sh $(PORT)
 
 worker: install
 	$(VENV)/bin/celery -A genie worker --pool threads --concurrency 20 --loglevel INFO
 
-test: install services
+token: install
+	@$(PY) manage.py create_token $(or $(USERNAME_FOR_TOKEN),demo)
+
+test: install
+	GENIE_NEEDS_POSTGRES=1 bash scripts/services.sh
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(VENV)/bin/pytest $(ARGS)
 
 lint: install

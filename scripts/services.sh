@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start (installing if absent) the services Genie uses: Redis always, PostgreSQL when
-# DATABASE_URL or the test settings point at it. Idempotent.
+# DATABASE_URL points at it or GENIE_NEEDS_POSTGRES=1 (the tests). Idempotent.
 set -euo pipefail
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
@@ -17,7 +17,9 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 
-if [ "${GENIE_NEEDS_POSTGRES:-1}" = 1 ]; then
+needs_postgres=${GENIE_NEEDS_POSTGRES:-0}
+case "${DATABASE_URL:-}" in postgres*) needs_postgres=1 ;; esac
+if [ "$needs_postgres" = 1 ]; then
   if ! command -v pg_ctlcluster >/dev/null && ! command -v psql >/dev/null; then apt_install postgresql; fi
   if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
     version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)

@@ -95,7 +95,8 @@ def fake_llm() -> Iterator[FakeLLM]:
 def live_env(django_db_setup, django_db_blocker) -> dict[str, str]:
     """Environment for the server and worker processes: the test database, test Redis."""
     db = connection.settings_dict
-    url = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    credentials = f"{db['USER'] or 'postgres'}:{db['PASSWORD']}" if db["PASSWORD"] else db["USER"] or "postgres"
+    url = f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
     env = dict(os.environ)
     env.update(
         DATABASE_URL=url,
