@@ -17,6 +17,8 @@ from feedback.serializers import FeedbackInputSerializer, FeedbackSerializer
 class MessageFeedbackView(APIView):
     """``sessions/{s}/messages/{m}/feedback``: one rating per agent message."""
 
+    serializer_class = FeedbackSerializer  # for the OpenAPI schema
+
     def get_message(self, request: Request, session_uuid: str, message_uuid: str) -> Message:
         session = get_caller_session(request, session_uuid)
         return get_object_or_404(Message.objects.select_related("session"), session=session, uuid=message_uuid)

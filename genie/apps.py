@@ -6,4 +6,4 @@ class GenieConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from genie import checks  # noqa: F401  (registers system checks)
+        from genie import checks, schema  # noqa: F401  (registers system checks, schema extensions)

@@ -168,6 +168,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Genie API",
     "DESCRIPTION": "LLM agents behind a durable, streaming chat API.",
     "VERSION": "1.0.0",
+    "ENABLE_DJANGO_DEPLOY_CHECK": False,
 }
 
 # Celery: long, I/O-bound streaming turns on the threads pool.

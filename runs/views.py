@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -12,6 +14,12 @@ from runs import services
 class SessionStopView(APIView):
     """``POST sessions/{s}/stream/stop``: stop the active run and those queued behind it."""
 
+    @extend_schema(
+        request=None,
+        responses=inline_serializer(
+            "StopResult", {"uuid": serializers.UUIDField(), "stopped": serializers.BooleanField()}
+        ),
+    )
     def post(self, request: Request, session_uuid: str) -> Response:
         session = get_caller_session(request, session_uuid)
         stopped = services.stop_session(session=session)
@@ -25,5 +33,8 @@ class StreamOutsideAsgiView(APIView):
     authentication_classes: list = []
     permission_classes: list = []
 
+    @extend_schema(
+        responses={(200, "text/event-stream"): str}, description="Server-Sent Events (AI SDK UI message stream)."
+    )
     def get(self, request: Request, **kwargs: str) -> Response:
         return Response(error_body("asgi_required", "Streams are served by the ASGI server (Daphne)."), status=501)
