@@ -48,6 +48,7 @@ SSE_HEADERS = [
 ]
 PREAMBLE = b": ok\n\nretry: 0\n\n"
 HEARTBEAT = b": ping\n\n"
+SEND_CHUNK_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -157,34 +158,101 @@ async def send_json_error(send: Any, refusal: StreamRefusal) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+@dataclass(frozen=True)
+class ServerTransport:
+    """The server's view of one client connection, where the server lets us see it.
+
+    Daphne applies no backpressure: ``await send()`` returns at once and a stalled client's
+    bytes pile up in Twisted's transport. Daphne's ``send`` is ``partial(handle_reply,
+    protocol)``, so the transport's write buffer can be measured and the connection
+    aborted (which frees that buffer at once). Other servers apply backpressure themselves.
+    """
+
+    transport: Any
+
+    @classmethod
+    def of(cls, send: Any) -> ServerTransport | None:
+        try:
+            from twisted.internet.abstract import FileDescriptor
+        except ImportError:
+            return None
+        protocol = next(iter(getattr(send, "args", ())), None)
+        transport = getattr(getattr(protocol, "channel", None), "transport", None)
+        for _ in range(3):  # HTTPChannel → _GenericHTTPChannelProtocol → the TCP transport
+            if transport is None or isinstance(transport, FileDescriptor):
+                break
+            transport = getattr(transport, "transport", None)
+        return cls(transport) if isinstance(transport, FileDescriptor) else None
+
+    def buffered_bytes(self) -> int:
+        t = self.transport
+        return len(t.dataBuffer) - t.offset + t._tempDataLen
+
+    def abort(self) -> None:
+        self.transport.abortConnection()
+
+
 class StreamRelay:
-    """Sends one stream's events in order, exactly once, until its end."""
+    """Sends one stream's events in order, exactly once, until its end.
+
+    A client that falls behind by more than GENIE_SSE_MAX_BACKLOG_BYTES (held by the
+    server) or GENIE_SSE_BUFFER_EVENTS (held by the relay) is disconnected: it resumes
+    with Last-Event-ID and loses nothing.
+    """
 
     def __init__(self, plan: StreamPlan, send: Any) -> None:
         self.plan = plan
-        self.send = send
+        self._send = send
+        self._transport = ServerTransport.of(send)
         self.sent_seq = plan.after_seq
         self.done = False
+        self.overflowed = False
+
+    async def send(self, message: dict) -> None:
+        """Send, then wait while the server holds more than GENIE_SSE_MAX_BACKLOG_BYTES for
+        this client (backpressure Daphne does not apply); abort a client stalled for
+        longer than GENIE_SSE_STALL_TIMEOUT."""
+        await self._send(message)
+        if self._transport is None:
+            return
+        waited = 0.0
+        while self._transport.buffered_bytes() > settings.GENIE_SSE_MAX_BACKLOG_BYTES:
+            if waited >= settings.GENIE_SSE_STALL_TIMEOUT:
+                logger.info(
+                    "Disconnecting a stalled reader of session %s at id %s", self.plan.session_uuid, self.sent_seq
+                )
+                self.overflowed = True
+                self._transport.abort()
+                return
+            await asyncio.sleep(0.02)
+            waited += 0.02
 
     async def write(self, events: list[StreamEvent]) -> None:
-        """Send every new event in one ASGI send (each send costs the same whatever its size)."""
-        parts = []
+        """Send the new events, joined into as few ASGI sends as possible (each send costs
+        the same whatever its size), each at most SEND_CHUNK_BYTES."""
+        parts: list[str] = []
+        size = 0
         for event in events:
-            if event.seq <= self.sent_seq:
+            if event.seq <= self.sent_seq or self.overflowed:
                 continue
             self.sent_seq = event.seq
             if self.plan.run_filter is not None and event.run_uuid != self.plan.run_filter:
                 continue
-            parts.append(event.sse())
+            frame = event.sse()
+            parts.append(frame)
+            size += len(frame)
             if event.type == FINISH and event.run_uuid == self.plan.close_after_run:
                 self.done = True
                 break
-        if parts:
+            if size >= SEND_CHUNK_BYTES:
+                await self.send({"type": "http.response.body", "body": "".join(parts).encode(), "more_body": True})
+                parts, size = [], 0
+        if parts and not self.overflowed:
             await self.send({"type": "http.response.body", "body": "".join(parts).encode(), "more_body": True})
 
     async def catch_up(self) -> None:
         await self.write(self.plan.backlog)
-        if self.done:
+        if self.done or self.overflowed:
             return
         start = max(self.sent_seq, self.plan.after_seq) + 1
         entries = await async_redis().xrange(stream_key(self.plan.session_uuid), min=f"{start}-0")
@@ -193,7 +261,7 @@ class StreamRelay:
     async def tail(self, subscriber: Subscriber) -> None:
         deadline = time.monotonic() + settings.GENIE_SSE_MAX_DURATION
         while not self.done:
-            if subscriber.closed or subscriber.overflowed or time.monotonic() > deadline:
+            if subscriber.closed or subscriber.overflowed or self.overflowed or time.monotonic() > deadline:
                 return
             try:
                 await asyncio.wait_for(subscriber.wakeup.wait(), timeout=settings.GENIE_SSE_HEARTBEAT)

@@ -106,6 +106,8 @@ def live_env(django_db_setup, django_db_blocker) -> dict[str, str]:
         GENIE_PROVIDER_RETRY_BACKOFF="0.05",
         GENIE_SSE_HEARTBEAT="2",
         GENIE_PROVIDER_TIMEOUT="2",
+        GENIE_SSE_MAX_BACKLOG_BYTES="200000",
+        GENIE_SSE_STALL_TIMEOUT="1",
         PYTHONUNBUFFERED="1",
     )
     return env
