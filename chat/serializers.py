@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from chat.models import Message, Session
 from genie.exceptions import PayloadTooLarge
+from runs.services import ON_ACTIVE_RUN_CHOICES
 
 
 class StrictSerializer(serializers.Serializer):
@@ -52,7 +53,7 @@ class MessageCreateSerializer(StrictSerializer):
     metadata = serializers.DictField(required=False, default=dict)
     ui_context = serializers.DictField(required=False, allow_null=True, default=None)
     stream = serializers.BooleanField(required=False, default=True)
-    on_active_run = serializers.ChoiceField(choices=["reject"], required=False, default="reject")
+    on_active_run = serializers.ChoiceField(choices=ON_ACTIVE_RUN_CHOICES, required=False, default="reject")
 
     def validate_text(self, value: str) -> str:
         return validate_message_text(value)

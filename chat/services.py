@@ -54,9 +54,9 @@ def post_message(
     on_active_run: str = "reject",
 ) -> Run:
     """Add the next user turn. A session runs one turn at a time: with a run still
-    active the default is to refuse (``RunActive``)."""
+    active the default is to refuse (``RunActive``); see ``make_way_for_turn``."""
     session = Session.objects.select_for_update().select_related("agent").get(pk=session.pk)
-    run_services.check_no_active_run(session=session, on_active_run=on_active_run)
+    run_services.make_way_for_turn(session=session, on_active_run=on_active_run)
     run = _add_turn(session=session, text=text, metadata=metadata or {}, ui_context=ui_context)
     session.touch()
     return run

@@ -22,6 +22,10 @@ from chat.serializers import (
     absolute,
 )
 from genie.auth import Caller
+from genie.idempotency import run_idempotently
+from runs.events import require_redis
+from runs.models import Run
+from runs.services import RunActive
 
 
 def caller_sessions(request: Request) -> QuerySet[Session]:
@@ -46,6 +50,11 @@ def turn_urls(request: Request, session: Session) -> dict[str, str]:
     }
 
 
+def run_urls(request: Request, run: Run) -> dict[str, str]:
+    kwargs = {"session_uuid": run.session.uuid, "run_uuid": run.uuid}
+    return {"run_uuid": str(run.uuid), "run_url": absolute(request, "runs:run-detail", **kwargs)}
+
+
 class SessionViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
 ):
@@ -68,12 +77,16 @@ class SessionViewSet(
         return get_caller_session(self.request, self.kwargs["session_uuid"])
 
     def create(self, request: Request) -> Response:
+        return run_idempotently(request, lambda: self._create(request))
+
+    def _create(self, request: Request) -> Response:
         data = SessionCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         caller: Caller = request.auth
         agent = Agent.objects.for_team(caller.team).live().pick(data.validated_data.get("agent"))
         if agent is None or (caller.is_publishable and not agent.is_public):
             raise ValidationError({"agent": ["No such agent."]}, code="unknown_agent")
+        require_redis()
         session, run, client_secret = services.start_session(
             caller=caller,
             agent=agent,
@@ -83,7 +96,7 @@ class SessionViewSet(
             user_id=data.validated_data["user_id"],
             ui_context=data.validated_data["ui_context"],
         )
-        body = {"uuid": str(session.uuid), **turn_urls(request, session), "run_uuid": str(run.uuid)}
+        body = {"uuid": str(session.uuid), **turn_urls(request, session), **run_urls(request, run)}
         if client_secret:
             body["client_secret"] = client_secret
         return Response(body, status=status.HTTP_201_CREATED)
@@ -121,19 +134,24 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return self.get_session().messages.transcript()
 
     def create(self, request: Request, session_uuid: str) -> Response:
+        return run_idempotently(request, lambda: self._create(request))
+
+    def _create(self, request: Request) -> Response:
         session = self.get_session()
         data = MessageCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        run = services.post_message(
-            session=session,
-            text=data.validated_data["text"],
-            metadata=data.validated_data["metadata"],
-            ui_context=data.validated_data["ui_context"],
-            on_active_run=data.validated_data["on_active_run"],
-        )
-        body = {
-            "uuid": str(run.agent_message.uuid),
-            "stream_url": absolute(request, "runs:session-stream", session_uuid=session.uuid),
-            "run_uuid": str(run.uuid),
-        }
+        require_redis()
+        stream_url = absolute(request, "runs:session-stream", session_uuid=session.uuid)
+        try:
+            run = services.post_message(
+                session=session,
+                text=data.validated_data["text"],
+                metadata=data.validated_data["metadata"],
+                ui_context=data.validated_data["ui_context"],
+                on_active_run=data.validated_data["on_active_run"],
+            )
+        except RunActive as exc:
+            exc.details["stream_url"] = stream_url
+            raise
+        body = {"uuid": str(run.agent_message.uuid), "stream_url": stream_url, **run_urls(request, run)}
         return Response(body, status=status.HTTP_201_CREATED)

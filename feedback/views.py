@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 from chat.models import Message
 from chat.views import get_caller_session
 from feedback import services
+from genie.idempotency import run_idempotently
 from feedback.models import Feedback
 from feedback.serializers import FeedbackInputSerializer, FeedbackSerializer
 
@@ -31,6 +32,9 @@ class MessageFeedbackView(APIView):
         return Response(FeedbackSerializer(feedback, context={"request": request}).data)
 
     def post(self, request: Request, session_uuid: str, message_uuid: str) -> Response:
+        return run_idempotently(request, lambda: self._rate(request, session_uuid, message_uuid))
+
+    def _rate(self, request: Request, session_uuid: str, message_uuid: str) -> Response:
         message = self.get_message(request, session_uuid, message_uuid)
         data = FeedbackInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -125,3 +125,25 @@ class AccessToken(models.Model):
         if self.revoked_at is None:
             self.revoked_at = at or timezone.now()
             self.save(update_fields=["revoked_at", "updated_at"])
+
+
+class IdempotencyKey(models.Model):
+    """The first response to a POST sent with an ``Idempotency-Key`` header.
+
+    Unique per (team, credential, key): a concurrent retry blocks on the unique index
+    until the first request commits, then replays its response.
+    """
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
+    caller = models.CharField(max_length=100, help_text="The credential (token uuid or user id) that sent it.")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField(null=True)
+    response_body = models.JSONField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "caller", "key"], name="idempotency_key_unique")]
+
+    def __str__(self) -> str:
+        return self.key

@@ -220,3 +220,12 @@ GENIE_SSE_MAX_BACKLOG_BYTES = env_int("GENIE_SSE_MAX_BACKLOG_BYTES", 1_000_000)
 GENIE_SSE_STALL_TIMEOUT = env_float("GENIE_SSE_STALL_TIMEOUT", 30.0)
 GENIE_SSE_MAX_DURATION = env_float("GENIE_SSE_MAX_DURATION", 3600.0)
 GENIE_GENERATE_TITLES = env_bool("GENIE_GENERATE_TITLES", True)
+GENIE_IDEMPOTENCY_TTL = timedelta(seconds=env_int("GENIE_IDEMPOTENCY_TTL", 24 * 3600))
+GENIE_RUN_LEASE = env_float("GENIE_RUN_LEASE", 30.0)  # a worker renews its run's lease every third of this
+GENIE_SWEEP_INTERVAL = env_float("GENIE_SWEEP_INTERVAL", 10.0)
+GENIE_QUEUED_RUN_GRACE = env_float("GENIE_QUEUED_RUN_GRACE", 30.0)  # re-enqueue a run queued this long
+
+CELERY_BEAT_SCHEDULE = {
+    "sweep-runs": {"task": "runs.sweep_runs", "schedule": GENIE_SWEEP_INTERVAL},
+    "purge-events": {"task": "runs.purge_events", "schedule": 3600.0},
+}

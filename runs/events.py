@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
+from genie.exceptions import ServiceUnavailable
 from runs.models import Run, RunEvent
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,20 @@ def redis_client() -> redis.Redis:
     return redis.Redis.from_url(
         settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
     )
+
+
+def require_redis() -> None:
+    """Refuse a write up front when Redis is down, so nothing is half written (a run whose
+    task cannot be enqueued). Raises ServiceUnavailable (503 ``redis_unavailable``)."""
+    try:
+        redis_client().ping()
+    except redis.RedisError as exc:
+        raise RedisUnavailable() from exc
+
+
+class RedisUnavailable(ServiceUnavailable):
+    default_code = "redis_unavailable"
+    default_detail = "The event store (Redis) is unavailable; retry shortly."
 
 
 @dataclass(frozen=True, slots=True)

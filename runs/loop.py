@@ -28,12 +28,10 @@ from django.utils import timezone
 from chat.models import Message, Session
 from runs.events import RunEventWriter, emit_terminal_events, redis_client, stop_key, stopped_unstarted_events
 from runs.models import Run
+from runs.services import enqueue_next_run
 from runs.providers import Chunk, ProviderError, ProviderRequest, get_provider
 
 logger = logging.getLogger(__name__)
-
-LEASE_SECONDS = 30
-LEASE_RENEW_SECONDS = 10
 
 
 def worker_identity() -> str:
@@ -87,8 +85,10 @@ def claim_run(run_id: int, *, worker_id: str) -> tuple[Run, RunEventWriter] | No
             return None
         if run.stop_requested_at is None:
             Session.objects.select_for_update().filter(pk=run.session_id).first()  # serialise event ids
+            if Run.objects.active().filter(session_id=run.session_id, created_at__lt=run.created_at).exists():
+                return None  # an earlier turn is still going; its end enqueues this run
             writer = RunEventWriter.open(run)
-            run.mark_started(lease_owner=worker_id, lease_until=now + timedelta(seconds=LEASE_SECONDS))
+            run.mark_started(lease_owner=worker_id, lease_until=now + timedelta(seconds=settings.GENIE_RUN_LEASE))
             run.save(
                 update_fields=["status", "started_at", "lease_owner", "lease_expires_at", "attempts", "updated_at"]
             )
@@ -143,14 +143,15 @@ def provider_request(run: Run) -> ProviderRequest:
 
 class StopWatch:
     """Polls the run's stop flag in Redis at most every GENIE_STOP_POLL_INTERVAL seconds,
-    and renews the run's lease every LEASE_RENEW_SECONDS: no query per token."""
+    and renews the run's lease every third of GENIE_RUN_LEASE: no query per token."""
 
     def __init__(self, run: Run, worker_id: str) -> None:
         self.run = run
         self.worker_id = worker_id
         self.deadline = time.monotonic() + settings.GENIE_RUN_TIMEOUT
         self._next_poll = 0.0
-        self._next_renew = time.monotonic() + LEASE_RENEW_SECONDS
+        self._renew_every = settings.GENIE_RUN_LEASE / 3
+        self._next_renew = time.monotonic() + self._renew_every
         self.stopped = False
 
     def should_stop(self) -> bool:
@@ -164,9 +165,9 @@ class StopWatch:
                     self.stopped or Run.objects.filter(pk=self.run.pk, stop_requested_at__isnull=False).exists()
                 )
         if now >= self._next_renew:
-            self._next_renew = now + LEASE_RENEW_SECONDS
+            self._next_renew = now + self._renew_every
             Run.objects.filter(pk=self.run.pk, lease_owner=self.worker_id).update(
-                lease_expires_at=timezone.now() + timedelta(seconds=LEASE_SECONDS)
+                lease_expires_at=timezone.now() + timedelta(seconds=settings.GENIE_RUN_LEASE)
             )
         return self.stopped
 
@@ -284,5 +285,6 @@ def finalize_run(*, run: Run, writer: RunEventWriter, outcome: TurnOutcome) -> N
 
             transaction.on_commit(partial(tasks.generate_title.delay, run.session_id))
     writer.publish(finish)
+    enqueue_next_run(session_id=run.session_id)
     with contextlib.suppress(redis.RedisError):
         redis_client().delete(stop_key(str(run.uuid)))

@@ -21,11 +21,27 @@ class RunActive(Conflict):
     default_detail = "A run is still active in this session; stop it or wait for its finish."
 
 
-def check_no_active_run(*, session: Session, on_active_run: str = "reject") -> None:
-    """Refuse a new turn while one is active (call with the session row locked)."""
+ON_ACTIVE_RUN_CHOICES = ("reject", "enqueue", "interrupt")
+
+
+def make_way_for_turn(*, session: Session, on_active_run: str = "reject") -> None:
+    """Apply the busy-session policy before a new turn (call with the session row locked):
+    ``reject`` raises ``RunActive``; ``enqueue`` lets the new run wait its turn;
+    ``interrupt`` stops the active runs (their partial text is kept) first."""
     active = session.runs.active().order_by("created_at").first()
-    if active is not None:
-        raise RunActive(details={"run_uuid": str(active.uuid), "status": active.status})
+    if active is None or on_active_run == "enqueue":
+        return
+    if on_active_run == "interrupt":
+        stop_session(session=session)
+        return
+    raise RunActive(details={"run_uuid": str(active.uuid), "status": active.status})
+
+
+def enqueue_next_run(*, session_id: int) -> None:
+    """After a run ends, start the session's next queued run (runs of a session go one at a time)."""
+    next_run = Run.objects.filter(session_id=session_id, status=Run.Status.QUEUED).order_by("created_at", "id").first()
+    if next_run is not None:
+        tasks.execute_run.delay(next_run.pk)
 
 
 def queue_run(*, session: Session, user_message: Message) -> Run:

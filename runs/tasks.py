@@ -1,17 +1,34 @@
-"""Celery tasks: thin, idempotent, keyed by primary key; the work lives in ``runs.loop``."""
+"""Celery tasks: thin, idempotent, keyed by primary key; the work lives in the domain modules
+(imported inside each task, so services may enqueue tasks without import cycles)."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from runs import loop, titles
-
 
 @shared_task(name="runs.execute_run", acks_late=True, reject_on_worker_lost=True)
 def execute_run(run_id: int) -> None:
+    from runs import loop
+
     loop.execute_run(run_id)
 
 
 @shared_task(name="runs.generate_title", ignore_result=True)
 def generate_title(session_id: int) -> None:
+    from runs import titles
+
     titles.generate_title(session_id=session_id)
+
+
+@shared_task(name="runs.sweep_runs", ignore_result=True)
+def sweep_runs() -> None:
+    from runs import recovery
+
+    recovery.sweep_runs()
+
+
+@shared_task(name="runs.purge_events", ignore_result=True)
+def purge_events() -> None:
+    from runs import retention
+
+    retention.purge_events()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from runs.views import SessionStopView, StreamOutsideAsgiView
+from runs.views import RunViewSet, SessionEventsView, SessionStopView, StreamOutsideAsgiView
 
 app_name = "runs"
 
@@ -12,4 +12,9 @@ urlpatterns = [
     path(SESSION_STREAM_PATH, StreamOutsideAsgiView.as_view(), name="session-stream"),
     path(RUN_STREAM_PATH, StreamOutsideAsgiView.as_view(), name="run-stream"),
     path("sessions/<uuid:session_uuid>/stream/stop", SessionStopView.as_view(), name="session-stop"),
+    path("sessions/<uuid:session_uuid>/runs", RunViewSet.as_view({"get": "list"}), name="run-list"),
+    path(
+        "sessions/<uuid:session_uuid>/runs/<uuid:run_uuid>", RunViewSet.as_view({"get": "retrieve"}), name="run-detail"
+    ),
+    path("sessions/<uuid:session_uuid>/events", SessionEventsView.as_view({"get": "list"}), name="session-events"),
 ]

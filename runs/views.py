@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
+from rest_framework import mixins, serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -9,6 +10,8 @@ from rest_framework.views import APIView
 from chat.views import get_caller_session
 from genie.exceptions import error_body
 from runs import services
+from runs.models import Run, RunEvent
+from runs.serializers import EventQuerySerializer, RunEventSerializer, RunSerializer
 
 
 class SessionStopView(APIView):
@@ -24,6 +27,40 @@ class SessionStopView(APIView):
         session = get_caller_session(request, session_uuid)
         stopped = services.stop_session(session=session)
         return Response({"uuid": str(session.uuid), "stopped": stopped})
+
+
+class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """A session's runs, oldest first; one run's status, error, usage and timings."""
+
+    serializer_class = RunSerializer
+    lookup_field = "uuid"
+    lookup_url_kwarg = "run_uuid"
+
+    def get_queryset(self) -> QuerySet[Run]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return Run.objects.none()
+        session = get_caller_session(self.request, self.kwargs["session_uuid"])
+        return session.runs.select_related("session", "user_message", "agent_message").order_by("created_at", "id")
+
+
+class SessionEventsView(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """``GET sessions/{s}/events?since_id=N | since_created_at=ISO``: stored events, oldest
+    first, kept GENIE_EVENT_RETENTION."""
+
+    serializer_class = RunEventSerializer
+
+    def get_queryset(self) -> QuerySet[RunEvent]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return RunEvent.objects.none()
+        query = EventQuerySerializer(data=self.request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        session = get_caller_session(self.request, self.kwargs["session_uuid"])
+        events = session.events.select_related("run").order_by("seq")
+        if "since_id" in query.validated_data:
+            events = events.filter(seq__gt=query.validated_data["since_id"])
+        if "since_created_at" in query.validated_data:
+            events = events.filter(created_at__gt=query.validated_data["since_created_at"])
+        return events
 
 
 class StreamOutsideAsgiView(APIView):

@@ -19,7 +19,7 @@ def test_create_session_writes_session_messages_and_queued_run(api, agent, membe
 
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"uuid", "stream_url", "messages_url", "run_uuid"}
+    assert set(body) == {"uuid", "stream_url", "messages_url", "run_uuid", "run_url"}
     assert body["stream_url"] == f"http://testserver/api/v1/sessions/{body['uuid']}/stream"
     assert body["messages_url"] == f"http://testserver/api/v1/sessions/{body['uuid']}/messages"
     session = Session.objects.get(uuid=body["uuid"])

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from chat.serializers import StrictSerializer, absolute
+from runs.models import Run, RunEvent
+
+
+class RunSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+    stream_url = serializers.SerializerMethodField()
+    session_uuid = serializers.UUIDField(source="session.uuid", read_only=True)
+    user_message_uuid = serializers.UUIDField(source="user_message.uuid", read_only=True)
+    agent_message_uuid = serializers.UUIDField(source="agent_message.uuid", read_only=True)
+    error = serializers.SerializerMethodField()
+    usage = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Run
+        fields = [
+            "uuid",
+            "url",
+            "stream_url",
+            "session_uuid",
+            "status",
+            "error",
+            "usage",
+            "user_message_uuid",
+            "agent_message_uuid",
+            "attempts",
+            "created_at",
+            "started_at",
+            "first_token_at",
+            "finished_at",
+        ]
+
+    def _url_kwargs(self, obj: Run) -> dict[str, Any]:
+        return {"session_uuid": obj.session.uuid, "run_uuid": obj.uuid}
+
+    def get_url(self, obj: Run) -> str:
+        return absolute(self.context["request"], "runs:run-detail", **self._url_kwargs(obj))
+
+    def get_stream_url(self, obj: Run) -> str:
+        return absolute(self.context["request"], "runs:run-stream", **self._url_kwargs(obj))
+
+    def get_error(self, obj: Run) -> dict[str, str] | None:
+        return {"code": obj.error_code, "message": obj.error_message} if obj.error_code else None
+
+    def get_usage(self, obj: Run) -> dict[str, int | None]:
+        return {"prompt_tokens": obj.prompt_tokens, "completion_tokens": obj.completion_tokens}
+
+
+class RunEventSerializer(serializers.ModelSerializer):
+    id = serializers.IntegerField(source="seq")
+    run_uuid = serializers.UUIDField(source="run.uuid")
+
+    class Meta:
+        model = RunEvent
+        fields = ["id", "run_uuid", "type", "data", "created_at"]
+
+
+class EventQuerySerializer(StrictSerializer):
+    since_id = serializers.IntegerField(required=False, min_value=0)
+    since_created_at = serializers.DateTimeField(required=False)
+    page = serializers.CharField(required=False)
+    page_size = serializers.CharField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "since_id" in attrs and "since_created_at" in attrs:
+            raise serializers.ValidationError("Give since_id or since_created_at, not both.")
+        return attrs
