@@ -10,9 +10,9 @@ from rest_framework.views import APIView
 from chat.models import Message
 from chat.views import get_caller_session
 from feedback import services
-from genie.idempotency import run_idempotently
 from feedback.models import Feedback
 from feedback.serializers import FeedbackInputSerializer, FeedbackSerializer
+from genie.idempotency import run_idempotently
 
 
 class MessageFeedbackView(APIView):

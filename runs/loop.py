@@ -28,8 +28,8 @@ from django.utils import timezone
 from chat.models import Message, Session
 from runs.events import RunEventWriter, emit_terminal_events, redis_client, stop_key, stopped_unstarted_events
 from runs.models import Run
-from runs.services import enqueue_next_run
 from runs.providers import Chunk, ProviderError, ProviderRequest, get_provider
+from runs.services import enqueue_next_run
 
 logger = logging.getLogger(__name__)
 

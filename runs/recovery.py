@@ -21,8 +21,8 @@ from django.utils import timezone
 from chat.models import Message
 from runs import tasks
 from runs.events import emit_terminal_events
-from runs.services import enqueue_next_run
 from runs.models import Run, RunEvent
+from runs.services import enqueue_next_run
 
 logger = logging.getLogger(__name__)
 
