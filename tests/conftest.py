@@ -108,6 +108,8 @@ def live_env(django_db_setup, django_db_blocker) -> dict[str, str]:
         GENIE_PROVIDER_TIMEOUT="2",
         GENIE_SSE_MAX_BACKLOG_BYTES="200000",
         GENIE_SSE_STALL_TIMEOUT="1",
+        GENIE_RUN_LEASE="3",
+        GENIE_SWEEP_INTERVAL="1",
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -125,6 +127,11 @@ class LiveProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text()
+
+    def restart(self, ready: str) -> None:
+        self.stop()
+        self.start()
+        wait_for(lambda: ready in self.log_text(), 60, f"{self.args[2:4]} restart")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -192,8 +199,32 @@ def celery_worker(live_env, tmp_path_factory) -> Iterator[LiveProcess]:
     worker.stop()
 
 
+@pytest.fixture(scope="session")
+def celery_beat(live_env, tmp_path_factory) -> Iterator[LiveProcess]:
+    """Beat drives the sweeper (every GENIE_SWEEP_INTERVAL) and the hourly purge."""
+    folder = tmp_path_factory.mktemp("beat")
+    beat = LiveProcess(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "genie",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(folder / "schedule"),
+        ],
+        live_env,
+        folder / "beat.log",
+    ).start()
+    yield beat
+    beat.stop()
+
+
 @pytest.fixture
-def live(live_server_url, celery_worker, fake_llm, transactional_db):
+def live(live_server_url, celery_worker, celery_beat, fake_llm, transactional_db):
     """The whole stack, with a committed team, member, token and a scripted agent."""
     from tests.live import LiveStack
 

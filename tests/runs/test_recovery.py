@@ -1,0 +1,57 @@
+"""A worker killed with kill -9 mid-turn: the sweeper (driven by a real beat process) ends
+the run within a bounded time, the waiting stream ends, the partial text is kept."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from chat.models import Message
+from runs.models import Run
+from tests.conftest import start_worker
+
+pytestmark = pytest.mark.live
+
+
+def test_killed_worker_run_is_failed_by_the_sweeper_and_the_stream_ends(live, celery_worker, live_env, tmp_path):
+    live.script([("delay", 0.2), ("text", "partial "), ("text", "text "), *[("delay", 0.2), ("text", "x")] * 200])
+    created = live.start_session()
+    head = live.read_stream(created["stream_url"], max_events=4)  # start, text-start, 2 deltas
+    run = Run.objects.get(uuid=created["run_uuid"])
+    pid = int(run.lease_owner.split(":")[1])
+    assert pid == celery_worker.proc.pid
+
+    survivor = start_worker(live_env, tmp_path / "survivor.log", concurrency=2)  # runs the sweeps
+    try:
+        os.kill(pid, signal.SIGKILL)
+        celery_worker.proc.wait(10)
+        tail = live.read_stream(created["stream_url"], last_event_id=head.ids[-1], timeout=30)
+    finally:
+        survivor.stop()
+        celery_worker.restart("ready")
+
+    assert tail.types[-2:] == ["error", "finish"]
+    run = live.wait_run(created["run_uuid"])
+    assert run.status == Run.Status.FAILED
+    assert run.error_code == "worker_lost"
+    assert run.agent_message.status == Message.Status.FAILED
+    assert run.agent_message.text.startswith("partial text ")
+    assert run.agent_message.text == head.text + tail.text
+
+
+def test_redelivered_task_while_the_lease_is_held_does_nothing(live):
+    from runs.loop import execute_run
+
+    live.script([("delay", 0.2), ("text", "once"), ("delay", 1.0)])
+    created = live.start_session()
+    live.read_stream(created["stream_url"], max_events=3)
+    run = Run.objects.get(uuid=created["run_uuid"])
+
+    assert execute_run(run.pk, worker_id="another-worker") is None  # a duplicate delivery
+    finished = live.wait_run(created["run_uuid"])
+    assert finished.status == Run.Status.SUCCEEDED
+    assert finished.attempts == 1
+    assert Message.objects.filter(session=run.session, sender_role="agent").count() == 1
+    assert finished.events.filter(type="finish").count() == 1

@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from chat.models import Message
+from feedback.models import Feedback
+from runs.loop import execute_run
+from runs.models import Run, RunEvent
+from runs.retention import purge_events
+from runs.services import stop_session
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def created(api):
+    return api.post("/api/v1/sessions", {"text": "hi"}, format="json").json()
+
+
+def add_events(run: Run, *types: str, age: timedelta = timedelta(0)) -> list[RunEvent]:
+    start = (
+        RunEvent.objects.filter(session=run.session).order_by("-seq").values_list("seq", flat=True).first() or 0
+    ) + 1
+    events = [
+        RunEvent(session=run.session, run=run, seq=start + i, type=t, data={"type": t}, created_at=timezone.now() - age)
+        for i, t in enumerate(types)
+    ]
+    return RunEvent.objects.bulk_create(events)
+
+
+def test_run_detail_names_its_messages_and_status(api, created):
+    run = Run.objects.get(uuid=created["run_uuid"])
+
+    body = api.get(created["run_url"]).json()
+
+    assert body["uuid"] == created["run_uuid"]
+    assert body["status"] == "queued"
+    assert body["error"] is None
+    assert body["user_message_uuid"] == str(run.user_message.uuid)
+    assert body["agent_message_uuid"] == str(run.agent_message.uuid)
+    assert (
+        body["stream_url"] == f"http://testserver/api/v1/sessions/{created['uuid']}/runs/{created['run_uuid']}/stream"
+    )
+    assert body["usage"] == {"prompt_tokens": None, "completion_tokens": None}
+
+
+def test_run_list_is_paginated(api, created):
+    body = api.get(f"/api/v1/sessions/{created['uuid']}/runs").json()
+
+    assert body["count"] == 1
+    assert body["results"][0]["uuid"] == created["run_uuid"]
+
+
+def test_events_since_id_and_since_created_at(api, created):
+    run = Run.objects.get(uuid=created["run_uuid"])
+    old = add_events(run, "start", "text-start", age=timedelta(minutes=10))
+    add_events(run, "text-delta", "finish")
+    url = f"/api/v1/sessions/{created['uuid']}/events"
+
+    since_id = api.get(f"{url}?since_id={old[0].seq}").json()
+    since_time = api.get(url, {"since_created_at": (timezone.now() - timedelta(minutes=5)).isoformat()}).json()
+
+    assert [e["type"] for e in since_id["results"]] == ["text-start", "text-delta", "finish"]
+    assert since_id["results"][0] == {
+        "id": old[1].seq,
+        "run_uuid": created["run_uuid"],
+        "type": "text-start",
+        "data": {"type": "text-start"},
+        "created_at": since_id["results"][0]["created_at"],
+    }
+    assert [e["type"] for e in since_time["results"]] == ["text-delta", "finish"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "since_id=-1",
+        "since_id=x",
+        "since_created_at=yesterday",
+        "since_id=1&since_created_at=2026-01-01T00:00:00Z",
+        "bogus=1",
+    ],
+)
+def test_bad_event_parameters_are_400(api, created, query):
+    response = api.get(f"/api/v1/sessions/{created['uuid']}/events?{query}")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "validation_error"
+
+
+def test_purge_deletes_only_old_events_and_keeps_messages(api, created, capsys):
+    run = Run.objects.get(uuid=created["run_uuid"])
+    add_events(run, "start", "text-start", age=timedelta(hours=25))
+    add_events(run, "text-delta", "finish")
+    Feedback.objects.create(message=run.agent_message, rating="positive")
+
+    call_command("purge_events", "--dry-run")
+    dry = capsys.readouterr().out
+    call_command("purge_events", "--batch-size", "1")
+    done = capsys.readouterr().out
+
+    assert dry.strip() == "Would delete 2 events."
+    assert done.strip() == "Deleted 2 events."
+    assert list(RunEvent.objects.values_list("type", flat=True)) == ["text-delta", "finish"]
+    assert Message.objects.count() == 2 and Run.objects.count() == 1 and Feedback.objects.count() == 1
+
+
+def test_purge_older_than_argument(created):
+    run = Run.objects.get(uuid=created["run_uuid"])
+    add_events(run, "start", age=timedelta(hours=2))
+    add_events(run, "finish")
+
+    assert purge_events(older_than=timedelta(hours=1)) == 1
+
+
+def test_purge_rejects_a_bad_age():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="older-than"):
+        call_command("purge_events", "--older-than", "soon")
+
+
+def test_stop_before_the_worker_started_still_stops(created):
+    run = Run.objects.get(uuid=created["run_uuid"])
+
+    assert stop_session(session=run.session) is True
+    execute_run(run.pk)  # the task arrives after the stop: it does nothing
+
+    run.refresh_from_db()
+    assert run.status == Run.Status.STOPPED
+    assert run.agent_message.status == Message.Status.STOPPED
+    assert run.agent_message.text == ""
+
+
+def test_stop_after_the_finish_is_harmless(api, created):
+    Run.objects.filter(uuid=created["run_uuid"]).update(status=Run.Status.SUCCEEDED)
+
+    response = api.post(f"/api/v1/sessions/{created['uuid']}/stream/stop")
+
+    assert response.json() == {"uuid": created["uuid"], "stopped": False}
+    assert Run.objects.get(uuid=created["run_uuid"]).status == Run.Status.SUCCEEDED
