@@ -173,6 +173,8 @@ SPECTACULAR_SETTINGS = {
 
 # Celery: long, I/O-bound streaming turns on the threads pool.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT = "genie.broker:RedisTransport"  # survives a Redis restart
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -255,13 +255,26 @@ class StreamRelay:
         if self.done or self.overflowed:
             return
         start = max(self.sent_seq, self.plan.after_seq) + 1
-        entries = await async_redis().xrange(stream_key(self.plan.session_uuid), min=f"{start}-0")
+        try:
+            entries = await async_redis().xrange(stream_key(self.plan.session_uuid), min=f"{start}-0")
+        except (aioredis.RedisError, OSError):
+            # A pooled connection that died with a Redis restart: PostgreSQL has the rest
+            # (up to the last batch); the live feed and its gap check cover the tail.
+            await self.write(await load_stored_events(self.plan.session_uuid, self.sent_seq))
+            return
         await self.write([StreamEvent.from_stream_entry(entry_id, fields) for entry_id, fields in entries])
 
     async def tail(self, subscriber: Subscriber) -> None:
         deadline = time.monotonic() + settings.GENIE_SSE_MAX_DURATION
         while not self.done:
             if subscriber.closed or subscriber.overflowed or self.overflowed or time.monotonic() > deadline:
+                logger.info(
+                    "Stream of %s ends at id %s (closed=%s, overflowed=%s)",
+                    self.plan.session_uuid,
+                    self.sent_seq,
+                    subscriber.closed,
+                    subscriber.overflowed or self.overflowed,
+                )
                 return
             try:
                 await asyncio.wait_for(subscriber.wakeup.wait(), timeout=settings.GENIE_SSE_HEARTBEAT)
@@ -311,10 +324,7 @@ async def relay_stream(plan: StreamPlan, receive: Any, send: Any) -> None:
         if subscriber.closed:
             await relay.write(plan.backlog)
         else:
-            try:
-                await relay.catch_up()
-            except (aioredis.RedisError, OSError):
-                subscriber.close()
+            await relay.catch_up()
             await relay.tail(subscriber)
     finally:
         watcher.cancel()

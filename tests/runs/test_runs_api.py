@@ -106,7 +106,9 @@ def test_purge_deletes_only_old_events_and_keeps_messages(api, created, capsys):
     assert dry.strip() == "Would delete 2 events."
     assert done.strip() == "Deleted 2 events."
     assert list(RunEvent.objects.values_list("type", flat=True)) == ["text-delta", "finish"]
-    assert Message.objects.count() == 2 and Run.objects.count() == 1 and Feedback.objects.count() == 1
+    assert Message.objects.count() == 2
+    assert Run.objects.count() == 1
+    assert Feedback.objects.count() == 1
 
 
 def test_purge_older_than_argument(created):

@@ -1,0 +1,123 @@
+"""Redis stops mid-stream and comes back: its own redis-server on a test port, with its own
+Daphne and worker. Writes that need Redis answer 503 and store nothing; open streams end
+cleanly; stored events stay readable from PostgreSQL; after the restart everything works
+without restarting any process."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from chat.models import Session
+from tests.conftest import LiveProcess, free_port, start_worker, wait_for
+from tests.live import LiveStack
+
+pytestmark = pytest.mark.live
+
+
+class RedisServer:
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.folder = folder
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                shutil.which("redis-server"),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for(self.ping, 10, "redis-server")
+
+    def ping(self) -> bool:
+        try:
+            return redis.Redis.from_url(self.url).ping()
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def outage_stack(live_env, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("outage")
+    server = RedisServer(folder)
+    server.start()
+    env = {**live_env, "REDIS_URL": server.url}
+    port = free_port()
+    daphne = LiveProcess(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "genie.asgi:application"],
+        env,
+        folder / "daphne.log",
+    ).start()
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: "Listening" in daphne.log_text() or "listening" in daphne.log_text(), 30, "daphne")
+    worker = start_worker(env, folder / "worker.log", concurrency=4)
+    yield server, url
+    worker.stop()
+    daphne.stop()
+    server.stop()
+
+
+def test_redis_restart_mid_stream(outage_stack, fake_llm, transactional_db):
+    server, url = outage_stack
+    live = LiveStack.create(base_url=url, fake_llm=fake_llm)
+    live.script([("delay", 0.2), ("text", "before "), *[("delay", 0.05), ("text", "x")] * 30], [("text", "after")])
+    created = live.start_session()
+    head = live.read_stream(created["stream_url"], max_events=3)
+
+    server.stop()
+    started = time.monotonic()
+    cut = live.read_stream(created["stream_url"], last_event_id=head.ids[-1], timeout=10)
+    refused = live.api("POST", "sessions", json={"text": "during the outage"})
+    sessions_during = Session.objects.count()
+    run = live.wait_run(created["run_uuid"], timeout=30)  # the worker finishes on PostgreSQL alone
+
+    assert time.monotonic() - started < 10  # the open stream ended, it did not hang
+    assert cut.status == 200  # served what PostgreSQL had, then closed
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "redis_unavailable"
+    assert sessions_during == 1
+    assert run.agent_message.text.startswith("before ")
+
+    server.start()
+    events = live.api("GET", f"sessions/{created['uuid']}/events?page_size=100").json()
+    resumed = live.read_stream(created["stream_url"], last_event_id=head.ids[-1])
+    wait_for(lambda: live.api("GET", "sessions").status_code == 200, 10, "api")
+    deadline = time.monotonic() + 30
+    while (again := live.api("POST", "sessions", json={"text": "after the outage"})).status_code == 503:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    fresh = live.read_stream(again.json()["stream_url"], last_event_id=0, timeout=30)
+
+    assert [e["type"] for e in events["results"]][-1] == "finish"
+    assert head.text + resumed.text == run.agent_message.text
+    assert resumed.types[-1] == "finish"
+    assert again.status_code == 201
+    assert fresh.text == "after"
+    assert httpx.get(f"{url}/healthz").json()["checks"]["redis"] == "ok"
