@@ -4,7 +4,7 @@ set -euo pipefail
 PORT=${1:-8000}
 VENV=${VENV:-.venv}
 "$VENV/bin/celery" -A genie worker --pool threads --concurrency "${GENIE_WORKER_CONCURRENCY:-8}" \
-  --loglevel INFO &
+  --loglevel INFO --beat --schedule "${GENIE_BEAT_SCHEDULE:-var/celerybeat-schedule}" &
 WORKER=$!
 trap 'kill $WORKER 2>/dev/null; wait $WORKER 2>/dev/null' EXIT INT TERM
 "$VENV/bin/daphne" -b "${GENIE_BIND:-127.0.0.1}" -p "$PORT" genie.asgi:application
