@@ -8,7 +8,7 @@ from django.conf import settings
 from django.urls import reverse
 from rest_framework import serializers
 
-from chat.models import Message, Session
+from chat.models import Agent, Message, Session
 from genie.exceptions import PayloadTooLarge
 from runs.services import ON_ACTIVE_RUN_CHOICES
 
@@ -172,3 +172,59 @@ class SessionWithMessagesSerializer(SessionSerializer):
 
     def get_messages(self, obj: Session) -> list[dict[str, Any]]:
         return MessageSerializer(obj.messages.transcript(), many=True, context=self.context).data
+
+
+class AgentSerializer(serializers.ModelSerializer):
+    """Agents of the team. ``api_key`` is write-only: it is never returned."""
+
+    url = serializers.SerializerMethodField()
+    handle = serializers.SlugField(max_length=100)
+    api_key = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=500)
+    has_api_key = serializers.SerializerMethodField()
+    temperature = serializers.FloatField(min_value=0.0, max_value=2.0, required=False)
+    max_tokens = serializers.IntegerField(min_value=1, max_value=100_000, required=False, allow_null=True)
+
+    class Meta:
+        model = Agent
+        fields = [
+            "uuid",
+            "url",
+            "handle",
+            "name",
+            "instructions",
+            "provider",
+            "model",
+            "base_url",
+            "api_key",
+            "has_api_key",
+            "temperature",
+            "max_tokens",
+            "is_public",
+            "is_default",
+            "archived_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["uuid", "is_default", "archived_at", "created_at", "updated_at"]
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - {name for name, f in self.fields.items() if not f.read_only})
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown or read-only field."] for name in unknown})
+        return super().to_internal_value(data)
+
+    def get_url(self, obj: Agent) -> str:
+        return absolute(self.context["request"], "chat:agent-detail", handle=obj.handle)
+
+    def get_has_api_key(self, obj: Agent) -> bool:
+        return bool(obj.api_key)
+
+    def validate_handle(self, value: str) -> str:
+        team = self.context["team"]
+        clash = Agent.objects.for_team(team).filter(handle=value)
+        if self.instance is not None:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise serializers.ValidationError("An agent with this handle exists.", code="unique")
+        return value

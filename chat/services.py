@@ -6,9 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from chat.models import Agent, Message, Session
 from genie.auth import Caller
+from genie.exceptions import Conflict
+from genie.models import Team
 from runs import services as run_services
 from runs.models import Run
 
@@ -97,3 +100,32 @@ def delete_session(*, session: Session) -> None:
     run_services.stop_session(session=session)
     with transaction.atomic():
         session.delete()
+
+
+class AgentInUse(Conflict):
+    default_code = "agent_in_use"
+    default_detail = "The agent has sessions; pass ?force=true to archive it instead."
+
+
+@transaction.atomic
+def save_agent(*, team: Team, agent: Agent | None = None, **fields: Any) -> Agent:
+    agent = agent or Agent(team=team)
+    for name, value in fields.items():
+        setattr(agent, name, value)
+    agent.save()
+    return agent
+
+
+@transaction.atomic
+def remove_agent(*, agent: Agent, force: bool = False) -> str:
+    """Delete an agent without sessions; with sessions, archive it when ``force``
+    (its transcripts stay), else raise ``AgentInUse``. Returns what was done."""
+    if not agent.sessions.exists():
+        agent.delete()
+        return "deleted"
+    if not force:
+        raise AgentInUse(details={"sessions": agent.sessions.count()})
+    agent.archived_at = timezone.now()
+    agent.is_default = False
+    agent.save(update_fields=["archived_at", "is_default", "updated_at"])
+    return "archived"

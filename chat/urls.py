@@ -1,10 +1,16 @@
 from django.urls import path
 
-from chat.views import MessageViewSet, SessionViewSet
+from chat.views import AgentViewSet, MessageViewSet, SessionViewSet
 
 app_name = "chat"
 
 urlpatterns = [
+    path("agents", AgentViewSet.as_view({"get": "list", "post": "create"}), name="agent-list"),
+    path(
+        "agents/<slug:handle>",
+        AgentViewSet.as_view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"}),
+        name="agent-detail",
+    ),
     path("sessions", SessionViewSet.as_view({"get": "list", "post": "create"}), name="session-list"),
     path(
         "sessions/<uuid:session_uuid>",

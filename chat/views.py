@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from rest_framework import mixins, status, viewsets
@@ -13,6 +14,7 @@ from chat import services
 from chat.filters import SessionFilter
 from chat.models import Agent, Message, Session
 from chat.serializers import (
+    AgentSerializer,
     MessageCreateSerializer,
     MessageSerializer,
     SessionCreateSerializer,
@@ -21,11 +23,19 @@ from chat.serializers import (
     SessionWithMessagesSerializer,
     absolute,
 )
-from genie.auth import Caller
+from genie.auth import Caller, IsSecretKey, NotPublishable
+from genie.exceptions import GenieError
 from genie.idempotency import run_idempotently
 from runs.events import require_redis
 from runs.models import Run
 from runs.services import RunActive
+from runs.waiting import wait_for_finish
+
+
+class RunTimeout(GenieError):
+    status_code = status.HTTP_504_GATEWAY_TIMEOUT
+    default_code = "run_timeout"
+    default_detail = "The run did not finish in time; it goes on: read its stream or poll it."
 
 
 def caller_sessions(request: Request) -> QuerySet[Session]:
@@ -69,8 +79,8 @@ class SessionViewSet(
         return caller_sessions(self.request)
 
     def list(self, request: Request) -> Response:
-        if request.auth.is_publishable:
-            raise NotFound()
+        if not NotPublishable().has_permission(request, self):
+            self.permission_denied(request, NotPublishable.message, NotPublishable.code)
         return super().list(request)
 
     def get_object(self) -> Session:
@@ -134,7 +144,18 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return self.get_session().messages.transcript()
 
     def create(self, request: Request, session_uuid: str) -> Response:
-        return run_idempotently(request, lambda: self._create(request))
+        response = run_idempotently(request, lambda: self._create(request))
+        if response.status_code == status.HTTP_201_CREATED and request.data.get("stream") is False:
+            return self._reply_when_done(request, response.data["run_uuid"])
+        return response
+
+    def _reply_when_done(self, request: Request, run_uuid: str) -> Response:
+        """``stream: false`` (seed 002): wait for the run, answer with the agent message."""
+        run = Run.objects.select_related("session").get(uuid=run_uuid)
+        if not wait_for_finish(run=run, timeout=settings.GENIE_SYNC_TIMEOUT):
+            raise RunTimeout(details={"run_uuid": run_uuid, **run_urls(request, run)})
+        message = Message.objects.select_related("session", "feedback").get(pk=run.agent_message_id)
+        return Response(MessageSerializer(message, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
     def _create(self, request: Request) -> Response:
         session = self.get_session()
@@ -155,3 +176,44 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             raise
         body = {"uuid": str(run.agent_message.uuid), "stream_url": stream_url, **run_urls(request, run)}
         return Response(body, status=status.HTTP_201_CREATED)
+
+
+class AgentViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """``agents``: the team's agents, by handle (secret key only)."""
+
+    permission_classes = [IsSecretKey]
+    serializer_class = AgentSerializer
+    lookup_field = "handle"
+
+    def get_queryset(self) -> QuerySet[Agent]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return Agent.objects.none()
+        return Agent.objects.for_team(self.request.auth.team).live().order_by("handle")
+
+    def get_serializer_context(self) -> dict:
+        context = super().get_serializer_context()
+        if isinstance(self.request.auth, Caller):
+            context["team"] = self.request.auth.team
+        return context
+
+    def perform_create(self, serializer: AgentSerializer) -> None:
+        serializer.instance = services.save_agent(team=self.request.auth.team, **serializer.validated_data)
+
+    def perform_update(self, serializer: AgentSerializer) -> None:
+        serializer.instance = services.save_agent(
+            team=self.request.auth.team, agent=serializer.instance, **serializer.validated_data
+        )
+
+    def destroy(self, request: Request, handle: str) -> Response:
+        force = request.query_params.get("force", "").lower() in {"1", "true", "yes"}
+        agent = self.get_object()
+        if services.remove_agent(agent=agent, force=force) == "archived":
+            return Response(self.get_serializer(agent).data)
+        return Response(status=status.HTTP_204_NO_CONTENT)

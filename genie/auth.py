@@ -130,8 +130,21 @@ class IsTeamCaller(permissions.BasePermission):
         return True
 
 
-class IsSecretOrUserCaller(permissions.BasePermission):
+class NotPublishable(permissions.BasePermission):
     """Everything but publishable keys (they never list sessions or read configuration)."""
+
+    message = "A publishable key cannot do this."
+    code = "publishable_key_forbidden"
 
     def has_permission(self, request: Request, view: object) -> bool:
         return isinstance(request.auth, Caller) and not request.auth.is_publishable
+
+
+class IsSecretKey(permissions.BasePermission):
+    """Team administration (agents, API keys) needs a secret key."""
+
+    message = "This endpoint needs a secret key (sk_live_…)."
+    code = "secret_key_required"
+
+    def has_permission(self, request: Request, view: object) -> bool:
+        return isinstance(request.auth, Caller) and request.auth.is_secret

@@ -142,6 +142,14 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("GENIE
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "genie-cache",
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -159,6 +167,11 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "genie.exceptions.genie_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "PAGE_SIZE": 20,
+    "DEFAULT_THROTTLE_CLASSES": [
+        "genie.throttles.CredentialRateThrottle",
+        "genie.throttles.PublishableIPRateThrottle",
+    ],
+    "NUM_PROXIES": env_int("GENIE_NUM_PROXIES", 0) if env_bool("GENIE_BEHIND_PROXY", False) else None,
     "UNAUTHENTICATED_USER": None,
 }
 if DEBUG:
@@ -222,6 +235,9 @@ GENIE_SSE_MAX_BACKLOG_BYTES = env_int("GENIE_SSE_MAX_BACKLOG_BYTES", 1_000_000)
 GENIE_SSE_STALL_TIMEOUT = env_float("GENIE_SSE_STALL_TIMEOUT", 30.0)
 GENIE_SSE_MAX_DURATION = env_float("GENIE_SSE_MAX_DURATION", 3600.0)
 GENIE_GENERATE_TITLES = env_bool("GENIE_GENERATE_TITLES", True)
+GENIE_RATE_PER_KEY = env_str("GENIE_RATE_PER_KEY", "1200/min")
+GENIE_RATE_PUBLISHABLE_IP = env_str("GENIE_RATE_PUBLISHABLE_IP", "120/min")
+GENIE_SYNC_TIMEOUT = env_float("GENIE_SYNC_TIMEOUT", 60.0)
 GENIE_IDEMPOTENCY_TTL = timedelta(seconds=env_int("GENIE_IDEMPOTENCY_TTL", 24 * 3600))
 GENIE_RUN_LEASE = env_float("GENIE_RUN_LEASE", 30.0)  # a worker renews its run's lease every third of this
 GENIE_SWEEP_INTERVAL = env_float("GENIE_SWEEP_INTERVAL", 10.0)

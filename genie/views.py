@@ -2,8 +2,16 @@ from __future__ import annotations
 
 import redis
 from django.db import connection
+from django.db.models import QuerySet
 from django.http import HttpRequest, JsonResponse
+from rest_framework import mixins, status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
 
+from genie.auth import IsSecretKey
+from genie.models import AccessToken
+from genie.serializers import ApiKeyCreateSerializer, ApiKeySerializer
+from genie.services import create_access_token
 from runs.events import redis_client
 
 
@@ -23,3 +31,26 @@ def healthz(request: HttpRequest) -> JsonResponse:
         checks["redis"] = "unavailable"
     healthy = all(value == "ok" for value in checks.values())
     return JsonResponse({"status": "ok" if healthy else "degraded", "checks": checks}, status=200 if healthy else 503)
+
+
+class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    permission_classes = [IsSecretKey]
+    serializer_class = ApiKeySerializer
+    lookup_field = "uuid"
+
+    def get_queryset(self) -> QuerySet[AccessToken]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return AccessToken.objects.none()
+        return AccessToken.objects.filter(
+            team=self.request.auth.team, kind__in=[AccessToken.Kind.SECRET, AccessToken.Kind.PUBLISHABLE]
+        ).order_by("-created_at")
+
+    def create(self, request: Request) -> Response:
+        data = ApiKeyCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        token, key = create_access_token(team=request.auth.team, **data.validated_data)
+        return Response({**ApiKeySerializer(token).data, "key": key}, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request: Request, uuid: str) -> Response:
+        self.get_object().revoke()
+        return Response(status=status.HTTP_204_NO_CONTENT)

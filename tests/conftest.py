@@ -109,6 +109,7 @@ def live_env(django_db_setup, django_db_blocker) -> dict[str, str]:
         GENIE_SSE_MAX_BACKLOG_BYTES="200000",
         GENIE_SSE_STALL_TIMEOUT="1",
         GENIE_RUN_LEASE="3",
+        GENIE_SYNC_TIMEOUT="3",
         GENIE_SWEEP_INTERVAL="1",
         PYTHONUNBUFFERED="1",
     )

@@ -82,10 +82,16 @@ class LiveStack:
         return response.json()
 
     def read_stream(
-        self, url: str, *, last_event_id: int | None = None, max_events: int | None = None, timeout: float = 30
+        self,
+        url: str,
+        *,
+        last_event_id: int | None = None,
+        max_events: int | None = None,
+        timeout: float = 30,
+        headers: dict[str, str] | None = None,
     ) -> StreamRead:
         """Read an SSE stream until the server closes it, or disconnect after ``max_events``."""
-        headers = {**self.headers, "Accept": "text/event-stream"}
+        headers = {**(headers or self.headers), "Accept": "text/event-stream"}
         if last_event_id is not None:
             headers["Last-Event-ID"] = str(last_event_id)
         with httpx.stream("GET", url, headers=headers, timeout=timeout) as response:

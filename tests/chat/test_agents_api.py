@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+
+from chat.models import Agent
+from genie.models import AccessToken
+from genie.services import create_access_token
+from tests.conftest import bearer_client
+from tests.factories import AgentFactory, SessionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_api(team):
+    _, key = create_access_token(team=team, kind=AccessToken.Kind.SECRET)
+    return bearer_client(key)
+
+
+def test_create_agent_never_returns_its_api_key(admin_api, team):
+    body = {
+        "handle": "support",
+        "name": "Support",
+        "instructions": "Be kind.",
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "base_url": "https://api.openai.com/v1",
+        "api_key": "sk-provider-secret",
+        "temperature": 0.3,
+        "max_tokens": 256,
+        "is_public": True,
+    }
+
+    created = admin_api.post("/api/v1/agents", body, format="json")
+    listed = admin_api.get("/api/v1/agents")
+
+    assert created.status_code == 201
+    assert "api_key" not in created.json()
+    assert created.json()["has_api_key"] is True
+    assert "sk-provider-secret" not in listed.content.decode()
+    assert Agent.objects.get(team=team, handle="support").api_key == "sk-provider-secret"
+
+
+def test_update_agent_by_handle(admin_api, team):
+    AgentFactory(team=team, handle="support", temperature=0.1)
+
+    response = admin_api.patch("/api/v1/agents/support", {"temperature": 0.9, "instructions": "New."}, format="json")
+
+    assert response.status_code == 200
+    agent = Agent.objects.get(team=team, handle="support")
+    assert (agent.temperature, agent.instructions) == (0.9, "New.")
+
+
+def test_agent_validation(admin_api, team):
+    AgentFactory(team=team, handle="taken")
+
+    duplicate = admin_api.post("/api/v1/agents", {"handle": "taken", "name": "x", "model": "m"}, format="json")
+    hot = admin_api.post(
+        "/api/v1/agents", {"handle": "hot", "name": "x", "model": "m", "temperature": 5}, format="json"
+    )
+    sneaky = admin_api.post("/api/v1/agents", {"handle": "s", "name": "x", "model": "m", "team": 1}, format="json")
+
+    assert duplicate.status_code == hot.status_code == sneaky.status_code == 400
+    assert Agent.objects.filter(team=team).count() == 1
+
+
+def test_delete_agent_with_sessions_is_409_unless_forced(admin_api, team):
+    agent = AgentFactory(team=team, handle="busy")
+    SessionFactory(agent=agent)
+    AgentFactory(team=team, handle="idle")
+
+    refused = admin_api.delete("/api/v1/agents/busy")
+    archived = admin_api.delete("/api/v1/agents/busy?force=true")
+    deleted = admin_api.delete("/api/v1/agents/idle")
+
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "agent_in_use"
+    assert archived.status_code == 200
+    assert archived.json()["archived_at"] is not None
+    assert admin_api.get("/api/v1/agents/busy").status_code == 404
+    assert agent.sessions.count() == 1  # transcripts stay
+    assert deleted.status_code == 204
+    assert not Agent.objects.filter(handle="idle").exists()
+
+
+def test_api_keys_are_shown_once_and_revocable(admin_api, team):
+    created = admin_api.post("/api/v1/api-keys", {"kind": "publishable", "name": "widget"}, format="json").json()
+    listed = admin_api.get("/api/v1/api-keys").json()["results"]
+    revoked = admin_api.delete(f"/api/v1/api-keys/{created['uuid']}")
+
+    assert created["key"].startswith("pk_live_")
+    assert all("key" not in item for item in listed)
+    assert revoked.status_code == 204
+    assert bearer_client(created["key"]).post("/api/v1/sessions", {"text": "hi"}, format="json").status_code == 401
+
+
+def test_create_api_key_command(team, capsys):
+    AgentFactory(team=team, is_default=True)
+    call_command("create_api_key", "--team", team.slug, "--kind", "secret", "--name", "server")
+    key = capsys.readouterr().out.strip()
+
+    assert key.startswith("sk_live_")
+    assert bearer_client(key).get("/api/v1/agents").status_code == 200
