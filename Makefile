@@ -38,4 +38,5 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 bench: install services
-	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m bench
+	DATABASE_URL=$(or $(BENCH_DATABASE_URL),postgres://postgres:postgres@127.0.0.1:5432/genie_bench) \
+	  REDIS_URL=$(or $(BENCH_REDIS_URL),redis://127.0.0.1:6379/14) $(PY) -m bench $(ARGS)

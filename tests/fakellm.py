@@ -9,6 +9,7 @@ Script steps:
     ("status", 500)            answer with this HTTP status instead of a stream (before any text)
     ("malformed", None)        send a line that is not JSON
     ("drop", None)             close the connection mid-stream
+    ("stamp", None)            one delta whose text is the send time (time.time()), for latency
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ class FakeLLM:
         """Queue replies for ``model``: one per call, in order; the last one repeats."""
         with self._lock:
             self.scripts[model].extend(replies)
+
+    def replace_script(self, model: str, *replies: list[Step]) -> None:
+        """Forget ``model``'s queued replies and queue these."""
+        with self._lock:
+            self.scripts[model] = list(replies)
 
     def next_reply(self, model: str, body: dict[str, Any]) -> list[Step]:
         with self._lock:
@@ -112,6 +118,10 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
             elif kind == "text":
                 count += 1
                 self.wfile.write(self._chunk({"content": value}))
+                self.wfile.flush()
+            elif kind == "stamp":
+                count += 1
+                self.wfile.write(self._chunk({"content": f"{time.time():.6f} "}))
                 self.wfile.flush()
             elif kind == "malformed":
                 self.wfile.write(b"data: {this is not json\n\n")

@@ -11,7 +11,7 @@ import pytest
 
 from runs.models import Run
 from runs.providers.local import model_path
-from tests.conftest import free_port, wait_for
+from tests.processes import free_port, wait_for
 
 pytestmark = [pytest.mark.live, pytest.mark.model]
 

@@ -16,8 +16,9 @@ import pytest
 import redis
 
 from chat.models import Session
-from tests.conftest import LiveProcess, free_port, start_worker, wait_for
+from tests.conftest import start_worker
 from tests.live import LiveStack
+from tests.processes import LiveProcess, free_port, wait_for
 
 pytestmark = pytest.mark.live
 

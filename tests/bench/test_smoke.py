@@ -1,0 +1,38 @@
+"""The benchmark harness keeps working: one quick run at tiny sizes (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.processes import ROOT
+
+pytestmark = pytest.mark.live
+
+
+def test_bench_quick_run_writes_its_results(tmp_path):
+    output = tmp_path / "results.json"
+    env = {
+        **os.environ,
+        "DATABASE_URL": "postgres://postgres:postgres@127.0.0.1:5432/genie_bench_smoke",
+        "REDIS_URL": "redis://127.0.0.1:6379/13",
+    }
+
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--output", str(output)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(output.read_text())
+    assert {"ttft", "token_latency", "redis_floor", "idle_streams", "rest", "db_load", "machine"} <= set(results)
+    assert results["token_latency"][0]["events_relayed"] > 0
+    assert "added TTFT" in done.stdout

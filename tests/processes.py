@@ -1,0 +1,54 @@
+"""Helpers for tests and benchmarks that run real processes on loopback (no Django imports)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+class LiveProcess:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.args, self.env, self.log_path = args, env, log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> LiveProcess:
+        self.log = self.log_path.open("w")
+        self.proc = subprocess.Popen(self.args, env=self.env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        return self
+
+    def log_text(self) -> str:
+        return self.log_path.read_text()
+
+    def restart(self, ready: str) -> None:
+        self.stop()
+        self.start()
+        wait_for(lambda: ready in self.log_text(), 60, f"{self.args[2:4]} restart")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
