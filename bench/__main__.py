@@ -57,26 +57,22 @@ def cpu_seconds(pid: int) -> float:
 @dataclass
 class Stack:
     base_url: str
-    env: dict[str, str]
-    procs: list[subprocess.Popen] = field(default_factory=list)
-    daphne_pid: int = 0
+    processes: list[Any] = field(default_factory=list)
+
+    @property
+    def daphne_pid(self) -> int:
+        return self.processes[0].proc.pid
 
     def stop(self) -> None:
-        for proc in self.procs:
-            proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        for process in self.processes:
+            process.stop()
 
 
-def start_stack(port: int, workers: int) -> Stack:
-    from tests.processes import wait_for
+def start_stack(workers: int) -> Stack:
+    """Daphne with production settings (DEBUG=0) and ``workers`` Celery worker processes."""
+    from tests.processes import start_daphne, start_worker
 
     env = dict(os.environ)
-    env.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    env.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
     env.update(
         DEBUG="0",
         SECRET_KEY="bench-" + uuid.uuid4().hex,
@@ -92,52 +88,9 @@ def start_stack(port: int, workers: int) -> Stack:
     )
     logs = ROOT / "var" / "bench"
     logs.mkdir(parents=True, exist_ok=True)
-    stack = Stack(base_url=f"http://127.0.0.1:{port}", env=env)
-    daphne = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "genie.asgi:application"],
-        env=env,
-        cwd=ROOT,
-        stdout=(logs / "daphne.log").open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    stack.procs.append(daphne)
-    stack.daphne_pid = daphne.pid
-    for n in range(workers):
-        stack.procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "genie",
-                    "worker",
-                    "--pool",
-                    "threads",
-                    "--concurrency",
-                    "50",
-                    "--loglevel",
-                    "WARNING",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--hostname",
-                    f"bench{n}@%h",
-                ],
-                env=env,
-                cwd=ROOT,
-                stdout=(logs / f"worker{n}.log").open("w"),
-                stderr=subprocess.STDOUT,
-            )
-        )
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{stack.base_url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(up, 60, "daphne")
-    time.sleep(2)  # workers connect to the broker
+    daphne, url = start_daphne(env, logs / "daphne.log")
+    stack = Stack(base_url=url, processes=[daphne])
+    stack.processes += [start_worker(env, logs / f"worker{n}.log", concurrency=50) for n in range(workers)]
     return stack
 
 
@@ -414,7 +367,6 @@ def print_table(results: dict[str, Any], output: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (the test suite's smoke run)")
-    parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     sizes = (
@@ -428,7 +380,6 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "genie.settings")
     sys.path.insert(0, str(ROOT))
     from tests.fakellm import FakeLLM
-    from tests.processes import free_port
 
     prepare_database(dict(os.environ))
     import django
@@ -436,7 +387,7 @@ def main() -> None:
     django.setup()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     fake = FakeLLM().start()
-    stack = start_stack(args.port or free_port(), workers=2)
+    stack = start_stack(workers=2)
     try:
         fx = make_fixture(fake.base_url)
         results: dict[str, Any] = {"machine": machine_facts(), "sizes": sizes}

@@ -8,9 +8,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from chat.exceptions import AgentInUse
 from chat.models import Agent, Message, Session
 from genie.auth import Caller
-from genie.exceptions import Conflict
 from genie.models import Team
 from runs import services as run_services
 from runs.models import Run
@@ -100,11 +100,6 @@ def delete_session(*, session: Session) -> None:
     run_services.stop_session(session=session)
     with transaction.atomic():
         session.delete()
-
-
-class AgentInUse(Conflict):
-    default_code = "agent_in_use"
-    default_detail = "The agent has sessions; pass ?force=true to archive it instead."
 
 
 @transaction.atomic

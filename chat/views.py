@@ -24,18 +24,11 @@ from chat.serializers import (
     absolute,
 )
 from genie.auth import Caller, IsSecretKey, NotPublishable
-from genie.exceptions import GenieError
 from genie.idempotency import run_idempotently
 from runs.events import require_redis
+from runs.exceptions import RunActive, RunTimeout
 from runs.models import Run
-from runs.services import RunActive
 from runs.waiting import wait_for_finish
-
-
-class RunTimeout(GenieError):
-    status_code = status.HTTP_504_GATEWAY_TIMEOUT
-    default_code = "run_timeout"
-    default_detail = "The run did not finish in time; it goes on: read its stream or poll it."
 
 
 def caller_sessions(request: Request) -> QuerySet[Session]:

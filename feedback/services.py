@@ -5,13 +5,8 @@ from __future__ import annotations
 from django.db import transaction
 
 from chat.models import Message
+from feedback.exceptions import NotAnAgentMessage
 from feedback.models import Feedback
-from genie.exceptions import GenieError
-
-
-class NotAnAgentMessage(GenieError):
-    default_code = "not_an_agent_message"
-    default_detail = "Feedback can only be given on agent messages."
 
 
 @transaction.atomic

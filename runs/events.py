@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
-from genie.exceptions import ServiceUnavailable
+from runs.exceptions import RedisUnavailable
 from runs.models import Run, RunEvent
 
 logger = logging.getLogger(__name__)
@@ -55,11 +55,6 @@ def require_redis() -> None:
         redis_client().ping()
     except redis.RedisError as exc:
         raise RedisUnavailable() from exc
-
-
-class RedisUnavailable(ServiceUnavailable):
-    default_code = "redis_unavailable"
-    default_detail = "The event store (Redis) is unavailable; retry shortly."
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,16 +10,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat.models import Message, Session
-from genie.exceptions import Conflict
 from runs import tasks
 from runs.events import emit_terminal_events, redis_client, stop_key, stopped_unstarted_events
+from runs.exceptions import RunActive
 from runs.models import Run
-
-
-class RunActive(Conflict):
-    default_code = "run_active"
-    default_detail = "A run is still active in this session; stop it or wait for its finish."
-
 
 ON_ACTIVE_RUN_CHOICES = ("reject", "enqueue", "interrupt")
 

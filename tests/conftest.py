@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 from django.conf import settings
@@ -20,7 +18,7 @@ from genie.models import AccessToken
 from genie.services import create_access_token
 from tests.factories import AgentFactory, MemberFactory, TeamFactory
 from tests.fakellm import FakeLLM
-from tests.processes import LiveProcess, free_port, wait_for
+from tests.processes import LiveProcess, start_daphne, start_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,50 +99,9 @@ def live_env(django_db_setup, django_db_blocker) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def live_server_url(live_env, tmp_path_factory) -> Iterator[str]:
-    port = free_port()
-    server = LiveProcess(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "genie.asgi:application"],
-        live_env,
-        tmp_path_factory.mktemp("daphne") / "daphne.log",
-    ).start()
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(up, 30, "daphne")
+    server, url = start_daphne(live_env, tmp_path_factory.mktemp("daphne") / "daphne.log")
     yield url
     server.stop()
-
-
-def start_worker(env: dict[str, str], log: Path, *, concurrency: int = 8) -> LiveProcess:
-    worker = LiveProcess(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "genie",
-            "worker",
-            "--pool",
-            "threads",
-            "--concurrency",
-            str(concurrency),
-            "--loglevel",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
-            "--hostname",
-            f"test-{uuid.uuid4().hex[:8]}@%h",
-        ],
-        env,
-        log,
-    ).start()
-    wait_for(lambda: "ready" in worker.log_text(), 60, "celery worker")
-    return worker
 
 
 @pytest.fixture(scope="session")

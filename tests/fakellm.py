@@ -10,6 +10,7 @@ Script steps:
     ("malformed", None)        send a line that is not JSON
     ("drop", None)             close the connection mid-stream
     ("stamp", None)            one delta whose text is the send time (time.time()), for latency
+    ("quiet", 3.0)             no content for this long, only SSE comments (no read timeout)
 """
 
 from __future__ import annotations
@@ -119,6 +120,12 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
                 count += 1
                 self.wfile.write(self._chunk({"content": value}))
                 self.wfile.flush()
+            elif kind == "quiet":
+                until = time.monotonic() + value
+                while time.monotonic() < until:
+                    self.wfile.write(b": keepalive\n\n")
+                    self.wfile.flush()
+                    time.sleep(0.5)
             elif kind == "stamp":
                 count += 1
                 self.wfile.write(self._chunk({"content": f"{time.time():.6f} "}))

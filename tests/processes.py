@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -16,7 +21,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(check, timeout: float = 30.0, what: str = "condition") -> None:
+def wait_for(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -52,3 +57,49 @@ class LiveProcess:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+
+
+def healthy(base_url: str) -> bool:
+    try:
+        return httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start_daphne(env: dict[str, str], log: Path) -> tuple[LiveProcess, str]:
+    """A real Daphne serving genie.asgi on a free port; returns once /healthz answers."""
+    port = free_port()
+    server = LiveProcess(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "genie.asgi:application"], env, log
+    ).start()
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: healthy(url), 60, "daphne")
+    return server, url
+
+
+def start_worker(env: dict[str, str], log: Path, *, concurrency: int = 8, loglevel: str = "INFO") -> LiveProcess:
+    """A real Celery worker (threads pool); returns once it is ready."""
+    worker = LiveProcess(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "genie",
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            loglevel,
+            "--without-gossip",
+            "--without-mingle",
+            "--hostname",
+            f"w{uuid.uuid4().hex[:8]}@%h",
+        ],
+        env,
+        log,
+    ).start()
+    wait_for(lambda: "ready" in worker.log_text(), 60, "celery worker")
+    return worker

@@ -10,7 +10,7 @@ import pytest
 
 from chat.models import Message
 from runs.models import Run
-from tests.conftest import start_worker
+from tests.processes import start_worker
 
 pytestmark = pytest.mark.live
 

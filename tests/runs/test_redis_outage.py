@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,9 +15,8 @@ import pytest
 import redis
 
 from chat.models import Session
-from tests.conftest import start_worker
 from tests.live import LiveStack
-from tests.processes import LiveProcess, free_port, wait_for
+from tests.processes import free_port, start_daphne, start_worker, wait_for
 
 pytestmark = pytest.mark.live
 
@@ -70,14 +68,7 @@ def outage_stack(live_env, tmp_path_factory):
     server = RedisServer(folder)
     server.start()
     env = {**live_env, "REDIS_URL": server.url}
-    port = free_port()
-    daphne = LiveProcess(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "genie.asgi:application"],
-        env,
-        folder / "daphne.log",
-    ).start()
-    url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: "Listening" in daphne.log_text() or "listening" in daphne.log_text(), 30, "daphne")
+    daphne, url = start_daphne(env, folder / "daphne.log")
     worker = start_worker(env, folder / "worker.log", concurrency=4)
     yield server, url
     worker.stop()

@@ -1,0 +1,23 @@
+"""Domain errors of runs, each with its status and stable code."""
+
+from __future__ import annotations
+
+from rest_framework import status
+
+from genie.exceptions import Conflict, GenieError, ServiceUnavailable
+
+
+class RunActive(Conflict):
+    default_code = "run_active"
+    default_detail = "A run is still active in this session; stop it or wait for its finish."
+
+
+class RunTimeout(GenieError):
+    status_code = status.HTTP_504_GATEWAY_TIMEOUT
+    default_code = "run_timeout"
+    default_detail = "The run did not finish in time; it goes on: read its stream or poll it."
+
+
+class RedisUnavailable(ServiceUnavailable):
+    default_code = "redis_unavailable"
+    default_detail = "The event store (Redis) is unavailable; retry shortly."
