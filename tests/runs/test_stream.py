@@ -202,7 +202,7 @@ def test_stalled_reader_is_disconnected_and_resumes_without_loss(live):
 
 
 def test_quiet_stream_sends_heartbeat_comments(live):
-    live.script([("delay", 0.3), ("text", "a"), ("quiet", 3.0), ("text", "b")])
+    live.script([("delay", 0.3), ("text", "a"), ("quiet", 5.0), ("text", "b")])
     created = live.start_session()
 
     read = live.read_stream(created["stream_url"], last_event_id=0)
