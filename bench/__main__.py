@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results.json"
 DEFAULT_DATABASE_URL = "postgres://postgres:postgres@127.0.0.1:5432/genie_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
+STALL_TIMEOUT = 5.0  # GENIE_SSE_STALL_TIMEOUT for the bench server (30 s by default), to keep the run short
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -84,6 +85,7 @@ def start_stack(workers: int) -> Stack:
         GENIE_LOG_LEVEL="WARNING",
         GENIE_RATE_PER_KEY="",
         GENIE_RATE_PUBLISHABLE_IP="",
+        GENIE_SSE_STALL_TIMEOUT=str(STALL_TIMEOUT),
         DJANGO_SETTINGS_MODULE="genie.settings",
     )
     logs = ROOT / "var" / "bench"
@@ -163,41 +165,56 @@ async def ttft_scenario(stack: Stack, fx: Fixture, fake: Any, turns: int) -> dic
     return {"genie_ttft_ms": summary_ms(genie), "floor_ttft_ms": summary_ms(floor), "added_ttft_ms": summary_ms(added)}
 
 
-async def token_latency_scenario(stack: Stack, fx: Fixture, fake: Any, streams: int, tokens: int) -> dict[str, Any]:
-    """Each token carries its send time; the SSE client measures its arrival."""
-    fake.replace_script(fx.agent_model, [("delay", 0.3), *[("stamp", None), ("delay", 0.01)] * tokens])
+def post_sessions(stack: Stack, fx: Fixture, count: int) -> list[dict[str, Any]]:
     headers = {"Authorization": f"Bearer {fx.key}"}
-    latencies: list[float] = []
-    cpu_before = cpu_seconds(stack.daphne_pid)
-
-    async def one(client: httpx.AsyncClient) -> int:
-        created = (
-            await client.post(
+    with httpx.Client(timeout=30) as client:
+        return [
+            client.post(
                 f"{stack.base_url}/api/v1/sessions", headers=headers, json={"text": "hi", "agent": fx.agent_model}
             )
-        ).json()
-        seen = 0
-        async with client.stream("GET", created["stream_url"], headers=headers) as response:
-            async for line in response.aiter_lines():
-                if line.startswith("data: ") and '"text-delta"' in line:
-                    sent = float(json.loads(line[6:])["delta"])
-                    latencies.append(time.time() - sent)
-                    seen += 1
-        return seen
+            .raise_for_status()
+            .json()
+            for _ in range(count)
+        ]
 
-    limits = httpx.Limits(max_connections=streams * 2 + 10)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        started = time.perf_counter()
-        counts = await asyncio.wait_for(asyncio.gather(*(one(client) for _ in range(streams))), timeout=300)
-        elapsed = time.perf_counter() - started
-    relayed = sum(counts)
-    cpu = cpu_seconds(stack.daphne_pid) - cpu_before
+
+def relay_scenario(
+    stack: Stack, fx: Fixture, fake: Any, *, sessions: int, readers: int, tokens: int, interval: float
+) -> dict[str, Any]:
+    """``sessions`` runs, each read by ``readers`` streams (its own run stream URL), each
+    token stamped by the fake LLM with its send time and timed on arrival by a lean client
+    in another process. Relay CPU is the Daphne process's, counted while every stream is open."""
+    from bench.load import StreamLoad
+
+    streams = sessions * readers
+    lead = 2.0 + 0.006 * streams  # time for every stream to open before the first token
+    fake.replace_script(fx.agent_model, [("delay", lead), *[("stamp", None), ("delay", interval)] * tokens])
+    created = post_sessions(stack, fx, sessions)
+    urls = [f"{c['run_url']}/stream" for c in created for _ in range(readers)]
+    load = StreamLoad(
+        urls,
+        {"Authorization": f"Bearer {fx.key}"},
+        server_pid=stack.daphne_pid,
+        timeout=lead + tokens * interval * 4 + 60,
+    ).start()
+    opened = load.opened()
+    out = load.result() if "error" not in opened else opened
+    if "error" in out:
+        return {"sessions": sessions, "readers": readers, "error": out["error"]}
+    window = out["events_window_seconds"] or out["relay_seconds"]
     return {
         "streams": streams,
-        "events_relayed": relayed,
-        "token_latency_ms": summary_ms(latencies),
-        "relay_cpu_us_per_event": round(cpu / max(relayed, 1) * 1e6, 1),
-        "events_per_s": round(relayed / elapsed, 1),
+        "sessions": sessions,
+        "readers_per_session": readers,
+        "tokens_per_stream": tokens,
+        "tokens_per_second_per_stream": round(1 / interval, 1),
+        "statuses": out["statuses"],
+        "streams_finished": out["finished"],
+        "events_relayed": out["events"],
+        "open_seconds": round(out["open_seconds"], 2),
+        "token_latency_ms": summary_ms(out["latencies"]),
+        "relay_cpu_us_per_event": round(out["server_cpu_relay_seconds"] / max(out["events"], 1) * 1e6, 1),
+        "events_per_s": round(len(out["latencies"]) / max(window, 1e-9), 1),
     }
 
 
@@ -220,34 +237,86 @@ def redis_hop_floor(samples: int) -> dict[str, Any]:
     return {"redis_hop_ms": summary_ms(hops)}
 
 
-async def idle_streams_scenario(stack: Stack, fx: Fixture, fake: Any, count: int) -> dict[str, Any]:
-    """Open ``count`` idle SSE streams on one long run; RSS per stream in the Daphne process."""
-    fake.replace_script(fx.agent_model, [("delay", 1.0), ("text", "x"), *[("delay", 1.0)] * 120])
+def idle_streams_scenario(stack: Stack, fx: Fixture, fake: Any, count: int) -> dict[str, Any]:
+    """Open ``count`` SSE streams on one quiet run; Daphne's RSS per open stream."""
+    from bench.load import StreamLoad
+
     headers = {"Authorization": f"Bearer {fx.key}"}
-    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=count + 10)) as client:
-        created = (
-            await client.post(
-                f"{stack.base_url}/api/v1/sessions", headers=headers, json={"text": "hi", "agent": fx.agent_model}
-            )
-        ).json()
-        await asyncio.sleep(0.5)
-        before = rss_kb(stack.daphne_pid)
-        opened: list[Any] = []
-        started = time.perf_counter()
-        for _ in range(count):
-            cm = client.stream("GET", created["stream_url"], headers=headers)
-            response = await cm.__aenter__()
-            opened.append((cm, response))
-        open_seconds = time.perf_counter() - started
-        await asyncio.sleep(1.0)
-        after = rss_kb(stack.daphne_pid)
-        for cm, _ in opened:
-            await cm.__aexit__(None, None, None)
+    # Quiet long enough to open and measure every stream; the client is closed after that.
+    fake.replace_script(fx.agent_model, [("delay", 0.2), ("text", "x"), ("quiet", 20.0 + count * 0.01)])
+    (created,) = post_sessions(stack, fx, 1)
+    time.sleep(1.0)
+    before = rss_kb(stack.daphne_pid)
+    cpu_before = cpu_seconds(stack.daphne_pid)
+    load = StreamLoad(
+        [f"{created['run_url']}/stream"] * count, headers, server_pid=stack.daphne_pid, timeout=count * 0.02 + 120
+    ).start()
+    opened = load.opened()
+    open_cpu = cpu_seconds(stack.daphne_pid) - cpu_before
+    time.sleep(2.0)
+    after = rss_kb(stack.daphne_pid)
+    cpu_idle_start = cpu_seconds(stack.daphne_pid)
+    time.sleep(5.0)
+    idle_cpu_share = (cpu_seconds(stack.daphne_pid) - cpu_idle_start) / 5.0
+    load.close()
+    time.sleep(2.0)
     return {
         "idle_streams": count,
-        "open_seconds": round(open_seconds, 2),
+        "statuses": opened.get("statuses"),
+        "open_seconds": round(opened.get("open_seconds", float("nan")), 2),
+        "open_cpu_ms_per_stream": round(open_cpu / count * 1000, 2),
         "rss_kb_per_stream": round((after - before) / count, 1),
+        "idle_cpu_share_of_a_core": round(idle_cpu_share, 3),
         "daphne_rss_mb": round(after / 1024, 1),
+        "daphne_rss_mb_after_close": round(rss_kb(stack.daphne_pid) / 1024, 1),
+    }
+
+
+def stalled_reader_scenario(stack: Stack, fx: Fixture, fake: Any, tokens: int) -> dict[str, Any]:
+    """One client opens a stream and never reads while the run writes ``tokens`` 1 KB
+    deltas as fast as it can: how much does the server's memory grow, and is it returned?"""
+    import socket
+    from urllib.parse import urlsplit
+
+    from bench.load import get_request
+
+    headers = {"Authorization": f"Bearer {fx.key}"}
+    fake.replace_script(fx.agent_model, [("delay", 1.0), *[("text", "x" * 1024)] * tokens])
+    (created,) = post_sessions(stack, fx, 1)
+    url = f"{created['run_url']}/stream"
+    parts = urlsplit(url)
+    before = rss_kb(stack.daphne_pid)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((parts.hostname, parts.port))
+    sock.sendall(get_request(url, headers))
+    peak = before
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        peak = max(peak, rss_kb(stack.daphne_pid))
+        status = httpx.get(created["run_url"], headers=headers, timeout=30).json()["status"]
+        if status not in {"queued", "running"}:
+            break
+        time.sleep(0.1)
+    time.sleep(STALL_TIMEOUT + 3)  # still not reading: the server must cut us off by now
+    peak = max(peak, rss_kb(stack.daphne_pid))
+    received = b""
+    sock.settimeout(5)
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except (TimeoutError, ConnectionError):
+        pass
+    sock.close()
+    time.sleep(1.0)
+    return {
+        "tokens": tokens,
+        "bytes_written_by_run": tokens * 1024,
+        "stall_timeout_s": STALL_TIMEOUT,
+        "rss_growth_peak_mb": round((peak - before) / 1024, 1),
+        "rss_growth_after_mb": round((rss_kb(stack.daphne_pid) - before) / 1024, 1),
+        "bytes_the_reader_got": len(received),
+        "reader_cut_off_before_finish": b'"type":"finish"' not in received,
     }
 
 
@@ -284,37 +353,37 @@ def rest_scenario(stack: Stack, fx: Fixture, requests: int) -> dict[str, Any]:
     }
 
 
-def db_load_scenario(stack: Stack, fx: Fixture, fake: Any) -> dict[str, Any]:
-    """Transactions and rows written per turn, for 50 and 500 tokens (must not grow)."""
+def db_load_scenario(fx: Fixture, fake: Any) -> dict[str, Any]:
+    """Queries and rows written by one turn of 50 and of 500 tokens (must not grow).
+
+    The turn runs in this process (``execute_run``, as a worker would) so every query is
+    counted; the task a new session enqueues is not sent."""
+    from unittest import mock
+
     from django.db import connection
+    from django.test.utils import CaptureQueriesContext
 
-    def stats() -> tuple[int, int]:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT xact_commit, tup_inserted + tup_updated FROM pg_stat_database WHERE datname = current_database()"
-            )
-            return cursor.fetchone()
+    from chat.models import Agent
+    from chat.services import start_session
+    from genie.auth import resolve_bearer_key
+    from runs import loop, tasks
+    from runs.models import RunEvent
 
-    headers = {"Authorization": f"Bearer {fx.key}"}
+    caller = resolve_bearer_key(fx.key, session_secret=None)
+    agent = Agent.objects.get(handle=fx.agent_model)
     out = {}
     for tokens in (50, 500):
         fake.replace_script(fx.agent_model, [*[("text", "tok ")] * tokens])
-        time.sleep(1.0)  # pg_stat_database lags by up to PGSTAT_MIN_INTERVAL
-        before = stats()
-        created = httpx.post(
-            f"{stack.base_url}/api/v1/sessions",
-            headers=headers,
-            json={"text": "hi", "agent": fx.agent_model},
-            timeout=30,
-        ).json()
-        deadline = time.monotonic() + 60
-        while httpx.get(created["run_url"], headers=headers).json()["status"] in {"queued", "running"}:
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        time.sleep(1.5)
-        after = stats()
-        out[f"{tokens}_tokens"] = {"transactions": after[0] - before[0], "rows_written": after[1] - before[1]}
+        with mock.patch.object(tasks.execute_run, "delay"):
+            _, run, _ = start_session(caller=caller, agent=agent, text="hi")
+        with CaptureQueriesContext(connection) as queries:
+            loop.execute_run(run.pk)
+        statements = [q["sql"].lstrip().split(" ", 1)[0].upper() for q in queries.captured_queries]
+        out[f"{tokens}_tokens"] = {
+            "queries": len(statements),
+            "writes": sum(verb in {"INSERT", "UPDATE", "DELETE"} for verb in statements),
+            "event_rows": RunEvent.objects.filter(run=run).count(),
+        }
     return out
 
 
@@ -331,49 +400,87 @@ def machine_facts() -> dict[str, Any]:
 
 def print_table(results: dict[str, Any], output: Path) -> None:
     def row(name: str, value: Any) -> None:
-        print(f"  {name:<44} {value}")
+        print(f"  {name:<52} {value}")
 
     print("\nGenie benchmarks", results["machine"]["commit"][:10])
     ttft = results["ttft"]
-    row(
-        "added TTFT p50/p95/p99 ms",
-        f"{ttft['added_ttft_ms']['p50']} / {ttft['added_ttft_ms']['p95']} / {ttft['added_ttft_ms']['p99']}",
-    )
-    row("  (floor: fake LLM direct p50 ms)", ttft["floor_ttft_ms"]["p50"])
-    for run in results["token_latency"]:
+    added = ttft["added_ttft_ms"]
+    row("added TTFT p50/p95/p99 ms", f"{added['p50']} / {added['p95']} / {added['p99']}")
+    row("  floor: fake LLM direct p50 ms", ttft["floor_ttft_ms"]["p50"])
+    for run in results["relay"]:
+        label = f"{run.get('streams')} streams ({run.get('sessions')} runs x {run.get('readers_per_session')})"
+        if "error" in run:
+            row(label, run["error"])
+            continue
         lat = run["token_latency_ms"]
-        row(f"token relay p50/p99 ms @ {run['streams']} streams", f"{lat['p50']} / {lat['p99']}")
+        row(f"token relay p50/p99 ms @ {label}", f"{lat['p50']} / {lat['p99']}")
         row(
-            f"  relay CPU µs/event, events/s @ {run['streams']}",
-            f"{run['relay_cpu_us_per_event']}, {run['events_per_s']}",
+            "  relay CPU us/event, events/s, finished",
+            f"{run['relay_cpu_us_per_event']}, {run['events_per_s']}, {run['streams_finished']}/{run['streams']}",
         )
-    row(
-        "  (floor: Redis XADD→XREAD hop p50/p99 ms)",
-        f"{results['redis_floor']['redis_hop_ms']['p50']} / {results['redis_floor']['redis_hop_ms']['p99']}",
-    )
+    hop = results["redis_floor"]["redis_hop_ms"]
+    row("  floor: Redis XADD->XREAD hop p50/p99 ms", f"{hop['p50']} / {hop['p99']}")
     idle = results["idle_streams"]
-    row(f"idle streams: {idle['idle_streams']} open, KB each", idle["rss_kb_per_stream"])
+    row(
+        f"idle streams: {idle['idle_streams']} open, KB each, idle CPU",
+        f"{idle['rss_kb_per_stream']}, {idle['idle_cpu_share_of_a_core']} of a core",
+    )
+    stalled = results["stalled_reader"]
+    row(
+        "stalled reader: RSS growth peak / after MB, cut off",
+        f"{stalled['rss_growth_peak_mb']} / {stalled['rss_growth_after_mb']}, {stalled['reader_cut_off_before_finish']}",
+    )
     rest = results["rest"]
     row("GET messages (50) req/s, p99 ms", f"{rest['get_messages_rps']}, {rest['get_messages_ms']['p99']}")
     row("POST message p50/p99 ms", f"{rest['post_message_ms']['p50']} / {rest['post_message_ms']['p99']}")
     for name, load in results["db_load"].items():
         row(
             f"DB per turn of {name.replace('_', ' ')}",
-            f"{load['transactions']} transactions, {load['rows_written']} rows",
+            f"{load['queries']} queries, {load['writes']} writes, {load['event_rows']} event rows",
         )
+    if "peer" in results:
+        for name, figure in results["peer"].items():
+            row(f"peer {name}", figure)
     print(f"\nwritten to {output}")
+
+
+QUICK = {
+    "turns": 5,
+    "relay": [(1, 1, 20, 0.01), (2, 3, 20, 0.01)],
+    "idle": 20,
+    "stalled_tokens": 200,
+    "requests": 20,
+    "floor": 50,
+}
+FULL = {
+    "turns": 200,
+    # (runs, readers per run, tokens per stream, seconds between tokens)
+    "relay": [
+        (1, 1, 200, 0.01),
+        (20, 1, 200, 0.01),
+        (100, 1, 100, 0.05),
+        (100, 10, 100, 0.1),
+        (10, 100, 200, 0.005),  # saturation: what one process delivers at most
+    ],
+    "idle": 10_000,
+    "stalled_tokens": 20_000,
+    "requests": 500,
+    "floor": 2000,
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (the test suite's smoke run)")
     parser.add_argument("--output", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    sizes = (
-        {"turns": 5, "streams": [1, 3], "tokens": 20, "idle": 20, "requests": 20, "floor": 50}
-        if args.quick
-        else {"turns": 200, "streams": [1, 20, 100], "tokens": 200, "idle": 1000, "requests": 500, "floor": 2000}
+    parser.add_argument("--only", nargs="*", default=[], help="run only these scenarios (ttft relay idle ...)")
+    parser.add_argument(
+        "--relay", nargs="*", default=[], help="relay sizes as RUNSxREADERSxTOKENSxINTERVAL, e.g. 20x10x200x0.01"
     )
+    args = parser.parse_args()
+    sizes = dict(QUICK if args.quick else FULL)
+    if args.relay:
+        sizes["relay"] = [(int(r), int(n), int(t), float(i)) for r, n, t, i in (v.split("x") for v in args.relay)]
 
     os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
     os.environ.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
@@ -388,22 +495,52 @@ def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     fake = FakeLLM().start()
     stack = start_stack(workers=2)
+
+    def wanted(name: str) -> bool:
+        return not args.only or name in args.only
+
+    results: dict[str, Any] = {"machine": machine_facts(), "sizes": sizes, "seconds": {}}
+
+    def run(name: str, scenario: Any) -> Any:
+        started = time.perf_counter()
+        value = scenario()
+        results["seconds"][name] = round(time.perf_counter() - started, 1)
+        print(f"{name}: {results['seconds'][name]} s", file=sys.stderr, flush=True)
+        return value
+
     try:
         fx = make_fixture(fake.base_url)
-        results: dict[str, Any] = {"machine": machine_facts(), "sizes": sizes}
-        results["ttft"] = asyncio.run(ttft_scenario(stack, fx, fake, sizes["turns"]))
-        results["token_latency"] = [
-            asyncio.run(token_latency_scenario(stack, fx, fake, n, sizes["tokens"])) for n in sizes["streams"]
-        ]
-        results["redis_floor"] = redis_hop_floor(sizes["floor"])
-        results["idle_streams"] = asyncio.run(idle_streams_scenario(stack, fx, fake, sizes["idle"]))
-        results["rest"] = rest_scenario(stack, fx, sizes["requests"])
-        results["db_load"] = db_load_scenario(stack, fx, fake)
+        if wanted("ttft"):
+            results["ttft"] = run("ttft", lambda: asyncio.run(ttft_scenario(stack, fx, fake, sizes["turns"])))
+        if wanted("relay"):
+            results["relay"] = [
+                run(
+                    f"relay {s}x{r}",
+                    lambda s=s, r=r, t=t, i=i: relay_scenario(
+                        stack, fx, fake, sessions=s, readers=r, tokens=t, interval=i
+                    ),
+                )
+                for s, r, t, i in sizes["relay"]
+            ]
+            results["redis_floor"] = run("redis floor", lambda: redis_hop_floor(sizes["floor"]))
+        if wanted("idle"):
+            results["idle_streams"] = run("idle", lambda: idle_streams_scenario(stack, fx, fake, sizes["idle"]))
+        if wanted("stalled"):
+            results["stalled_reader"] = run(
+                "stalled", lambda: stalled_reader_scenario(stack, fx, fake, sizes["stalled_tokens"])
+            )
+        if wanted("rest"):
+            results["rest"] = run("rest", lambda: rest_scenario(stack, fx, sizes["requests"]))
+        if wanted("db"):
+            results["db_load"] = run("db", lambda: db_load_scenario(fx, fake))
     finally:
         stack.stop()
         fake.stop()
     args.output.write_text(json.dumps(results, indent=2))
-    print_table(results, args.output)
+    if not args.only:
+        print_table(results, args.output)
+    else:
+        print(json.dumps({k: v for k, v in results.items() if k not in {"machine", "sizes"}}, indent=1))
 
 
 if __name__ == "__main__":

@@ -81,8 +81,10 @@ class StreamEvent:
         return cls(seq, fields[b"r"].decode(), fields[b"t"].decode(), fields[b"d"].decode())
 
     @classmethod
-    def from_row(cls, row: RunEvent, run_uuid: str) -> StreamEvent:
-        return cls(row.seq, run_uuid, row.type, json.dumps(row.data, separators=(",", ":")))
+    def from_row(cls, row: RunEvent, run_uuid: str, *, after: int = 0) -> StreamEvent:
+        """A stored row as one event (a merged delta with the last of its ids), without
+        what a reader that has every id up to ``after`` already saw."""
+        return cls(row.seq, run_uuid, row.type, json.dumps(row.data_after(after), separators=(",", ":")))
 
     def sse(self) -> str:
         return f"id: {self.seq}\ndata: {self.data_json}\n\n"
@@ -104,7 +106,8 @@ class RunEventWriter:
     """Writes one run's events. Not thread-safe: one writer per executing run.
 
     ``emit`` costs one Redis round trip; PostgreSQL sees a bulk insert every
-    ``GENIE_EVENT_FLUSH_INTERVAL`` seconds or ``GENIE_EVENT_FLUSH_SIZE`` events.
+    ``GENIE_EVENT_FLUSH_INTERVAL`` seconds or ``GENIE_EVENT_FLUSH_SIZE`` rows, with the
+    deltas of each batch merged (see ``RunEvent``).
     """
 
     def __init__(self, *, run: Run, next_seq: int) -> None:
@@ -141,7 +144,15 @@ class RunEventWriter:
         seq = self.next_seq
         self.next_seq += 1
         data = {"type": type_, **fields}
-        self._pending.append(RunEvent(session_id=self.session_id, run_id=self.run.pk, seq=seq, type=type_, data=data))
+        last = self._pending[-1] if self._pending else None
+        if last is not None and last.can_merge(type_, fields):
+            last.merge_delta(seq, fields["delta"])
+        else:
+            self._pending.append(
+                RunEvent(
+                    session_id=self.session_id, run_id=self.run.pk, first_seq=seq, seq=seq, type=type_, data=dict(data)
+                )
+            )
         return StreamEvent(seq, self.run_uuid, type_, json.dumps(data, separators=(",", ":")))
 
     def publish(self, event: StreamEvent) -> None:

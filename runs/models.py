@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from django.db import models
 from django.utils import timezone
@@ -92,14 +93,20 @@ class RunEventQuerySet(models.QuerySet["RunEvent"]):
 
 
 class RunEvent(models.Model):
-    """One stream event, durable. ``seq`` is the SSE id: per session, strictly increasing
-    across its runs. Written in batches by the worker (never one query per token)."""
+    """Stored stream events. ``seq`` is the SSE id: per session, strictly increasing across
+    its runs. The worker writes them in batches (never a query per token), and within a
+    batch it merges consecutive ``text-delta`` events of one text part into one row that
+    covers ids ``first_seq``..``seq``: a turn's rows do not grow with its token count.
+    ``delta_lengths`` keeps the length of each merged delta, so a reader that already has
+    some of those ids gets exactly the rest."""
 
     session = models.ForeignKey("chat.Session", on_delete=models.CASCADE, related_name="events")
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    first_seq = models.PositiveBigIntegerField()
     seq = models.PositiveBigIntegerField()
     type = models.CharField(max_length=50)
     data = models.JSONField(default=dict)
+    delta_lengths = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = RunEventQuerySet.as_manager()
@@ -114,4 +121,23 @@ class RunEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.seq} {self.type}"
+        return f"{self.seq} {self.type}" if self.first_seq == self.seq else f"{self.first_seq}-{self.seq} {self.type}"
+
+    def can_merge(self, type_: str, fields: dict[str, Any]) -> bool:
+        return type_ == "text-delta" and self.type == "text-delta" and self.data.get("id") == fields.get("id")
+
+    def merge_delta(self, seq: int, delta: str) -> None:
+        """Take the next id's delta into this row (its ids must follow on)."""
+        if not self.delta_lengths:
+            self.delta_lengths = [len(self.data["delta"])]
+        self.data["delta"] += delta
+        self.delta_lengths.append(len(delta))
+        self.seq = seq
+
+    def data_after(self, seq: int) -> dict[str, Any]:
+        """The event's data for a reader that already has every id up to ``seq``: a merged
+        delta loses the pieces that reader has seen."""
+        if seq < self.first_seq or not self.delta_lengths:
+            return self.data
+        seen = sum(self.delta_lengths[: seq - self.first_seq + 1])
+        return {**self.data, "delta": self.data["delta"][seen:]}

@@ -53,12 +53,20 @@ class RunSerializer(serializers.ModelSerializer):
 
 
 class RunEventSerializer(serializers.ModelSerializer):
+    """A stored event; merged deltas cover the ids ``first_id``..``id``. With ``since_id``
+    in the context, a delta that covers it keeps only the pieces after it."""
+
     id = serializers.IntegerField(source="seq")
+    first_id = serializers.IntegerField(source="first_seq")
     run_uuid = serializers.UUIDField(source="run.uuid")
+    data = serializers.SerializerMethodField()
 
     class Meta:
         model = RunEvent
-        fields = ["id", "run_uuid", "type", "data", "created_at"]
+        fields = ["id", "first_id", "run_uuid", "type", "data", "created_at"]
+
+    def get_data(self, obj: RunEvent) -> dict[str, Any]:
+        return obj.data_after(self.context.get("since_id", 0))
 
 
 class EventQuerySerializer(StrictSerializer):

@@ -131,7 +131,7 @@ def plan_stream(
         # The session's latest run closes the stream, so queued turns behind it follow on.
         run = runs.order_by("-created_at", "-id").first()
     rows = RunEvent.objects.filter(session=session, seq__gt=after).select_related("run").order_by("seq")
-    backlog = [StreamEvent.from_row(row, str(row.run.uuid)) for row in rows]
+    backlog = [StreamEvent.from_row(row, str(row.run.uuid), after=after) for row in rows]
     if run.is_finished and not any(e.type == FINISH and e.run_uuid == str(run.uuid) for e in backlog):
         finished_seq = RunEvent.objects.filter(run=run, type=FINISH).aggregate(m=Max("seq"))["m"]
         if finished_seq is not None and finished_seq <= after:
@@ -276,24 +276,23 @@ class StreamRelay:
                     subscriber.overflowed or self.overflowed,
                 )
                 return
-            try:
-                await asyncio.wait_for(subscriber.wakeup.wait(), timeout=settings.GENIE_SSE_HEARTBEAT)
-            except TimeoutError:
+            await subscriber.wait()
+            events = subscriber.take()
+            if events:
+                subscriber.heartbeat_due = False
+                if events[0].seq > self.sent_seq + 1:
+                    await self.write(await load_stored_events(self.plan.session_uuid, self.sent_seq))
+                await self.write(events)
+            elif subscriber.heartbeat_due:
+                subscriber.heartbeat_due = False
                 await self.send({"type": "http.response.body", "body": HEARTBEAT, "more_body": True})
-                continue
-            subscriber.wakeup.clear()
-            events = list(subscriber.events)
-            subscriber.events.clear()
-            if events and events[0].seq > self.sent_seq + 1:
-                await self.write(await load_stored_events(self.plan.session_uuid, self.sent_seq))
-            await self.write(events)
 
 
 @database_sync_to_async
 def load_stored_events(session_uuid: str, after: int) -> list[StreamEvent]:
     """A gap in the live feed (Redis restarted mid-run): fill it from PostgreSQL."""
     rows = RunEvent.objects.filter(session__uuid=session_uuid, seq__gt=after).select_related("run").order_by("seq")
-    return [StreamEvent.from_row(row, str(row.run.uuid)) for row in rows]
+    return [StreamEvent.from_row(row, str(row.run.uuid), after=after) for row in rows]
 
 
 async def watch_disconnect(receive: Any, subscriber: Subscriber) -> None:

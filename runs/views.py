@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, viewsets
@@ -61,6 +63,10 @@ class SessionEventsView(mixins.ListModelMixin, viewsets.GenericViewSet):
         if "since_created_at" in query.validated_data:
             events = events.filter(created_at__gt=query.validated_data["since_created_at"])
         return events
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        since_id = self.request.query_params.get("since_id", "")
+        return {**super().get_serializer_context(), "since_id": int(since_id) if since_id.isdigit() else 0}
 
 
 class StreamOutsideAsgiView(APIView):

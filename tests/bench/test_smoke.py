@@ -33,6 +33,8 @@ def test_bench_quick_run_writes_its_results(tmp_path):
 
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(output.read_text())
-    assert {"ttft", "token_latency", "redis_floor", "idle_streams", "rest", "db_load", "machine"} <= set(results)
-    assert results["token_latency"][0]["events_relayed"] > 0
+    scenarios = {"ttft", "relay", "redis_floor", "idle_streams", "stalled_reader", "rest", "db_load", "machine"}
+    assert scenarios <= set(results)
+    assert all(run["streams_finished"] == run["streams"] for run in results["relay"])
+    assert results["relay"][0]["events_relayed"] > 0
     assert "added TTFT" in done.stdout

@@ -26,7 +26,15 @@ def add_events(run: Run, *types: str, age: timedelta = timedelta(0)) -> list[Run
         RunEvent.objects.filter(session=run.session).order_by("-seq").values_list("seq", flat=True).first() or 0
     ) + 1
     events = [
-        RunEvent(session=run.session, run=run, seq=start + i, type=t, data={"type": t}, created_at=timezone.now() - age)
+        RunEvent(
+            session=run.session,
+            run=run,
+            first_seq=start + i,
+            seq=start + i,
+            type=t,
+            data={"type": t},
+            created_at=timezone.now() - age,
+        )
         for i, t in enumerate(types)
     ]
     return RunEvent.objects.bulk_create(events)
@@ -67,6 +75,7 @@ def test_events_since_id_and_since_created_at(api, created):
     assert [e["type"] for e in since_id["results"]] == ["text-start", "text-delta", "finish"]
     assert since_id["results"][0] == {
         "id": old[1].seq,
+        "first_id": old[1].seq,
         "run_uuid": created["run_uuid"],
         "type": "text-start",
         "data": {"type": "text-start"},

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import time
+from concurrent.futures import ThreadPoolExecutor
+from unittest import mock
 
 import pytest
 
 from chat.models import Message
+from genie.models import Member
+from runs import tasks
 from runs.models import Run, RunEvent
+from runs.services import queue_run
+from tests.factories import MessageFactory, SessionFactory
 
 pytestmark = pytest.mark.live
 
@@ -34,7 +41,9 @@ def test_session_streams_reply_and_stores_it(live):
     assert agent_message.status == Message.Status.COMPLETE
     run = Run.objects.get(uuid=created["run_uuid"])
     assert run.status == Run.Status.SUCCEEDED
-    assert list(RunEvent.objects.filter(run=run).values_list("seq", flat=True)) == read.ids
+    stored = RunEvent.objects.filter(run=run).order_by("seq")
+    assert [i for e in stored for i in range(e.first_seq, e.seq + 1)] == read.ids
+    assert "".join(e.data["delta"] for e in stored if e.type == "text-delta") == read.text
 
 
 def test_reconnect_after_finish_is_204(live):
@@ -195,10 +204,14 @@ def test_stalled_reader_is_disconnected_and_resumes_without_loss(live):
     sock.close()
 
     assert b'"type":"finish"' not in received  # cut off before the end, not buffered without bound
-    last_id = max(int(line[4:]) for line in received.split(b"\n") if line.startswith(b"id: "))
+    frames = [dict(line.split(b": ", 1) for line in f.split(b"\n") if b": " in line) for f in received.split(b"\n\n")]
+    complete = [f for f in frames[:-1] if b"id" in f and b"data" in f]
+    last_id = int(complete[-1][b"id"])
+    seen = "".join(json.loads(f[b"data"]).get("delta", "") for f in complete)
     rest = live.read_stream(created["stream_url"], last_event_id=last_id)
     assert rest.types[-1] == "finish"
-    assert rest.ids[0] == last_id + 1
+    assert rest.ids[0] > last_id
+    assert seen + rest.text == chunk * 2500  # stored deltas come merged, the text exactly once
 
 
 def test_ui_context_reaches_the_agent(live):
@@ -210,3 +223,21 @@ def test_ui_context_reaches_the_agent(live):
 
     assert any("/pricing" in m["content"] for m in prompt if m["role"] == "system")
     assert prompt[-1] == {"role": "user", "content": "Where am I?"}
+
+
+def test_a_quiet_stream_sends_heartbeats_until_its_run_ends(live):
+    """No event for over two heartbeat intervals (2 s in the live stack): the stream says
+    ``: ping`` meanwhile, then ends with the run's finish."""
+    owner = Member.objects.get(team=live.agent.team).user
+    session = SessionFactory(agent=live.agent, owner=owner)
+    user_message = MessageFactory(session=session, text="Anyone there?")
+    with mock.patch.object(tasks.execute_run, "delay"):  # queued, and no worker will start it
+        run = queue_run(session=session, user_message=user_message)
+    url = f"{live.base_url}/api/v1/sessions/{session.uuid}/runs/{run.uuid}/stream"
+    with ThreadPoolExecutor(1) as pool:
+        reading = pool.submit(live.read_stream, url)
+        time.sleep(5)
+        assert live.api("POST", f"sessions/{session.uuid}/stream/stop").status_code == 200
+        read = reading.result(timeout=30)
+    assert "ping" in read.comments
+    assert read.types == ["start", "abort", "finish"]

@@ -1,0 +1,198 @@
+"""A lean SSE load client, run in its own process so it never shares a GIL with the server's
+helpers (the fake LLM) or the orchestrator.
+
+httpx spends ~100 µs of client CPU per event, enough to become the bottleneck of a
+2-core machine long before the server does; this client is a bare asyncio protocol that
+only finds event boundaries and the fake LLM's send stamps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+STAMP = re.compile(rb'"delta":"(\d+\.\d+) "')
+FINISH = b'"type":"finish"'
+EVENT_END = b"\n\n"
+
+
+@dataclass
+class StreamStats:
+    status: int = 0
+    events: int = 0
+    latencies: list[float] = field(default_factory=list)
+    finished: bool = False
+    first_event_at: float = 0.0
+    last_event_at: float = 0.0
+
+
+class StreamReader(asyncio.Protocol):
+    """Reads one SSE response: counts ``data:`` events and the latency of stamped deltas."""
+
+    def __init__(self, request: bytes, stats: StreamStats, connected: asyncio.Future, done: asyncio.Future) -> None:
+        self.request = request
+        self.stats = stats
+        self.connected = connected
+        self.done = done
+        self.pending = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        if not self.stats.status:
+            self.stats.status = int(data[9:12])
+            if not self.connected.done():
+                self.connected.set_result(self.stats.status)
+            if self.stats.status != 200:
+                self.transport.close()
+                return
+        data = self.pending + data
+        cut = data.rfind(EVENT_END)
+        if cut < 0:
+            self.pending = data
+            return
+        complete, self.pending = data[: cut + 2], data[cut + 2 :]
+        self.stats.events += complete.count(b"\ndata: ")
+        for match in STAMP.finditer(complete):
+            self.stats.latencies.append(now - float(match.group(1)))
+            self.stats.first_event_at = self.stats.first_event_at or now
+            self.stats.last_event_at = now
+        if FINISH in complete:
+            self.stats.finished = True
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.connected.done():
+            self.connected.set_result(self.stats.status)
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+def get_request(url: str, headers: dict[str, str]) -> bytes:
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    lines = [f"GET {target} HTTP/1.1", f"Host: {parts.netloc}", "Accept: text/event-stream"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def read_streams(
+    urls: list[str],
+    headers: dict[str, str],
+    *,
+    server_pid: int,
+    time_limit: float,
+    on_open: Callable[[dict[str, Any]], None] = lambda _: None,
+    connect_batch: int = 100,
+) -> dict[str, Any]:
+    """Open every URL, wait for all their 200s (then call ``on_open``), then read them
+    all to their finish.
+
+    Returns counts, latencies and the server process's CPU seconds spent after every
+    stream was open (the relay's share, without the set-up of the streams)."""
+    loop = asyncio.get_running_loop()
+    stats = [StreamStats() for _ in urls]
+    connected = [loop.create_future() for _ in urls]
+    done = [loop.create_future() for _ in urls]
+    deadline = loop.time() + time_limit
+    transports = []
+    started = time.perf_counter()
+    for start in range(0, len(urls), connect_batch):
+        batch = range(start, min(start + connect_batch, len(urls)))
+        for i in batch:
+            parts = urlsplit(urls[i])
+            transport, _ = await loop.create_connection(
+                lambda i=i: StreamReader(get_request(urls[i], headers), stats[i], connected[i], done[i]),
+                parts.hostname,
+                parts.port,
+            )
+            transports.append(transport)
+        await asyncio.wait_for(asyncio.gather(*(connected[i] for i in batch)), max(deadline - loop.time(), 0.1))
+    open_seconds = time.perf_counter() - started
+    on_open({"open_seconds": open_seconds, "statuses": sorted({s.status for s in stats})})
+    cpu_open = cpu_seconds(server_pid)
+    relay_started = time.perf_counter()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*done), max(deadline - loop.time(), 0.1))
+    relay_seconds = time.perf_counter() - relay_started
+    cpu_relay = cpu_seconds(server_pid) - cpu_open
+    for transport in transports:
+        transport.close()
+    latencies = [value for s in stats for value in s.latencies]
+    firsts = [s.first_event_at for s in stats if s.first_event_at]
+    lasts = [s.last_event_at for s in stats if s.last_event_at]
+    return {
+        "streams": len(urls),
+        "statuses": sorted({s.status for s in stats}),
+        "finished": sum(s.finished for s in stats),
+        "events": sum(s.events for s in stats),
+        "latencies": latencies,
+        "open_seconds": open_seconds,
+        "relay_seconds": relay_seconds,
+        "events_window_seconds": (max(lasts) - min(firsts)) if firsts else 0.0,
+        "server_cpu_relay_seconds": cpu_relay,
+    }
+
+
+def _child(conn: Any, urls: list[str], headers: dict[str, str], server_pid: int, timeout: float) -> None:
+    try:
+        conn.send(
+            asyncio.run(read_streams(urls, headers, server_pid=server_pid, time_limit=timeout, on_open=conn.send))
+        )
+    except BaseException as exc:  # report, never hang the parent
+        conn.send({"error": repr(exc)})
+    finally:
+        conn.close()
+
+
+class StreamLoad:
+    """``read_streams`` in a child process: ``start()``, do what makes the events, ``result()``."""
+
+    def __init__(self, urls: list[str], headers: dict[str, str], *, server_pid: int, timeout: float) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._parent, child = context.Pipe(duplex=False)
+        self.timeout = timeout
+        self.process = context.Process(target=_child, args=(child, urls, headers, server_pid, timeout), daemon=True)
+
+    def start(self) -> StreamLoad:
+        self.process.start()
+        return self
+
+    def opened(self) -> dict[str, Any]:
+        """Blocks until every stream answered (or the client failed)."""
+        if not self._parent.poll(self.timeout + 30):
+            return {"error": "load client did not open its streams in time"}
+        return self._parent.recv()
+
+    def close(self) -> None:
+        """End the client now: its streams disconnect."""
+        self.process.kill()
+        self.process.join(5)
+
+    def result(self) -> dict[str, Any]:
+        try:
+            if not self._parent.poll(self.timeout + 30):
+                return {"error": "load client did not report in time"}
+            return self._parent.recv()
+        finally:
+            self.process.join(5)
+            if self.process.is_alive():
+                self.process.kill()

@@ -1,0 +1,81 @@
+"""The event log's PostgreSQL side: batches with merged deltas, exact partial replay."""
+
+from __future__ import annotations
+
+import json
+from unittest import mock
+
+import pytest
+
+from chat.services import start_session
+from genie.auth import caller_for_user
+from runs import tasks
+from runs.events import RunEventWriter, StreamEvent
+from runs.models import RunEvent
+
+
+@pytest.fixture
+def run(db, member, agent):
+    with mock.patch.object(tasks.execute_run, "delay"):
+        _, run, _ = start_session(caller=caller_for_user(member.user), agent=agent, text="hi")
+    return run
+
+
+def write_turn(run, deltas: list[str]) -> RunEventWriter:
+    writer = RunEventWriter.open(run)
+    writer.record("start", messageId="m")
+    writer.record("text-start", id="t")
+    for delta in deltas:
+        writer.record("text-delta", id="t", delta=delta)
+    writer.record("text-end", id="t")
+    writer.record("finish")
+    writer.flush()
+    return writer
+
+
+@pytest.mark.parametrize("tokens", [3, 300])
+def test_a_batch_stores_the_same_rows_however_many_tokens(run, tokens):
+    write_turn(run, [f"w{i} " for i in range(tokens)])
+
+    rows = list(RunEvent.objects.filter(run=run).order_by("seq"))
+
+    assert [(r.first_seq, r.seq, r.type) for r in rows] == [
+        (1, 1, "start"),
+        (2, 2, "text-start"),
+        (3, 2 + tokens, "text-delta"),
+        (3 + tokens, 3 + tokens, "text-end"),
+        (4 + tokens, 4 + tokens, "finish"),
+    ]
+    assert rows[2].data == {"type": "text-delta", "id": "t", "delta": "".join(f"w{i} " for i in range(tokens))}
+
+
+def test_deltas_of_separate_batches_stay_separate_rows(run):
+    writer = RunEventWriter.open(run)
+    writer.record("text-start", id="t")
+    writer.record("text-delta", id="t", delta="a")
+    writer.flush()
+    writer.record("text-delta", id="t", delta="b")
+    writer.record("text-delta", id="t", delta="c")
+    writer.flush()
+
+    rows = RunEvent.objects.filter(run=run, type="text-delta").order_by("seq")
+
+    assert [(r.first_seq, r.seq, r.data["delta"]) for r in rows] == [(2, 2, "a"), (3, 4, "bc")]
+
+
+def test_a_reader_inside_a_merged_delta_gets_exactly_the_rest(run):
+    write_turn(run, ["Miso", ", ", "Juniper", "."])  # ids 3..6
+    merged = RunEvent.objects.get(run=run, type="text-delta")
+
+    assert merged.data_after(2)["delta"] == "Miso, Juniper."
+    assert merged.data_after(4)["delta"] == "Juniper."
+    assert merged.data_after(5)["delta"] == "."
+    event = StreamEvent.from_row(merged, str(run.uuid), after=4)
+    assert event.seq == 6
+    assert json.loads(event.data_json) == {"type": "text-delta", "id": "t", "delta": "Juniper."}
+
+
+def test_the_next_turn_continues_after_the_last_merged_id(run):
+    write_turn(run, ["a", "b", "c"])
+
+    assert RunEventWriter.open(run).next_seq == 8
