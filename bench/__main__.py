@@ -138,19 +138,35 @@ async def first_delta_after(client: httpx.AsyncClient, url: str, headers: dict[s
 
 
 async def ttft_scenario(stack: Stack, fx: Fixture, fake: Any, turns: int) -> dict[str, Any]:
-    """POST sessions → first text-delta over SSE, against the same client reading the fake LLM."""
+    """POST sessions → first text-delta over SSE, against the same client reading the fake
+    LLM; with where the time goes (from the run's stored timestamps)."""
+    from asgiref.sync import sync_to_async
+
+    from runs.models import Run
+
     fake.replace_script(fx.agent_model, [("text", "hello"), ("text", " world")])
     headers = {"Authorization": f"Bearer {fx.key}"}
-    genie, floor = [], []
+    genie, floor, post, queued, to_token, relayed = [], [], [], [], [], []
     async with httpx.AsyncClient(timeout=30) as client:
         for _ in range(turns):
+            wall = time.time()
             start = time.perf_counter()
             created = (
                 await client.post(
                     f"{stack.base_url}/api/v1/sessions", headers=headers, json={"text": "hi", "agent": fx.agent_model}
                 )
             ).json()
+            post.append(time.perf_counter() - start)
             genie.append(await first_delta_after(client, created["stream_url"], headers, start))
+            run = await sync_to_async(Run.objects.get)(uuid=created["run_uuid"])
+            for _ in range(100):  # first_token_at is stored just after the first token is out
+                if run.first_token_at is not None:
+                    break
+                await asyncio.sleep(0.01)
+                run = await sync_to_async(Run.objects.get)(uuid=created["run_uuid"])
+            queued.append((run.started_at - run.created_at).total_seconds())
+            to_token.append((run.first_token_at - run.started_at).total_seconds())
+            relayed.append(wall + genie[-1] - run.first_token_at.timestamp())
             start = time.perf_counter()
             async with client.stream(
                 "POST",
@@ -162,7 +178,17 @@ async def ttft_scenario(stack: Stack, fx: Fixture, fake: Any, turns: int) -> dic
                         floor.append(time.perf_counter() - start)
                         break
     added = [g - f for g, f in zip(genie, floor, strict=False)]
-    return {"genie_ttft_ms": summary_ms(genie), "floor_ttft_ms": summary_ms(floor), "added_ttft_ms": summary_ms(added)}
+    return {
+        "genie_ttft_ms": summary_ms(genie),
+        "floor_ttft_ms": summary_ms(floor),
+        "added_ttft_ms": summary_ms(added),
+        "breakdown_p50_ms": {
+            "post_response": summary_ms(post)["p50"],
+            "run_created_to_started": summary_ms(queued)["p50"],
+            "run_started_to_first_token": summary_ms(to_token)["p50"],
+            "first_token_to_client": summary_ms(relayed)["p50"],
+        },
+    }
 
 
 def post_sessions(stack: Stack, fx: Fixture, count: int) -> list[dict[str, Any]]:
@@ -178,29 +204,46 @@ def post_sessions(stack: Stack, fx: Fixture, count: int) -> list[dict[str, Any]]
         ]
 
 
+@dataclass
+class RelayTarget:
+    """What a relay scenario drives: Genie, or the peer, reading the same fake LLM."""
+
+    name: str
+    model: str  # the fake LLM script its producers read
+    server_pid: int  # the process whose CPU is the relay's
+    headers: dict[str, str]
+    start: Any  # start(n) starts n producers and returns one stream URL for each
+
+
+def genie_target(stack: Stack, fx: Fixture) -> RelayTarget:
+    return RelayTarget(
+        name="genie",
+        model=fx.agent_model,
+        server_pid=stack.daphne_pid,
+        headers={"Authorization": f"Bearer {fx.key}"},
+        start=lambda n: [f"{c['run_url']}/stream" for c in post_sessions(stack, fx, n)],
+    )
+
+
 def relay_scenario(
-    stack: Stack, fx: Fixture, fake: Any, *, sessions: int, readers: int, tokens: int, interval: float
+    target: RelayTarget, fake: Any, *, sessions: int, readers: int, tokens: int, interval: float
 ) -> dict[str, Any]:
-    """``sessions`` runs, each read by ``readers`` streams (its own run stream URL), each
-    token stamped by the fake LLM with its send time and timed on arrival by a lean client
-    in another process. Relay CPU is the Daphne process's, counted while every stream is open."""
+    """``sessions`` producers (Genie: runs), each read by ``readers`` streams, each token
+    stamped by the fake LLM with its send time and timed on arrival by a lean client in
+    another process. Relay CPU is the server process's, counted while every stream is open."""
     from bench.load import StreamLoad
 
     streams = sessions * readers
-    lead = 2.0 + 0.006 * streams  # time for every stream to open before the first token
-    fake.replace_script(fx.agent_model, [("delay", lead), *[("stamp", None), ("delay", interval)] * tokens])
-    created = post_sessions(stack, fx, sessions)
-    urls = [f"{c['run_url']}/stream" for c in created for _ in range(readers)]
+    lead = 3.0 + 0.02 * streams  # time for every stream to open before the first token
+    fake.replace_script(target.model, [("delay", lead), *[("stamp", None), ("delay", interval)] * tokens])
+    urls = [url for url in target.start(sessions) for _ in range(readers)]
     load = StreamLoad(
-        urls,
-        {"Authorization": f"Bearer {fx.key}"},
-        server_pid=stack.daphne_pid,
-        timeout=lead + tokens * interval * 4 + 60,
+        urls, target.headers, server_pid=target.server_pid, timeout=lead + tokens * interval * 4 + 60
     ).start()
     opened = load.opened()
     out = load.result() if "error" not in opened else opened
     if "error" in out:
-        return {"sessions": sessions, "readers": readers, "error": out["error"]}
+        return {"streams": streams, "sessions": sessions, "readers_per_session": readers, "error": out["error"]}
     window = out["events_window_seconds"] or out["relay_seconds"]
     return {
         "streams": streams,
@@ -216,6 +259,64 @@ def relay_scenario(
         "relay_cpu_us_per_event": round(out["server_cpu_relay_seconds"] / max(out["events"], 1) * 1e6, 1),
         "events_per_s": round(len(out["latencies"]) / max(window, 1e-9), 1),
     }
+
+
+PEER = ROOT / "bench" / "peer"
+
+
+def start_peer(fake: Any) -> tuple[Any, str, str] | None:
+    """Vercel's resumable-stream on Node (``bench/peer``), installed from its lock file on
+    first use; None where Node or npm is missing."""
+    import shutil
+
+    from tests.processes import LiveProcess, wait_for
+
+    if not shutil.which("node") or not shutil.which("npm"):
+        return None
+    if not (PEER / "node_modules" / "resumable-stream").exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=PEER, check=True, capture_output=True)
+    model = f"peer-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "PORT": "0", "FAKE_LLM_URL": fake.base_url, "MODEL": model}
+    log = ROOT / "var" / "bench" / "peer.log"
+    peer = LiveProcess(["node", str(PEER / "server.mjs")], env, log).start()
+    wait_for(lambda: "listening on" in peer.log_text(), 30, "the peer")
+    port = peer.log_text().split("listening on", 1)[1].split()[0]
+    return peer, f"http://127.0.0.1:{port}", model
+
+
+def peer_target(peer: Any, url: str, model: str) -> RelayTarget:
+    def start(n: int) -> list[str]:
+        ids = [uuid.uuid4().hex for _ in range(n)]
+        with httpx.Client(timeout=30) as client:
+            for stream_id in ids:
+                client.post(f"{url}/chat/{stream_id}/start").raise_for_status()
+        return [f"{url}/chat/{stream_id}" for stream_id in ids]
+
+    return RelayTarget(name="resumable-stream", model=model, server_pid=peer.proc.pid, headers={}, start=start)
+
+
+async def peer_ttft_scenario(url: str, model: str, fake: Any, turns: int) -> dict[str, Any]:
+    """POST /chat/<id> → first text-delta on its own response, beside the fake LLM direct."""
+    fake.replace_script(model, [("text", "hello"), ("text", " world")])
+    peer, floor = [], []
+    async with httpx.AsyncClient(timeout=30) as client:
+        for _ in range(turns):
+            start = time.perf_counter()
+            async with client.stream("POST", f"{url}/chat/{uuid.uuid4().hex}") as response:
+                async for line in response.aiter_lines():
+                    if line.startswith("data: ") and '"text-delta"' in line:
+                        peer.append(time.perf_counter() - start)
+                        break
+            start = time.perf_counter()
+            async with client.stream(
+                "POST", f"{fake.base_url}/chat/completions", json={"model": model, "stream": True, "messages": []}
+            ) as response:
+                async for line in response.aiter_lines():
+                    if '"content": "hello"' in line:
+                        floor.append(time.perf_counter() - start)
+                        break
+    added = [g - f for g, f in zip(peer, floor, strict=False)]
+    return {"peer_ttft_ms": summary_ms(peer), "floor_ttft_ms": summary_ms(floor), "added_ttft_ms": summary_ms(added)}
 
 
 def redis_hop_floor(samples: int) -> dict[str, Any]:
@@ -279,6 +380,7 @@ def stalled_reader_scenario(stack: Stack, fx: Fixture, fake: Any, tokens: int) -
     from urllib.parse import urlsplit
 
     from bench.load import get_request
+    from runs.models import Run
 
     headers = {"Authorization": f"Bearer {fx.key}"}
     fake.replace_script(fx.agent_model, [("delay", 1.0), *[("text", "x" * 1024)] * tokens])
@@ -294,8 +396,7 @@ def stalled_reader_scenario(stack: Stack, fx: Fixture, fake: Any, tokens: int) -
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         peak = max(peak, rss_kb(stack.daphne_pid))
-        status = httpx.get(created["run_url"], headers=headers, timeout=30).json()["status"]
-        if status not in {"queued", "running"}:
+        if Run.objects.get(uuid=created["run_uuid"]).is_finished:  # not over HTTP: no load on the server
             break
         time.sleep(0.1)
     time.sleep(STALL_TIMEOUT + 3)  # still not reading: the server must cut us off by now
@@ -407,6 +508,7 @@ def print_table(results: dict[str, Any], output: Path) -> None:
     added = ttft["added_ttft_ms"]
     row("added TTFT p50/p95/p99 ms", f"{added['p50']} / {added['p95']} / {added['p99']}")
     row("  floor: fake LLM direct p50 ms", ttft["floor_ttft_ms"]["p50"])
+    row("  p50 ms: POST, queued, to 1st token, to client", " / ".join(map(str, ttft["breakdown_p50_ms"].values())))
     for run in results["relay"]:
         label = f"{run.get('streams')} streams ({run.get('sessions')} runs x {run.get('readers_per_session')})"
         if "error" in run:
@@ -439,8 +541,19 @@ def print_table(results: dict[str, Any], output: Path) -> None:
             f"{load['queries']} queries, {load['writes']} writes, {load['event_rows']} event rows",
         )
     if "peer" in results:
-        for name, figure in results["peer"].items():
-            row(f"peer {name}", figure)
+        peer = results["peer"]
+        added = peer["ttft"]["added_ttft_ms"]
+        row("peer resumable-stream: added TTFT p50/p95/p99 ms", f"{added['p50']} / {added['p95']} / {added['p99']}")
+        for run in peer["relay"]:
+            label = f"{run.get('streams')} streams ({run.get('sessions')} x {run.get('readers_per_session')})"
+            if "error" in run:
+                row(f"  peer {label}", run["error"])
+                continue
+            lat = run["token_latency_ms"]
+            row(
+                f"  peer relay p50/p99 ms, CPU us/event @ {label}",
+                f"{lat['p50']} / {lat['p99']}, {run['relay_cpu_us_per_event']}",
+            )
     print(f"\nwritten to {output}")
 
 
@@ -513,16 +626,36 @@ def main() -> None:
         if wanted("ttft"):
             results["ttft"] = run("ttft", lambda: asyncio.run(ttft_scenario(stack, fx, fake, sizes["turns"])))
         if wanted("relay"):
+            genie = genie_target(stack, fx)
             results["relay"] = [
                 run(
                     f"relay {s}x{r}",
-                    lambda s=s, r=r, t=t, i=i: relay_scenario(
-                        stack, fx, fake, sessions=s, readers=r, tokens=t, interval=i
-                    ),
+                    lambda s=s, r=r, t=t, i=i: relay_scenario(genie, fake, sessions=s, readers=r, tokens=t, interval=i),
                 )
                 for s, r, t, i in sizes["relay"]
             ]
             results["redis_floor"] = run("redis floor", lambda: redis_hop_floor(sizes["floor"]))
+        if wanted("peer") and (started := start_peer(fake)) is not None:
+            peer, peer_url, peer_model = started
+            try:
+                target = peer_target(peer, peer_url, peer_model)
+                results["peer"] = {
+                    "name": "vercel resumable-stream 2.2.13 (Node, node-redis), bench/peer/server.mjs",
+                    "ttft": run(
+                        "peer ttft", lambda: asyncio.run(peer_ttft_scenario(peer_url, peer_model, fake, sizes["turns"]))
+                    ),
+                    "relay": [
+                        run(
+                            f"peer relay {s}x{r}",
+                            lambda s=s, r=r, t=t, i=i: relay_scenario(
+                                target, fake, sessions=s, readers=r, tokens=t, interval=i
+                            ),
+                        )
+                        for s, r, t, i in sizes["relay"]
+                    ],
+                }
+            finally:
+                peer.stop()
         if wanted("idle"):
             results["idle_streams"] = run("idle", lambda: idle_streams_scenario(stack, fx, fake, sizes["idle"]))
         if wanted("stalled"):

@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max
 
 from runs.exceptions import RedisUnavailable
@@ -46,6 +46,14 @@ def redis_client() -> redis.Redis:
     return redis.Redis.from_url(
         settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
     )
+
+
+def release_connection() -> None:
+    """Give this thread's database connection back to the pool between the few queries of
+    a streaming turn: a turn lasts minutes, a worker runs dozens at once, and the pool is
+    sized for the queries, not for the turns."""
+    if not connection.in_atomic_block:
+        connection.close()
 
 
 def require_redis() -> None:
@@ -178,6 +186,7 @@ class RunEventWriter:
         if self._pending:
             RunEvent.objects.bulk_create(self._pending, ignore_conflicts=True)
             self._pending = []
+            release_connection()
         self._last_flush = time.monotonic()
 
 

@@ -26,7 +26,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat.models import Message, Session
-from runs.events import RunEventWriter, emit_terminal_events, redis_client, stop_key, stopped_unstarted_events
+from runs.events import (
+    RunEventWriter,
+    emit_terminal_events,
+    redis_client,
+    release_connection,
+    stop_key,
+    stopped_unstarted_events,
+)
 from runs.models import Run
 from runs.providers import Chunk, ProviderError, ProviderRequest, get_provider
 from runs.services import enqueue_next_run
@@ -169,6 +176,7 @@ class StopWatch:
             Run.objects.filter(pk=self.run.pk, lease_owner=self.worker_id).update(
                 lease_expires_at=timezone.now() + timedelta(seconds=settings.GENIE_RUN_LEASE)
             )
+            release_connection()
         return self.stopped
 
     @property
@@ -185,6 +193,7 @@ def stream_reply(*, run: Run, writer: RunEventWriter, worker_id: str) -> TurnOut
     writer.emit("start", messageId=str(run.agent_message.uuid))
     provider = get_provider(run.session.agent.provider)
     request = provider_request(run)
+    release_connection()  # none is held while the model streams
     watch = StopWatch(run, worker_id)
     outcome = TurnOutcome(status=Run.Status.SUCCEEDED)
     parts: list[str] = []
@@ -225,12 +234,16 @@ def relay_chunks(
     text_id = f"pending-message-{run.agent_message.uuid}"
     for chunk in chunks:
         if chunk.text:
-            if not outcome.started_text:
+            first = not outcome.started_text
+            if first:
                 outcome.started_text = True
+                run.first_token_at = timezone.now()
                 writer.emit("text-start", id=text_id)
-                Run.objects.filter(pk=run.pk).update(first_token_at=timezone.now())
             parts.append(chunk.text)
             writer.emit("text-delta", id=text_id, delta=chunk.text)
+            if first:  # stored after the first token is out: not on its way
+                Run.objects.filter(pk=run.pk).update(first_token_at=run.first_token_at)
+                release_connection()
         if chunk.prompt_tokens is not None:
             outcome.prompt_tokens = chunk.prompt_tokens
         if chunk.completion_tokens is not None:
@@ -277,7 +290,20 @@ def finalize_run(*, run: Run, writer: RunEventWriter, outcome: TurnOutcome) -> N
         run.finished_at = now
         run.lease_owner = ""
         run.lease_expires_at = None
-        run.save()
+        # Named fields only: a stop request may have been stored meanwhile.
+        run.save(
+            update_fields=[
+                "status",
+                "error_code",
+                "error_message",
+                "prompt_tokens",
+                "completion_tokens",
+                "finished_at",
+                "lease_owner",
+                "lease_expires_at",
+                "updated_at",
+            ]
+        )
         finish = writer.record("finish")
         writer.flush()
         if outcome.status == Run.Status.SUCCEEDED and settings.GENIE_GENERATE_TITLES and not run.session.title:

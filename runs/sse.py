@@ -350,7 +350,9 @@ class StreamApp:
         headers = dict(scope["headers"])
         query = parse_qs(scope.get("query_string", b"").decode())
         run_uuid = kwargs.get("run_uuid")
-        plan = await database_sync_to_async(plan_stream)(
+        # Not thread-sensitive: streams open in parallel on the executor's threads instead
+        # of queueing behind every other sync call of the process on one thread.
+        plan = await database_sync_to_async(plan_stream, thread_sensitive=False)(
             headers=headers,
             query=query,
             session_uuid=str(kwargs["session_uuid"]),

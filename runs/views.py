@@ -42,7 +42,11 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         if getattr(self, "swagger_fake_view", False):  # schema generation
             return Run.objects.none()
         session = get_caller_session(self.request, self.kwargs["session_uuid"])
-        return session.runs.select_related("session", "user_message", "agent_message").order_by("created_at", "id")
+        return (
+            session.runs.select_related("session", "user_message", "agent_message")
+            .defer("user_message__text", "agent_message__text")  # only their uuids are shown; a reply can be MBs
+            .order_by("created_at", "id")
+        )
 
 
 class SessionEventsView(mixins.ListModelMixin, viewsets.GenericViewSet):

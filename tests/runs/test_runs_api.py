@@ -4,6 +4,8 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from chat.models import Message
@@ -154,3 +156,15 @@ def test_stop_after_the_finish_is_harmless(api, created):
 
     assert response.json() == {"uuid": created["uuid"], "stopped": False}
     assert Run.objects.get(uuid=created["run_uuid"]).status == Run.Status.SUCCEEDED
+
+
+def test_run_detail_does_not_load_the_reply_text(api, created):
+    """A reply can be megabytes; the run shows only its messages' uuids."""
+    run = Run.objects.get(uuid=created["run_uuid"])
+    Message.objects.filter(pk=run.agent_message_id).update(text="x" * 100_000)
+
+    with CaptureQueriesContext(connection) as queries:
+        response = api.get(created["run_url"])
+
+    assert response.status_code == 200
+    assert not any('"chat_message"."text"' in q["sql"] for q in queries.captured_queries)

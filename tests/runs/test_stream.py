@@ -41,6 +41,7 @@ def test_session_streams_reply_and_stores_it(live):
     assert agent_message.status == Message.Status.COMPLETE
     run = Run.objects.get(uuid=created["run_uuid"])
     assert run.status == Run.Status.SUCCEEDED
+    assert run.created_at < run.started_at < run.first_token_at < run.finished_at
     stored = RunEvent.objects.filter(run=run).order_by("seq")
     assert [i for e in stored for i in range(e.first_seq, e.seq + 1)] == read.ids
     assert "".join(e.data["delta"] for e in stored if e.type == "text-delta") == read.text
