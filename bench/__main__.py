@@ -213,6 +213,7 @@ class RelayTarget:
     server_pid: int  # the process whose CPU is the relay's
     headers: dict[str, str]
     start: Any  # start(n) starts n producers and returns one stream URL for each
+    producer_pids: tuple[int, ...] = ()  # processes that read the model and write events
 
 
 def genie_target(stack: Stack, fx: Fixture) -> RelayTarget:
@@ -222,6 +223,7 @@ def genie_target(stack: Stack, fx: Fixture) -> RelayTarget:
         server_pid=stack.daphne_pid,
         headers={"Authorization": f"Bearer {fx.key}"},
         start=lambda n: [f"{c['run_url']}/stream" for c in post_sessions(stack, fx, n)],
+        producer_pids=tuple(process.proc.pid for process in stack.processes[1:]),
     )
 
 
@@ -236,6 +238,7 @@ def relay_scenario(
     streams = sessions * readers
     lead = 3.0 + 0.02 * streams  # time for every stream to open before the first token
     fake.replace_script(target.model, [("delay", lead), *[("stamp", None), ("delay", interval)] * tokens])
+    producer_cpu = sum(cpu_seconds(pid) for pid in target.producer_pids)
     urls = [url for url in target.start(sessions) for _ in range(readers)]
     load = StreamLoad(
         urls, target.headers, server_pid=target.server_pid, timeout=lead + tokens * interval * 4 + 60
@@ -245,6 +248,7 @@ def relay_scenario(
     if "error" in out:
         return {"streams": streams, "sessions": sessions, "readers_per_session": readers, "error": out["error"]}
     window = out["events_window_seconds"] or out["relay_seconds"]
+    producer_cpu = sum(cpu_seconds(pid) for pid in target.producer_pids) - producer_cpu
     return {
         "streams": streams,
         "sessions": sessions,
@@ -258,6 +262,10 @@ def relay_scenario(
         "token_latency_ms": summary_ms(out["latencies"]),
         "relay_cpu_us_per_event": round(out["server_cpu_relay_seconds"] / max(out["events"], 1) * 1e6, 1),
         "events_per_s": round(len(out["latencies"]) / max(window, 1e-9), 1),
+        # the workers' CPU for the whole turns, per token (Genie only; the peer's producer is its server)
+        "producer_cpu_us_per_token": round(producer_cpu / (sessions * tokens) * 1e6, 1)
+        if target.producer_pids
+        else None,
     }
 
 
@@ -520,6 +528,7 @@ def print_table(results: dict[str, Any], output: Path) -> None:
             "  relay CPU us/event, events/s, finished",
             f"{run['relay_cpu_us_per_event']}, {run['events_per_s']}, {run['streams_finished']}/{run['streams']}",
         )
+        row("  worker CPU us per token (whole turn)", run["producer_cpu_us_per_token"])
     hop = results["redis_floor"]["redis_hop_ms"]
     row("  floor: Redis XADD->XREAD hop p50/p99 ms", f"{hop['p50']} / {hop['p99']}")
     idle = results["idle_streams"]

@@ -48,6 +48,20 @@ def redis_client() -> redis.Redis:
     )
 
 
+# XADD with the event's own id, PUBLISH, and EXPIRE when asked: one command, one round
+# trip. A rejected id (a redelivered duplicate) stops the script before the PUBLISH.
+PUBLISH_EVENT = """
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[2], 'r', ARGV[3], 't', ARGV[4], 'd', ARGV[5])
+redis.call('PUBLISH', KEYS[2], ARGV[6])
+if ARGV[7] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[7]) end
+"""
+
+
+@cache
+def publish_event_script() -> Any:
+    return redis_client().register_script(PUBLISH_EVENT)
+
+
 def release_connection() -> None:
     """Give this thread's database connection back to the pool between the few queries of
     a streaming turn: a turn lasts minutes, a worker runs dozens at once, and the pool is
@@ -127,8 +141,23 @@ class RunEventWriter:
         self._pending: list[RunEvent] = []
         self._last_flush = time.monotonic()
         self._redis_ok = True
+        self._redis: redis.Redis | None = None
         self._key = stream_key(self.session_uuid)
         self._channel = channel_name(self.session_uuid)
+
+    @property
+    def redis(self) -> redis.Redis:
+        """This run's own connection from the process pool, held until ``close``: dozens of
+        runs per worker contended on the pool's lock twice per command. Connects on first
+        use (raises RedisError while Redis is down)."""
+        if self._redis is None:
+            self._redis = redis.Redis(connection_pool=redis_client().connection_pool, single_connection_client=True)
+        return self._redis
+
+    def close(self) -> None:
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None
 
     @classmethod
     def open(cls, run: Run) -> RunEventWriter:
@@ -164,14 +193,21 @@ class RunEventWriter:
         return StreamEvent(seq, self.run_uuid, type_, json.dumps(data, separators=(",", ":")))
 
     def publish(self, event: StreamEvent) -> None:
-        fields = {"r": event.run_uuid, "t": event.type, "d": event.data_json}
+        expire = settings.GENIE_STREAM_TTL if event.seq == 1 or event.type in {"start", FINISH} else 0
         try:
-            pipe = redis_client().pipeline(transaction=False)
-            pipe.xadd(self._key, fields, id=f"{event.seq}-0", maxlen=settings.GENIE_STREAM_MAXLEN, approximate=True)
-            pipe.publish(self._channel, event.pack())
-            if event.seq == 1 or event.type in {"start", FINISH}:
-                pipe.expire(self._key, settings.GENIE_STREAM_TTL)
-            pipe.execute()
+            publish_event_script()(
+                keys=[self._key, self._channel],
+                args=[
+                    settings.GENIE_STREAM_MAXLEN,
+                    f"{event.seq}-0",
+                    event.run_uuid,
+                    event.type,
+                    event.data_json,
+                    event.pack(),
+                    expire,
+                ],
+                client=self.redis,
+            )
             self._redis_ok = True
         except redis.ResponseError:
             # Our id is not above the Stream's top: a redelivered duplicate. PostgreSQL's
@@ -202,6 +238,7 @@ def emit_terminal_events(*, run: Run, events: list[tuple[str, dict[str, Any]]]) 
         writer.flush()
     for event in recorded:  # published after commit: stored first, like every finish
         writer.publish(event)
+    writer.close()
 
 
 def stopped_unstarted_events(run: Run) -> list[tuple[str, dict[str, Any]]]:

@@ -65,8 +65,11 @@ def execute_run(run_id: int, *, worker_id: str | None = None) -> Run | None:
     if claimed is None:
         return None
     run, writer = claimed
-    outcome = stream_reply(run=run, writer=writer, worker_id=worker_id)
-    finalize_run(run=run, writer=writer, outcome=outcome)
+    try:
+        outcome = stream_reply(run=run, writer=writer, worker_id=worker_id)
+        finalize_run(run=run, writer=writer, outcome=outcome)
+    finally:
+        writer.close()
     return run
 
 
@@ -152,8 +155,9 @@ class StopWatch:
     """Polls the run's stop flag in Redis at most every GENIE_STOP_POLL_INTERVAL seconds,
     and renews the run's lease every third of GENIE_RUN_LEASE: no query per token."""
 
-    def __init__(self, run: Run, worker_id: str) -> None:
+    def __init__(self, run: Run, worker_id: str, writer: RunEventWriter) -> None:
         self.run = run
+        self.writer = writer  # its Redis connection serves the polls too
         self.worker_id = worker_id
         self.deadline = time.monotonic() + settings.GENIE_RUN_TIMEOUT
         self._next_poll = 0.0
@@ -166,7 +170,7 @@ class StopWatch:
         if now >= self._next_poll:
             self._next_poll = now + settings.GENIE_STOP_POLL_INTERVAL
             try:
-                self.stopped = self.stopped or bool(redis_client().exists(stop_key(str(self.run.uuid))))
+                self.stopped = self.stopped or bool(self.writer.redis.exists(stop_key(str(self.run.uuid))))
             except redis.RedisError:
                 self.stopped = (
                     self.stopped or Run.objects.filter(pk=self.run.pk, stop_requested_at__isnull=False).exists()
@@ -194,7 +198,7 @@ def stream_reply(*, run: Run, writer: RunEventWriter, worker_id: str) -> TurnOut
     provider = get_provider(run.session.agent.provider)
     request = provider_request(run)
     release_connection()  # none is held while the model streams
-    watch = StopWatch(run, worker_id)
+    watch = StopWatch(run, worker_id, writer)
     outcome = TurnOutcome(status=Run.Status.SUCCEEDED)
     parts: list[str] = []
     attempt = 0

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from functools import lru_cache
+from typing import Any
 
+import httpx2
 import openai
 from django.conf import settings
 
@@ -35,6 +38,10 @@ def _error(exc: Exception) -> ProviderError:
 
 
 class OpenAIProvider:
+    """Streams through the ``openai`` client (base URL, auth, status errors) but reads the
+    SSE lines itself: the SDK builds a pydantic model per chunk, ~300 µs of worker CPU per
+    token, ten times the rest of the token's path."""
+
     name = "openai"
 
     def stream(self, request: ProviderRequest) -> Iterator[Chunk]:
@@ -44,34 +51,49 @@ class OpenAIProvider:
             request.timeout,
         )
         try:
-            response = client.chat.completions.create(
+            with client.chat.completions.with_streaming_response.create(
                 model=request.model,
                 messages=request.messages,
                 temperature=request.temperature,
                 max_tokens=request.max_tokens,
                 stream=True,
                 stream_options={"include_usage": True},
-            )
-            finished = False
-            with response:
-                for event in response:
-                    usage = getattr(event, "usage", None)
-                    choice = event.choices[0] if event.choices else None
-                    text = (choice.delta.content or "") if choice and choice.delta else ""
-                    finish = choice.finish_reason if choice else None
-                    finished = finished or bool(finish)
-                    if text or usage or finish:
-                        yield Chunk(
-                            text=text,
-                            prompt_tokens=usage.prompt_tokens if usage else None,
-                            completion_tokens=usage.completion_tokens if usage else None,
-                            finish_reason=finish,
-                        )
+            ) as response:
+                finished = False
+                for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue  # blank separators and SSE comments (keep-alives)
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        break
+                    chunk = parse_chunk(json.loads(payload))
+                    finished = finished or bool(chunk.finish_reason)
+                    if chunk.text or chunk.prompt_tokens is not None or chunk.finish_reason:
+                        yield chunk
             if not finished:  # the connection ended without a finish_reason: a cut stream
                 raise ProviderError("provider_bad_response", "The model provider's stream ended early.")
         except ProviderError:
             raise
         except openai.OpenAIError as exc:
             raise _error(exc) from exc
+        except httpx2.TimeoutException as exc:
+            raise ProviderError("provider_timeout", "The model provider timed out.", transient=True) from exc
+        except httpx2.TransportError as exc:  # a connection cut mid-stream (the client is httpx2)
+            raise ProviderError("provider_bad_response", "The model provider's stream ended early.") from exc
         except (ValueError, KeyError, AttributeError, TypeError, IndexError) as exc:
             raise _error(exc) from exc
+
+
+def parse_chunk(event: dict[str, Any]) -> Chunk:
+    """One ``chat.completion.chunk`` as a ``Chunk``; an ``error`` object fails the stream."""
+    if "error" in event:
+        raise ProviderError("provider_error", "The model provider reported an error mid-stream.")
+    usage = event.get("usage") or {}
+    choices = event.get("choices") or []
+    choice = choices[0] if choices else {}
+    return Chunk(
+        text=(choice.get("delta") or {}).get("content") or "",
+        prompt_tokens=usage.get("prompt_tokens"),
+        completion_tokens=usage.get("completion_tokens"),
+        finish_reason=choice.get("finish_reason"),
+    )
