@@ -24,7 +24,8 @@ class ProviderRequest:
 
 @dataclass(frozen=True)
 class Chunk:
-    """A piece of a streamed reply: text, or (on the last chunk) usage."""
+    """A piece of a streamed reply: text, or (on the last chunk) usage, or nothing at all
+    (the provider is alive but quiet: the caller gets a chance to stop)."""
 
     text: str = ""
     prompt_tokens: int | None = None

@@ -61,8 +61,11 @@ class OpenAIProvider:
             ) as response:
                 finished = False
                 for line in response.iter_lines():
+                    if line.startswith(":"):
+                        yield Chunk()  # a keep-alive: the turn loop may check its stop and time limits
+                        continue
                     if not line.startswith("data:"):
-                        continue  # blank separators and SSE comments (keep-alives)
+                        continue
                     payload = line[5:].strip()
                     if payload == "[DONE]":
                         break

@@ -147,6 +147,22 @@ def test_stop_mid_stream_keeps_partial_text(live):
     assert run.agent_message.text == head.text + tail.text
 
 
+def test_stop_while_the_model_only_sends_keep_alives(live):
+    """A provider that is alive but quiet (SSE comments only, for 20 s) does not hold a
+    stop back until its next token."""
+    live.script([("delay", 0.2), ("text", "thinking"), ("quiet", 20.0), ("text", "never sent")])
+    created = live.start_session()
+    head = live.read_stream(created["stream_url"], last_event_id=0, max_events=3)
+
+    live.api("POST", f"sessions/{created['uuid']}/stream/stop")
+    tail = live.read_stream(created["stream_url"], last_event_id=head.ids[-1], timeout=10)
+
+    assert tail.types[-2:] == ["abort", "finish"]
+    run = live.wait_run(created["run_uuid"], timeout=5)
+    assert run.status == Run.Status.STOPPED
+    assert run.agent_message.text == "thinking"
+
+
 def test_disconnect_does_not_stop_the_run(live):
     live.script([("delay", 0.2), ("text", "a"), ("delay", 0.3), ("text", "b")])
     created = live.start_session()
