@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
 import platform
 import subprocess
@@ -40,7 +41,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summary_ms(values: list[float]) -> dict[str, float]:
-    return {f"p{q}": round(percentile(values, q) * 1000, 3) for q in (50, 95, 99)} | {"n": len(values)}
+    measured = [v for v in values if not math.isnan(v)]  # a turn whose first delta never came
+    summary = {f"p{q}": round(percentile(measured, q) * 1000, 3) for q in (50, 95, 99)} | {"n": len(measured)}
+    return summary | ({"missing": len(values) - len(measured)} if len(measured) < len(values) else {})
 
 
 def rss_kb(pid: int) -> int:
@@ -58,11 +61,19 @@ def cpu_seconds(pid: int) -> float:
 @dataclass
 class Stack:
     base_url: str
+    env: dict[str, str]
     processes: list[Any] = field(default_factory=list)
 
     @property
     def daphne_pid(self) -> int:
         return self.processes[0].proc.pid
+
+    def fresh_daphne(self) -> None:
+        """A new Daphne process, so a memory figure does not read what earlier scenarios left."""
+        from tests.processes import start_daphne
+
+        self.processes[0].stop()
+        self.processes[0], self.base_url = start_daphne(self.env, ROOT / "var" / "bench" / "daphne.log")
 
     def stop(self) -> None:
         for process in self.processes:
@@ -91,7 +102,7 @@ def start_stack(workers: int) -> Stack:
     logs = ROOT / "var" / "bench"
     logs.mkdir(parents=True, exist_ok=True)
     daphne, url = start_daphne(env, logs / "daphne.log")
-    stack = Stack(base_url=url, processes=[daphne])
+    stack = Stack(base_url=url, env=env, processes=[daphne])
     stack.processes += [start_worker(env, logs / f"worker{n}.log", concurrency=50) for n in range(workers)]
     return stack
 
@@ -137,6 +148,18 @@ async def first_delta_after(client: httpx.AsyncClient, url: str, headers: dict[s
     return float("nan")
 
 
+async def fake_llm_ttft(client: httpx.AsyncClient, fake: Any, model: str) -> float:
+    """The floor of a first token: the same client reading the fake LLM directly."""
+    start = time.perf_counter()
+    async with client.stream(
+        "POST", f"{fake.base_url}/chat/completions", json={"model": model, "stream": True, "messages": []}
+    ) as response:
+        async for line in response.aiter_lines():
+            if '"content": "hello"' in line:
+                return time.perf_counter() - start
+    return float("nan")
+
+
 async def ttft_scenario(stack: Stack, fx: Fixture, fake: Any, turns: int) -> dict[str, Any]:
     """POST sessions → first text-delta over SSE, against the same client reading the fake
     LLM; with where the time goes (from the run's stored timestamps)."""
@@ -157,7 +180,8 @@ async def ttft_scenario(stack: Stack, fx: Fixture, fake: Any, turns: int) -> dic
                 )
             ).json()
             post.append(time.perf_counter() - start)
-            genie.append(await first_delta_after(client, created["stream_url"], headers, start))
+            # The run's own stream: a two-token run may be over before the client asks.
+            genie.append(await first_delta_after(client, f"{created['run_url']}/stream", headers, start))
             run = await sync_to_async(Run.objects.get)(uuid=created["run_uuid"])
             for _ in range(100):  # first_token_at is stored just after the first token is out
                 if run.first_token_at is not None:
@@ -167,16 +191,7 @@ async def ttft_scenario(stack: Stack, fx: Fixture, fake: Any, turns: int) -> dic
             queued.append((run.started_at - run.created_at).total_seconds())
             to_token.append((run.first_token_at - run.started_at).total_seconds())
             relayed.append(wall + genie[-1] - run.first_token_at.timestamp())
-            start = time.perf_counter()
-            async with client.stream(
-                "POST",
-                f"{fake.base_url}/chat/completions",
-                json={"model": fx.agent_model, "stream": True, "messages": []},
-            ) as response:
-                async for line in response.aiter_lines():
-                    if '"content": "hello"' in line:
-                        floor.append(time.perf_counter() - start)
-                        break
+            floor.append(await fake_llm_ttft(client, fake, fx.agent_model))
     added = [g - f for g, f in zip(genie, floor, strict=False)]
     return {
         "genie_ttft_ms": summary_ms(genie),
@@ -315,14 +330,7 @@ async def peer_ttft_scenario(url: str, model: str, fake: Any, turns: int) -> dic
                     if line.startswith("data: ") and '"text-delta"' in line:
                         peer.append(time.perf_counter() - start)
                         break
-            start = time.perf_counter()
-            async with client.stream(
-                "POST", f"{fake.base_url}/chat/completions", json={"model": model, "stream": True, "messages": []}
-            ) as response:
-                async for line in response.aiter_lines():
-                    if '"content": "hello"' in line:
-                        floor.append(time.perf_counter() - start)
-                        break
+            floor.append(await fake_llm_ttft(client, fake, model))
     added = [g - f for g, f in zip(peer, floor, strict=False)]
     return {"peer_ttft_ms": summary_ms(peer), "floor_ttft_ms": summary_ms(floor), "added_ttft_ms": summary_ms(added)}
 
@@ -429,12 +437,13 @@ def stalled_reader_scenario(stack: Stack, fx: Fixture, fake: Any, tokens: int) -
     }
 
 
-def rest_scenario(stack: Stack, fx: Fixture, requests: int) -> dict[str, Any]:
+def rest_scenario(stack: Stack, fx: Fixture, fake: Any, requests: int) -> dict[str, Any]:
     """GET a 50-message transcript page; POST messages."""
     from chat.models import Message, Session
     from runs.models import Run
 
     headers = {"Authorization": f"Bearer {fx.key}"}
+    fake.replace_script(fx.agent_model, [("text", "A short reply.")])
     created = httpx.post(
         f"{stack.base_url}/api/v1/sessions", headers=headers, json={"text": "hi", "agent": fx.agent_model}, timeout=30
     ).json()
@@ -666,15 +675,17 @@ def main() -> None:
             finally:
                 peer.stop()
         if wanted("stalled"):
+            stack.fresh_daphne()
             results["stalled_reader"] = run(
                 "stalled", lambda: stalled_reader_scenario(stack, fx, fake, sizes["stalled_tokens"])
             )
         if wanted("rest"):
-            results["rest"] = run("rest", lambda: rest_scenario(stack, fx, sizes["requests"]))
+            results["rest"] = run("rest", lambda: rest_scenario(stack, fx, fake, sizes["requests"]))
         if wanted("db"):
             results["db_load"] = run("db", lambda: db_load_scenario(fx, fake))
         # Last: ten thousand connections closing at once would disturb what follows.
         if wanted("idle"):
+            stack.fresh_daphne()
             results["idle_streams"] = run("idle", lambda: idle_streams_scenario(stack, fx, fake, sizes["idle"]))
     finally:
         stack.stop()
