@@ -450,8 +450,12 @@ def rest_scenario(stack: Stack, fx: Fixture, fake: Any, requests: int) -> dict[s
     session = Session.objects.get(uuid=created["uuid"])
     Message.objects.bulk_create([Message(session=session, sender_role="user", text=f"m{i}") for i in range(48)])
     url = f"{created['messages_url']}?page_size=50"
-    timings = []
+    timings, floor = [], []
     with httpx.Client(timeout=30) as client:
+        for _ in range(min(requests, 200)):  # the floor of any request here: Django under Daphne, 2 round trips
+            start = time.perf_counter()
+            client.get(f"{stack.base_url}/healthz").raise_for_status()
+            floor.append(time.perf_counter() - start)
         started = time.perf_counter()
         for _ in range(requests):
             start = time.perf_counter()
@@ -468,6 +472,7 @@ def rest_scenario(stack: Stack, fx: Fixture, fake: Any, requests: int) -> dict[s
         "get_messages_rps": round(get_rps, 1),
         "get_messages_ms": summary_ms(timings),
         "post_message_ms": summary_ms(posts),
+        "healthz_floor_ms": summary_ms(floor),
     }
 
 
@@ -553,6 +558,7 @@ def print_table(results: dict[str, Any], output: Path) -> None:
     rest = results["rest"]
     row("GET messages (50) req/s, p99 ms", f"{rest['get_messages_rps']}, {rest['get_messages_ms']['p99']}")
     row("POST message p50/p99 ms", f"{rest['post_message_ms']['p50']} / {rest['post_message_ms']['p99']}")
+    row("  floor: GET /healthz p50/p99 ms", f"{rest['healthz_floor_ms']['p50']} / {rest['healthz_floor_ms']['p99']}")
     for name, load in results["db_load"].items():
         row(
             f"DB per turn of {name.replace('_', ' ')}",
@@ -591,6 +597,7 @@ FULL = {
         (20, 1, 200, 0.01),
         (100, 1, 100, 0.05),
         (100, 10, 100, 0.1),
+        (10, 100, 100, 0.1),  # 1,000 streams again, with a tenth of the worker load
         (10, 100, 200, 0.005),  # saturation: what one process delivers at most
     ],
     "idle": 10_000,
