@@ -30,6 +30,11 @@ def wait_for(check: Callable[[], bool], timeout: float = 30.0, what: str = "cond
     raise TimeoutError(f"timed out waiting for {what}")
 
 
+def run_python(*args: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """``python <args>`` in the project's root, to its end, output captured."""
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
 class LiveProcess:
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
         self.args, self.env, self.log_path = args, env, log

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.processes import ROOT
+from tests.processes import run_python
 
 pytestmark = pytest.mark.live
 
@@ -22,14 +20,7 @@ def test_bench_quick_run_writes_its_results(tmp_path):
         "REDIS_URL": "redis://127.0.0.1:6379/13",
     }
 
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--output", str(output)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    done = run_python("-m", "bench", "--quick", "--output", str(output), env=env, timeout=240)
 
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(output.read_text())
