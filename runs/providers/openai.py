@@ -39,8 +39,8 @@ def _error(exc: Exception) -> ProviderError:
 
 class OpenAIProvider:
     """Streams through the ``openai`` client (base URL, auth, status errors) but reads the
-    SSE lines itself: the SDK builds a pydantic model per chunk, ~300 µs of worker CPU per
-    token, ten times the rest of the token's path."""
+    SSE lines itself: the SDK builds a pydantic model per chunk, 90-120 µs of worker CPU
+    per token against 9-15 µs for the bare lines."""
 
     name = "openai"
 
