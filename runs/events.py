@@ -49,11 +49,13 @@ def redis_client() -> redis.Redis:
 
 
 # XADD with the event's own id, PUBLISH, and EXPIRE when asked: one command, one round
-# trip. A rejected id (a redelivered duplicate) stops the script before the PUBLISH.
+# trip, which also answers whether the run's stop flag is set (the turn loop's poll rides
+# on it). A rejected id (a redelivered duplicate) stops the script before the PUBLISH.
 PUBLISH_EVENT = """
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[2], 'r', ARGV[3], 't', ARGV[4], 'd', ARGV[5])
 redis.call('PUBLISH', KEYS[2], ARGV[6])
 if ARGV[7] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[7]) end
+return redis.call('EXISTS', KEYS[3])
 """
 
 
@@ -144,6 +146,8 @@ class RunEventWriter:
         self._redis: redis.Redis | None = None
         self._key = stream_key(self.session_uuid)
         self._channel = channel_name(self.session_uuid)
+        self._stop_key = stop_key(self.run_uuid)
+        self.stop_flag_seen: tuple[float, bool] | None = None  # (when, set?) as the last publish saw it
 
     @property
     def redis(self) -> redis.Redis:
@@ -195,8 +199,8 @@ class RunEventWriter:
     def publish(self, event: StreamEvent) -> None:
         expire = settings.GENIE_STREAM_TTL if event.seq == 1 or event.type in {"start", FINISH} else 0
         try:
-            publish_event_script()(
-                keys=[self._key, self._channel],
+            stop_flag = publish_event_script()(
+                keys=[self._key, self._channel, self._stop_key],
                 args=[
                     settings.GENIE_STREAM_MAXLEN,
                     f"{event.seq}-0",
@@ -208,6 +212,7 @@ class RunEventWriter:
                 ],
                 client=self.redis,
             )
+            self.stop_flag_seen = (time.monotonic(), bool(stop_flag))
             self._redis_ok = True
         except redis.ResponseError:
             # Our id is not above the Stream's top: a redelivered duplicate. PostgreSQL's

@@ -169,8 +169,12 @@ class StopWatch:
         now = time.monotonic()
         if now >= self._next_poll:
             self._next_poll = now + settings.GENIE_STOP_POLL_INTERVAL
+            seen = self.writer.stop_flag_seen
             try:
-                self.stopped = self.stopped or bool(self.writer.redis.exists(stop_key(str(self.run.uuid))))
+                if seen is not None and now - seen[0] < settings.GENIE_STOP_POLL_INTERVAL:
+                    self.stopped = self.stopped or seen[1]  # the last event's write looked already
+                else:
+                    self.stopped = self.stopped or bool(self.writer.redis.exists(stop_key(str(self.run.uuid))))
             except redis.RedisError:
                 self.stopped = (
                     self.stopped or Run.objects.filter(pk=self.run.pk, stop_requested_at__isnull=False).exists()
