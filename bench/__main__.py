@@ -535,7 +535,10 @@ def print_table(results: dict[str, Any], output: Path) -> None:
     row("  floor: fake LLM direct p50 ms", ttft["floor_ttft_ms"]["p50"])
     row("  p50 ms: POST, queued, to 1st token, to client", " / ".join(map(str, ttft["breakdown_p50_ms"].values())))
     for run in results["relay"]:
-        label = f"{run.get('streams')} streams ({run.get('sessions')} runs x {run.get('readers_per_session')})"
+        label = (
+            f"{run.get('streams')} streams ({run.get('sessions')} runs x {run.get('readers_per_session')}"
+            f", {run.get('tokens_per_second_per_stream')}/s)"
+        )
         if "error" in run:
             row(label, run["error"])
             continue
@@ -572,7 +575,10 @@ def print_table(results: dict[str, Any], output: Path) -> None:
         added = peer["ttft"]["added_ttft_ms"]
         row("peer resumable-stream: added TTFT p50/p95/p99 ms", f"{added['p50']} / {added['p95']} / {added['p99']}")
         for run in peer["relay"]:
-            label = f"{run.get('streams')} streams ({run.get('sessions')} x {run.get('readers_per_session')})"
+            label = (
+                f"{run.get('streams')} streams ({run.get('sessions')} x {run.get('readers_per_session')}"
+                f", {run.get('tokens_per_second_per_stream')}/s)"
+            )
             if "error" in run:
                 row(f"  peer {label}", run["error"])
                 continue
