@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 from django.db.models import QuerySet
@@ -55,22 +56,27 @@ class SessionEventsView(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     serializer_class = RunEventSerializer
 
+    @cached_property
+    def event_query(self) -> dict[str, Any]:
+        """The validated query parameters (400 on bad ones), read once per request."""
+        query = EventQuerySerializer(data=self.request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        return query.validated_data
+
     def get_queryset(self) -> QuerySet[RunEvent]:
         if getattr(self, "swagger_fake_view", False):  # schema generation
             return RunEvent.objects.none()
-        query = EventQuerySerializer(data=self.request.query_params.dict())
-        query.is_valid(raise_exception=True)
         session = get_caller_session(self.request, self.kwargs["session_uuid"])
         events = session.events.select_related("run").order_by("seq")
-        if "since_id" in query.validated_data:
-            events = events.filter(seq__gt=query.validated_data["since_id"])
-        if "since_created_at" in query.validated_data:
-            events = events.filter(created_at__gt=query.validated_data["since_created_at"])
+        if "since_id" in self.event_query:
+            events = events.filter(seq__gt=self.event_query["since_id"])
+        if "since_created_at" in self.event_query:
+            events = events.filter(created_at__gt=self.event_query["since_created_at"])
         return events
 
     def get_serializer_context(self) -> dict[str, Any]:
-        since_id = self.request.query_params.get("since_id", "")
-        return {**super().get_serializer_context(), "since_id": int(since_id) if since_id.isdigit() else 0}
+        since_id = self.event_query.get("since_id", 0) if hasattr(self, "request") else 0
+        return {**super().get_serializer_context(), "since_id": since_id}
 
 
 class StreamOutsideAsgiView(APIView):
