@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytestmark = pytest.mark.django_db
+
 
 def test_schema_lists_the_stored_event_fields(api):
     response = api.get("/api/v1/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json")
