@@ -12,6 +12,7 @@ from django.db import models
 from django.db.models.functions import Now
 
 from genie.models import Team
+from runs.providers import provider_choices
 
 if TYPE_CHECKING:
     from genie.auth import Caller
@@ -36,16 +37,12 @@ class AgentQuerySet(models.QuerySet["Agent"]):
 
 
 class Agent(models.Model):
-    class Provider(models.TextChoices):
-        LOCAL = "local", "Local model (llama.cpp)"
-        OPENAI = "openai", "OpenAI-compatible endpoint"
-
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="agents")
     handle = models.SlugField(max_length=100)
     name = models.CharField(max_length=200)
     instructions = models.TextField(blank=True)
-    provider = models.CharField(max_length=20, choices=Provider.choices, default=Provider.LOCAL)
+    provider = models.CharField(max_length=20, choices=provider_choices, default="local")
     model = models.CharField(max_length=200, help_text="Model id sent to the provider.")
     base_url = models.URLField(blank=True, help_text="OpenAI-compatible base URL; blank: GENIE_OPENAI_BASE_URL.")
     api_key = models.CharField(max_length=500, blank=True, help_text="Provider key; blank: GENIE_OPENAI_API_KEY.")
@@ -72,16 +69,31 @@ class Agent(models.Model):
         return f"{self.name} ({self.handle})"
 
 
+def hash_client_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
 class SessionQuerySet(models.QuerySet["Session"]):
-    def for_caller(self, caller: Caller) -> SessionQuerySet:
-        """Sessions a caller may see: always within its team; a user sees only its own,
-        a publishable key only the sessions it created."""
+    def reachable_by(self, caller: Caller) -> SessionQuerySet:
+        """The one access rule: the sessions a caller may see and act on. Every DRF view
+        and the SSE relay scope through it.
+
+        Always within the caller's team; a user (personal token or cookie) reaches only
+        its own sessions; a publishable key only the sessions it created, and only with
+        the session's client secret (``X-Session-Secret``): without it, or with another
+        session's, none. A secret key reaches the whole team.
+        """
         qs = self.filter(team=caller.team)
         if caller.is_user:
             return qs.filter(owner=caller.user)
         if caller.is_publishable:
-            return qs.filter(created_by_token=caller.token)
-        return qs
+            if not caller.session_secret:
+                return qs.none()
+            # The secret is 192 random bits: comparing its hash in the query leaks nothing useful.
+            return qs.filter(created_by_token=caller.token, client_secret_hash=hash_client_secret(caller.session_secret))
+        if caller.is_secret:
+            return qs
+        return qs.none()
 
 
 class Session(models.Model):
@@ -119,13 +131,8 @@ class Session(models.Model):
     def issue_client_secret(self) -> str:
         """Set a new client secret and return it; only its hash is kept."""
         secret = "cs_" + secrets.token_urlsafe(24)
-        self.client_secret_hash = hashlib.sha256(secret.encode()).hexdigest()
+        self.client_secret_hash = hash_client_secret(secret)
         return secret
-
-    def client_secret_matches(self, secret: str | None) -> bool:
-        if not secret or not self.client_secret_hash:
-            return False
-        return secrets.compare_digest(self.client_secret_hash, hashlib.sha256(secret.encode()).hexdigest())
 
     def touch(self) -> None:
         Session.objects.filter(pk=self.pk).update(updated_at=Now())

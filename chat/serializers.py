@@ -5,24 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.urls import reverse
 from rest_framework import serializers
 
 from chat.models import Agent, Message, Session
 from genie.exceptions import PayloadTooLarge
+from genie.links import absolute_url
+from genie.serializers import StrictSerializer
 from runs.services import ON_ACTIVE_RUN_CHOICES
-
-
-class StrictSerializer(serializers.Serializer):
-    """Rejects fields it does not declare, so a caller can never set ``sender_role``,
-    ``owner``, ``team`` or ``status`` by sending them."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown}, code="unknown_field")
-        return super().to_internal_value(data)
 
 
 def validate_message_text(value: str) -> str:
@@ -64,10 +53,6 @@ class SessionUpdateSerializer(StrictSerializer):
     metadata = serializers.DictField(required=False)
 
 
-def absolute(request: Any, name: str, **kwargs: Any) -> str:
-    return request.build_absolute_uri(reverse(name, kwargs=kwargs))
-
-
 class SessionSerializer(serializers.ModelSerializer):
     """The seed's session detail."""
 
@@ -94,13 +79,13 @@ class SessionSerializer(serializers.ModelSerializer):
         ]
 
     def get_url(self, obj: Session) -> str:
-        return absolute(self.context["request"], "chat:session-detail", session_uuid=obj.uuid)
+        return absolute_url(self.context["request"], "chat:session-detail", session_uuid=obj.uuid)
 
     def get_messages_url(self, obj: Session) -> str:
-        return absolute(self.context["request"], "chat:message-list", session_uuid=obj.uuid)
+        return absolute_url(self.context["request"], "chat:message-list", session_uuid=obj.uuid)
 
     def get_stream_url(self, obj: Session) -> str:
-        return absolute(self.context["request"], "runs:session-stream", session_uuid=obj.uuid)
+        return absolute_url(self.context["request"], "runs:session-stream", session_uuid=obj.uuid)
 
     def get_user(self, obj: Session) -> dict[str, Any] | None:
         if obj.owner is not None:
@@ -149,12 +134,12 @@ class MessageSerializer(serializers.ModelSerializer):
         return {"session_uuid": obj.session.uuid, "message_uuid": obj.uuid}
 
     def get_url(self, obj: Message) -> str:
-        return absolute(self.context["request"], "chat:message-detail", **self._url_kwargs(obj))
+        return absolute_url(self.context["request"], "chat:message-detail", **self._url_kwargs(obj))
 
     def get_feedback_url(self, obj: Message) -> str | None:
         if not obj.is_agent:
             return None
-        return absolute(self.context["request"], "feedback:message-feedback", **self._url_kwargs(obj))
+        return absolute_url(self.context["request"], "feedback:message-feedback", **self._url_kwargs(obj))
 
     def get_feedback(self, obj: Message) -> dict[str, Any] | None:
         feedback = getattr(obj, "feedback", None)
@@ -215,7 +200,7 @@ class AgentSerializer(serializers.ModelSerializer):
         return super().to_internal_value(data)
 
     def get_url(self, obj: Agent) -> str:
-        return absolute(self.context["request"], "chat:agent-detail", handle=obj.handle)
+        return absolute_url(self.context["request"], "chat:agent-detail", handle=obj.handle)
 
     def get_has_api_key(self, obj: Agent) -> bool:
         return bool(obj.api_key)

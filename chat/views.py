@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from rest_framework import mixins, status, viewsets
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -21,41 +21,26 @@ from chat.serializers import (
     SessionSerializer,
     SessionUpdateSerializer,
     SessionWithMessagesSerializer,
-    absolute,
 )
 from genie.auth import Caller, IsSecretKey, NotPublishable
 from genie.idempotency import run_idempotently
+from genie.links import absolute_url
 from runs.events import require_redis
 from runs.exceptions import RunActive, RunTimeout
 from runs.models import Run
 from runs.waiting import wait_for_finish
 
 
-def caller_sessions(request: Request) -> QuerySet[Session]:
-    """The sessions this request may touch. A publishable key must also present the
-    session's client secret (``X-Session-Secret``); without it the session does not exist."""
-    caller: Caller = request.auth
-    return Session.objects.for_caller(caller).select_related("agent", "owner__member")
-
-
-def get_caller_session(request: Request, session_uuid: str) -> Session:
-    session = get_object_or_404(caller_sessions(request), uuid=session_uuid)
-    caller: Caller = request.auth
-    if caller.is_publishable and not session.client_secret_matches(caller.session_secret):
-        raise NotFound()
-    return session
-
-
 def turn_urls(request: Request, session: Session) -> dict[str, str]:
     return {
-        "stream_url": absolute(request, "runs:session-stream", session_uuid=session.uuid),
-        "messages_url": absolute(request, "chat:message-list", session_uuid=session.uuid),
+        "stream_url": absolute_url(request, "runs:session-stream", session_uuid=session.uuid),
+        "messages_url": absolute_url(request, "chat:message-list", session_uuid=session.uuid),
     }
 
 
 def run_urls(request: Request, run: Run) -> dict[str, str]:
     kwargs = {"session_uuid": run.session.uuid, "run_uuid": run.uuid}
-    return {"run_uuid": str(run.uuid), "run_url": absolute(request, "runs:run-detail", **kwargs)}
+    return {"run_uuid": str(run.uuid), "run_url": absolute_url(request, "runs:run-detail", **kwargs)}
 
 
 class SessionViewSet(
@@ -69,7 +54,7 @@ class SessionViewSet(
     def get_queryset(self) -> QuerySet[Session]:
         if getattr(self, "swagger_fake_view", False):  # schema generation
             return Session.objects.none()
-        return caller_sessions(self.request)
+        return Session.objects.reachable_by(self.request.auth).select_related("agent", "owner__member")
 
     def list(self, request: Request) -> Response:
         if not NotPublishable().has_permission(request, self):
@@ -77,7 +62,8 @@ class SessionViewSet(
         return super().list(request)
 
     def get_object(self) -> Session:
-        return get_caller_session(self.request, self.kwargs["session_uuid"])
+        # Not GenericAPIView's: list filters (?agent=, ?search=) do not apply to one session.
+        return get_object_or_404(self.get_queryset(), uuid=self.kwargs["session_uuid"])
 
     def create(self, request: Request) -> Response:
         return run_idempotently(request, lambda: self._create(request))
@@ -128,7 +114,8 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     def get_session(self) -> Session:
         if not hasattr(self, "_session"):
-            self._session = get_caller_session(self.request, self.kwargs["session_uuid"])
+            sessions = Session.objects.reachable_by(self.request.auth).select_related("agent")
+            self._session = get_object_or_404(sessions, uuid=self.kwargs["session_uuid"])
         return self._session
 
     def get_queryset(self) -> QuerySet[Message]:
@@ -155,7 +142,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         data = MessageCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         require_redis()
-        stream_url = absolute(request, "runs:session-stream", session_uuid=session.uuid)
+        stream_url = absolute_url(request, "runs:session-stream", session_uuid=session.uuid)
         try:
             run = services.post_message(
                 session=session,

@@ -4,8 +4,9 @@ from typing import Any
 
 from rest_framework import serializers
 
-from chat.serializers import StrictSerializer, absolute
 from feedback.models import Feedback
+from genie.links import absolute_url
+from genie.serializers import StrictSerializer
 
 
 class FeedbackInputSerializer(StrictSerializer):
@@ -26,4 +27,4 @@ class FeedbackSerializer(serializers.ModelSerializer):
 
     def get_url(self, obj: Feedback) -> str:
         kwargs: dict[str, Any] = {"session_uuid": obj.message.session.uuid, "message_uuid": obj.message.uuid}
-        return absolute(self.context["request"], "feedback:message-feedback", **kwargs)
+        return absolute_url(self.context["request"], "feedback:message-feedback", **kwargs)

@@ -7,8 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chat.models import Message
-from chat.views import get_caller_session
+from chat.models import Message, Session
 from feedback import services
 from feedback.models import Feedback
 from feedback.serializers import FeedbackInputSerializer, FeedbackSerializer
@@ -21,7 +20,7 @@ class MessageFeedbackView(APIView):
     serializer_class = FeedbackSerializer  # for the OpenAPI schema
 
     def get_message(self, request: Request, session_uuid: str, message_uuid: str) -> Message:
-        session = get_caller_session(request, session_uuid)
+        session = get_object_or_404(Session.objects.reachable_by(request.auth), uuid=session_uuid)
         return get_object_or_404(Message.objects.select_related("session"), session=session, uuid=message_uuid)
 
     def get(self, request: Request, session_uuid: str, message_uuid: str) -> Response:

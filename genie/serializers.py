@@ -1,10 +1,25 @@
+"""Serializer bases shared by the apps, and the api-keys serializers."""
+
 from __future__ import annotations
+
+from typing import Any
 
 from django.utils import timezone
 from rest_framework import serializers
 
-from chat.serializers import StrictSerializer
 from genie.models import AccessToken
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects fields it does not declare, so a caller can never set ``sender_role``,
+    ``owner``, ``team`` or ``status`` by sending them."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown}, code="unknown_field")
+        return super().to_internal_value(data)
 
 
 class ApiKeyCreateSerializer(StrictSerializer):

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -19,21 +20,42 @@ def env_str(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
 def env_bool(name: str, default: bool) -> bool:  # noqa: FBT001
+    """A strict boolean: a value that is neither true nor false is a configuration error
+    (``DEBUG=ture`` must not quietly mean off)."""
     raw = os.environ.get(name)
-    if raw is None or raw == "":
+    if raw is None or raw.strip() == "":
         return default
-    return raw.strip().lower() in {"1", "true", "yes", "on"}
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use one of 1/0, true/false, yes/no, on/off).")
 
 
 def env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
-    return default if raw in (None, "") else int(raw)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer.") from exc
 
 
 def env_float(name: str, default: float) -> float:
     raw = os.environ.get(name)
-    return default if raw in (None, "") else float(raw)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number.") from exc
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
@@ -43,7 +65,8 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-DEBUG = env_bool("DEBUG", True)
+# Off unless asked for: `make run` turns it on for itself.
+DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY", "genie-insecure-development-key-change-me")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -133,14 +156,20 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 MEDIA_ROOT = Path(env_str("GENIE_MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 
-# Security: strict by default when DEBUG is off (manage.py check --deploy passes).
-SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
-CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
-SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
-SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
-SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("GENIE_BEHIND_PROXY", False) else None
+# The address clients reach this server at; absolute URLs built outside a request start
+# with it. Served over https, the transport security settings default to strict
+# (manage.py check --deploy passes with a real SECRET_KEY); over http (the embedded
+# default, a loopback address) they cannot be, or nothing would load.
+GENIE_PUBLIC_URL = env_str("GENIE_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+SERVED_OVER_HTTPS = GENIE_PUBLIC_URL.startswith("https://")
+GENIE_BEHIND_PROXY = env_bool("GENIE_BEHIND_PROXY", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", SERVED_OVER_HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", SERVED_OVER_HTTPS)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", SERVED_OVER_HTTPS)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if SERVED_OVER_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SERVED_OVER_HTTPS
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", SERVED_OVER_HTTPS)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if GENIE_BEHIND_PROXY else None
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -173,7 +202,7 @@ REST_FRAMEWORK = {
         "genie.throttles.CredentialRateThrottle",
         "genie.throttles.PublishableIPRateThrottle",
     ],
-    "NUM_PROXIES": env_int("GENIE_NUM_PROXIES", 0) if env_bool("GENIE_BEHIND_PROXY", False) else None,
+    "NUM_PROXIES": env_int("GENIE_NUM_PROXIES", 0) if GENIE_BEHIND_PROXY else None,
     "UNAUTHENTICATED_USER": None,
 }
 if DEBUG:
@@ -194,9 +223,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("GENIE_TASKS_EAGER", False)
+GENIE_RUN_TIMEOUT = env_int("GENIE_RUN_TIMEOUT", 600)  # a turn's hard limit (its running time)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Longer than the longest turn, so a healthy run is never redelivered mid-turn.
-    "visibility_timeout": env_int("GENIE_RUN_TIMEOUT", 600) * 2,
+    "visibility_timeout": GENIE_RUN_TIMEOUT * 2,
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
@@ -223,7 +253,6 @@ GENIE_PROVIDER_RETRY_BACKOFF = env_float("GENIE_PROVIDER_RETRY_BACKOFF", 0.5)
 GENIE_LOCAL_MODEL_PATH = env_str("GENIE_LOCAL_MODEL_PATH", "")
 GENIE_LOCAL_CONTEXT = env_int("GENIE_LOCAL_CONTEXT", 2048)
 GENIE_MAX_TOKENS = env_int("GENIE_MAX_TOKENS", 512)
-GENIE_RUN_TIMEOUT = env_int("GENIE_RUN_TIMEOUT", 600)
 GENIE_HISTORY_MESSAGES = env_int("GENIE_HISTORY_MESSAGES", 50)
 GENIE_EVENT_RETENTION = timedelta(seconds=env_int("GENIE_EVENT_RETENTION", 24 * 3600))
 GENIE_STREAM_MAXLEN = env_int("GENIE_STREAM_MAXLEN", 10_000)
@@ -246,6 +275,8 @@ GENIE_IDEMPOTENCY_TTL = timedelta(seconds=env_int("GENIE_IDEMPOTENCY_TTL", 24 * 
 GENIE_RUN_LEASE = env_float("GENIE_RUN_LEASE", 30.0)  # a worker renews its run's lease every third of this
 GENIE_SWEEP_INTERVAL = env_float("GENIE_SWEEP_INTERVAL", 10.0)
 GENIE_QUEUED_RUN_GRACE = env_float("GENIE_QUEUED_RUN_GRACE", 30.0)  # re-enqueue a run queued this long
+GENIE_MAX_STEPS = env_int("GENIE_MAX_STEPS", 8)  # model calls per turn
+GENIE_ACTION_TTL = env_float("GENIE_ACTION_TTL", 24 * 3600.0)  # how long a paused run waits for an answer
 
 CELERY_BEAT_SCHEDULE = {
     "sweep-runs": {"task": "runs.sweep_runs", "schedule": GENIE_SWEEP_INTERVAL},

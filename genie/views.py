@@ -9,10 +9,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from genie.auth import IsSecretKey
+from genie.connections import redis_client
 from genie.models import AccessToken
 from genie.serializers import ApiKeyCreateSerializer, ApiKeySerializer
 from genie.services import create_access_token
-from runs.events import redis_client
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

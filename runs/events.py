@@ -17,9 +17,10 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Max
 
+from genie.connections import redis_client
 from runs.exceptions import RedisUnavailable
 from runs.models import Run, RunEvent
 
@@ -38,14 +39,6 @@ def channel_name(session_uuid: str) -> str:
 
 def stop_key(run_uuid: str) -> str:
     return f"genie:stop:{run_uuid}"
-
-
-@cache
-def redis_client() -> redis.Redis:
-    """The process's sync client (thread-safe connection pool)."""
-    return redis.Redis.from_url(
-        settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
-    )
 
 
 # XADD with the event's own id, PUBLISH, and EXPIRE when asked: one command, one round
@@ -231,21 +224,52 @@ class RunEventWriter:
         self._last_flush = time.monotonic()
 
 
-def emit_terminal_events(*, run: Run, events: list[tuple[str, dict[str, Any]]]) -> None:
-    """Write the closing events of a run that no worker executes (stopped while queued,
-    swept after a crash). Locks the session row so ids stay unique."""
-    from chat.models import Session
+@dataclass
+class OpenParts:
+    """What of a run's stream is open and must be closed before its ``finish``: whether
+    its ``start`` went out, and whether a step or a text part is still open."""
 
-    with transaction.atomic():
-        Session.objects.select_for_update().filter(pk=run.session_id).first()
-        writer = RunEventWriter.open(run)
-        recorded = [writer.record(type_, **fields) for type_, fields in events]
-        writer.flush()
-    for event in recorded:  # published after commit: stored first, like every finish
-        writer.publish(event)
-    writer.close()
+    started: bool = False
+    step_open: bool = False
+    text_open: bool = False
+
+    @classmethod
+    def of(cls, types: list[str]) -> OpenParts:
+        parts = cls()
+        for type_ in types:
+            if type_ == "start":
+                parts.started = True
+            elif type_ in {"start-step", "finish-step"}:
+                parts.step_open = type_ == "start-step"
+            elif type_ in {"text-start", "text-end"}:
+                parts.text_open = type_ == "text-start"
+        return parts
 
 
-def stopped_unstarted_events(run: Run) -> list[tuple[str, dict[str, Any]]]:
-    """What a run stopped before any worker started it says: it began, was aborted, ended."""
-    return [("start", {"messageId": str(run.agent_message.uuid)}), ("abort", {}), ("finish", {})]
+@dataclass(frozen=True)
+class LoggedEvent:
+    seq: int
+    type: str
+    data: dict[str, Any]
+
+
+def read_run_log(run: Run) -> list[LoggedEvent]:
+    """Every event of ``run`` written so far, in order: PostgreSQL's rows, then what only
+    Redis has yet (the last unflushed batch of a worker that died). What a client saw is
+    what this returns."""
+    rows = [LoggedEvent(row.seq, row.type, row.data) for row in RunEvent.objects.filter(run=run).order_by("seq")]
+    top = rows[-1].seq if rows else 0
+    run_uuid = str(run.uuid).encode()
+    try:
+        entries = redis_client().xrange(stream_key(str(run.session.uuid)), min=f"{top + 1}-0")
+    except redis.RedisError:
+        entries = []
+    for entry_id, fields in entries:
+        if fields.get(b"r") == run_uuid:
+            event = StreamEvent.from_stream_entry(entry_id, fields)
+            rows.append(LoggedEvent(event.seq, event.type, json.loads(event.data_json)))
+    return rows
+
+
+def logged_text(events: list[LoggedEvent]) -> str:
+    return "".join(event.data.get("delta", "") for event in events if event.type == "text-delta")

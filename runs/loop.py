@@ -1,24 +1,33 @@
-"""The turn loop: claim a run, build the prompt, stream the model, emit events, store the result.
+"""The turn loop: claim a run, then work in steps (one model call each) until the reply
+is done, the run must wait on the outside world, or it is stopped or fails.
 
-A run is a small state machine (queued → running → succeeded | failed | stopped, with
-``requires_action`` reserved for pauses that wait on the outside world). Each step is a
-plain function; the Celery task only calls ``execute_run``. Whatever a later step needs
-to continue lives in ``Run.state``, so a paused run resumes in a new task and no worker
-ever waits on a person.
+A run is a small state machine (queued → running → succeeded | failed | stopped, and
+running ⇄ requires_action while a tool call waits for its answer). Status changes are
+``Run.mark_*``; the end of a run is ``runs.services.end_run``, its pause
+``runs.services.pause_run``. Whatever a later task needs to continue lives in
+``Run.state`` (see ``Run``), so a paused run holds no worker thread: when its answers
+are in, ``runs.continue_run`` claims it again and the loop goes on from that state.
+
+One turn's stream: ``start``, then per model call ``start-step``, the text
+(``text-start``/``text-delta``/``text-end``) and tool calls (``tool-input-start``,
+``tool-input-delta``, ``tool-input-available``), ``finish-step``; after a pause the
+answers (``tool-output-available`` / ``tool-output-error``) and the next step; last
+``finish``, written by ``end_run``.
 """
 
 from __future__ import annotations
 
-import contextlib
+import copy
+import json
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
-from functools import partial
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -26,55 +35,47 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat.models import Message, Session
-from runs.events import (
-    RunEventWriter,
-    emit_terminal_events,
-    redis_client,
-    release_connection,
-    stop_key,
-    stopped_unstarted_events,
-)
-from runs.models import Run
-from runs.providers import Chunk, ProviderError, ProviderRequest, get_provider
-from runs.services import enqueue_next_run
+from runs.events import OpenParts, RunEventWriter, release_connection, stop_key
+from runs.models import Run, RunEvent
+from runs.providers import Chunk, ProviderError, ProviderRequest, ToolCallDelta, get_provider
+from runs.services import Usage, end_run, pause_run
 
 logger = logging.getLogger(__name__)
+
+PAUSED = "paused"  # a step's outcome, not a run status: the run goes requires_action
 
 
 def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
-@dataclass
-class TurnOutcome:
-    status: str
-    text: str = ""
-    error_code: str = ""
-    error_message: str = ""
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    started_text: bool = False
-    notes: list[str] = field(default_factory=list)
+def new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
 
 
 def execute_run(run_id: int, *, worker_id: str | None = None) -> Run | None:
-    """Execute one run to its end. Exits at once when the run is finished or leased
-    by another live worker (a redelivered task never does the work twice)."""
+    """Execute a claimable run (queued, an answered pause, or a dead worker's) until it
+    ends or pauses. Exits at once when the run is finished, paused and still waiting,
+    or leased by another live worker (a redelivered task never does the work twice)."""
     worker_id = worker_id or worker_identity()
     claimed = claim_run(run_id, worker_id=worker_id)
     if claimed is None:
         return None
     run, writer = claimed
     try:
-        outcome = stream_reply(run=run, writer=writer, worker_id=worker_id)
-        finalize_run(run=run, writer=writer, outcome=outcome)
+        turn = Turn(run=run, writer=writer, worker_id=worker_id)
+        turn.settle(turn.drive())
     finally:
         writer.close()
     return run
 
 
 def claim_run(run_id: int, *, worker_id: str) -> tuple[Run, RunEventWriter] | None:
-    """Lease the run in PostgreSQL and open its event writer (ids continue the session's)."""
+    """Lease the run in PostgreSQL and open its event writer (ids continue the session's).
+
+    A run stopped before any worker started it is ended here (``start``, ``abort``,
+    ``finish``), once the runs before it in its session have ended.
+    """
     with transaction.atomic():
         run = (
             Run.objects.select_for_update(of=("self",))
@@ -84,6 +85,8 @@ def claim_run(run_id: int, *, worker_id: str) -> tuple[Run, RunEventWriter] | No
         )
         if run is None or run.is_finished:
             return None
+        if run.status == Run.Status.REQUIRES_ACTION and run.waiting_on:
+            return None  # still waiting for an answer; the last answer enqueues it
         now = timezone.now()
         if (
             run.status == Run.Status.RUNNING
@@ -93,35 +96,23 @@ def claim_run(run_id: int, *, worker_id: str) -> tuple[Run, RunEventWriter] | No
         ):
             logger.info("Run %s is leased by %s; skipping duplicate delivery", run.uuid, run.lease_owner)
             return None
-        if run.stop_requested_at is None:
-            Session.objects.select_for_update().filter(pk=run.session_id).first()  # serialise event ids
-            if Run.objects.active().filter(session_id=run.session_id, created_at__lt=run.created_at).exists():
-                return None  # an earlier turn is still going; its end enqueues this run
-            writer = RunEventWriter.open(run)
-            run.mark_started(lease_owner=worker_id, lease_until=now + timedelta(seconds=settings.GENIE_RUN_LEASE))
-            run.save(
-                update_fields=["status", "started_at", "lease_owner", "lease_expires_at", "attempts", "updated_at"]
-            )
-            Message.objects.filter(pk=run.agent_message_id).update(status=Message.Status.STREAMING, updated_at=now)
-            return run, writer
-        _stop_unstarted(run)  # a stop arrived before any worker started it
-    emit_terminal_events(run=run, events=stopped_unstarted_events(run))
-    return None
+        Session.objects.select_for_update().filter(pk=run.session_id).first()  # serialise event ids
+        if Run.objects.active().filter(session_id=run.session_id, created_at__lt=run.created_at).exists():
+            return None  # an earlier turn is still going; its end enqueues this run
+        if run.stop_requested_at is not None and run.status == Run.Status.QUEUED:
+            end_run(run=run, status=Run.Status.STOPPED)  # stopped before any worker started it
+            return None
+        writer = RunEventWriter.open(run)
+        run.mark_started(lease_owner=worker_id, lease_until=now + timedelta(seconds=settings.GENIE_RUN_LEASE))
+        Message.objects.filter(pk=run.agent_message_id).update(status=Message.Status.STREAMING, updated_at=now)
+        return run, writer
 
 
-def _stop_unstarted(run: Run) -> None:
-    now = timezone.now()
-    run.status = Run.Status.STOPPED
-    run.finished_at = now
-    run.save(update_fields=["status", "finished_at", "updated_at"])
-    Message.objects.filter(pk=run.agent_message_id).update(status=Message.Status.STOPPED, updated_at=now)
-
-
-def build_prompt(run: Run) -> list[dict[str, str]]:
+def build_prompt(run: Run) -> list[dict[str, Any]]:
     """Agent instructions, the UI context of this turn, then the session's history
     (oldest first, up to GENIE_HISTORY_MESSAGES), ending with this turn's user message."""
     agent = run.session.agent
-    prompt: list[dict[str, str]] = []
+    prompt: list[dict[str, Any]] = []
     if agent.instructions:
         prompt.append({"role": "system", "content": agent.instructions})
     if run.user_message.ui_context:
@@ -138,11 +129,13 @@ def build_prompt(run: Run) -> list[dict[str, str]]:
     return prompt
 
 
-def provider_request(run: Run) -> ProviderRequest:
+def provider_request(run: Run, turn_messages: list[dict[str, Any]]) -> ProviderRequest:
+    """The model call of one step: the prompt, then this turn's earlier steps (assistant
+    tool calls and their results)."""
     agent = run.session.agent
     return ProviderRequest(
         model=agent.model,
-        messages=build_prompt(run),
+        messages=[*build_prompt(run), *turn_messages],
         temperature=agent.temperature,
         max_tokens=agent.max_tokens or settings.GENIE_MAX_TOKENS,
         base_url=agent.base_url,
@@ -192,133 +185,255 @@ class StopWatch:
         return time.monotonic() >= self.deadline
 
 
-def stream_reply(*, run: Run, writer: RunEventWriter, worker_id: str) -> TurnOutcome:
-    """Call the provider with streaming and relay each piece as a ``text-delta``.
+@dataclass
+class TurnEnd:
+    """How a turn (or the part of it this task ran) ended: a final run status, or PAUSED."""
 
-    Transient provider failures before the first token are retried with backoff;
-    after it, a failure ends the run ``failed`` and keeps the partial text.
-    """
-    writer.emit("start", messageId=str(run.agent_message.uuid))
-    provider = get_provider(run.session.agent.provider)
-    request = provider_request(run)
-    release_connection()  # none is held while the model streams
-    watch = StopWatch(run, worker_id, writer)
-    outcome = TurnOutcome(status=Run.Status.SUCCEEDED)
-    parts: list[str] = []
-    attempt = 0
-    while True:
+    status: str
+    error_code: str = ""
+    error_message: str = ""
+
+
+@dataclass
+class ToolCall:
+    """A tool call the model made in a step, as ``Run.state["calls"]`` keeps it."""
+
+    call_id: str
+    provider_call_id: str
+    tool_name: str
+    arguments: str = ""
+    input: dict[str, Any] | None = None
+    result: dict[str, Any] | None = field(default=None)
+
+    def take(self, delta: ToolCallDelta) -> None:
+        self.provider_call_id = self.provider_call_id or delta.id
+        self.tool_name = self.tool_name or delta.name
+        self.arguments += delta.arguments
+
+    def parse_input(self) -> str | None:
+        """Parse the streamed arguments as the call's input; returns the error, if any."""
         try:
-            relay_chunks(provider.stream(request), run=run, writer=writer, watch=watch, outcome=outcome, parts=parts)
-            break
-        except ProviderError as exc:
-            if exc.transient and not outcome.started_text and attempt < settings.GENIE_PROVIDER_RETRIES:
-                attempt += 1
-                time.sleep(settings.GENIE_PROVIDER_RETRY_BACKOFF * 2 ** (attempt - 1))
-                if not watch.should_stop():
-                    continue
-                outcome.status = Run.Status.STOPPED
-                break
-            logger.warning("Run %s failed: %s", run.uuid, exc)
-            outcome.status = Run.Status.FAILED
-            outcome.error_code, outcome.error_message = exc.code, exc.message
-            break
-    outcome.text = "".join(parts)
-    if outcome.status == Run.Status.SUCCEEDED and watch.should_stop():
-        outcome.status = Run.Status.STOPPED
-    return outcome
+            value = json.loads(self.arguments or "{}")
+        except ValueError:
+            return "The tool call's arguments are not valid JSON."
+        if not isinstance(value, dict):
+            return "The tool call's arguments must be a JSON object."
+        self.input = value
+        return None
+
+    def as_state(self) -> dict[str, Any]:
+        state = {
+            "call_id": self.call_id,
+            "provider_call_id": self.provider_call_id,
+            "tool_name": self.tool_name,
+            "arguments": self.arguments,
+            "input": self.input,
+        }
+        if self.result is not None:
+            state["result"] = self.result
+        return state
 
 
-def relay_chunks(
-    chunks: Iterator[Chunk],
-    *,
-    run: Run,
-    writer: RunEventWriter,
-    watch: StopWatch,
-    outcome: TurnOutcome,
-    parts: list[str],
-) -> None:
-    """Emit each provider chunk as a ``text-delta`` until the reply ends, a stop arrives
-    or the run's time is up."""
-    text_id = f"pending-message-{run.agent_message.uuid}"
-    for chunk in chunks:
-        if chunk.text:
-            first = not outcome.started_text
-            if first:
-                outcome.started_text = True
-                run.first_token_at = timezone.now()
-                writer.emit("text-start", id=text_id)
-            parts.append(chunk.text)
-            writer.emit("text-delta", id=text_id, delta=chunk.text)
-            if first:  # stored after the first token is out: not on its way
-                Run.objects.filter(pk=run.pk).update(first_token_at=run.first_token_at)
-                release_connection()
-        if chunk.prompt_tokens is not None:
-            outcome.prompt_tokens = chunk.prompt_tokens
-        if chunk.completion_tokens is not None:
-            outcome.completion_tokens = chunk.completion_tokens
-        if watch.should_stop():
-            outcome.status = Run.Status.STOPPED
+class Turn:
+    """One run as its worker executes it: the event writer, the stop watch, what is open
+    in the stream, the usage so far, and ``state`` (saved to ``Run.state`` at a pause)."""
+
+    def __init__(self, *, run: Run, writer: RunEventWriter, worker_id: str) -> None:
+        self.run = run
+        self.writer = writer
+        self.worker_id = worker_id
+        self.watch = StopWatch(run, worker_id, writer)
+        self.parts = OpenParts(started=True)
+        self.state: dict[str, Any] = {
+            "steps": 0,
+            "text": "",
+            "messages": [],
+            "calls": [],
+            "waiting_on": [],
+            "usage": {},
+            **copy.deepcopy(run.state),
+        }
+        self.usage = Usage(**self.state["usage"])
+
+    # --- the turn --------------------------------------------------------------------
+
+    def drive(self) -> TurnEnd:
+        """Emit ``start`` (once per run, even after a crash and re-queue), deliver the
+        answers a paused run was waiting for, then call the model step by step."""
+        self.emit_start()
+        if self.state["calls"]:
+            self.deliver_answers()
+        while True:
+            if self.state["steps"] >= settings.GENIE_MAX_STEPS:
+                return TurnEnd(
+                    Run.Status.FAILED,
+                    "max_steps",
+                    f"The turn reached its limit of {settings.GENIE_MAX_STEPS} model calls.",
+                )
+            end = self.step()
+            if end is not None:
+                return end
+            if not self.state["calls"]:
+                return TurnEnd(Run.Status.SUCCEEDED)
+            if self.state["waiting_on"]:
+                return TurnEnd(PAUSED)
+            self.deliver_answers()  # every call was settled in the step (invalid input): go on
+
+    def settle(self, end: TurnEnd) -> None:
+        if end.status == PAUSED:
+            self.state["usage"] = asdict(self.usage)
+            pause_run(
+                run=self.run, writer=self.writer, state=self.state, text=self.state["text"], worker_id=self.worker_id
+            )
             return
-        if watch.timed_out:
-            outcome.status = Run.Status.FAILED
-            outcome.error_code, outcome.error_message = "run_timeout", "The run exceeded its time limit."
-            return
-
-
-MESSAGE_STATUS = {
-    Run.Status.SUCCEEDED: Message.Status.COMPLETE,
-    Run.Status.FAILED: Message.Status.FAILED,
-    Run.Status.STOPPED: Message.Status.STOPPED,
-}
-
-
-def finalize_run(*, run: Run, writer: RunEventWriter, outcome: TurnOutcome) -> None:
-    """Store the message and the run's final status, then write ``finish``: a client that
-    reads the transcript right after ``finish`` sees the whole text."""
-    text_id = f"pending-message-{run.agent_message.uuid}"
-    if outcome.started_text:
-        writer.emit("text-end", id=text_id)
-    if outcome.status == Run.Status.FAILED:
-        writer.emit("error", errorText=outcome.error_message)
-    elif outcome.status == Run.Status.STOPPED:
-        writer.emit("abort")
-    now = timezone.now()
-    with transaction.atomic():
-        message = run.agent_message
-        message.text = outcome.text
-        message.status = MESSAGE_STATUS[outcome.status]
-        message.prompt_tokens = outcome.prompt_tokens
-        message.completion_tokens = outcome.completion_tokens
-        message.save(update_fields=["text", "status", "prompt_tokens", "completion_tokens", "updated_at"])
-        run.status = outcome.status
-        run.error_code = outcome.error_code
-        run.error_message = outcome.error_message
-        run.prompt_tokens = outcome.prompt_tokens
-        run.completion_tokens = outcome.completion_tokens
-        run.finished_at = now
-        run.lease_owner = ""
-        run.lease_expires_at = None
-        # Named fields only: a stop request may have been stored meanwhile.
-        run.save(
-            update_fields=[
-                "status",
-                "error_code",
-                "error_message",
-                "prompt_tokens",
-                "completion_tokens",
-                "finished_at",
-                "lease_owner",
-                "lease_expires_at",
-                "updated_at",
-            ]
+        if end.status == Run.Status.FAILED:
+            logger.warning("Run %s failed: %s %s", self.run.uuid, end.error_code, end.error_message)
+        end_run(
+            run=self.run,
+            status=end.status,
+            error_code=end.error_code,
+            error_message=end.error_message,
+            text=self.state["text"],
+            usage=self.usage,
+            writer=self.writer,
+            open_parts=self.parts,
+            worker_id=self.worker_id,
         )
-        finish = writer.record("finish")
-        writer.flush()
-        if outcome.status == Run.Status.SUCCEEDED and settings.GENIE_GENERATE_TITLES and not run.session.title:
-            from runs import tasks
 
-            transaction.on_commit(partial(tasks.generate_title.delay, run.session_id))
-    writer.publish(finish)
-    enqueue_next_run(session_id=run.session_id)
-    with contextlib.suppress(redis.RedisError):
-        redis_client().delete(stop_key(str(run.uuid)))
+    def emit_start(self) -> None:
+        if self.run.attempts > 1 and RunEvent.objects.filter(run=self.run, type="start").exists():
+            return
+        start = self.writer.record("start", messageId=str(self.run.agent_message.uuid))
+        self.writer.flush()  # stored before it is sent: a re-queued run finds it and sends no second one
+        self.writer.publish(start)
+
+    # --- one step: one model call ----------------------------------------------------
+
+    def step(self) -> TurnEnd | None:
+        """One model call, streamed as events. Transient provider failures before the
+        step's first output are retried with backoff; after it, a failure ends the run
+        ``failed`` and keeps the text so far. Returns None when the step completed."""
+        self.state["steps"] += 1
+        self.writer.emit("start-step")
+        self.parts.step_open = True
+        request = provider_request(self.run, self.state["messages"])
+        provider = get_provider(self.run.session.agent.provider)
+        release_connection()  # none is held while the model streams
+        calls: dict[int, ToolCall] = {}
+        step_text: list[str] = []
+        attempt = 0
+        while True:
+            try:
+                for chunk in provider.stream(request):
+                    self.take(chunk, step_text, calls)
+                    if self.watch.should_stop():
+                        return TurnEnd(Run.Status.STOPPED)
+                    if self.watch.timed_out:
+                        return TurnEnd(Run.Status.FAILED, "run_timeout", "The run exceeded its time limit.")
+                break
+            except ProviderError as exc:
+                if exc.transient and not step_text and not calls and attempt < settings.GENIE_PROVIDER_RETRIES:
+                    attempt += 1
+                    time.sleep(settings.GENIE_PROVIDER_RETRY_BACKOFF * 2 ** (attempt - 1))
+                    if self.watch.should_stop():
+                        return TurnEnd(Run.Status.STOPPED)
+                    continue
+                return TurnEnd(Run.Status.FAILED, exc.code, exc.message)
+        self.close_text()
+        self.finish_calls([calls[index] for index in sorted(calls)], "".join(step_text))
+        self.writer.emit("finish-step")
+        self.parts.step_open = False
+        if self.watch.should_stop():
+            return TurnEnd(Run.Status.STOPPED)
+        return None
+
+    def take(self, chunk: Chunk, step_text: list[str], calls: dict[int, ToolCall]) -> None:
+        if chunk.text:
+            first = self.run.first_token_at is None
+            if not self.parts.text_open:
+                if first:
+                    self.run.first_token_at = timezone.now()
+                self.writer.emit("text-start", id=self.run.text_part_id)
+                self.parts.text_open = True
+            step_text.append(chunk.text)
+            self.state["text"] += chunk.text
+            self.writer.emit("text-delta", id=self.run.text_part_id, delta=chunk.text)
+            if first:  # stored after the first token is out: not on its way
+                Run.objects.filter(pk=self.run.pk).update(first_token_at=self.run.first_token_at)
+                release_connection()
+        for delta in chunk.tool_calls:
+            call = calls.get(delta.index)
+            if call is None:
+                self.close_text()  # the text part ends where the tool part begins
+                call = calls[delta.index] = ToolCall(new_call_id(), delta.id, delta.name)
+                self.writer.emit("tool-input-start", toolCallId=call.call_id, toolName=call.tool_name)
+            call.take(delta)  # id and name again (harmless), and the next piece of the arguments
+            if delta.arguments:
+                self.writer.emit("tool-input-delta", toolCallId=call.call_id, inputTextDelta=delta.arguments)
+        if chunk.prompt_tokens is not None or chunk.completion_tokens is not None:
+            self.usage = Usage(
+                prompt_tokens=_add(self.usage.prompt_tokens, chunk.prompt_tokens),
+                completion_tokens=_add(self.usage.completion_tokens, chunk.completion_tokens),
+            )
+
+    def close_text(self) -> None:
+        if self.parts.text_open:
+            self.writer.emit("text-end", id=self.run.text_part_id)
+            self.parts.text_open = False
+
+    def finish_calls(self, calls: list[ToolCall], step_text: str) -> None:
+        """Each call's input is complete: parse it (``tool-input-available``, or
+        ``tool-input-error`` and an error result the model sees at the next step) and
+        note what the run waits for."""
+        for call in calls:
+            error = call.parse_input()
+            if error is None:
+                self.writer.emit("tool-input-available", toolCallId=call.call_id, toolName=call.tool_name, input=call.input)
+            else:
+                call.result = {"error": error}
+                self.writer.emit(
+                    "tool-input-error",
+                    toolCallId=call.call_id,
+                    toolName=call.tool_name,
+                    input=call.arguments,
+                    errorText=error,
+                )
+        if calls:
+            self.state["messages"].append(
+                {
+                    "role": "assistant",
+                    "content": step_text or None,
+                    "tool_calls": [
+                        {
+                            "id": call.provider_call_id or call.call_id,
+                            "type": "function",
+                            "function": {"name": call.tool_name, "arguments": call.arguments},
+                        }
+                        for call in calls
+                    ],
+                }
+            )
+        self.state["calls"] = [call.as_state() for call in calls]
+        self.state["waiting_on"] = [call.call_id for call in calls if call.result is None]
+
+    def deliver_answers(self) -> None:
+        """Each answered call's outcome goes to the stream and, as a ``tool`` message, to
+        the model's next step."""
+        for call in self.state["calls"]:
+            result = call["result"]
+            if "error" in result:
+                self.writer.emit("tool-output-error", toolCallId=call["call_id"], errorText=str(result["error"]))
+                content = json.dumps({"error": result["error"]})
+            else:
+                self.writer.emit("tool-output-available", toolCallId=call["call_id"], output=result["output"])
+                content = json.dumps(result["output"])
+            self.state["messages"].append(
+                {"role": "tool", "tool_call_id": call["provider_call_id"] or call["call_id"], "content": content}
+            )
+        self.state["calls"], self.state["waiting_on"] = [], []
+
+
+def _add(total: int | None, more: int | None) -> int | None:
+    if more is None:
+        return total
+    return (total or 0) + more

@@ -14,13 +14,33 @@ class RunQuerySet(models.QuerySet["Run"]):
     def active(self) -> RunQuerySet:
         return self.filter(status__in=Run.ACTIVE_STATUSES)
 
+    def lease_expired(self, now: datetime) -> RunQuerySet:
+        """Running runs whose worker stopped renewing its lease (presumed dead)."""
+        return self.filter(status=Run.Status.RUNNING, lease_expires_at__lt=now)
+
+    def action_expired(self, now: datetime) -> RunQuerySet:
+        """Paused runs whose question went unanswered for GENIE_ACTION_TTL."""
+        return self.filter(status=Run.Status.REQUIRES_ACTION, action_expires_at__lt=now)
+
+    def ready_to_continue(self) -> RunQuerySet:
+        """Paused runs whose every pending tool call has its answer."""
+        return self.filter(status=Run.Status.REQUIRES_ACTION, state__waiting_on=[])
+
 
 class Run(models.Model):
     """One agent turn: answers ``user_message`` by filling ``agent_message``.
 
     The turn loop is a resumable state machine: ``state`` holds what it needs to
-    continue in a new task (a later pause for an approval or a client tool's result
-    never blocks a worker).
+    continue in a new task (a pause for an approval or a client tool's result never
+    blocks a worker). Every status change goes through the ``mark_*`` methods below (one
+    row each); the end of a run, which touches its message and event log too, is
+    ``runs.services.end_run``.
+
+    ``state`` keys: ``steps`` (model calls made), ``text`` (the reply so far),
+    ``messages`` (this turn's assistant and tool messages after the prompt), ``calls``
+    (the last step's tool calls: ``call_id``, ``provider_call_id``, ``tool_name``,
+    ``arguments``, ``input``, and once answered ``result``: ``{output}`` or ``{error}``),
+    ``waiting_on`` (call ids still unanswered).
     """
 
     class Status(models.TextChoices):
@@ -32,6 +52,7 @@ class Run(models.Model):
         STOPPED = "stopped", "Stopped"
 
     ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING, Status.REQUIRES_ACTION)
+    FINAL_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.STOPPED)
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     session = models.ForeignKey("chat.Session", on_delete=models.CASCADE, related_name="runs")
@@ -45,6 +66,9 @@ class Run(models.Model):
     stop_requested_at = models.DateTimeField(null=True, blank=True)
     lease_owner = models.CharField(max_length=200, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    action_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="A paused run fails (action_expired) when unanswered by then."
+    )
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -79,12 +103,105 @@ class Run(models.Model):
             return None
         return (self.finished_at - self.started_at).total_seconds()
 
+    @property
+    def text_part_id(self) -> str:
+        """The id of the reply's text part in the stream (AI SDK ``text-start`` … ``text-end``)."""
+        return f"pending-message-{self.agent_message.uuid}"
+
+    @property
+    def waiting_on(self) -> list[str]:
+        return list(self.state.get("waiting_on") or [])
+
     def mark_started(self, *, lease_owner: str, lease_until: datetime) -> None:
+        """queued (or an answered pause, or a dead worker's lease) → running, leased."""
         self.status = self.Status.RUNNING
         self.started_at = self.started_at or timezone.now()
         self.lease_owner = lease_owner
         self.lease_expires_at = lease_until
+        self.action_expires_at = None
         self.attempts += 1
+        self.save(
+            update_fields=[
+                "status",
+                "started_at",
+                "lease_owner",
+                "lease_expires_at",
+                "action_expires_at",
+                "attempts",
+                "updated_at",
+            ]
+        )
+
+    def mark_requeued(self) -> None:
+        """running (its worker died before any text) → queued, for another worker."""
+        self.status = self.Status.QUEUED
+        self.lease_owner, self.lease_expires_at = "", None
+        self.save(update_fields=["status", "lease_owner", "lease_expires_at", "updated_at"])
+
+    def mark_waiting(self, *, state: dict[str, Any], expires_at: datetime) -> None:
+        """running → requires_action: the lease is given up (no worker holds a paused run)
+        and ``state`` keeps what the continuation needs."""
+        self.status = self.Status.REQUIRES_ACTION
+        self.state = state
+        self.lease_owner, self.lease_expires_at = "", None
+        self.action_expires_at = expires_at
+        self.save(
+            update_fields=["status", "state", "lease_owner", "lease_expires_at", "action_expires_at", "updated_at"]
+        )
+
+    def record_answer(self, call_id: str, result: dict[str, Any]) -> None:
+        """Store the answer to a pending tool call (``{"output": …}`` or ``{"error": …}``)."""
+        for call in self.state.get("calls", []):
+            if call["call_id"] == call_id:
+                call["result"] = result
+        self.state["waiting_on"] = [pending for pending in self.waiting_on if pending != call_id]
+        self.save(update_fields=["state", "updated_at"])
+
+    def mark_stop_requested(self) -> bool:
+        """Note a stop request; returns False when one was already noted."""
+        if self.stop_requested_at is not None:
+            return False
+        self.stop_requested_at = timezone.now()
+        self.save(update_fields=["stop_requested_at", "updated_at"])
+        return True
+
+    def mark_finished(
+        self,
+        *,
+        status: str,
+        error_code: str = "",
+        error_message: str = "",
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+    ) -> None:
+        """→ succeeded | failed | stopped. Named fields only: a stop request may have been
+        stored meanwhile."""
+        if status not in self.FINAL_STATUSES:
+            raise ValueError(f"{status!r} is not a final status")
+        self.status = status
+        self.error_code = error_code
+        self.error_message = error_message
+        if prompt_tokens is not None:
+            self.prompt_tokens = prompt_tokens
+        if completion_tokens is not None:
+            self.completion_tokens = completion_tokens
+        self.finished_at = timezone.now()
+        self.lease_owner, self.lease_expires_at = "", None
+        self.action_expires_at = None
+        self.save(
+            update_fields=[
+                "status",
+                "error_code",
+                "error_message",
+                "prompt_tokens",
+                "completion_tokens",
+                "finished_at",
+                "lease_owner",
+                "lease_expires_at",
+                "action_expires_at",
+                "updated_at",
+            ]
+        )
 
 
 class RunEventQuerySet(models.QuerySet["RunEvent"]):

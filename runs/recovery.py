@@ -1,11 +1,15 @@
-"""Worker-crash recovery: the sweeper ends or re-queues runs whose worker is gone.
+"""The sweeper: ends, re-queues or re-enqueues runs that nobody is moving forward.
 
-A running run's worker renews its lease every GENIE_RUN_LEASE / 3 seconds. When a lease
-expires, the worker is presumed dead (kill -9, OOM, lost machine): a run that emitted no
-text yet is re-queued; otherwise it is failed with ``worker_lost``, its partial text
-(rebuilt from the stored deltas) is kept, and ``error`` + ``finish`` end waiting streams.
-Runs queued for longer than GENIE_QUEUED_RUN_GRACE (their task was lost, e.g. the broker
-was down at commit) are enqueued again; the run's lease makes a duplicate harmless.
+- A running run's worker renews its lease every GENIE_RUN_LEASE / 3 seconds. When the
+  lease expires the worker is presumed dead (kill -9, OOM, lost machine): a run that
+  emitted no text yet is re-queued (at most three attempts); otherwise it ends
+  ``failed``/``worker_lost`` with the text its clients saw (``end_run`` reads it from the
+  event log, Redis included) and ``error`` + ``finish``.
+- A paused run (``requires_action``) holds no lease and is never re-queued: unanswered
+  for GENIE_ACTION_TTL it ends ``failed``/``action_expired``; answered but not picked up
+  within GENIE_QUEUED_RUN_GRACE (its task was lost), its continuation is enqueued again.
+- Runs queued for longer than GENIE_QUEUED_RUN_GRACE (their task was lost, e.g. the
+  broker was down at commit) are enqueued again; the run's lease makes a duplicate harmless.
 """
 
 from __future__ import annotations
@@ -18,62 +22,48 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from chat.models import Message
 from runs import tasks
-from runs.events import emit_terminal_events
-from runs.models import Run, RunEvent
-from runs.services import enqueue_next_run
+from runs.models import Run
+from runs.services import end_run
 
 logger = logging.getLogger(__name__)
 
-
-def partial_text(run: Run) -> str:
-    deltas = RunEvent.objects.filter(run=run, type="text-delta").order_by("seq").values_list("data", flat=True)
-    return "".join(data.get("delta", "") for data in deltas)
+MAX_ATTEMPTS = 3
 
 
 def sweep_runs() -> dict[str, int]:
-    """One pass; safe to run from several processes at once (rows are locked, skip_locked)."""
+    """One pass; safe to run from several processes at once (rows are locked with
+    skip_locked, and ``end_run`` ends a run once)."""
     now = timezone.now()
-    failed = requeued = 0
+    grace = now - timedelta(seconds=settings.GENIE_QUEUED_RUN_GRACE)
+    counts = {"failed": 0, "requeued": 0, "expired": 0, "resumed": 0}
     with transaction.atomic():
-        dead = list(
-            Run.objects.select_for_update(skip_locked=True)
-            .filter(status=Run.Status.RUNNING, lease_expires_at__lt=now)
-            .select_related("agent_message", "session")
-        )
-        lost = []
-        for run in dead:
-            if run.first_token_at is None and run.attempts < 3:
-                run.status = Run.Status.QUEUED
-                run.lease_owner, run.lease_expires_at = "", None
-                run.save(update_fields=["status", "lease_owner", "lease_expires_at", "updated_at"])
+        locked = Run.objects.select_for_update(skip_locked=True, of=("self",)).select_related("agent_message", "session")
+        for run in locked.lease_expired(now):
+            if run.first_token_at is None and run.attempts < MAX_ATTEMPTS:
+                run.mark_requeued()
                 transaction.on_commit(partial(tasks.execute_run.delay, run.pk))
-                requeued += 1
-                continue
-            text = partial_text(run)
-            Message.objects.filter(pk=run.agent_message_id).update(
-                text=text, status=Message.Status.FAILED, updated_at=now
-            )
-            run.status = Run.Status.FAILED
-            run.error_code = "worker_lost"
-            run.error_message = "The worker executing this run stopped responding."
-            run.finished_at = now
-            run.lease_owner, run.lease_expires_at = "", None
-            run.save()
-            lost.append(run)
-        stale = Run.objects.filter(
-            status=Run.Status.QUEUED, created_at__lt=now - timedelta(seconds=settings.GENIE_QUEUED_RUN_GRACE)
-        ).values_list("pk", flat=True)
-        for run_id in stale:
+                counts["requeued"] += 1
+            elif end_run(
+                run=run,
+                status=Run.Status.FAILED,
+                error_code="worker_lost",
+                error_message="The worker executing this run stopped responding.",
+            ):
+                counts["failed"] += 1
+                logger.warning("Run %s failed: worker lost", run.uuid)
+        for run in locked.action_expired(now):
+            if end_run(
+                run=run,
+                status=Run.Status.FAILED,
+                error_code="action_expired",
+                error_message="Nobody answered the run's pending tool call in time.",
+            ):
+                counts["expired"] += 1
+        for run_id in Run.objects.filter(status=Run.Status.QUEUED, created_at__lt=grace).values_list("pk", flat=True):
             transaction.on_commit(partial(tasks.execute_run.delay, run_id))
-            requeued += 1
-    for run in lost:
-        closing = [("error", {"errorText": run.error_message}), ("finish", {})]
-        if run.first_token_at is not None:
-            closing.insert(0, ("text-end", {"id": f"pending-message-{run.agent_message.uuid}"}))
-        emit_terminal_events(run=run, events=closing)
-        enqueue_next_run(session_id=run.session_id)
-        failed += 1
-        logger.warning("Run %s failed: worker lost", run.uuid)
-    return {"failed": failed, "requeued": requeued}
+            counts["requeued"] += 1
+        for run_id in Run.objects.ready_to_continue().filter(updated_at__lt=grace).values_list("pk", flat=True):
+            transaction.on_commit(partial(tasks.continue_run.delay, run_id))
+            counts["resumed"] += 1
+    return counts

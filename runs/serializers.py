@@ -4,7 +4,8 @@ from typing import Any
 
 from rest_framework import serializers
 
-from chat.serializers import StrictSerializer, absolute
+from genie.links import absolute_url
+from genie.serializers import StrictSerializer
 from runs.models import Run, RunEvent
 
 
@@ -40,10 +41,10 @@ class RunSerializer(serializers.ModelSerializer):
         return {"session_uuid": obj.session.uuid, "run_uuid": obj.uuid}
 
     def get_url(self, obj: Run) -> str:
-        return absolute(self.context["request"], "runs:run-detail", **self._url_kwargs(obj))
+        return absolute_url(self.context["request"], "runs:run-detail", **self._url_kwargs(obj))
 
     def get_stream_url(self, obj: Run) -> str:
-        return absolute(self.context["request"], "runs:run-stream", **self._url_kwargs(obj))
+        return absolute_url(self.context["request"], "runs:run-stream", **self._url_kwargs(obj))
 
     def get_error(self, obj: Run) -> dict[str, str] | None:
         return {"code": obj.error_code, "message": obj.error_message} if obj.error_code else None

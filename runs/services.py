@@ -1,21 +1,42 @@
-"""Writes for runs: queue a turn, stop a session's runs."""
+"""Writes for runs: queue a turn, stop a session's runs, answer a paused run, and the one
+place a run ends (``end_run``)."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
+from typing import Any
 
 import redis
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from chat.models import Message, Session
+from genie.connections import redis_client
 from runs import tasks
-from runs.events import emit_terminal_events, redis_client, stop_key, stopped_unstarted_events
-from runs.exceptions import RunActive
+from runs.events import OpenParts, RunEventWriter, StreamEvent, logged_text, read_run_log, stop_key
+from runs.exceptions import ActionAlreadyAnswered, NoPendingAction, RunActive
 from runs.models import Run
 
+logger = logging.getLogger(__name__)
+
 ON_ACTIVE_RUN_CHOICES = ("reject", "enqueue", "interrupt")
+
+MESSAGE_STATUS = {
+    Run.Status.SUCCEEDED: Message.Status.COMPLETE,
+    Run.Status.FAILED: Message.Status.FAILED,
+    Run.Status.STOPPED: Message.Status.STOPPED,
+}
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
 
 
 def make_way_for_turn(*, session: Session, on_active_run: str = "reject") -> None:
@@ -55,34 +76,181 @@ def queue_run(*, session: Session, user_message: Message) -> Run:
     return run
 
 
+def end_run(
+    *,
+    run: Run,
+    status: str,
+    error_code: str = "",
+    error_message: str = "",
+    text: str | None = None,
+    usage: Usage | None = None,
+    writer: RunEventWriter | None = None,
+    open_parts: OpenParts | None = None,
+    worker_id: str | None = None,
+) -> bool:
+    """End ``run`` as ``status`` (succeeded, failed or stopped): the one way a run ends.
+
+    In one transaction: the closing events (``start`` if none went out, ``text-end`` and
+    ``finish-step`` for what is open, ``error`` or ``abort``, then ``finish``) are stored,
+    the agent message gets its text, status and usage, the run its final status. After
+    commit: the events are published (a client that reads the transcript after
+    ``finish`` sees the whole text), the session's next queued run is enqueued, a title
+    is written for a blank-titled session, and the run's stop flag is cleared.
+
+    The executing worker passes its ``writer``, what it left open and its ``worker_id``
+    (it ends the run only while it still holds the lease). Anyone else (stop, sweeper)
+    passes nothing: the session row is locked for the event ids, and what is open and the
+    partial text are read from the run's log (PostgreSQL and Redis).
+
+    Returns False, changing nothing, when the run had already ended (or, for a worker,
+    was taken from it). Locks the run row; queries: about six.
+    """
+    with transaction.atomic():
+        locked = Run.objects.select_for_update(of=("self",)).filter(pk=run.pk).first()
+        if locked is None or locked.is_finished:
+            return False
+        if worker_id is not None and (locked.status != Run.Status.RUNNING or locked.lease_owner != worker_id):
+            logger.warning("Run %s is no longer leased by %s; not ending it", run.uuid, worker_id)
+            return False
+        own_writer = writer is None
+        if writer is None:
+            Session.objects.select_for_update().filter(pk=run.session_id).first()  # serialise event ids
+            writer = RunEventWriter.open(run)
+            log = read_run_log(run)
+            open_parts = OpenParts.of([event.type for event in log])
+            if text is None and open_parts.started:
+                text = logged_text(log)
+        recorded = [writer.record(type_, **fields) for type_, fields in closing_events(run, status, error_message, open_parts)]
+        writer.flush()
+        message = run.agent_message
+        message.status = MESSAGE_STATUS[status]
+        fields = ["status", "updated_at"]
+        if text is not None:
+            message.text = text
+            fields.append("text")
+        if usage is not None:
+            message.prompt_tokens, message.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+            fields += ["prompt_tokens", "completion_tokens"]
+        message.save(update_fields=fields)
+        usage = usage or Usage()
+        locked.mark_finished(
+            status=status,
+            error_code=error_code,
+            error_message=error_message,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+        )
+        for name in ("status", "error_code", "error_message", "finished_at", "lease_owner", "lease_expires_at"):
+            setattr(run, name, getattr(locked, name))
+        transaction.on_commit(partial(_after_run_end, run=run, writer=writer, events=recorded, close=own_writer))
+    return True
+
+
+def closing_events(
+    run: Run, status: str, error_message: str, open_parts: OpenParts | None
+) -> list[tuple[str, dict[str, Any]]]:
+    """The events that close a run's stream, in the order the AI SDK expects."""
+    parts = open_parts or OpenParts(started=True)
+    events: list[tuple[str, dict[str, Any]]] = []
+    if not parts.started:
+        events.append(("start", {"messageId": str(run.agent_message.uuid)}))
+    if parts.text_open:
+        events.append(("text-end", {"id": run.text_part_id}))
+    if status == Run.Status.FAILED:
+        events.append(("error", {"errorText": error_message}))
+    elif status == Run.Status.STOPPED:
+        events.append(("abort", {}))
+    if parts.step_open:
+        events.append(("finish-step", {}))
+    events.append(("finish", {}))
+    return events
+
+
+def _after_run_end(*, run: Run, writer: RunEventWriter, events: list[StreamEvent], close: bool) -> None:
+    for event in events:  # stored first, published after commit
+        writer.publish(event)
+    if close:
+        writer.close()
+    enqueue_next_run(session_id=run.session_id)
+    if run.status == Run.Status.SUCCEEDED and settings.GENIE_GENERATE_TITLES and not run.session.title:
+        tasks.generate_title.delay(run.session_id)
+    with contextlib.suppress(redis.RedisError):
+        redis_client().delete(stop_key(str(run.uuid)))
+
+
+def pause_run(*, run: Run, writer: RunEventWriter, state: dict[str, Any], text: str, worker_id: str) -> bool:
+    """The executing worker gives a run up until its pending tool calls are answered:
+    the run waits ``requires_action`` (no lease, no worker thread) for GENIE_ACTION_TTL,
+    its message keeps the text so far, its events are stored. A stop that arrived while
+    the worker was finishing the step ends the run ``stopped`` instead. Returns whether
+    the run now waits."""
+    with transaction.atomic():
+        locked = Run.objects.select_for_update(of=("self",)).filter(pk=run.pk).first()
+        if locked is None or locked.status != Run.Status.RUNNING or locked.lease_owner != worker_id:
+            return False
+        if locked.stop_requested_at is None:
+            writer.flush()
+            Message.objects.filter(pk=run.agent_message_id).update(text=text, updated_at=timezone.now())
+            locked.mark_waiting(state=state, expires_at=timezone.now() + timedelta(seconds=settings.GENIE_ACTION_TTL))
+            run.status, run.state = locked.status, locked.state
+            return True
+    end_run(
+        run=run,
+        status=Run.Status.STOPPED,
+        text=text,
+        writer=writer,
+        open_parts=OpenParts(started=True),
+        worker_id=worker_id,
+    )
+    return False
+
+
+def answer_tool_call(*, run: Run, call_id: str, output: Any = None, error: str | None = None) -> Run:
+    """Answer a pending tool call of a paused run with its ``output`` or an ``error``.
+    When it was the last one, the run's continuation is enqueued after commit.
+    Raises ``NoPendingAction`` (the run does not wait for this call) or
+    ``ActionAlreadyAnswered``."""
+    with transaction.atomic():
+        locked = Run.objects.select_for_update(of=("self",)).get(pk=run.pk)
+        calls = {call["call_id"]: call for call in locked.state.get("calls", [])}
+        if locked.status != Run.Status.REQUIRES_ACTION or call_id not in calls:
+            raise NoPendingAction(details={"call_id": call_id, "run_status": locked.status})
+        if call_id not in locked.waiting_on:
+            raise ActionAlreadyAnswered(details={"call_id": call_id})
+        locked.record_answer(call_id, {"error": error} if error is not None else {"output": output})
+        if not locked.waiting_on:
+            transaction.on_commit(partial(tasks.continue_run.delay, locked.pk))
+    return locked
+
+
 def stop_session(*, session: Session) -> bool:
     """Stop the session's active runs (the running one and any queued behind it).
 
-    A queued run no worker holds yet is ended here with ``abort`` + ``finish``; a running
-    one is flagged in PostgreSQL and Redis and its worker stops within a poll interval.
+    A run no worker holds (queued with nothing running before it, or paused) is ended here
+    with ``abort`` + ``finish``; a running one is flagged in PostgreSQL and Redis and its
+    worker stops within a poll interval. Queued runs behind a running one are flagged:
+    the running run's end hands each on in turn, and each ends ``stopped`` at once
+    (its event ids follow the running run's, which only its worker may hand out).
     Returns whether anything was stopped; stopping twice is harmless.
     """
     with transaction.atomic():
-        runs = list(session.runs.active().select_for_update().select_related("agent_message", "session"))
-        now = timezone.now()
-        unstarted = []
+        runs = list(
+            session.runs.active()
+            .select_for_update(of=("self",))
+            .select_related("agent_message", "session")
+            .order_by("created_at", "id")
+        )
+        running = any(run.status == Run.Status.RUNNING for run in runs)
         for run in runs:
-            if run.stop_requested_at is None:
-                run.stop_requested_at = now
-                run.save(update_fields=["stop_requested_at", "updated_at"])
-            if run.status == Run.Status.QUEUED:
-                run.status = Run.Status.STOPPED
-                run.finished_at = now
-                run.save(update_fields=["status", "finished_at", "updated_at"])
-                Message.objects.filter(pk=run.agent_message_id).update(status=Message.Status.STOPPED, updated_at=now)
-                unstarted.append(run)
-        transaction.on_commit(partial(_signal_stop, runs=runs, unstarted=unstarted))
+            run.mark_stop_requested()
+        for run in runs:
+            if run.status == Run.Status.REQUIRES_ACTION or (run.status == Run.Status.QUEUED and not running):
+                end_run(run=run, status=Run.Status.STOPPED)
+        transaction.on_commit(partial(_signal_stop, runs=[run for run in runs if run.status == Run.Status.RUNNING]))
     return bool(runs)
 
 
-def _signal_stop(*, runs: list[Run], unstarted: list[Run]) -> None:
+def _signal_stop(*, runs: list[Run]) -> None:
     for run in runs:
         with contextlib.suppress(redis.RedisError):  # the worker falls back to stop_requested_at
             redis_client().set(stop_key(str(run.uuid)), 1, ex=3600)
-    for run in unstarted:
-        emit_terminal_events(run=run, events=stopped_unstarted_events(run))

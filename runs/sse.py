@@ -105,8 +105,8 @@ def plan_stream(
     caller = authenticate_scope(headers)
     if caller is None:
         return StreamRefusal(401, "not_authenticated", "Authentication credentials were not provided or are invalid.")
-    session = Session.objects.for_caller(caller).filter(uuid=session_uuid).first()
-    if session is None or (caller.is_publishable and not session.client_secret_matches(caller.session_secret)):
+    session = Session.objects.reachable_by(caller).filter(uuid=session_uuid).first()
+    if session is None:
         return StreamRefusal(404, "not_found", "Not found.")
     last_event_id = parse_last_event_id(headers, query)
     if isinstance(last_event_id, StreamRefusal):

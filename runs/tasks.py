@@ -32,3 +32,13 @@ def purge_events() -> None:
     from runs import retention
 
     retention.purge_events()
+
+
+@shared_task(name="runs.continue_run", acks_late=True, reject_on_worker_lost=True)
+def continue_run(run_id: int) -> None:
+    """Pick up a paused run whose pending tool calls are all answered (the loop claims
+    and goes on from ``Run.state``; a separate name so logs and routing tell a
+    continuation from a fresh turn)."""
+    from runs import loop
+
+    loop.execute_run(run_id)

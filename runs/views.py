@@ -4,13 +4,14 @@ from functools import cached_property
 from typing import Any
 
 from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chat.views import get_caller_session
+from chat.models import Session
 from genie.exceptions import error_body
 from runs import services
 from runs.models import Run, RunEvent
@@ -27,7 +28,7 @@ class SessionStopView(APIView):
         ),
     )
     def post(self, request: Request, session_uuid: str) -> Response:
-        session = get_caller_session(request, session_uuid)
+        session = get_object_or_404(Session.objects.reachable_by(request.auth), uuid=session_uuid)
         stopped = services.stop_session(session=session)
         return Response({"uuid": str(session.uuid), "stopped": stopped})
 
@@ -42,7 +43,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def get_queryset(self) -> QuerySet[Run]:
         if getattr(self, "swagger_fake_view", False):  # schema generation
             return Run.objects.none()
-        session = get_caller_session(self.request, self.kwargs["session_uuid"])
+        session = get_object_or_404(Session.objects.reachable_by(self.request.auth), uuid=self.kwargs["session_uuid"])
         return (
             session.runs.select_related("session", "user_message", "agent_message")
             .defer("user_message__text", "agent_message__text")  # only their uuids are shown; a reply can be MBs
@@ -66,7 +67,7 @@ class SessionEventsView(mixins.ListModelMixin, viewsets.GenericViewSet):
     def get_queryset(self) -> QuerySet[RunEvent]:
         if getattr(self, "swagger_fake_view", False):  # schema generation
             return RunEvent.objects.none()
-        session = get_caller_session(self.request, self.kwargs["session_uuid"])
+        session = get_object_or_404(Session.objects.reachable_by(self.request.auth), uuid=self.kwargs["session_uuid"])
         events = session.events.select_related("run").order_by("seq")
         if "since_id" in self.event_query:
             events = events.filter(seq__gt=self.event_query["since_id"])

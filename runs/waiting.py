@@ -7,7 +7,8 @@ import time
 import redis
 from django.db import close_old_connections, connection
 
-from runs.events import StreamEvent, channel_name, redis_client
+from genie.connections import redis_client
+from runs.events import StreamEvent, channel_name
 from runs.models import Run
 
 POLL_FALLBACK_SECONDS = 1.0

@@ -2,6 +2,9 @@
 # Serve Genie on the embedded defaults: a Celery worker and Daphne, stopped together.
 set -euo pipefail
 PORT=${1:-8000}
+# The embedded default is a development server: DEBUG on unless the caller says otherwise
+# (settings default it off).
+export DEBUG="${DEBUG:-1}"
 VENV=${VENV:-.venv}
 "$VENV/bin/celery" -A genie worker --pool threads --concurrency "${GENIE_WORKER_CONCURRENCY:-8}" \
   --loglevel INFO --beat --schedule "${GENIE_BEAT_SCHEDULE:-var/celerybeat-schedule}" &

@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from chat.models import Agent, Message, Session
 from feedback.models import Feedback
 from genie.models import Member, Team
+from runs.models import Run
 
 
 class TeamFactory(factory.django.DjangoModelFactory):
@@ -75,3 +76,20 @@ class FeedbackFactory(factory.django.DjangoModelFactory):
     message = factory.SubFactory(MessageFactory, sender_role=Message.SenderRole.AGENT)
     rating = Feedback.Rating.POSITIVE
     body = "Good"
+
+
+class RunFactory(factory.django.DjangoModelFactory):
+    """A queued run with its user message and pending agent message."""
+
+    class Meta:
+        model = Run
+
+    session = factory.SubFactory(SessionFactory, title="")
+    user_message = factory.SubFactory(MessageFactory, session=factory.SelfAttribute("..session"), text="Hello")
+    agent_message = factory.SubFactory(
+        MessageFactory,
+        session=factory.SelfAttribute("..session"),
+        sender_role=Message.SenderRole.AGENT,
+        status=Message.Status.PENDING,
+        text="",
+    )

@@ -11,6 +11,8 @@ Script steps:
     ("drop", None)             close the connection mid-stream
     ("stamp", None)            one delta whose text is the send time (time.time()), for latency
     ("quiet", 3.0)             no content for this long, only SSE comments (no read timeout)
+    ("tool_call", {"id", "name", "arguments"})  a tool call, its arguments in two fragments;
+                               the reply then finishes with ``finish_reason: tool_calls``
 """
 
 from __future__ import annotations
@@ -111,6 +113,8 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
 
     def _stream(self, body: dict[str, Any], reply: list[Step]) -> None:
         count = 0
+        finish = "stop"
+        calls = 0
         self.wfile.write(self._chunk({"role": "assistant", "content": ""}))
         self.wfile.flush()
         for kind, value in reply:
@@ -138,7 +142,15 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 self.connection.shutdown(2)
                 return
-        self.wfile.write(self._chunk({}, finish="stop"))
+            elif kind == "tool_call":
+                finish = "tool_calls"
+                head, tail = value["arguments"][: len(value["arguments"]) // 2], value["arguments"][len(value["arguments"]) // 2 :]
+                first = {"index": calls, "id": value["id"], "type": "function", "function": {"name": value["name"], "arguments": head}}
+                self.wfile.write(self._chunk({"tool_calls": [first]}))
+                self.wfile.write(self._chunk({"tool_calls": [{"index": calls, "function": {"arguments": tail}}]}))
+                self.wfile.flush()
+                calls += 1
+        self.wfile.write(self._chunk({}, finish=finish))
         if (body.get("stream_options") or {}).get("include_usage"):
             self.wfile.write(
                 self._chunk({}, usage={"prompt_tokens": 7, "completion_tokens": count, "total_tokens": 7 + count})

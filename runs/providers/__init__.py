@@ -1,33 +1,74 @@
 """Model providers behind one small interface and a name → class registry.
 
-A provider turns a prompt into a stream of ``Chunk``s. It never touches the ORM and
-raises only ``ProviderError`` (with a stable ``code`` and a ``transient`` flag).
+A provider turns a prompt (and the tools the model may call) into a stream of
+``Chunk``s: text, tool-call fragments, usage. It never touches the ORM and raises only
+``ProviderError`` (with a stable ``code`` and a ``transient`` flag).
+
+``PROVIDERS`` is the one list of provider names: the agent model offers its keys as
+choices and ``get_provider`` runs them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+from django.utils.module_loading import import_string
+
+# name → (label, class). Classes are imported on first use: the local provider's
+# llama.cpp is heavy and only workers that run it should load it.
+PROVIDERS: dict[str, tuple[str, str]] = {
+    "local": ("Local model (llama.cpp)", "runs.providers.local.LocalProvider"),
+    "openai": ("OpenAI-compatible endpoint", "runs.providers.openai.OpenAIProvider"),
+}
+
+
+def provider_choices() -> list[tuple[str, str]]:
+    return [(name, label) for name, (label, _) in PROVIDERS.items()]
+
+
+@dataclass(frozen=True)
+class ToolDefinition:
+    """A tool the model may call: its name, what it does, and a JSON Schema of its input."""
+
+    name: str
+    description: str = ""
+    input_schema: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
 
 
 @dataclass(frozen=True)
 class ProviderRequest:
     model: str
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     temperature: float
     max_tokens: int
     base_url: str = ""
     api_key: str = ""
     timeout: float = 60.0
+    tools: tuple[ToolDefinition, ...] = ()
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A fragment of a tool call as the model streams it (OpenAI's ``delta.tool_calls``):
+    ``index`` identifies the call within the reply; ``id`` and ``name`` come with its first
+    fragment, the JSON of its arguments in pieces."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """A piece of a streamed reply: text, or (on the last chunk) usage, or nothing at all
-    (the provider is alive but quiet: the caller gets a chance to stop)."""
+    """A piece of a streamed reply: text, tool-call fragments, or (on the last chunk)
+    usage and the finish reason, or nothing at all (the provider is alive but quiet: the
+    caller gets a chance to stop)."""
 
     text: str = ""
+    tool_calls: tuple[ToolCallDelta, ...] = ()
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     finish_reason: str | None = None
@@ -51,11 +92,8 @@ class Provider(Protocol):
 
 
 def get_provider(name: str) -> Provider:
-    from runs.providers.local import LocalProvider
-    from runs.providers.openai import OpenAIProvider
-
-    registry: dict[str, type] = {"openai": OpenAIProvider, "local": LocalProvider}
     try:
-        return registry[name]()
+        _, path = PROVIDERS[name]
     except KeyError as exc:
         raise ProviderError("unknown_provider", f"No provider named {name!r}.") from exc
+    return import_string(path)()

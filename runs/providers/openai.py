@@ -11,7 +11,7 @@ import httpx2
 import openai
 from django.conf import settings
 
-from runs.providers import Chunk, ProviderError, ProviderRequest
+from runs.providers import Chunk, ProviderError, ProviderRequest, ToolCallDelta, ToolDefinition
 
 
 @lru_cache(maxsize=32)
@@ -50,6 +50,7 @@ class OpenAIProvider:
             request.api_key or settings.GENIE_OPENAI_API_KEY,
             request.timeout,
         )
+        options: dict[str, Any] = {"tools": [tool_spec(tool) for tool in request.tools]} if request.tools else {}
         try:
             with client.chat.completions.with_streaming_response.create(
                 model=request.model,
@@ -58,6 +59,7 @@ class OpenAIProvider:
                 max_tokens=request.max_tokens,
                 stream=True,
                 stream_options={"include_usage": True},
+                **options,
             ) as response:
                 finished = False
                 for line in response.iter_lines():
@@ -71,7 +73,7 @@ class OpenAIProvider:
                         break
                     chunk = parse_chunk(json.loads(payload))
                     finished = finished or bool(chunk.finish_reason)
-                    if chunk.text or chunk.prompt_tokens is not None or chunk.finish_reason:
+                    if chunk.text or chunk.tool_calls or chunk.prompt_tokens is not None or chunk.finish_reason:
                         yield chunk
             if not finished:  # the connection ended without a finish_reason: a cut stream
                 raise ProviderError("provider_bad_response", "The model provider's stream ended early.")
@@ -87,6 +89,13 @@ class OpenAIProvider:
             raise _error(exc) from exc
 
 
+def tool_spec(tool: ToolDefinition) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {"name": tool.name, "description": tool.description, "parameters": tool.input_schema},
+    }
+
+
 def parse_chunk(event: dict[str, Any]) -> Chunk:
     """One ``chat.completion.chunk`` as a ``Chunk``; an ``error`` object fails the stream."""
     if "error" in event:
@@ -94,8 +103,18 @@ def parse_chunk(event: dict[str, Any]) -> Chunk:
     usage = event.get("usage") or {}
     choices = event.get("choices") or []
     choice = choices[0] if choices else {}
+    delta = choice.get("delta") or {}
     return Chunk(
-        text=(choice.get("delta") or {}).get("content") or "",
+        text=delta.get("content") or "",
+        tool_calls=tuple(
+            ToolCallDelta(
+                index=int(call.get("index", 0)),
+                id=call.get("id") or "",
+                name=(call.get("function") or {}).get("name") or "",
+                arguments=(call.get("function") or {}).get("arguments") or "",
+            )
+            for call in delta.get("tool_calls") or ()
+        ),
         prompt_tokens=usage.get("prompt_tokens"),
         completion_tokens=usage.get("completion_tokens"),
         finish_reason=choice.get("finish_reason"),

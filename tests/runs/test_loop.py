@@ -1,4 +1,5 @@
-"""The turn loop inside a worker thread, against a scripted provider."""
+"""The turn loop driven in-process with a scripted provider: real PostgreSQL and Redis,
+no worker process, milliseconds per turn. Each test reads as one behaviour of a run."""
 
 from __future__ import annotations
 
@@ -9,11 +10,270 @@ import pytest
 from django.db import connection
 
 from chat.models import Message
-from chat.services import start_session
-from genie.auth import caller_for_user
-from runs import loop, tasks
+from runs import loop, services
 from runs.models import Run
-from runs.providers import Chunk, ProviderRequest
+from runs.providers import Chunk, ProviderError, ProviderRequest
+from runs.recovery import sweep_runs
+from tests.factories import RunFactory
+from tests.runs.conftest import published_data, published_ids, published_types, stored_types, text, tool_call
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_settings")]
+
+
+def reload(run: Run) -> Run:
+    return Run.objects.select_related("agent_message", "session").get(pk=run.pk)
+
+
+def test_a_text_reply_is_one_step_and_ends_with_finish_after_the_message_is_stored(script, enqueued):
+    run = RunFactory()
+    script([*text("Hello", " there"), Chunk(finish_reason="stop", prompt_tokens=7, completion_tokens=2)])
+
+    loop.execute_run(run.pk)
+
+    run = reload(run)
+    assert published_types(run) == [
+        "start",
+        "start-step",
+        "text-start",
+        "text-delta",
+        "text-delta",
+        "text-end",
+        "finish-step",
+        "finish",
+    ]
+    assert stored_types(run) == published_types(run)
+    assert published_ids(run) == list(range(1, 9))
+    assert run.status == Run.Status.SUCCEEDED
+    assert (run.lease_owner, run.lease_expires_at) == ("", None)
+    assert run.agent_message.text == "Hello there"
+    assert run.agent_message.status == Message.Status.COMPLETE
+    assert (run.agent_message.prompt_tokens, run.agent_message.completion_tokens) == (7, 2)
+    assert enqueued["generate_title"] == [run.session_id]  # the session's title was blank
+
+
+def test_a_tool_call_pauses_the_run_without_a_lease_and_the_answer_continues_it(script, enqueued):
+    run = RunFactory()
+    provider = script(
+        [*text("Let me look. "), *tool_call("lookup", '{"q": "cats"}')],
+        text("Found 3 cats."),
+    )
+
+    loop.execute_run(run.pk)
+
+    run = reload(run)
+    assert run.status == Run.Status.REQUIRES_ACTION
+    assert (run.lease_owner, run.lease_expires_at) == ("", None)
+    assert run.action_expires_at is not None
+    assert published_types(run) == [
+        "start",
+        "start-step",
+        "text-start",
+        "text-delta",
+        "text-end",
+        "tool-input-start",
+        "tool-input-delta",
+        "tool-input-delta",
+        "tool-input-available",
+        "finish-step",
+    ]
+    (available,) = published_data(run, "tool-input-available")
+    call_id = available["toolCallId"]
+    assert call_id.startswith("call_")
+    assert call_id != "prov-1"
+    assert available["toolName"] == "lookup"
+    assert available["input"] == {"q": "cats"}
+    assert run.waiting_on == [call_id]
+    assert run.agent_message.text == "Let me look. "  # the transcript has the text so far
+    assert sweep_runs()["requeued"] == 0  # a paused run is nobody's to re-queue
+    assert reload(run).status == Run.Status.REQUIRES_ACTION
+
+    services.answer_tool_call(run=run, call_id=call_id, output={"cats": 3})
+    assert enqueued["continue_run"] == [run.pk]
+    loop.execute_run(run.pk)  # what the runs.continue_run task does
+
+    run = reload(run)
+    assert run.status == Run.Status.SUCCEEDED
+    assert run.agent_message.text == "Let me look. Found 3 cats."
+    assert published_types(run)[10:] == [
+        "tool-output-available",
+        "start-step",
+        "text-start",
+        "text-delta",
+        "text-end",
+        "finish-step",
+        "finish",
+    ]
+    assert published_types(run).count("start") == 1
+    second_call = provider.requests[1].messages
+    assert second_call[-2]["tool_calls"][0]["id"] == "prov-1"
+    assert second_call[-1] == {"role": "tool", "tool_call_id": "prov-1", "content": '{"cats": 3}'}
+
+
+def test_an_answer_is_taken_once(script, enqueued):
+    run = RunFactory()
+    script(tool_call("lookup", "{}"))
+    loop.execute_run(run.pk)
+    call_id = reload(run).waiting_on[0]
+
+    services.answer_tool_call(run=run, call_id=call_id, error="no such page")
+
+    with pytest.raises(services.ActionAlreadyAnswered):
+        services.answer_tool_call(run=run, call_id=call_id, output="again")
+    with pytest.raises(services.NoPendingAction):
+        services.answer_tool_call(run=run, call_id="call_unknown", output="x")
+    assert reload(run).state["calls"][0]["result"] == {"error": "no such page"}
+
+
+def test_a_tool_error_reaches_the_model_and_the_stream(script, enqueued):
+    run = RunFactory()
+    provider = script(tool_call("lookup", "{}"), text("Sorry."))
+    loop.execute_run(run.pk)
+    call_id = reload(run).waiting_on[0]
+
+    services.answer_tool_call(run=run, call_id=call_id, error="no such page")
+    loop.execute_run(run.pk)
+
+    assert published_data(run, "tool-output-error") == [
+        {"type": "tool-output-error", "toolCallId": call_id, "errorText": "no such page"}
+    ]
+    assert provider.requests[1].messages[-1]["content"] == '{"error": "no such page"}'
+    assert reload(run).status == Run.Status.SUCCEEDED
+
+
+def test_invalid_tool_arguments_are_an_error_the_model_sees_without_a_pause(script, enqueued):
+    run = RunFactory()
+    provider = script(tool_call("lookup", "{not json"), text("Let me retry."))
+
+    loop.execute_run(run.pk)
+
+    run = reload(run)
+    assert run.status == Run.Status.SUCCEEDED
+    assert "tool-input-error" in published_types(run)
+    assert "tool-input-available" not in published_types(run)
+    assert "not valid JSON" in provider.requests[1].messages[-1]["content"]
+
+
+def test_a_turn_stops_at_its_step_limit(script, enqueued, settings):
+    settings.GENIE_MAX_STEPS = 2
+    run = RunFactory()
+    script(tool_call("lookup", "[]"), tool_call("lookup", "[]"), text("never"))
+
+    loop.execute_run(run.pk)
+
+    run = reload(run)
+    assert run.status == Run.Status.FAILED
+    assert run.error_code == "max_steps"
+    assert published_types(run).count("start-step") == 2
+    assert published_types(run)[-2:] == ["error", "finish"]
+
+
+def test_stop_mid_stream_keeps_the_partial_text(script, enqueued):
+    run = RunFactory()
+    script([*text("one ", "two "), lambda: services.stop_session(session=run.session), *text("three")])
+
+    loop.execute_run(run.pk)
+
+    run = reload(run)
+    assert run.status == Run.Status.STOPPED
+    assert run.agent_message.status == Message.Status.STOPPED
+    assert run.agent_message.text.startswith("one two ")
+    assert published_types(run)[-4:] == ["text-end", "abort", "finish-step", "finish"]
+
+
+def test_a_run_past_its_time_limit_fails_keeping_its_text(script, enqueued, settings):
+    settings.GENIE_RUN_TIMEOUT = 0
+    run = RunFactory()
+    script(text("late", " and later"))
+
+    loop.execute_run(run.pk)
+
+    run = reload(run)
+    assert run.status == Run.Status.FAILED
+    assert run.error_code == "run_timeout"
+    assert run.agent_message.text == "late"
+    assert published_types(run)[-4:] == ["text-end", "error", "finish-step", "finish"]
+
+
+def test_a_transient_error_before_any_output_is_retried_in_the_same_step(script, enqueued):
+    run = RunFactory()
+    flaky = ProviderError("provider_unreachable", "down", transient=True)
+    provider = script([flaky], text("back"))
+
+    loop.execute_run(run.pk)
+
+    run = reload(run)
+    assert run.status == Run.Status.SUCCEEDED
+    assert run.agent_message.text == "back"
+    assert len(provider.requests) == 2
+    assert published_types(run).count("start-step") == 1
+
+
+def test_a_provider_failure_after_partial_text_fails_the_run_and_keeps_the_text(script, enqueued):
+    run = RunFactory()
+    script([*text("half a "), ProviderError("provider_bad_response", "The stream ended early.", transient=True)])
+
+    loop.execute_run(run.pk)
+
+    run = reload(run)
+    assert run.status == Run.Status.FAILED
+    assert run.error_code == "provider_bad_response"
+    assert run.agent_message.text == "half a "
+    assert run.agent_message.status == Message.Status.FAILED
+    assert published_data(run, "error") == [{"type": "error", "errorText": "The stream ended early."}]
+    assert published_types(run)[-4:] == ["text-end", "error", "finish-step", "finish"]
+
+
+def test_stop_while_paused_ends_the_run_stopped(script, enqueued):
+    run = RunFactory()
+    script(tool_call("lookup", "{}"))
+    loop.execute_run(run.pk)
+
+    assert services.stop_session(session=run.session) is True
+
+    run = reload(run)
+    assert run.status == Run.Status.STOPPED
+    assert run.action_expires_at is None
+    assert published_types(run)[-2:] == ["abort", "finish"]
+    assert loop.execute_run(run.pk) is None  # a late continuation does nothing
+
+
+def test_a_run_re_queued_after_a_crash_sends_no_second_start(script, enqueued):
+    run = RunFactory()
+    claimed, writer = loop.claim_run(run.pk, worker_id="dead-worker")
+    loop.Turn(run=claimed, writer=writer, worker_id="dead-worker").emit_start()
+    writer.close()
+    claimed.mark_requeued()  # what the sweeper does when the lease expires before any text
+    script(text("hi"))
+
+    loop.execute_run(run.pk)
+
+    assert published_types(run) == [
+        "start",
+        "start-step",
+        "text-start",
+        "text-delta",
+        "text-end",
+        "finish-step",
+        "finish",
+    ]
+    assert reload(run).attempts == 2
+
+
+def test_a_run_stopped_before_it_started_ends_with_start_abort_finish(script, enqueued):
+    first = RunFactory()
+    second = RunFactory(session=first.session)
+    first.mark_started(lease_owner="busy-worker", lease_until=first.created_at.replace(year=2999))
+
+    services.stop_session(session=first.session)
+    assert reload(second).status == Run.Status.QUEUED  # its ids follow the running run's
+    services.end_run(run=reload(first), status=Run.Status.STOPPED)  # the running run ends
+    assert enqueued["execute_run"][-1] == second.pk
+    loop.execute_run(second.pk)
+
+    second = reload(second)
+    assert second.status == Run.Status.STOPPED
+    assert published_types(second) == ["start", "abort", "finish"]
+    assert published_ids(second) == sorted(published_ids(second))
 
 
 class HeldConnections:
@@ -30,17 +290,15 @@ class HeldConnections:
             yield Chunk(text=piece)
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_streaming_turn_holds_no_database_connection_while_the_model_streams(member, agent):
-    with mock.patch.object(tasks.execute_run, "delay"):
-        _, run, _ = start_session(caller=caller_for_user(member.user), agent=agent, text="hi")
+def test_a_streaming_turn_holds_no_database_connection_while_the_model_streams(enqueued):
+    run = RunFactory()
     provider = HeldConnections(["one ", "two ", "three"])
 
     with mock.patch.object(loop, "get_provider", return_value=provider):
         loop.execute_run(run.pk)
 
     assert provider.held == [False, False, False]
-    run.refresh_from_db()
+    run = reload(run)
     assert run.status == Run.Status.SUCCEEDED
     assert run.first_token_at is not None
-    assert Message.objects.get(pk=run.agent_message_id).text == "one two three"
+    assert run.agent_message.text == "one two three"

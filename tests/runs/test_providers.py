@@ -30,8 +30,8 @@ def test_provider_failure_fails_the_run_with_an_error_event(live, reply, code):
     read = live.read_stream(created["stream_url"], last_event_id=0)
     run = live.wait_run(created["run_uuid"])
 
-    assert read.types[-2:] == ["error", "finish"]
-    assert "scripted" not in read.events[-2].data["errorText"]
+    assert read.types[-3:] == ["error", "finish-step", "finish"]
+    assert "scripted" not in read.events[-3].data["errorText"]
     assert run.status == Run.Status.FAILED
     assert run.error_code == code
     assert run.agent_message.status == Message.Status.FAILED
@@ -48,7 +48,7 @@ def test_unreachable_provider_fails_the_run(live):
     read = live.read_stream(created["stream_url"], last_event_id=0)
     run = live.wait_run(created["run_uuid"])
 
-    assert read.types[-2:] == ["error", "finish"]
+    assert read.types[-3:] == ["error", "finish-step", "finish"]
     assert run.error_code == "provider_unreachable"
 
 
@@ -72,7 +72,7 @@ def test_failure_after_the_first_token_keeps_the_partial_text(live):
     read = live.read_stream(created["stream_url"], last_event_id=0)
     run = live.wait_run(created["run_uuid"])
 
-    assert read.types[-2:] == ["error", "finish"]
+    assert read.types[-3:] == ["error", "finish-step", "finish"]
     assert run.status == Run.Status.FAILED
     assert run.agent_message.text == "partial"
     assert len(live.fake_llm.requests[live.agent.model]) == 1

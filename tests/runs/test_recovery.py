@@ -18,7 +18,7 @@ pytestmark = pytest.mark.live
 def test_killed_worker_run_is_failed_by_the_sweeper_and_the_stream_ends(live, celery_worker, live_env, tmp_path):
     live.script([("delay", 0.2), ("text", "partial "), ("text", "text "), *[("delay", 0.2), ("text", "x")] * 200])
     created = live.start_session()
-    head = live.read_stream(created["stream_url"], max_events=4)  # start, text-start, 2 deltas
+    head = live.read_stream(created["stream_url"], max_events=5)  # start, start-step, text-start, 2 deltas
     run = Run.objects.get(uuid=created["run_uuid"])
     pid = int(run.lease_owner.split(":")[1])
     assert pid == celery_worker.proc.pid
@@ -32,7 +32,7 @@ def test_killed_worker_run_is_failed_by_the_sweeper_and_the_stream_ends(live, ce
         survivor.stop()
         celery_worker.restart("ready")
 
-    assert tail.types[-2:] == ["error", "finish"]
+    assert tail.types[-3:] == ["error", "finish-step", "finish"]
     run = live.wait_run(created["run_uuid"])
     assert run.status == Run.Status.FAILED
     assert run.error_code == "worker_lost"

@@ -31,11 +31,20 @@ def test_session_streams_reply_and_stores_it(live):
     assert read.headers["cache-control"] == "no-cache"
     assert read.comments[0] == "ok"
     assert read.retry == "0"
-    assert read.types == ["start", "text-start", "text-delta", "text-delta", "text-end", "finish"]
+    assert read.types == [
+        "start",
+        "start-step",
+        "text-start",
+        "text-delta",
+        "text-delta",
+        "text-end",
+        "finish-step",
+        "finish",
+    ]
     assert read.ids == sorted(read.ids)
     assert len(set(read.ids)) == len(read.ids)
     agent_message = Message.objects.get(session__uuid=created["uuid"], sender_role="agent")
-    assert read.events[1].data["id"] == f"pending-message-{agent_message.uuid}"
+    assert read.events[2].data["id"] == f"pending-message-{agent_message.uuid}"
     assert read.text == "Miso, Juniper, Nimbus, Pickles, and Poppy."
     assert agent_message.text == read.text
     assert agent_message.status == Message.Status.COMPLETE
@@ -75,7 +84,7 @@ def test_resume_with_last_event_id_gives_every_event_once_in_order(live):
 def test_late_subscriber_gets_the_whole_reply(live):
     live.script([("text", "one "), ("text", "two "), ("delay", 0.6), ("text", "three")])
     created = live.start_session()
-    early = live.read_stream(created["stream_url"], max_events=3)
+    early = live.read_stream(created["stream_url"], max_events=4)  # start, start-step, text-start, a delta
 
     late = live.read_stream(created["stream_url"])
 
@@ -95,7 +104,7 @@ def test_follow_up_message_continues_the_session_ids(live):
 
     assert response.status_code == 201
     assert second.ids[0] == first.ids[-1] + 1
-    assert second.events[1].data["id"] == f"pending-message-{response.json()['uuid']}"
+    assert second.events[2].data["id"] == f"pending-message-{response.json()['uuid']}"
     assert second.text == "second"
     prompt = live.fake_llm.requests[live.agent.model][-1]["messages"]
     assert [m["content"] for m in prompt if m["role"] != "system"] == ["Hello", "first", "more"]
@@ -138,7 +147,7 @@ def test_stop_mid_stream_keeps_partial_text(live):
     again = live.api("POST", f"sessions/{created['uuid']}/stream/stop")
 
     assert stop.json() == {"uuid": created["uuid"], "stopped": True}
-    assert tail.types[-2:] == ["abort", "finish"]
+    assert tail.types[-3:] == ["abort", "finish-step", "finish"]
     assert again.json()["stopped"] is False
     run = live.wait_run(created["run_uuid"])
     assert run.status == Run.Status.STOPPED
@@ -157,7 +166,7 @@ def test_stop_while_the_model_only_sends_keep_alives(live):
     live.api("POST", f"sessions/{created['uuid']}/stream/stop")
     tail = live.read_stream(created["stream_url"], last_event_id=head.ids[-1], timeout=10)
 
-    assert tail.types[-2:] == ["abort", "finish"]
+    assert tail.types[-3:] == ["abort", "finish-step", "finish"]
     run = live.wait_run(created["run_uuid"], timeout=5)
     assert run.status == Run.Status.STOPPED
     assert run.agent_message.text == "thinking"

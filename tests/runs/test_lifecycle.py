@@ -1,0 +1,169 @@
+"""The run lifecycle: one-row transitions on ``Run`` and the one service that ends a run
+(``end_run``), with the events each end writes and what follows on commit."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from chat.models import Message
+from genie.connections import redis_client
+from runs import services
+from runs.events import RunEventWriter, stop_key
+from runs.models import Run, RunEvent
+from tests.factories import RunFactory
+from tests.runs.conftest import published_data, published_types, stored_types
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_settings")]
+
+
+def leased(run: Run, owner: str = "worker-1") -> Run:
+    run.mark_started(lease_owner=owner, lease_until=timezone.now() + timedelta(minutes=5))
+    return run
+
+
+def test_transitions_of_one_row():
+    run = RunFactory()
+    leased(run)
+    assert (run.status, run.attempts, run.lease_owner) == (Run.Status.RUNNING, 1, "worker-1")
+
+    run.mark_waiting(state={"waiting_on": ["call_1"], "calls": [{"call_id": "call_1"}]}, expires_at=timezone.now())
+    run.refresh_from_db()
+    assert (run.status, run.lease_owner, run.lease_expires_at) == (Run.Status.REQUIRES_ACTION, "", None)
+
+    run.record_answer("call_1", {"output": 1})
+    run.refresh_from_db()
+    assert run.waiting_on == []
+    assert run.state["calls"][0]["result"] == {"output": 1}
+    assert Run.objects.ready_to_continue().filter(pk=run.pk).exists()
+
+    assert run.mark_stop_requested() is True
+    assert run.mark_stop_requested() is False
+    with pytest.raises(ValueError, match="not a final status"):
+        run.mark_finished(status=Run.Status.RUNNING)
+
+
+@pytest.mark.parametrize(
+    ("status", "message_status", "closing"),
+    [
+        (Run.Status.SUCCEEDED, Message.Status.COMPLETE, ["finish"]),
+        (Run.Status.FAILED, Message.Status.FAILED, ["error", "finish"]),
+        (Run.Status.STOPPED, Message.Status.STOPPED, ["abort", "finish"]),
+    ],
+)
+def test_end_run_by_its_worker_writes_the_closing_events_then_the_final_state(
+    enqueued, status, message_status, closing
+):
+    run = leased(RunFactory())
+    writer = RunEventWriter.open(run)
+    writer.emit("start", messageId=str(run.agent_message.uuid))
+
+    ended = services.end_run(
+        run=run,
+        status=status,
+        error_message="It broke." if status == Run.Status.FAILED else "",
+        text="the reply",
+        usage=services.Usage(prompt_tokens=3, completion_tokens=4),
+        writer=writer,
+        worker_id="worker-1",
+    )
+    writer.close()
+
+    assert ended is True
+    run.refresh_from_db()
+    assert run.status == status
+    assert run.finished_at is not None
+    assert (run.lease_owner, run.lease_expires_at) == ("", None)
+    assert (run.prompt_tokens, run.completion_tokens) == (3, 4)
+    message = Message.objects.get(pk=run.agent_message_id)
+    assert (message.text, message.status) == ("the reply", message_status)
+    assert published_types(run) == ["start", *closing]
+    assert stored_types(run) == ["start", *closing]
+
+
+def test_end_run_without_a_writer_reads_what_is_open_and_the_text_from_the_log(enqueued, settings):
+    """A sweeper or a stop ends a run its worker left: the text is what clients saw,
+    including the deltas only Redis had (the worker died before its next batch)."""
+    run = leased(RunFactory())
+    writer = RunEventWriter.open(run)
+    writer.emit("start", messageId=str(run.agent_message.uuid))
+    writer.emit("start-step")
+    writer.emit("text-start", id=run.text_part_id)
+    writer.emit("text-delta", id=run.text_part_id, delta="stored ")
+    settings.GENIE_EVENT_FLUSH_INTERVAL = 3600  # the next deltas reach Redis only
+    writer.emit("text-delta", id=run.text_part_id, delta="and only ")
+    writer.emit("text-delta", id=run.text_part_id, delta="in Redis")
+    writer.close()  # the worker dies here, its batch unflushed
+    assert RunEvent.objects.filter(run=run, type="text-delta").count() == 1
+
+    services.end_run(run=run, status=Run.Status.FAILED, error_code="worker_lost", error_message="lost")
+
+    run.refresh_from_db()
+    assert Message.objects.get(pk=run.agent_message_id).text == "stored and only in Redis"
+    assert published_types(run)[-4:] == ["text-end", "error", "finish-step", "finish"]
+    assert run.error_code == "worker_lost"
+
+
+def test_end_run_ends_a_run_once(enqueued):
+    run = RunFactory()
+
+    assert services.end_run(run=run, status=Run.Status.STOPPED) is True
+    assert services.end_run(run=run, status=Run.Status.FAILED, error_message="late") is False
+
+    run.refresh_from_db()
+    assert run.status == Run.Status.STOPPED
+    assert published_types(run) == ["start", "abort", "finish"]
+
+
+def test_a_worker_that_lost_its_lease_cannot_end_the_run(enqueued):
+    run = leased(RunFactory(), owner="new-worker")
+    writer = RunEventWriter.open(run)
+
+    ended = services.end_run(run=run, status=Run.Status.SUCCEEDED, text="stale", writer=writer, worker_id="old-worker")
+    writer.close()
+
+    assert ended is False
+    run.refresh_from_db()
+    assert run.status == Run.Status.RUNNING
+    assert published_types(run) == []
+
+
+def test_after_commit_the_next_run_is_enqueued_the_title_written_and_the_stop_flag_cleared(enqueued):
+    run = leased(RunFactory())
+    queued = RunFactory(session=run.session)
+    redis_client().set(stop_key(str(run.uuid)), 1)
+    writer = RunEventWriter.open(run)
+
+    services.end_run(run=run, status=Run.Status.SUCCEEDED, text="done", writer=writer, worker_id="worker-1")
+    writer.close()
+
+    assert enqueued["execute_run"][-1] == queued.pk
+    assert enqueued["generate_title"] == [run.session_id]
+    assert not redis_client().exists(stop_key(str(run.uuid)))
+
+
+def test_a_failed_run_gets_no_title(enqueued):
+    run = RunFactory()
+
+    services.end_run(run=run, status=Run.Status.FAILED, error_message="no")
+
+    assert enqueued["generate_title"] == []
+    assert published_data(run, "error") == [{"type": "error", "errorText": "no"}]
+
+
+def test_stop_ends_unstarted_runs_and_flags_the_running_one(enqueued):
+    running = leased(RunFactory())
+    queued = RunFactory(session=running.session)
+
+    assert services.stop_session(session=running.session) is True
+
+    running.refresh_from_db()
+    queued.refresh_from_db()
+    assert running.status == Run.Status.RUNNING
+    assert running.stop_requested_at is not None
+    assert redis_client().exists(stop_key(str(running.uuid)))
+    assert queued.status == Run.Status.QUEUED
+    assert queued.stop_requested_at is not None
+    assert services.stop_session(session=RunFactory().session) is True  # a lone queued run ends at once

@@ -1,0 +1,123 @@
+"""The sweeper on each kind of run it meets: leased, lease expired (with and without
+text), paused, paused past its TTL, answered but not picked up, and queued too long."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from chat.models import Message
+from runs.events import RunEventWriter
+from runs.models import Run
+from runs.recovery import sweep_runs
+from tests.factories import RunFactory
+from tests.runs.conftest import published_types
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_settings")]
+
+PAST = timedelta(minutes=-5)
+FUTURE = timedelta(minutes=5)
+
+
+def started(lease_in: timedelta, *, attempts: int = 1) -> Run:
+    run = RunFactory()
+    run.mark_started(lease_owner="worker-1", lease_until=timezone.now() + lease_in)
+    Run.objects.filter(pk=run.pk).update(attempts=attempts)
+    return run
+
+
+def paused(expires_in: timedelta, *, waiting_on: list[str]) -> Run:
+    run = RunFactory()
+    calls = [{"call_id": "call_1", "provider_call_id": "p", "tool_name": "t", "arguments": "{}", "input": {}}]
+    run.mark_waiting(state={"calls": calls, "waiting_on": waiting_on}, expires_at=timezone.now() + expires_in)
+    return run
+
+
+def test_a_run_with_a_live_lease_is_left_alone(enqueued):
+    run = started(FUTURE)
+
+    assert sweep_runs() == {"failed": 0, "requeued": 0, "expired": 0, "resumed": 0}
+    run.refresh_from_db()
+    assert run.status == Run.Status.RUNNING
+
+
+def test_an_expired_lease_before_any_text_re_queues_the_run(enqueued):
+    run = started(PAST)
+
+    assert sweep_runs()["requeued"] == 1
+
+    run.refresh_from_db()
+    assert (run.status, run.lease_owner) == (Run.Status.QUEUED, "")
+    assert enqueued["execute_run"] == [run.pk]
+
+
+def test_an_expired_lease_after_three_attempts_fails_the_run(enqueued):
+    run = started(PAST, attempts=3)
+
+    assert sweep_runs()["failed"] == 1
+
+    run.refresh_from_db()
+    assert (run.status, run.error_code) == (Run.Status.FAILED, "worker_lost")
+
+
+def test_an_expired_lease_after_text_fails_the_run_keeping_the_text(enqueued):
+    run = started(PAST)
+    Run.objects.filter(pk=run.pk).update(first_token_at=timezone.now())
+    writer = RunEventWriter.open(run)
+    for type_, fields in [
+        ("start", {"messageId": str(run.agent_message.uuid)}),
+        ("start-step", {}),
+        ("text-start", {"id": run.text_part_id}),
+        ("text-delta", {"id": run.text_part_id, "delta": "partial"}),
+    ]:
+        writer.emit(type_, **fields)
+    writer.close()
+
+    assert sweep_runs()["failed"] == 1
+
+    run.refresh_from_db()
+    assert (run.status, run.error_code) == (Run.Status.FAILED, "worker_lost")
+    message = Message.objects.get(pk=run.agent_message_id)
+    assert (message.text, message.status) == ("partial", Message.Status.FAILED)
+    assert published_types(run)[-4:] == ["text-end", "error", "finish-step", "finish"]
+    assert enqueued["execute_run"] == []
+
+
+def test_a_paused_run_is_never_re_queued(enqueued):
+    run = paused(FUTURE, waiting_on=["call_1"])
+
+    assert sweep_runs() == {"failed": 0, "requeued": 0, "expired": 0, "resumed": 0}
+
+    run.refresh_from_db()
+    assert run.status == Run.Status.REQUIRES_ACTION
+    assert enqueued["execute_run"] == enqueued["continue_run"] == []
+
+
+def test_a_paused_run_unanswered_past_its_ttl_fails_action_expired(enqueued):
+    run = paused(PAST, waiting_on=["call_1"])
+
+    assert sweep_runs()["expired"] == 1
+
+    run.refresh_from_db()
+    assert (run.status, run.error_code) == (Run.Status.FAILED, "action_expired")
+    assert published_types(run) == ["start", "error", "finish"]
+
+
+def test_an_answered_pause_whose_task_was_lost_is_continued(enqueued, settings):
+    settings.GENIE_QUEUED_RUN_GRACE = 0
+    run = paused(FUTURE, waiting_on=[])
+
+    assert sweep_runs()["resumed"] == 1
+
+    assert enqueued["continue_run"] == [run.pk]
+
+
+def test_a_run_queued_too_long_is_enqueued_again(enqueued, settings):
+    settings.GENIE_QUEUED_RUN_GRACE = 0
+    run = RunFactory()
+
+    assert sweep_runs()["requeued"] == 1
+
+    assert enqueued["execute_run"] == [run.pk]
