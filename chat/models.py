@@ -90,7 +90,9 @@ class SessionQuerySet(models.QuerySet["Session"]):
             if not caller.session_secret:
                 return qs.none()
             # The secret is 192 random bits: comparing its hash in the query leaks nothing useful.
-            return qs.filter(created_by_token=caller.token, client_secret_hash=hash_client_secret(caller.session_secret))
+            return qs.filter(
+                created_by_token=caller.token, client_secret_hash=hash_client_secret(caller.session_secret)
+            )
         if caller.is_secret:
             return qs
         return qs.none()

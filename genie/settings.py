@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+NumberT = TypeVar("NumberT", int, float)
 
 
 def env_str(name: str, default: str) -> str:
@@ -38,24 +40,22 @@ def env_bool(name: str, default: bool) -> bool:  # noqa: FBT001
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use one of 1/0, true/false, yes/no, on/off).")
 
 
-def env_int(name: str, default: int) -> int:
+def env_number(name: str, default: NumberT, kind: type[NumberT]) -> NumberT:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        return int(raw)
+        return kind(raw)
     except ValueError as exc:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer.") from exc
+        raise ImproperlyConfigured(f"{name}={raw!r} is not {'an integer' if kind is int else 'a number'}.") from exc
+
+
+def env_int(name: str, default: int) -> int:
+    return env_number(name, default, int)
 
 
 def env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a number.") from exc
+    return env_number(name, default, float)
 
 
 def env_list(name: str, default: list[str]) -> list[str]:

@@ -388,7 +388,9 @@ class Turn:
         for call in calls:
             error = call.parse_input()
             if error is None:
-                self.writer.emit("tool-input-available", toolCallId=call.call_id, toolName=call.tool_name, input=call.input)
+                self.writer.emit(
+                    "tool-input-available", toolCallId=call.call_id, toolName=call.tool_name, input=call.input
+                )
             else:
                 call.result = {"error": error}
                 self.writer.emit(

@@ -29,6 +29,8 @@ from runs.services import end_run
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+WORKER_LOST = "The worker executing this run stopped responding."
+ACTION_EXPIRED = "Nobody answered the run's pending tool call in time."
 
 
 def sweep_runs() -> dict[str, int]:
@@ -38,27 +40,19 @@ def sweep_runs() -> dict[str, int]:
     grace = now - timedelta(seconds=settings.GENIE_QUEUED_RUN_GRACE)
     counts = {"failed": 0, "requeued": 0, "expired": 0, "resumed": 0}
     with transaction.atomic():
-        locked = Run.objects.select_for_update(skip_locked=True, of=("self",)).select_related("agent_message", "session")
+        locked = Run.objects.select_for_update(skip_locked=True, of=("self",)).select_related(
+            "agent_message", "session"
+        )
         for run in locked.lease_expired(now):
             if run.first_token_at is None and run.attempts < MAX_ATTEMPTS:
                 run.mark_requeued()
                 transaction.on_commit(partial(tasks.execute_run.delay, run.pk))
                 counts["requeued"] += 1
-            elif end_run(
-                run=run,
-                status=Run.Status.FAILED,
-                error_code="worker_lost",
-                error_message="The worker executing this run stopped responding.",
-            ):
+            elif end_run(run=run, status=Run.Status.FAILED, error_code="worker_lost", error_message=WORKER_LOST):
                 counts["failed"] += 1
                 logger.warning("Run %s failed: worker lost", run.uuid)
         for run in locked.action_expired(now):
-            if end_run(
-                run=run,
-                status=Run.Status.FAILED,
-                error_code="action_expired",
-                error_message="Nobody answered the run's pending tool call in time.",
-            ):
+            if end_run(run=run, status=Run.Status.FAILED, error_code="action_expired", error_message=ACTION_EXPIRED):
                 counts["expired"] += 1
         for run_id in Run.objects.filter(status=Run.Status.QUEUED, created_at__lt=grace).values_list("pk", flat=True):
             transaction.on_commit(partial(tasks.execute_run.delay, run_id))

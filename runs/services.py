@@ -120,7 +120,9 @@ def end_run(
             open_parts = OpenParts.of([event.type for event in log])
             if text is None and open_parts.started:
                 text = logged_text(log)
-        recorded = [writer.record(type_, **fields) for type_, fields in closing_events(run, status, error_message, open_parts)]
+        recorded = [
+            writer.record(type_, **fields) for type_, fields in closing_events(run, status, error_message, open_parts)
+        ]
         writer.flush()
         message = run.agent_message
         message.status = MESSAGE_STATUS[status]

@@ -144,8 +144,16 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
                 return
             elif kind == "tool_call":
                 finish = "tool_calls"
-                head, tail = value["arguments"][: len(value["arguments"]) // 2], value["arguments"][len(value["arguments"]) // 2 :]
-                first = {"index": calls, "id": value["id"], "type": "function", "function": {"name": value["name"], "arguments": head}}
+                head, tail = (
+                    value["arguments"][: len(value["arguments"]) // 2],
+                    value["arguments"][len(value["arguments"]) // 2 :],
+                )
+                first = {
+                    "index": calls,
+                    "id": value["id"],
+                    "type": "function",
+                    "function": {"name": value["name"], "arguments": head},
+                }
                 self.wfile.write(self._chunk({"tool_calls": [first]}))
                 self.wfile.write(self._chunk({"tool_calls": [{"index": calls, "function": {"arguments": tail}}]}))
                 self.wfile.flush()

@@ -20,6 +20,11 @@ from tests.runs.conftest import published_data, published_ids, published_types, 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_settings")]
 
 
+def text_turn(*, deltas: int) -> list[str]:
+    """The events of a one-step text reply."""
+    return ["start", "start-step", "text-start", *["text-delta"] * deltas, "text-end", "finish-step", "finish"]
+
+
 def reload(run: Run) -> Run:
     return Run.objects.select_related("agent_message", "session").get(pk=run.pk)
 
@@ -31,16 +36,7 @@ def test_a_text_reply_is_one_step_and_ends_with_finish_after_the_message_is_stor
     loop.execute_run(run.pk)
 
     run = reload(run)
-    assert published_types(run) == [
-        "start",
-        "start-step",
-        "text-start",
-        "text-delta",
-        "text-delta",
-        "text-end",
-        "finish-step",
-        "finish",
-    ]
+    assert published_types(run) == text_turn(deltas=2)
     assert stored_types(run) == published_types(run)
     assert published_ids(run) == list(range(1, 9))
     assert run.status == Run.Status.SUCCEEDED
@@ -94,15 +90,7 @@ def test_a_tool_call_pauses_the_run_without_a_lease_and_the_answer_continues_it(
     run = reload(run)
     assert run.status == Run.Status.SUCCEEDED
     assert run.agent_message.text == "Let me look. Found 3 cats."
-    assert published_types(run)[10:] == [
-        "tool-output-available",
-        "start-step",
-        "text-start",
-        "text-delta",
-        "text-end",
-        "finish-step",
-        "finish",
-    ]
+    assert published_types(run)[10:] == ["tool-output-available", *text_turn(deltas=1)[1:]]
     assert published_types(run).count("start") == 1
     second_call = provider.requests[1].messages
     assert second_call[-2]["tool_calls"][0]["id"] == "prov-1"
@@ -247,15 +235,7 @@ def test_a_run_re_queued_after_a_crash_sends_no_second_start(script, enqueued):
 
     loop.execute_run(run.pk)
 
-    assert published_types(run) == [
-        "start",
-        "start-step",
-        "text-start",
-        "text-delta",
-        "text-end",
-        "finish-step",
-        "finish",
-    ]
+    assert published_types(run) == text_turn(deltas=1)
     assert reload(run).attempts == 2
 
 

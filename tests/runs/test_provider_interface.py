@@ -1,0 +1,64 @@
+"""The provider registry, and the ``openai`` provider against a real OpenAI-compatible HTTP server (the scripted fake):
+tool definitions go out in OpenAI's shape, streamed ``delta.tool_calls`` come back as
+``ToolCallDelta`` fragments."""
+
+from __future__ import annotations
+
+import pytest
+
+from runs.providers import PROVIDERS, ProviderError, ProviderRequest, ToolDefinition, get_provider
+
+
+def test_tools_are_offered_and_streamed_tool_calls_are_read(fake_llm):
+    model = "provider-tool-call"
+    fake_llm.script(
+        model,
+        [("text", "Checking. "), ("tool_call", {"id": "call_abc", "name": "lookup", "arguments": '{"q": "cats"}'})],
+    )
+    schema = {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}
+    request = ProviderRequest(
+        model=model,
+        messages=[{"role": "user", "content": "find cats"}],
+        temperature=0,
+        max_tokens=50,
+        base_url=fake_llm.base_url,
+        tools=(ToolDefinition(name="lookup", description="Search the catalogue.", input_schema=schema),),
+    )
+
+    chunks = list(get_provider("openai").stream(request))
+
+    sent = fake_llm.requests[model][-1]
+    assert sent["tools"] == [
+        {
+            "type": "function",
+            "function": {"name": "lookup", "description": "Search the catalogue.", "parameters": schema},
+        }
+    ]
+    assert "".join(chunk.text for chunk in chunks) == "Checking. "
+    fragments = [delta for chunk in chunks for delta in chunk.tool_calls]
+    assert {delta.index for delta in fragments} == {0}
+    assert fragments[0].id == "call_abc"
+    assert fragments[0].name == "lookup"
+    assert "".join(delta.arguments for delta in fragments) == '{"q": "cats"}'
+    assert [chunk.finish_reason for chunk in chunks if chunk.finish_reason] == ["tool_calls"]
+
+
+def test_no_tools_sends_no_tools_field(fake_llm):
+    model = "provider-no-tools"
+    fake_llm.script(model, [("text", "hi")])
+    request = ProviderRequest(model=model, messages=[], temperature=0, max_tokens=5, base_url=fake_llm.base_url)
+
+    assert "".join(chunk.text for chunk in get_provider("openai").stream(request)) == "hi"
+    assert "tools" not in fake_llm.requests[model][-1]
+
+
+def test_the_agent_offers_exactly_the_providers_the_registry_runs():
+    from chat.models import Agent
+
+    offered = [name for name, _ in Agent._meta.get_field("provider").choices]
+
+    assert offered == list(PROVIDERS)
+    for name in offered:
+        assert get_provider(name).name == name
+    with pytest.raises(ProviderError, match="unknown_provider"):
+        get_provider("nope")
