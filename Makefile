@@ -31,7 +31,7 @@ token: install
 	@$(PY) manage.py create_token $(or $(USERNAME_FOR_TOKEN),demo)
 
 test: install
-	GENIE_NEEDS_POSTGRES=1 bash scripts/services.sh
+	GENIE_NEEDS_POSTGRES=1 GENIE_NEEDS_BROWSER=1 bash scripts/services.sh
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(VENV)/bin/pytest $(ARGS)
 
 lint: install

@@ -95,6 +95,7 @@ def start_stack(workers: int) -> Stack:
         GENIE_GENERATE_TITLES="0",
         GENIE_LOG_LEVEL="WARNING",
         GENIE_RATE_PER_KEY="",
+        GENIE_MAX_STREAMS_PER_KEY="0",  # thousands of streams on one key, by design
         GENIE_RATE_PUBLISHABLE_IP="",
         GENIE_SSE_STALL_TIMEOUT=str(STALL_TIMEOUT),
         DJANGO_SETTINGS_MODULE="genie.settings",
@@ -635,6 +636,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from tests.fakellm import FakeLLM
 
+    os.environ.setdefault("GENIE_EGRESS_ALLOW", "127.0.0.1")  # the fake model listens on loopback
     prepare_database(dict(os.environ))
     import django
 

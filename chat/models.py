@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Now
 
+from genie.egress import validate_public_url
 from genie.models import Team
 from runs.providers import provider_choices
 
@@ -44,8 +45,17 @@ class Agent(models.Model):
     instructions = models.TextField(blank=True)
     provider = models.CharField(max_length=20, choices=provider_choices, default="local")
     model = models.CharField(max_length=200, help_text="Model id sent to the provider.")
-    base_url = models.URLField(blank=True, help_text="OpenAI-compatible base URL; blank: GENIE_OPENAI_BASE_URL.")
-    api_key = models.CharField(max_length=500, blank=True, help_text="Provider key; blank: GENIE_OPENAI_API_KEY.")
+    base_url = models.URLField(
+        blank=True,
+        validators=[validate_public_url],
+        help_text="OpenAI-compatible base URL; blank: GENIE_OPENAI_BASE_URL. A public address (see GENIE_EGRESS_ALLOW).",
+    )
+    api_key = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Provider key. Blank: GENIE_OPENAI_API_KEY, but only with the server's base URL. "
+        "Cleared when the base URL changes.",
+    )
     temperature = models.FloatField(default=0.7)
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
     is_public = models.BooleanField(default=False, help_text="Publishable keys may start sessions with it.")
@@ -67,6 +77,24 @@ class Agent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.handle})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # A stored key was meant for the stored address: when the base URL changes and no
+        # new key comes with it, the old key is cleared rather than sent to the new address.
+        # Here, not in a view, so the API, the admin and the shell all keep the rule.
+        stored_url, stored_key = getattr(self, "_stored_endpoint", (None, None))
+        if stored_url is not None and self.base_url != stored_url and self.api_key == stored_key:
+            self.api_key = ""
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "api_key"}
+        super().save(*args, **kwargs)
+        self._stored_endpoint = (self.base_url, self.api_key)
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: Any, values: Any) -> Agent:
+        agent = super().from_db(db, field_names, values)
+        agent._stored_endpoint = (agent.__dict__.get("base_url"), agent.__dict__.get("api_key"))
+        return agent
 
 
 def hash_client_secret(secret: str) -> str:

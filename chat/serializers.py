@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from chat.models import Agent, Message, Session
 from genie.exceptions import PayloadTooLarge
 from genie.links import absolute_url
-from genie.serializers import StrictSerializer
+from genie.serializers import JSONObjectField, StrictSerializer
 from runs.services import ON_ACTIVE_RUN_CHOICES
 
 
@@ -25,22 +26,38 @@ def validate_message_text(value: str) -> str:
     return value
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "minLength": 1,
+        "pattern": r"\S",
+        "description": "Not blank; at most GENIE_MAX_MESSAGE_CHARS characters (413 beyond).",
+    }
+)
+class MessageTextField(serializers.CharField):
+    """A turn's text, kept as sent; blank is refused here or by ``validate_message_text``
+    (all whitespace), with the same error, and too long there (413)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(trim_whitespace=False, error_messages={"blank": "The text is blank."}, **kwargs)
+
+
 class SessionCreateSerializer(StrictSerializer):
-    text = serializers.CharField(trim_whitespace=False, allow_blank=True)
+    text = MessageTextField()
     title = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
     agent = serializers.CharField(required=False, max_length=100)
-    metadata = serializers.DictField(required=False, default=dict)
+    metadata = JSONObjectField(required=False, default=dict)
     user_id = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
-    ui_context = serializers.DictField(required=False, allow_null=True, default=None)
+    ui_context = JSONObjectField(required=False, allow_null=True, default=None)
 
     def validate_text(self, value: str) -> str:
         return validate_message_text(value)
 
 
 class MessageCreateSerializer(StrictSerializer):
-    text = serializers.CharField(trim_whitespace=False, allow_blank=True)
-    metadata = serializers.DictField(required=False, default=dict)
-    ui_context = serializers.DictField(required=False, allow_null=True, default=None)
+    text = MessageTextField()
+    metadata = JSONObjectField(required=False, default=dict)
+    ui_context = JSONObjectField(required=False, allow_null=True, default=None)
     stream = serializers.BooleanField(required=False, default=True)
     on_active_run = serializers.ChoiceField(choices=ON_ACTIVE_RUN_CHOICES, required=False, default="reject")
 
@@ -50,7 +67,14 @@ class MessageCreateSerializer(StrictSerializer):
 
 class SessionUpdateSerializer(StrictSerializer):
     title = serializers.CharField(required=False, allow_blank=True, max_length=200)
-    metadata = serializers.DictField(required=False)
+    metadata = JSONObjectField(required=False)
+
+
+class SessionUserSerializer(serializers.Serializer):
+    """A session's user: its owner (a member, by uuid) or the caller's end user (``user_id``, no uuid)."""
+
+    uuid = serializers.UUIDField(allow_null=True)
+    name = serializers.CharField()
 
 
 class SessionSerializer(serializers.ModelSerializer):
@@ -77,6 +101,7 @@ class SessionSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
+        read_only_fields = fields  # output only: SessionUpdateSerializer takes the input
 
     def get_url(self, obj: Session) -> str:
         return absolute_url(self.context["request"], "chat:session-detail", session_uuid=obj.uuid)
@@ -87,6 +112,7 @@ class SessionSerializer(serializers.ModelSerializer):
     def get_stream_url(self, obj: Session) -> str:
         return absolute_url(self.context["request"], "runs:session-stream", session_uuid=obj.uuid)
 
+    @extend_schema_field(SessionUserSerializer(allow_null=True))
     def get_user(self, obj: Session) -> dict[str, Any] | None:
         if obj.owner is not None:
             member = getattr(obj.owner, "member", None)
@@ -104,6 +130,11 @@ class FeedbackInlineSerializer(serializers.Serializer):
     body = serializers.CharField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+
+class MessageModelSerializer(serializers.Serializer):
+    provider = serializers.CharField()
+    model_id = serializers.CharField()
 
 
 class MessageSerializer(serializers.ModelSerializer):
@@ -129,6 +160,7 @@ class MessageSerializer(serializers.ModelSerializer):
             "metadata",
             "created_at",
         ]
+        read_only_fields = fields  # output only
 
     def _url_kwargs(self, obj: Message) -> dict[str, Any]:
         return {"session_uuid": obj.session.uuid, "message_uuid": obj.uuid}
@@ -141,22 +173,49 @@ class MessageSerializer(serializers.ModelSerializer):
             return None
         return absolute_url(self.context["request"], "feedback:message-feedback", **self._url_kwargs(obj))
 
+    @extend_schema_field(FeedbackInlineSerializer(allow_null=True))
     def get_feedback(self, obj: Message) -> dict[str, Any] | None:
         feedback = getattr(obj, "feedback", None)
         return FeedbackInlineSerializer(feedback).data if feedback is not None else None
 
+    @extend_schema_field(MessageModelSerializer())
     def get_model(self, obj: Message) -> dict[str, str]:
         return {"provider": obj.provider, "model_id": obj.model_id}
 
 
 class SessionWithMessagesSerializer(SessionSerializer):
-    messages = serializers.SerializerMethodField()
+    """The session detail; with ``?include=messages``, its transcript too."""
+
+    # Not required: the schema of ``GET sessions/{s}`` covers the detail with and without it.
+    messages = MessageSerializer(
+        source="messages.transcript", many=True, required=False, help_text="Only with ?include=messages."
+    )
 
     class Meta(SessionSerializer.Meta):
         fields = [*SessionSerializer.Meta.fields, "messages"]
 
-    def get_messages(self, obj: Session) -> list[dict[str, Any]]:
-        return MessageSerializer(obj.messages.transcript(), many=True, context=self.context).data
+
+class SessionStartedSerializer(serializers.Serializer):
+    """``POST sessions``: the new session, its first run, and where to follow them."""
+
+    uuid = serializers.UUIDField(help_text="The session's uuid.")
+    stream_url = serializers.URLField()
+    messages_url = serializers.URLField()
+    run_uuid = serializers.UUIDField()
+    run_url = serializers.URLField()
+    client_secret = serializers.CharField(
+        required=False,
+        help_text="Publishable keys only, shown once: send it as X-Session-Secret to act on this session.",
+    )
+
+
+class TurnStartedSerializer(serializers.Serializer):
+    """``POST sessions/{s}/messages``: the new turn's agent message, its run, and where to follow them."""
+
+    uuid = serializers.UUIDField(help_text="The agent message's uuid; the message is pending until the run ends.")
+    stream_url = serializers.URLField()
+    run_uuid = serializers.UUIDField()
+    run_url = serializers.URLField()
 
 
 class AgentSerializer(serializers.ModelSerializer):

@@ -5,6 +5,13 @@ from __future__ import annotations
 from django.conf import settings
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
 from rest_framework import mixins, status, viewsets
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -19,12 +26,15 @@ from chat.serializers import (
     MessageSerializer,
     SessionCreateSerializer,
     SessionSerializer,
+    SessionStartedSerializer,
     SessionUpdateSerializer,
     SessionWithMessagesSerializer,
+    TurnStartedSerializer,
 )
 from genie.auth import Caller, IsSecretKey, NotPublishable
 from genie.idempotency import run_idempotently
 from genie.links import absolute_url
+from genie.schema import IDEMPOTENCY_ERRORS, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, error_response
 from runs.events import require_redis
 from runs.exceptions import RunActive, RunTimeout
 from runs.models import Run
@@ -36,6 +46,10 @@ def turn_urls(request: Request, session: Session) -> dict[str, str]:
         "stream_url": absolute_url(request, "runs:session-stream", session_uuid=session.uuid),
         "messages_url": absolute_url(request, "chat:message-list", session_uuid=session.uuid),
     }
+
+
+TEXT_TOO_LONG = error_response("`text_too_long`: the text is longer than GENIE_MAX_MESSAGE_CHARS; `request_too_large`.")
+REDIS_UNAVAILABLE = error_response("`redis_unavailable`: nothing was created; retry shortly.")
 
 
 def run_urls(request: Request, run: Run) -> dict[str, str]:
@@ -65,6 +79,16 @@ class SessionViewSet(
         # Not GenericAPIView's: list filters (?agent=, ?search=) do not apply to one session.
         return get_object_or_404(self.get_queryset(), uuid=self.kwargs["session_uuid"])
 
+    @extend_schema(
+        request=SessionCreateSerializer,
+        parameters=[IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED],
+        examples=[
+            OpenApiExample(
+                "Start a session", {"text": "Name five cats.", "metadata": {"source": "docs"}}, request_only=True
+            ),
+        ],
+        responses={201: SessionStartedSerializer, 413: TEXT_TOO_LONG, **IDEMPOTENCY_ERRORS, 503: REDIS_UNAVAILABLE},
+    )
     def create(self, request: Request) -> Response:
         return run_idempotently(request, lambda: self._create(request))
 
@@ -90,12 +114,19 @@ class SessionViewSet(
             body["client_secret"] = client_secret
         return Response(body, status=status.HTTP_201_CREATED)
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("include", enum=["messages"], description="`messages` adds the transcript."),
+        ],
+        responses=SessionWithMessagesSerializer,
+    )
     def retrieve(self, request: Request, session_uuid: str) -> Response:
         session = self.get_object()
         include = {part.strip() for part in request.query_params.get("include", "").split(",")}
         serializer = SessionWithMessagesSerializer if "messages" in include else SessionSerializer
         return Response(serializer(session, context=self.get_serializer_context()).data)
 
+    @extend_schema(request=SessionUpdateSerializer, responses=SessionSerializer)
     def partial_update(self, request: Request, session_uuid: str) -> Response:
         session = self.get_object()
         data = SessionUpdateSerializer(data=request.data)
@@ -123,6 +154,29 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             return Message.objects.none()
         return self.get_session().messages.transcript()
 
+    @extend_schema(
+        request=MessageCreateSerializer,
+        parameters=[IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED],
+        examples=[
+            OpenApiExample("Wait for the reply", {"text": "And five dogs?", "stream": False}, request_only=True),
+            OpenApiExample(
+                "Queue behind the active run", {"text": "Thanks!", "on_active_run": "enqueue"}, request_only=True
+            ),
+        ],
+        responses={
+            201: PolymorphicProxySerializer(
+                component_name="TurnOrReply",
+                serializers=[TurnStartedSerializer, MessageSerializer],
+                resource_type_field_name=None,
+                help_text="The queued turn; with `stream: false`, the agent message once the run ended.",
+            ),
+            409: error_response("`run_active`: a run is active (details: its run_uuid, status and stream_url)."),
+            413: TEXT_TOO_LONG,
+            **IDEMPOTENCY_ERRORS,
+            503: REDIS_UNAVAILABLE,
+            504: error_response("`run_timeout` (`stream: false`): the run goes on; details name it and its URL."),
+        },
+    )
     def create(self, request: Request, session_uuid: str) -> Response:
         response = run_idempotently(request, lambda: self._create(request))
         if response.status_code == status.HTTP_201_CREATED and request.data.get("stream") is False:
@@ -191,6 +245,16 @@ class AgentViewSet(
             team=self.request.auth.team, agent=serializer.instance, **serializer.validated_data
         )
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("force", bool, description="Archive an agent that has sessions instead of refusing."),
+        ],
+        responses={
+            200: OpenApiResponse(AgentSerializer, description="Archived (it had sessions and `force` was given)."),
+            204: OpenApiResponse(description="Deleted."),
+            409: error_response("`agent_in_use`: the agent has sessions (details: how many); pass `force=true`."),
+        },
+    )
     def destroy(self, request: Request, handle: str) -> Response:
         force = request.query_params.get("force", "").lower() in {"1", "true", "yes"}
         agent = self.get_object()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
@@ -12,6 +13,7 @@ from feedback import services
 from feedback.models import Feedback
 from feedback.serializers import FeedbackInputSerializer, FeedbackSerializer
 from genie.idempotency import run_idempotently
+from genie.schema import IDEMPOTENCY_ERRORS, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, error_response
 
 
 class MessageFeedbackView(APIView):
@@ -30,6 +32,16 @@ class MessageFeedbackView(APIView):
             raise NotFound("This message has no feedback.")
         return Response(FeedbackSerializer(feedback, context={"request": request}).data)
 
+    @extend_schema(
+        request=FeedbackInputSerializer,
+        parameters=[IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED],
+        responses={
+            200: OpenApiResponse(FeedbackSerializer, description="Replaced the message's rating."),
+            201: OpenApiResponse(FeedbackSerializer, description="Rated the message."),
+            400: error_response("`validation_error`; `not_an_agent_message`: only agent messages are rated."),
+            **IDEMPOTENCY_ERRORS,
+        },
+    )
     def post(self, request: Request, session_uuid: str, message_uuid: str) -> Response:
         return run_idempotently(request, lambda: self._rate(request, session_uuid, message_uuid))
 
@@ -43,6 +55,7 @@ class MessageFeedbackView(APIView):
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
+    @extend_schema(responses={204: OpenApiResponse(description="Removed.")})
     def delete(self, request: Request, session_uuid: str, message_uuid: str) -> Response:
         message = self.get_message(request, session_uuid, message_uuid)
         if not services.remove_feedback(message=message):

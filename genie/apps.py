@@ -6,4 +6,4 @@ class GenieConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from genie import checks, schema  # noqa: F401  (registers system checks, schema extensions)
+        from genie import checks, cors, schema  # noqa: F401  (registers system checks, the CORS rule, schema extensions)

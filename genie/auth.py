@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.utils import timezone
-from rest_framework import authentication, exceptions, permissions
+from rest_framework import authentication, exceptions, permissions, status
 
 from genie.models import AccessToken, Member, Team
 
@@ -20,6 +20,15 @@ if TYPE_CHECKING:
     from rest_framework.request import Request
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class OriginNotAllowed(exceptions.APIException):
+    """A publishable key sent from a page whose origin the key does not list. (Not a
+    ``GenieError``: ``genie.exceptions`` imports DRF's views, which import this module.)"""
+
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "origin_not_allowed"
+    default_detail = "This publishable key may not be used from this origin; add it to the key's allowed_origins."
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,10 @@ class Caller:
     def is_publishable(self) -> bool:
         return self.kind == "publishable"
 
+    def allows_origin(self, origin: str | None) -> bool:
+        """A publishable key works from a browser only on the origins it lists."""
+        return self.token is None or self.token.allows_origin(origin)
+
 
 def resolve_bearer_key(key: str, *, session_secret: str | None = None) -> Caller | None:
     """Return the caller for a raw bearer key, or None when it is unknown, revoked or expired.
@@ -64,8 +77,6 @@ def resolve_bearer_key(key: str, *, session_secret: str | None = None) -> Caller
         .first()
     )
     if token is None or not token.matches(key):
-        return None
-    if token.kind == AccessToken.Kind.PERSONAL and (token.user is None or not token.user.is_active):
         return None
     now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
@@ -103,6 +114,8 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         caller = resolve_bearer_key(key, session_secret=request.META.get("HTTP_X_SESSION_SECRET"))
         if caller is None:
             raise exceptions.AuthenticationFailed("Invalid, revoked or expired token.", code="invalid_token")
+        if not caller.allows_origin(request.META.get("HTTP_ORIGIN")):
+            raise OriginNotAllowed()
         return (caller.user, caller)
 
     def authenticate_header(self, request: Request) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -30,6 +31,12 @@ class PayloadTooLarge(GenieError):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_code = "text_too_long"
     default_detail = "The message text is longer than allowed."
+
+
+class RequestTooLarge(GenieError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "request_too_large"
+    default_detail = "The request body is larger than allowed."
 
 
 class Conflict(GenieError):
@@ -76,7 +83,9 @@ def _describe(exc: exceptions.APIException) -> tuple[str, str, Any]:
 
 
 def genie_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, Http404):
+    if isinstance(exc, RequestDataTooBig):
+        exc = RequestTooLarge(details={"limit_bytes": settings.DATA_UPLOAD_MAX_MEMORY_SIZE})
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()

@@ -8,7 +8,8 @@ import uuid
 from datetime import datetime
 
 from django.conf import settings
-from django.db import models
+from django.db import connections, models
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 
@@ -45,9 +46,27 @@ class Member(models.Model):
 
 class AccessTokenQuerySet(models.QuerySet["AccessToken"]):
     def usable(self) -> AccessTokenQuerySet:
+        """Not revoked, not expired, and a personal token only while its user is active and
+        a member of the token's team: credentials follow membership (a user moved to
+        another team or removed from this one loses the token at once)."""
         now = timezone.now()
         return self.filter(revoked_at__isnull=True).filter(
-            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now)
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now),
+            ~models.Q(kind=AccessToken.Kind.PERSONAL)
+            | models.Q(user__is_active=True, user__member__team=models.F("team")),
+        )
+
+    def listing_origin(self, origin: str) -> AccessTokenQuerySet:
+        """Publishable keys whose ``allowed_origins`` holds ``origin`` (a normalised origin).
+
+        PostgreSQL looks inside the JSON (``@>``). SQLite cannot, so there it is a text
+        match on the quoted origin, exact because an origin holds no quote or backslash.
+        """
+        keys = self.filter(kind=AccessToken.Kind.PUBLISHABLE)
+        if connections[self.db].features.supports_json_field_contains:
+            return keys.filter(allowed_origins__contains=[origin])
+        return keys.annotate(origins_text=Cast("allowed_origins", models.TextField())).filter(
+            origins_text__contains=f'"{origin}"'
         )
 
 
@@ -85,6 +104,14 @@ class AccessToken(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    allowed_origins = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=(
+            "Publishable keys: the origins (scheme://host[:port]) of the web pages that may use this key "
+            'from a browser, e.g. ["https://shop.example", "http://localhost:5173"].'
+        ),
+    )
 
     objects = AccessTokenQuerySet.as_manager()
 
@@ -114,6 +141,15 @@ class AccessToken(models.Model):
 
     def matches(self, key: str) -> bool:
         return secrets.compare_digest(self.key_hash, self.hash_key(key))
+
+    def allows_origin(self, origin: str | None) -> bool:
+        """Whether a request sent from ``origin`` may use this key.
+
+        A browser names the page's origin in ``Origin``; a publishable key works only
+        from the origins it lists. Calls without an Origin (servers) and the other
+        kinds of key are not concerned.
+        """
+        return not origin or self.kind != self.Kind.PUBLISHABLE or origin in self.allowed_origins
 
     @property
     def is_usable(self) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.paginator import InvalidPage
 from django.db.models import QuerySet
@@ -30,6 +32,14 @@ class GeniePagination(PageNumberPagination):
             limit = f"between 1 and {maximum}" if maximum is not None else "a positive integer"
             raise ValidationError({name: [f"Must be {limit}."]}, code="invalid_pagination")
         return value
+
+    def get_schema_operation_parameters(self, view: APIView) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"]["minimum"] = 1
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"]["maximum"] = self.max_page_size
+        return parameters
 
     def get_page_size(self, request: Request) -> int:
         return self._positive_int(request, self.page_size_query_param, self.page_size, self.max_page_size)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
+from genie.cors import forget_origins
 from genie.models import AccessToken, Member, Team
 
 DEFAULT_TEAM_SLUG = "default"
@@ -20,12 +23,23 @@ def create_access_token(
     name: str = "",
     user: AbstractBaseUser | None = None,
     expires_at: datetime | None = None,
+    allowed_origins: Sequence[str] = (),
 ) -> tuple[AccessToken, str]:
-    """Create a token and return it with its key; the key is never retrievable again."""
+    """Create a token and return it with its key; the key is never retrievable again.
+
+    ``allowed_origins`` (publishable keys only) are normalised origins; the cached
+    preflight answers for them are dropped once the key is committed.
+    """
+    if allowed_origins and kind != AccessToken.Kind.PUBLISHABLE:
+        raise ValueError("Only publishable keys have allowed origins.")
     key = AccessToken.new_key(kind)
-    token = AccessToken(team=team, kind=kind, name=name, user=user, expires_at=expires_at)
+    token = AccessToken(
+        team=team, kind=kind, name=name, user=user, expires_at=expires_at, allowed_origins=list(allowed_origins)
+    )
     token.set_key(key)
     token.save()
+    if token.allowed_origins:
+        transaction.on_commit(partial(forget_origins, token.allowed_origins))
     return token, key
 
 

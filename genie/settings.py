@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "corsheaders",
     "genie",
     "chat",
     "feedback",
@@ -89,6 +90,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "genie.cors.CorsMiddleware",  # first, as django-cors-headers asks: it answers preflights
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -189,7 +191,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["genie.auth.IsTeamCaller"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "genie.parsers.GenieJSONParser",
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -202,17 +204,43 @@ REST_FRAMEWORK = {
         "genie.throttles.CredentialRateThrottle",
         "genie.throttles.PublishableIPRateThrottle",
     ],
-    "NUM_PROXIES": env_int("GENIE_NUM_PROXIES", 0) if GENIE_BEHIND_PROXY else None,
+    # Client IPs come from X-Forwarded-For only through this many trusted proxies (0: the
+    # socket's address; the header is ignored, so a client cannot rotate it).
+    "NUM_PROXIES": env_int("GENIE_NUM_PROXIES", 0),
     "UNAUTHENTICATED_USER": None,
 }
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
+
+# CORS (django-cors-headers): only under /api/, and only for the origins a publishable key
+# lists; genie.cors decides each request (no origin is allowed here), credentials never cross.
+CORS_URLS_REGEX = r"^/api/"
+CORS_ALLOWED_ORIGINS: list[str] = []
+CORS_ALLOW_CREDENTIALS = False
+CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "idempotency-key", "last-event-id", "x-session-secret"]
+CORS_EXPOSE_HEADERS = [
+    "genie-message-uuid",
+    "genie-run-uuid",
+    "genie-session-uuid",
+    "idempotent-replayed",
+    "location",
+    "retry-after",
+]
+GENIE_CORS_CACHE_SECONDS = env_int("GENIE_CORS_CACHE_SECONDS", 30)  # a preflight origin's answer
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Genie API",
     "DESCRIPTION": "LLM agents behind a durable, streaming chat API.",
     "VERSION": "1.0.0",
     "ENABLE_DJANGO_DEPLOY_CHECK": False,
+    "SERVE_INCLUDE_SCHEMA": False,  # the document does not describe its own endpoint
+    # Request and response shapes apart: read-only fields are not inputs, and required
+    # strings that may not be blank say so (minLength 1).
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Request bodies are JSON (multipart is for uploads, whose views declare it themselves).
+    "PARSER_WHITELIST": ["rest_framework.parsers.JSONParser"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "genie.schema.add_error_responses"],
+    "ENUM_NAME_OVERRIDES": {"AccessTokenKindEnum": "genie.models.AccessToken.Kind"},
 }
 
 # Celery: long, I/O-bound streaming turns on the threads pool.
@@ -242,11 +270,16 @@ LOGGING = {
 
 # Genie's own knobs.
 GENIE_MAX_MESSAGE_CHARS = env_int("GENIE_MAX_MESSAGE_CHARS", 32_000)
+GENIE_MAX_METADATA_BYTES = env_int("GENIE_MAX_METADATA_BYTES", 16 * 1024)  # serialized JSON
+GENIE_MAX_JSON_DEPTH = env_int("GENIE_MAX_JSON_DEPTH", 32)
 GENIE_MAX_PAGE_SIZE = env_int("GENIE_MAX_PAGE_SIZE", 100)
 GENIE_DEFAULT_PROVIDER = env_str("GENIE_DEFAULT_PROVIDER", "local")
 GENIE_DEFAULT_MODEL = env_str("GENIE_DEFAULT_MODEL", "SmolLM2-135M-Instruct")
 GENIE_OPENAI_BASE_URL = env_str("GENIE_OPENAI_BASE_URL", "https://api.openai.com/v1")
-GENIE_OPENAI_API_KEY = env_str("GENIE_OPENAI_API_KEY", "")
+GENIE_OPENAI_API_KEY = env_str("GENIE_OPENAI_API_KEY", "")  # sent only to GENIE_OPENAI_BASE_URL
+# Hosts or CIDRs the egress guard lets a team's URLs reach although they are not public
+# (an internal vLLM, say): "vllm.internal,10.0.0.0/8".
+GENIE_EGRESS_ALLOW = env_str("GENIE_EGRESS_ALLOW", "")
 GENIE_PROVIDER_TIMEOUT = env_float("GENIE_PROVIDER_TIMEOUT", 60.0)
 GENIE_PROVIDER_RETRIES = env_int("GENIE_PROVIDER_RETRIES", 2)
 GENIE_PROVIDER_RETRY_BACKOFF = env_float("GENIE_PROVIDER_RETRY_BACKOFF", 0.5)
@@ -267,6 +300,12 @@ GENIE_SSE_BUFFER_EVENTS = env_int("GENIE_SSE_BUFFER_EVENTS", 2_000)
 GENIE_SSE_MAX_BACKLOG_BYTES = env_int("GENIE_SSE_MAX_BACKLOG_BYTES", 1_000_000)
 GENIE_SSE_STALL_TIMEOUT = env_float("GENIE_SSE_STALL_TIMEOUT", 30.0)
 GENIE_SSE_MAX_DURATION = env_float("GENIE_SSE_MAX_DURATION", 3600.0)
+# The SSE ``retry:`` a browser's EventSource waits before reconnecting (0 made a tab
+# reconnect in a tight loop).
+GENIE_SSE_RETRY_MS = env_int("GENIE_SSE_RETRY_MS", 1000)
+# Open streams per credential (per key and client IP for a publishable key, which every
+# visitor of a site shares); 0: no cap.
+GENIE_MAX_STREAMS_PER_KEY = env_int("GENIE_MAX_STREAMS_PER_KEY", 100)
 GENIE_GENERATE_TITLES = env_bool("GENIE_GENERATE_TITLES", True)
 GENIE_RATE_PER_KEY = env_str("GENIE_RATE_PER_KEY", "1200/min")
 GENIE_RATE_PUBLISHABLE_IP = env_str("GENIE_RATE_PUBLISHABLE_IP", "120/min")

@@ -4,10 +4,12 @@ the Redis cache). Rates are read at call time from GENIE_RATE_* settings."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from django.conf import settings
 from rest_framework.request import Request
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
 from genie.auth import Caller
 
@@ -49,3 +51,34 @@ class PublishableIPRateThrottle(FailOpenThrottle):
         if not isinstance(caller, Caller) or not caller.is_publishable:
             return None
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+@dataclass(frozen=True)
+class ThrottleSubject:
+    """What DRF's throttles read from a request (``auth`` and ``META``), for requests that
+    do not pass through a DRF view: the SSE relay is a plain ASGI app."""
+
+    auth: Caller | None
+    META: dict[str, str]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        forwarded = self.META.get("HTTP_X_FORWARDED_FOR")
+        return {"x-forwarded-for": forwarded} if forwarded else {}
+
+
+def client_ip(meta: dict[str, str]) -> str:
+    """The client's address: ``REMOTE_ADDR``, or ``X-Forwarded-For`` read through exactly
+    GENIE_NUM_PROXIES trusted proxies (DRF's rule; a client cannot rotate its own)."""
+    return BaseThrottle().get_ident(ThrottleSubject(auth=None, META=meta))
+
+
+def throttle_wait(*, caller: Caller, meta: dict[str, str]) -> float | None:
+    """Apply the API's rate limits (the same classes, rates and counters as every DRF
+    view) to a request outside DRF; returns the seconds to wait when it is over a limit."""
+    subject = ThrottleSubject(auth=caller, META=meta)
+    for throttle_class in api_settings.DEFAULT_THROTTLE_CLASSES:
+        throttle = throttle_class()
+        if not throttle.allow_request(subject, None):
+            return throttle.wait() or 1.0
+    return None

@@ -1,7 +1,8 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
+from genie.exceptions import handler404 as json_not_found
 from genie.views import ApiKeyViewSet, healthz
 
 api = [
@@ -18,6 +19,8 @@ api = [
 
 urlpatterns = [
     path("api/v1/", include(api)),
+    # Any other /api/ URL is the JSON 404, DEBUG or not (Django's own 404 page is HTML).
+    re_path(r"^api/", json_not_found),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
 ]

@@ -4,6 +4,7 @@ import redis
 from django.db import connection
 from django.db.models import QuerySet
 from django.http import HttpRequest, JsonResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -11,7 +12,7 @@ from rest_framework.response import Response
 from genie.auth import IsSecretKey
 from genie.connections import redis_client
 from genie.models import AccessToken
-from genie.serializers import ApiKeyCreateSerializer, ApiKeySerializer
+from genie.serializers import ApiKeyCreatedSerializer, ApiKeyCreateSerializer, ApiKeySerializer
 from genie.services import create_access_token
 
 
@@ -45,12 +46,14 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
             team=self.request.auth.team, kind__in=[AccessToken.Kind.SECRET, AccessToken.Kind.PUBLISHABLE]
         ).order_by("-created_at")
 
+    @extend_schema(request=ApiKeyCreateSerializer, responses={201: ApiKeyCreatedSerializer})
     def create(self, request: Request) -> Response:
         data = ApiKeyCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         token, key = create_access_token(team=request.auth.team, **data.validated_data)
         return Response({**ApiKeySerializer(token).data, "key": key}, status=status.HTTP_201_CREATED)
 
+    @extend_schema(responses={204: OpenApiResponse(description="Revoked.")})
     def destroy(self, request: Request, uuid: str) -> Response:
         self.get_object().revoke()
         return Response(status=status.HTTP_204_NO_CONTENT)

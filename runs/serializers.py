@@ -2,11 +2,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from genie.links import absolute_url
 from genie.serializers import StrictSerializer
 from runs.models import Run, RunEvent
+
+
+class RunErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class RunUsageSerializer(serializers.Serializer):
+    prompt_tokens = serializers.IntegerField(allow_null=True)
+    completion_tokens = serializers.IntegerField(allow_null=True)
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -36,6 +47,7 @@ class RunSerializer(serializers.ModelSerializer):
             "first_token_at",
             "finished_at",
         ]
+        read_only_fields = fields  # output only
 
     def _url_kwargs(self, obj: Run) -> dict[str, Any]:
         return {"session_uuid": obj.session.uuid, "run_uuid": obj.uuid}
@@ -46,9 +58,11 @@ class RunSerializer(serializers.ModelSerializer):
     def get_stream_url(self, obj: Run) -> str:
         return absolute_url(self.context["request"], "runs:run-stream", **self._url_kwargs(obj))
 
+    @extend_schema_field(RunErrorSerializer(allow_null=True))
     def get_error(self, obj: Run) -> dict[str, str] | None:
         return {"code": obj.error_code, "message": obj.error_message} if obj.error_code else None
 
+    @extend_schema_field(RunUsageSerializer())
     def get_usage(self, obj: Run) -> dict[str, int | None]:
         return {"prompt_tokens": obj.prompt_tokens, "completion_tokens": obj.completion_tokens}
 
@@ -65,6 +79,7 @@ class RunEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = RunEvent
         fields = ["id", "first_id", "run_uuid", "type", "data", "created_at"]
+        read_only_fields = fields  # output only
 
     def get_data(self, obj: RunEvent) -> dict[str, Any]:
         return obj.data_after(self.context.get("since_id", 0))

@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import import_module
 from typing import Any
 from urllib.parse import parse_qs
@@ -32,11 +33,14 @@ from django.http import HttpRequest
 from django.http.cookie import parse_cookie
 
 from chat.models import Session
-from genie.auth import Caller, caller_for_user, parse_bearer, resolve_bearer_key
+from genie.auth import Caller, OriginNotAllowed, caller_for_user, parse_bearer, resolve_bearer_key
+from genie.cors import Headers, asgi_cors
 from genie.exceptions import error_body
+from genie.throttles import client_ip, throttle_wait
 from runs.events import FINISH, StreamEvent, channel_name, stream_key
 from runs.fanout import Subscriber, async_redis, live_fanout
 from runs.models import RunEvent
+from runs.stream_slots import credential_ident, release_slot, take_slot
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +50,13 @@ SSE_HEADERS = [
     (b"x-accel-buffering", b"no"),
     (b"x-vercel-ai-ui-message-stream", b"v1"),
 ]
-PREAMBLE = b": ok\n\nretry: 0\n\n"
 HEARTBEAT = b": ping\n\n"
+INTERRUPTED = b": interrupted; resume with Last-Event-ID\n\n"
 SEND_CHUNK_BYTES = 64 * 1024
+
+
+def preamble() -> bytes:
+    return f": ok\n\nretry: {settings.GENIE_SSE_RETRY_MS}\n\n".encode()
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,7 @@ class StreamPlan:
     close_after_run: str  # the stream ends after this run's finish
     run_filter: str | None  # a run's own stream shows only that run
     backlog: list[StreamEvent]
+    slot: tuple[str, str] = ("", "")  # (credential, slot id) held while the stream is open
 
 
 @dataclass(frozen=True)
@@ -65,15 +74,34 @@ class StreamRefusal:
     status: int
     code: str = ""
     message: str = ""
+    retry_after: int | None = None
+
+
+NOT_AUTHENTICATED = StreamRefusal(
+    401, "not_authenticated", "Authentication credentials were not provided or are invalid."
+)
+
+
+class UndecodableHeader(ValueError):
+    pass
+
+
+def header_text(headers: dict[bytes, bytes], name: bytes) -> str:
+    """A header's value as text; raises UndecodableHeader for bytes that are not UTF-8."""
+    try:
+        return headers.get(name, b"").decode()
+    except UnicodeDecodeError as exc:
+        raise UndecodableHeader(name.decode()) from exc
 
 
 def authenticate_scope(headers: dict[bytes, bytes]) -> Caller | None:
-    """Bearer key or Django session cookie, the same rules as the REST API."""
-    secret = headers.get(b"x-session-secret", b"").decode() or None
-    key = parse_bearer(headers.get(b"authorization", b"").decode())
+    """Bearer key or Django session cookie, the same rules as the REST API. Raises
+    UndecodableHeader for a credential header that is not text."""
+    secret = header_text(headers, b"x-session-secret") or None
+    key = parse_bearer(header_text(headers, b"authorization"))
     if key is not None:
         return resolve_bearer_key(key, session_secret=secret)
-    cookies = parse_cookie(headers.get(b"cookie", b"").decode())
+    cookies = parse_cookie(headers.get(b"cookie", b"").decode("latin-1"))
     session_key = cookies.get(settings.SESSION_COOKIE_NAME)
     if not session_key:
         return None
@@ -83,34 +111,74 @@ def authenticate_scope(headers: dict[bytes, bytes]) -> Caller | None:
 
 
 def parse_last_event_id(headers: dict[bytes, bytes], query: dict[str, list[str]]) -> int | StreamRefusal | None:
-    raw = headers.get(b"last-event-id", b"").decode().strip() or (query.get("last_event_id") or [""])[0].strip()
+    refusal = StreamRefusal(400, "invalid_last_event_id", "Last-Event-ID must be a non-negative integer.")
+    try:
+        raw = header_text(headers, b"last-event-id").strip() or (query.get("last_event_id") or [""])[0].strip()
+    except UndecodableHeader:
+        return refusal
     if not raw:
         return None
     try:
         value = int(raw)
     except ValueError:
         value = -1
-    if value < 0:
-        return StreamRefusal(400, "invalid_last_event_id", "Last-Event-ID must be a non-negative integer.")
-    return value
+    return refusal if value < 0 else value
 
 
 def plan_stream(
-    *, headers: dict[bytes, bytes], query: dict[str, list[str]], session_uuid: str, run_uuid: str | None
+    *,
+    headers: dict[bytes, bytes],
+    query: dict[str, list[str]],
+    session_uuid: str,
+    run_uuid: str | None,
+    client: tuple[str, int] | None = None,
 ) -> StreamPlan | StreamRefusal:
-    """Authenticate, find what this stream covers, and load its stored backlog.
+    """Authenticate, apply the caller's rate limit and open-stream cap, find what this
+    stream covers, and load its stored backlog.
 
     Queries: auth (1-2), the session, its runs, the backlog from PostgreSQL.
     """
-    caller = authenticate_scope(headers)
+    try:
+        caller = authenticate_scope(headers)
+    except UndecodableHeader as exc:
+        if str(exc) == "authorization":
+            return NOT_AUTHENTICATED
+        return StreamRefusal(400, "invalid_header", f"The {exc} header is not valid UTF-8.")
     if caller is None:
-        return StreamRefusal(401, "not_authenticated", "Authentication credentials were not provided or are invalid.")
+        return NOT_AUTHENTICATED
+    if not caller.allows_origin(headers.get(b"origin", b"").decode("latin-1") or None):
+        return StreamRefusal(403, OriginNotAllowed.default_code, OriginNotAllowed.default_detail)
+    meta = {"REMOTE_ADDR": client[0] if client else "", "HTTP_X_FORWARDED_FOR": forwarded_for(headers)}
+    wait = throttle_wait(caller=caller, meta=meta)
+    if wait is not None:
+        return StreamRefusal(429, "rate_limited", "Request was throttled.", retry_after=math.ceil(wait))
     session = Session.objects.reachable_by(caller).filter(uuid=session_uuid).first()
     if session is None:
         return StreamRefusal(404, "not_found", "Not found.")
     last_event_id = parse_last_event_id(headers, query)
     if isinstance(last_event_id, StreamRefusal):
         return last_event_id
+    plan = plan_backlog(session=session, last_event_id=last_event_id, run_uuid=run_uuid)
+    if isinstance(plan, StreamRefusal):
+        return plan
+    ident = credential_ident(caller, client_ip(meta))
+    slot = take_slot(ident)
+    if slot is None:
+        return StreamRefusal(
+            429,
+            "too_many_streams",
+            f"This credential has {settings.GENIE_MAX_STREAMS_PER_KEY} streams open; close one first.",
+            retry_after=1,
+        )
+    return replace(plan, slot=(ident, slot))
+
+
+def forwarded_for(headers: dict[bytes, bytes]) -> str:
+    return headers.get(b"x-forwarded-for", b"").decode("latin-1")
+
+
+def plan_backlog(*, session: Session, last_event_id: int | None, run_uuid: str | None) -> StreamPlan | StreamRefusal:
+    """What a stream of ``session`` covers from ``last_event_id``, with its stored backlog."""
     runs = session.runs.all()
     if run_uuid is not None:
         run = runs.filter(uuid=run_uuid).first()
@@ -145,15 +213,17 @@ def plan_stream(
     )
 
 
-async def send_json_error(send: Any, refusal: StreamRefusal) -> None:
+async def send_json_error(send: Any, refusal: StreamRefusal, cors: Headers | None = None) -> None:
     if refusal.status == 204:
-        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.start", "status": 204, "headers": [*(cors or [])]})
         await send({"type": "http.response.body", "body": b""})
         return
     body = json.dumps(error_body(refusal.code, refusal.message)).encode()
-    headers = [(b"content-type", b"application/json")]
+    headers = [(b"content-type", b"application/json"), *(cors or [])]
     if refusal.status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="genie"'))
+    if refusal.retry_after is not None:
+        headers.append((b"retry-after", str(refusal.retry_after).encode()))
     await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -207,6 +277,7 @@ class StreamRelay:
         self.sent_seq = plan.after_seq
         self.done = False
         self.overflowed = False
+        self.interrupted = False  # ended before its finish because events it owes are not readable yet
 
     async def send(self, message: dict) -> None:
         """Send, then wait while the server holds more than GENIE_SSE_MAX_BACKLOG_BYTES for
@@ -262,11 +333,35 @@ class StreamRelay:
             # (up to the last batch); the live feed and its gap check cover the tail.
             await self.write(await load_stored_events(self.plan.session_uuid, self.sent_seq))
             return
-        await self.write([StreamEvent.from_stream_entry(entry_id, fields) for entry_id, fields in entries])
+        events = [StreamEvent.from_stream_entry(entry_id, fields) for entry_id, fields in entries]
+        if events and events[0].seq > self.sent_seq + 1 and not await self.fill_gap(events[0].seq):
+            return
+        await self.write(events)
+
+    async def fill_gap(self, next_seq: int) -> bool:
+        """Redis lacks the events before ``next_seq`` (it restarted, and came back empty):
+        take them from PostgreSQL, waiting a few flush intervals for the worker's batch
+        that holds them. Returns False, and marks the stream interrupted, when they do not
+        arrive: the stream must end there rather than skip them (the client resumes with
+        Last-Event-ID and gets them from PostgreSQL)."""
+        deadline = time.monotonic() + max(3 * settings.GENIE_EVENT_FLUSH_INTERVAL, 1.0)
+        while True:
+            await self.write(await load_stored_events(self.plan.session_uuid, self.sent_seq))
+            if self.sent_seq >= next_seq - 1 or self.done or self.overflowed:
+                return True
+            if time.monotonic() >= deadline:
+                logger.info(
+                    "Stream of %s interrupted: events %s.. are not stored yet",
+                    self.plan.session_uuid,
+                    self.sent_seq + 1,
+                )
+                self.interrupted = True
+                return False
+            await asyncio.sleep(min(settings.GENIE_EVENT_FLUSH_INTERVAL / 2, 0.25) or 0.05)
 
     async def tail(self, subscriber: Subscriber) -> None:
         deadline = time.monotonic() + settings.GENIE_SSE_MAX_DURATION
-        while not self.done:
+        while not self.done and not self.interrupted:
             if subscriber.closed or subscriber.overflowed or self.overflowed or time.monotonic() > deadline:
                 logger.info(
                     "Stream of %s ends at id %s (closed=%s, overflowed=%s)",
@@ -280,8 +375,8 @@ class StreamRelay:
             events = subscriber.take()
             if events:
                 subscriber.heartbeat_due = False
-                if events[0].seq > self.sent_seq + 1:
-                    await self.write(await load_stored_events(self.plan.session_uuid, self.sent_seq))
+                if events[0].seq > self.sent_seq + 1 and not await self.fill_gap(events[0].seq):
+                    return
                 await self.write(events)
             elif subscriber.heartbeat_due:
                 subscriber.heartbeat_due = False
@@ -303,7 +398,7 @@ async def watch_disconnect(receive: Any, subscriber: Subscriber) -> None:
             return
 
 
-async def relay_stream(plan: StreamPlan, receive: Any, send: Any) -> None:
+async def relay_stream(plan: StreamPlan, receive: Any, send: Any, cors: Headers | None = None) -> None:
     """Subscribe first, then replay the backlog, then tail: nothing lost, nothing twice."""
     fanout = live_fanout()
     channel = channel_name(plan.session_uuid)
@@ -317,9 +412,9 @@ async def relay_stream(plan: StreamPlan, receive: Any, send: Any) -> None:
         except (aioredis.RedisError, OSError, TimeoutError):
             logger.warning("Redis unavailable: stream of %s serves stored events only", plan.session_uuid)
             subscriber.close()
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *(cors or [])]})
         started = True
-        await send({"type": "http.response.body", "body": PREAMBLE, "more_body": True})
+        await send({"type": "http.response.body", "body": preamble(), "more_body": True})
         if subscriber.closed:
             await relay.write(plan.backlog)
         else:
@@ -328,9 +423,13 @@ async def relay_stream(plan: StreamPlan, receive: Any, send: Any) -> None:
     finally:
         watcher.cancel()
         await fanout.remove(channel, subscriber)
+        await release_slot(*plan.slot)
         if started:
+            # Ended before its finish (Redis went away, a gap not stored yet, the stream's
+            # time limit): say so, so that a client resumes with Last-Event-ID.
+            tail = INTERRUPTED if not relay.done and not relay.overflowed else b""
             try:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                await send({"type": "http.response.body", "body": tail, "more_body": False})
             except Exception:
                 logger.debug("closing a gone stream", exc_info=True)
 
@@ -341,9 +440,13 @@ class StreamApp:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
+        cors = await asgi_cors(scope)  # the API's CORS rule (genie.cors), at this edge
+        if cors.preflight:
+            await send_json_error(send, StreamRefusal(204), cors.headers)
+            return
         if scope["method"] not in {"GET", "HEAD"}:
             await send_json_error(
-                send, StreamRefusal(405, "method_not_allowed", f'Method "{scope["method"]}" not allowed.')
+                send, StreamRefusal(405, "method_not_allowed", f'Method "{scope["method"]}" not allowed.'), cors.headers
             )
             return
         kwargs = scope["url_route"]["kwargs"]
@@ -357,11 +460,12 @@ class StreamApp:
             query=query,
             session_uuid=str(kwargs["session_uuid"]),
             run_uuid=str(run_uuid) if run_uuid else None,
+            client=scope.get("client"),
         )
         if isinstance(plan, StreamRefusal):
-            await send_json_error(send, plan)
+            await send_json_error(send, plan, cors.headers)
             return
-        await relay_stream(plan, receive, send)
+        await relay_stream(plan, receive, send, cors.headers)
 
 
 stream_app = StreamApp()

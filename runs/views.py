@@ -5,7 +5,14 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,6 +20,7 @@ from rest_framework.views import APIView
 
 from chat.models import Session
 from genie.exceptions import error_body
+from genie.schema import SECURITY, error_response
 from runs import services
 from runs.models import Run, RunEvent
 from runs.serializers import EventQuerySerializer, RunEventSerializer, RunSerializer
@@ -51,6 +59,14 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         )
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("since_id", OpenApiTypes.INT, description="Only events after this id (`id` of an event)."),
+            OpenApiParameter("since_created_at", OpenApiTypes.DATETIME, description="Only events stored after this."),
+        ]
+    )
+)
 class SessionEventsView(mixins.ListModelMixin, viewsets.GenericViewSet):
     """``GET sessions/{s}/events?since_id=N | since_created_at=ISO``: stored events, oldest
     first, kept GENIE_EVENT_RETENTION."""
@@ -80,6 +96,17 @@ class SessionEventsView(mixins.ListModelMixin, viewsets.GenericViewSet):
         return {**super().get_serializer_context(), "since_id": since_id}
 
 
+# One event of a stream, as an SSE client parses it (the schema of text/event-stream).
+SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The event's id in its session."},
+        "data": {"type": "string", "description": "The chunk as JSON: `start`, `text-delta`, `finish`..."},
+    },
+    "required": ["id", "data"],
+}
+
+
 class StreamOutsideAsgiView(APIView):
     """Streams are served by the ASGI relay (``runs.sse``); this answers only when the
     project runs under plain WSGI, and gives the URL a name to reverse."""
@@ -88,7 +115,34 @@ class StreamOutsideAsgiView(APIView):
     permission_classes: list = []
 
     @extend_schema(
-        responses={(200, "text/event-stream"): str}, description="Server-Sent Events (AI SDK UI message stream)."
+        description="Server-Sent Events (the AI SDK UI message stream protocol), served by the ASGI server. "
+        "The session stream replays the active run and tails it (with Last-Event-ID: every later event of "
+        "the session); a run's own stream replays that run, finished or not.",
+        auth=SECURITY,
+        parameters=[
+            OpenApiParameter(
+                "Last-Event-ID",
+                OpenApiTypes.INT,
+                location=OpenApiParameter.HEADER,
+                description="Resume after this event id (a non-negative integer).",
+            ),
+            OpenApiParameter(
+                "last_event_id", OpenApiTypes.INT, description="The same, for clients that cannot set it."
+            ),
+            OpenApiParameter(
+                "x-vercel-ai-ui-message-stream",
+                location=OpenApiParameter.HEADER,
+                response=[200],
+                enum=["v1"],
+                description="The stream's protocol version.",
+            ),
+        ],
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(SSE_EVENT, description="`id: N` + `data: {json}` events."),
+            204: OpenApiResponse(description="Nothing to stream: no active run, or its finish was delivered."),
+            400: error_response("`invalid_last_event_id`; `invalid_header`: a header is not valid UTF-8."),
+            501: error_response("`asgi_required`: this server runs under WSGI, which cannot serve streams."),
+        },
     )
     def get(self, request: Request, **kwargs: str) -> Response:
         return Response(error_body("asgi_required", "Streams are served by the ASGI server (Daphne)."), status=501)

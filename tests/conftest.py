@@ -23,6 +23,16 @@ from tests.processes import LiveProcess, start_daphne, start_worker
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# The fake model and the test peers listen on loopback: the operator allows it here, as an
+# operator would allow an internal endpoint. The egress tests set their own allowlist.
+TEST_EGRESS_ALLOW = "127.0.0.1,localhost"
+
+
+@pytest.fixture(autouse=True)
+def _loopback_egress_allowed(settings) -> None:
+    settings.GENIE_EGRESS_ALLOW = TEST_EGRESS_ALLOW
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _require_real_services() -> None:
     assert connection.vendor == "postgresql", "The suite runs on PostgreSQL: set DATABASE_URL (see README)."
@@ -54,6 +64,13 @@ def bearer_client(key: str, **headers: str) -> APIClient:
 def personal_key(member) -> str:
     _, key = create_access_token(team=member.team, kind=AccessToken.Kind.PERSONAL, user=member.user)
     return key
+
+
+@pytest.fixture
+def secret_api(team, agent) -> APIClient:
+    """A client authenticated with a secret key of the team (the team has an agent)."""
+    _, key = create_access_token(team=team, kind=AccessToken.Kind.SECRET)
+    return bearer_client(key)
 
 
 @pytest.fixture
@@ -92,6 +109,7 @@ def live_env(django_db_setup, django_db_blocker) -> dict[str, str]:
         GENIE_RUN_LEASE="3",
         GENIE_SYNC_TIMEOUT="3",
         GENIE_SWEEP_INTERVAL="1",
+        GENIE_EGRESS_ALLOW=TEST_EGRESS_ALLOW,
         PYTHONUNBUFFERED="1",
     )
     return env

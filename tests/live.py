@@ -110,6 +110,26 @@ class LiveStack:
                     break
         return read
 
+    def read_until_finish(self, url: str, *, last_event_id: int, timeout: float = 30) -> StreamRead:
+        """A client that resumes with Last-Event-ID whenever its stream ends before the
+        run's ``finish`` (as after a Redis restart), until ``finish`` or a 204."""
+        deadline = time.monotonic() + timeout
+        whole = StreamRead(status=200, headers=httpx.Headers())
+        while time.monotonic() < deadline:
+            try:
+                read = self.read_stream(url, last_event_id=last_event_id, timeout=max(deadline - time.monotonic(), 1))
+            except httpx.TransportError:
+                time.sleep(0.2)
+                continue
+            whole.events += read.events
+            whole.comments += read.comments
+            if read.status == 204 or (read.events and read.events[-1].type == "finish"):
+                return whole
+            if read.events:
+                last_event_id = read.events[-1].id
+            time.sleep(0.2 if read.status == 200 else 0.5)
+        raise TimeoutError(f"no finish on {url}")
+
     @staticmethod
     def _parse_block(block: list[str], read: StreamRead) -> None:
         event_id, data = None, None

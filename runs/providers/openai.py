@@ -7,20 +7,39 @@ from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
+import httpx
 import httpx2
 import openai
 from django.conf import settings
 
+from genie.egress import EgressRefused, guarded_client
 from runs.providers import Chunk, ProviderError, ProviderRequest, ToolCallDelta, ToolDefinition
 
 
 @lru_cache(maxsize=32)
-def _client(base_url: str, api_key: str, timeout: float) -> openai.OpenAI:
-    # One client (and connection pool) per endpoint per process; retries are ours.
-    return openai.OpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout, max_retries=0)
+def _client(base_url: str, api_key: str, timeout: float, *, guarded: bool) -> openai.OpenAI:
+    # One client (and connection pool) per endpoint per process; retries are ours. A
+    # team's own endpoint goes through the egress guard; the operator's default is trusted.
+    http_client = guarded_client(timeout=timeout, follow_redirects=True) if guarded else None
+    return openai.OpenAI(
+        base_url=base_url, api_key=api_key or "none", timeout=timeout, max_retries=0, http_client=http_client
+    )
+
+
+def endpoint(request: ProviderRequest) -> tuple[str, str, bool]:
+    """Base URL, key, and whether the call must pass the egress guard. The server-wide key
+    goes only to the server-wide base URL: an agent with its own ``base_url`` brings its
+    own key or sends none (keyless endpoints such as Ollama are valid)."""
+    default_url = settings.GENIE_OPENAI_BASE_URL
+    if not request.base_url or request.base_url.rstrip("/") == default_url.rstrip("/"):
+        return default_url, request.api_key or settings.GENIE_OPENAI_API_KEY, False
+    return request.base_url, request.api_key, True
 
 
 def _error(exc: Exception) -> ProviderError:
+    refused = exc if isinstance(exc, EgressRefused) else exc.__cause__
+    if isinstance(refused, EgressRefused):
+        return ProviderError(refused.code, refused.message)
     if isinstance(exc, openai.APITimeoutError):
         return ProviderError("provider_timeout", "The model provider timed out.", transient=True)
     if isinstance(exc, openai.APIConnectionError):
@@ -45,11 +64,8 @@ class OpenAIProvider:
     name = "openai"
 
     def stream(self, request: ProviderRequest) -> Iterator[Chunk]:
-        client = _client(
-            request.base_url or settings.GENIE_OPENAI_BASE_URL,
-            request.api_key or settings.GENIE_OPENAI_API_KEY,
-            request.timeout,
-        )
+        base_url, api_key, guarded = endpoint(request)
+        client = _client(base_url, api_key, request.timeout, guarded=guarded)
         options: dict[str, Any] = {"tools": [tool_spec(tool) for tool in request.tools]} if request.tools else {}
         try:
             with client.chat.completions.with_streaming_response.create(
@@ -79,11 +95,11 @@ class OpenAIProvider:
                 raise ProviderError("provider_bad_response", "The model provider's stream ended early.")
         except ProviderError:
             raise
-        except openai.OpenAIError as exc:
+        except (openai.OpenAIError, EgressRefused) as exc:
             raise _error(exc) from exc
-        except httpx2.TimeoutException as exc:
+        except (httpx2.TimeoutException, httpx.TimeoutException) as exc:
             raise ProviderError("provider_timeout", "The model provider timed out.", transient=True) from exc
-        except httpx2.TransportError as exc:  # a connection cut mid-stream (the client is httpx2)
+        except (httpx2.TransportError, httpx.TransportError) as exc:  # a connection cut mid-stream
             raise ProviderError("provider_bad_response", "The model provider's stream ended early.") from exc
         except (ValueError, KeyError, AttributeError, TypeError, IndexError) as exc:
             raise _error(exc) from exc

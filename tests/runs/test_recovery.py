@@ -41,6 +41,32 @@ def test_killed_worker_run_is_failed_by_the_sweeper_and_the_stream_ends(live, ce
     assert run.agent_message.text == head.text + tail.text
 
 
+def test_a_run_re_queued_after_a_crash_before_its_first_token_starts_once(live, celery_worker, live_env, tmp_path):
+    live.script([("delay", 30.0), ("text", "never")], [("text", "second try")])
+    created = live.start_session()
+    head = live.read_stream(created["stream_url"], max_events=2)  # start, start-step; the model is thinking
+    run = Run.objects.get(uuid=created["run_uuid"])
+    pid = int(run.lease_owner.split(":")[1])
+
+    survivor = start_worker(live_env, tmp_path / "survivor.log", concurrency=2)
+    try:
+        os.kill(pid, signal.SIGKILL)
+        celery_worker.proc.wait(10)
+        tail = live.read_stream(created["stream_url"], last_event_id=head.ids[-1], timeout=30)
+    finally:
+        survivor.stop()
+        celery_worker.restart("ready")
+
+    types = head.types + tail.types
+    assert types.count("start") == 1
+    assert types[-1] == "finish"
+    assert tail.text == "second try"
+    run = live.wait_run(created["run_uuid"])
+    assert run.status == Run.Status.SUCCEEDED
+    assert run.attempts == 2
+    assert run.agent_message.text == "second try"
+
+
 def test_redelivered_task_while_the_lease_is_held_does_nothing(live):
     from runs.loop import execute_run
 

@@ -67,17 +67,19 @@ def outage_stack(live_env, tmp_path_factory):
     folder = tmp_path_factory.mktemp("outage")
     server = RedisServer(folder)
     server.start()
-    env = {**live_env, "REDIS_URL": server.url}
+    # Production's batch interval: during an outage the newest events wait up to a second
+    # in the worker's batch, the window in which a resumed stream could skip them.
+    env = {**live_env, "REDIS_URL": server.url, "GENIE_EVENT_FLUSH_INTERVAL": "1.0"}
     daphne, url = start_daphne(env, folder / "daphne.log")
     worker = start_worker(env, folder / "worker.log", concurrency=4)
-    yield server, url
+    yield server, url, worker
     worker.stop()
     daphne.stop()
     server.stop()
 
 
 def test_redis_restart_mid_stream(outage_stack, fake_llm, transactional_db):
-    server, url = outage_stack
+    server, url, _ = outage_stack
     live = LiveStack.create(base_url=url, fake_llm=fake_llm)
     live.script([("delay", 0.2), ("text", "before "), *[("delay", 0.05), ("text", "x")] * 30], [("text", "after")])
     created = live.start_session()
@@ -113,3 +115,26 @@ def test_redis_restart_mid_stream(outage_stack, fake_llm, transactional_db):
     assert again.status_code == 201
     assert fresh.text == "after"
     assert httpx.get(f"{url}/healthz").json()["checks"]["redis"] == "ok"
+
+
+def test_a_resume_right_after_redis_returns_loses_and_repeats_nothing(outage_stack, fake_llm, transactional_db):
+    """Redis restarts (empty) mid-reply and the client resumes at once, while the events of
+    the outage are still only in the worker's unflushed batch: the relay must not skip
+    them. The worker treats the failed ack of its task as the expected case."""
+    server, url, worker = outage_stack
+    live = LiveStack.create(base_url=url, fake_llm=fake_llm)
+    live.script([("delay", 0.2), *[step for i in range(80) for step in (("text", f"t{i} "), ("delay", 0.05))]])
+    created = live.start_session()
+    head = live.read_stream(created["stream_url"], max_events=6)
+
+    server.stop()
+    time.sleep(1.0)
+    server.start()
+    rest = live.read_until_finish(created["stream_url"], last_event_id=head.ids[-1], timeout=40)
+    run = live.wait_run(created["run_uuid"], timeout=30)
+
+    ids = head.ids + rest.ids
+    assert ids == sorted(set(ids))  # nothing twice, in order
+    assert head.text + rest.text == run.agent_message.text == "".join(f"t{i} " for i in range(80))
+    assert rest.types[-1] == "finish"
+    assert "Couldn't ack" not in worker.log_text()

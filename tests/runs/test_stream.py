@@ -30,7 +30,7 @@ def test_session_streams_reply_and_stores_it(live):
     assert read.headers["x-vercel-ai-ui-message-stream"] == "v1"
     assert read.headers["cache-control"] == "no-cache"
     assert read.comments[0] == "ok"
-    assert read.retry == "0"
+    assert read.retry == "1000"
     assert read.types == [
         "start",
         "start-step",
