@@ -58,6 +58,13 @@ class Agent(models.Model):
     )
     temperature = models.FloatField(default=0.7)
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    tools = models.JSONField(
+        default=list, blank=True, help_text="Tool definitions (see the README's Tools section); at most 32."
+    )
+    max_steps = models.PositiveSmallIntegerField(default=8, help_text="Model calls per turn, at most.")
+    webhook_secret = models.CharField(
+        max_length=100, blank=True, editable=False, help_text="Signs webhook tool calls; shown once."
+    )
     is_public = models.BooleanField(default=False, help_text="Publishable keys may start sessions with it.")
     is_default = models.BooleanField(default=False)
     archived_at = models.DateTimeField(null=True, blank=True)
@@ -82,6 +89,8 @@ class Agent(models.Model):
         # A stored key was meant for the stored address: when the base URL changes and no
         # new key comes with it, the old key is cleared rather than sent to the new address.
         # Here, not in a view, so the API, the admin and the shell all keep the rule.
+        if not self.webhook_secret:
+            self.rotate_webhook_secret(save=False)
         stored_url, stored_key = getattr(self, "_stored_endpoint", (None, None))
         if stored_url is not None and self.base_url != stored_url and self.api_key == stored_key:
             self.api_key = ""
@@ -89,6 +98,13 @@ class Agent(models.Model):
                 kwargs["update_fields"] = {*kwargs["update_fields"], "api_key"}
         super().save(*args, **kwargs)
         self._stored_endpoint = (self.base_url, self.api_key)
+
+    def rotate_webhook_secret(self, *, save: bool = True) -> str:
+        """A new secret for signing webhook tool calls; returns it (shown once)."""
+        self.webhook_secret = "whsec_" + secrets.token_urlsafe(32)
+        if save:
+            self.save(update_fields=["webhook_secret", "updated_at"])
+        return self.webhook_secret
 
     @classmethod
     def from_db(cls, db: str | None, field_names: Any, values: Any) -> Agent:
@@ -170,7 +186,11 @@ class Session(models.Model):
 
 class MessageQuerySet(models.QuerySet["Message"]):
     def transcript(self) -> MessageQuerySet:
-        return self.select_related("session", "feedback").order_by("created_at", "id")
+        return (
+            self.select_related("session", "feedback", "run")
+            .prefetch_related("run__tool_calls")
+            .order_by("created_at", "id")
+        )
 
 
 class Message(models.Model):

@@ -5,14 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from chat.models import Agent, Message, Session
+from genie.egress import validate_public_url
 from genie.exceptions import PayloadTooLarge
 from genie.links import absolute_url
 from genie.serializers import JSONObjectField, StrictSerializer
+from runs.models import Run, ToolCall
+from runs.serializers import PendingActionSerializer, ToolCallSerializer, pending_actions
 from runs.services import ON_ACTIVE_RUN_CHOICES
+from runs.tools import DEFAULT_TIMEOUT, MAX_TIMEOUT, MAX_TOOLS, TOOL_KINDS, check_input_schema
 
 
 def validate_message_text(value: str) -> str:
@@ -143,6 +148,7 @@ class MessageSerializer(serializers.ModelSerializer):
     feedback_url = serializers.SerializerMethodField()
     feedback = serializers.SerializerMethodField()
     model = serializers.SerializerMethodField()
+    tool_calls = serializers.SerializerMethodField()
 
     class Meta:
         model = Message
@@ -155,6 +161,7 @@ class MessageSerializer(serializers.ModelSerializer):
             "sender_role",
             "text",
             "status",
+            "tool_calls",
             "temperature",
             "model",
             "metadata",
@@ -167,6 +174,17 @@ class MessageSerializer(serializers.ModelSerializer):
 
     def get_url(self, obj: Message) -> str:
         return absolute_url(self.context["request"], "chat:message-detail", **self._url_kwargs(obj))
+
+    @extend_schema_field(ToolCallSerializer(many=True))
+    def get_tool_calls(self, obj: Message) -> list[dict[str, Any]]:
+        """An agent message's tool calls, in order (prefetched by ``transcript()``)."""
+        if not obj.is_agent:
+            return []
+        try:
+            run = obj.run
+        except ObjectDoesNotExist:
+            return []
+        return ToolCallSerializer(run.tool_calls.all(), many=True).data
 
     def get_feedback_url(self, obj: Message) -> str | None:
         if not obj.is_agent:
@@ -183,7 +201,23 @@ class MessageSerializer(serializers.ModelSerializer):
         return {"provider": obj.provider, "model_id": obj.model_id}
 
 
-class SessionWithMessagesSerializer(SessionSerializer):
+class SessionDetailSerializer(SessionSerializer):
+    """One session: the list's fields and what its paused run waits for."""
+
+    pending_actions = serializers.SerializerMethodField()
+
+    class Meta(SessionSerializer.Meta):
+        fields = [*SessionSerializer.Meta.fields, "pending_actions"]
+
+    @extend_schema_field(PendingActionSerializer(many=True))
+    def get_pending_actions(self, obj: Session) -> list[dict[str, Any]]:
+        """What the session's paused run waits for (one query; empty when nothing waits)."""
+        calls = ToolCall.objects.filter(run__session=obj, run__status=Run.Status.REQUIRES_ACTION).open()
+        return pending_actions(list(calls.select_related("run__session")), self.context["request"])
+
+
+
+class SessionWithMessagesSerializer(SessionDetailSerializer):
     """The session detail; with ``?include=messages``, its transcript too."""
 
     # Not required: the schema of ``GET sessions/{s}`` covers the detail with and without it.
@@ -191,8 +225,8 @@ class SessionWithMessagesSerializer(SessionSerializer):
         source="messages.transcript", many=True, required=False, help_text="Only with ?include=messages."
     )
 
-    class Meta(SessionSerializer.Meta):
-        fields = [*SessionSerializer.Meta.fields, "messages"]
+    class Meta(SessionDetailSerializer.Meta):
+        fields = [*SessionDetailSerializer.Meta.fields, "messages"]
 
 
 class SessionStartedSerializer(serializers.Serializer):
@@ -218,8 +252,44 @@ class TurnStartedSerializer(serializers.Serializer):
     run_url = serializers.URLField()
 
 
+class ToolSpecSerializer(StrictSerializer):
+    """One tool definition of an agent (see ``runs.tools``)."""
+
+    name = serializers.RegexField(r"^[A-Za-z0-9_-]{1,64}$", max_length=64)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+    input_schema = serializers.JSONField(required=False, default=dict)
+    kind = serializers.ChoiceField(choices=sorted(TOOL_KINDS))
+    requires_approval = serializers.BooleanField(required=False, default=False)
+    connection = serializers.SlugField(required=False, allow_null=True, default=None, max_length=100)
+    timeout = serializers.IntegerField(required=False, min_value=1, max_value=MAX_TIMEOUT, default=DEFAULT_TIMEOUT)
+    url = serializers.URLField(required=False, allow_blank=True, default="", validators=[validate_public_url])
+    server_url = serializers.URLField(required=False, allow_blank=True, default="", validators=[validate_public_url])
+    allowed_tools = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, allow_null=True, default=None, max_length=200
+    )
+
+    def validate_input_schema(self, value: Any) -> dict[str, Any]:
+        value = value or {"type": "object"}
+        problem = check_input_schema(value)
+        if problem:
+            raise serializers.ValidationError(problem, code="invalid_schema")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        needs = {"webhook": "url", "mcp": "server_url"}.get(attrs["kind"])
+        if needs and not attrs.get(needs):
+            raise serializers.ValidationError({needs: [f"A {attrs['kind']} tool needs a {needs}."]}, code="required")
+        # Store only what the kind uses.
+        unused = {"webhook": ("server_url", "allowed_tools"), "mcp": ("url",), "client": ("url", "server_url", "allowed_tools")}
+        return {name: value for name, value in attrs.items() if name not in unused[attrs["kind"]]}
+
+
 class AgentSerializer(serializers.ModelSerializer):
-    """Agents of the team. ``api_key`` is write-only: it is never returned."""
+    """Agents of the team. ``api_key`` is write-only: it is never returned;
+    ``webhook_secret`` is returned once, by the create (and by a rotation)."""
+
+    tools = ToolSpecSerializer(many=True, required=False, max_length=MAX_TOOLS)
+    max_steps = serializers.IntegerField(min_value=1, max_value=32, required=False)
 
     url = serializers.SerializerMethodField()
     handle = serializers.SlugField(max_length=100)
@@ -243,6 +313,8 @@ class AgentSerializer(serializers.ModelSerializer):
             "has_api_key",
             "temperature",
             "max_tokens",
+            "tools",
+            "max_steps",
             "is_public",
             "is_default",
             "archived_at",
@@ -264,6 +336,13 @@ class AgentSerializer(serializers.ModelSerializer):
     def get_has_api_key(self, obj: Agent) -> bool:
         return bool(obj.api_key)
 
+    def validate_tools(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        names = [tool["name"] for tool in value]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise serializers.ValidationError(f"Tool names must be unique: {', '.join(repeated)}.", code="unique")
+        return value
+
     def validate_handle(self, value: str) -> str:
         team = self.context["team"]
         clash = Agent.objects.for_team(team).filter(handle=value)
@@ -272,3 +351,12 @@ class AgentSerializer(serializers.ModelSerializer):
         if clash.exists():
             raise serializers.ValidationError("An agent with this handle exists.", code="unique")
         return value
+
+
+class AgentCreatedSerializer(AgentSerializer):
+    """The create's answer: the agent and its ``webhook_secret``, shown this once."""
+
+    webhook_secret = serializers.CharField(read_only=True)
+
+    class Meta(AgentSerializer.Meta):
+        fields = [*AgentSerializer.Meta.fields, "webhook_secret"]

@@ -7,6 +7,11 @@ app_name = "chat"
 urlpatterns = [
     path("agents", AgentViewSet.as_view({"get": "list", "post": "create"}), name="agent-list"),
     path(
+        "agents/<slug:handle>/webhook-secret",
+        AgentViewSet.as_view({"post": "rotate_webhook_secret"}),
+        name="agent-webhook-secret",
+    ),
+    path(
         "agents/<slug:handle>",
         AgentViewSet.as_view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"}),
         name="agent-detail",

@@ -11,8 +11,9 @@ from drf_spectacular.utils import (
     OpenApiResponse,
     PolymorphicProxySerializer,
     extend_schema,
+    inline_serializer,
 )
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -21,10 +22,12 @@ from chat import services
 from chat.filters import SessionFilter
 from chat.models import Agent, Message, Session
 from chat.serializers import (
+    AgentCreatedSerializer,
     AgentSerializer,
     MessageCreateSerializer,
     MessageSerializer,
     SessionCreateSerializer,
+    SessionDetailSerializer,
     SessionSerializer,
     SessionStartedSerializer,
     SessionUpdateSerializer,
@@ -123,7 +126,7 @@ class SessionViewSet(
     def retrieve(self, request: Request, session_uuid: str) -> Response:
         session = self.get_object()
         include = {part.strip() for part in request.query_params.get("include", "").split(",")}
-        serializer = SessionWithMessagesSerializer if "messages" in include else SessionSerializer
+        serializer = SessionWithMessagesSerializer if "messages" in include else SessionDetailSerializer
         return Response(serializer(session, context=self.get_serializer_context()).data)
 
     @extend_schema(request=SessionUpdateSerializer, responses=SessionSerializer)
@@ -237,8 +240,26 @@ class AgentViewSet(
             context["team"] = self.request.auth.team
         return context
 
-    def perform_create(self, serializer: AgentSerializer) -> None:
-        serializer.instance = services.save_agent(team=self.request.auth.team, **serializer.validated_data)
+    @extend_schema(responses={201: AgentCreatedSerializer})
+    def create(self, request: Request) -> Response:
+        """The new agent, with its ``webhook_secret``: shown here once, never again."""
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        agent = services.save_agent(team=request.auth.team, **serializer.validated_data)
+        body = {**self.get_serializer(agent).data, "webhook_secret": agent.webhook_secret}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=None,
+        responses=inline_serializer(
+            "WebhookSecret", {"handle": serializers.SlugField(), "webhook_secret": serializers.CharField()}
+        ),
+    )
+    def rotate_webhook_secret(self, request: Request, handle: str) -> Response:
+        """``POST agents/{handle}/webhook-secret``: a new secret for signing webhook tool
+        calls (the old one stops at once); shown in this answer only."""
+        agent = self.get_object()
+        return Response({"handle": agent.handle, "webhook_secret": agent.rotate_webhook_secret()})
 
     def perform_update(self, serializer: AgentSerializer) -> None:
         serializer.instance = services.save_agent(

@@ -58,6 +58,16 @@ class Caller:
     def is_publishable(self) -> bool:
         return self.kind == "publishable"
 
+    @property
+    def label(self) -> str:
+        """Who acted, for records such as a tool call's ``decided_by``: a user by its
+        public id, a key by its kind and prefix (never the key)."""
+        if self.user is not None and hasattr(self.user, "member"):
+            return f"user:{self.user.member.uuid}"
+        if self.token is not None:
+            return f"{self.kind}_key:{self.token.prefix}"
+        return self.kind
+
     def allows_origin(self, origin: str | None) -> bool:
         """A publishable key works from a browser only on the origins it lists."""
         return self.token is None or self.token.allows_origin(origin)

@@ -11,7 +11,10 @@ request, checked again. The operator's own environment defaults (``GENIE_OPENAI_
 are trusted and do not pass through here.
 
 ``validate_public_url`` is the save-time check (a Django validator: 400 in the API, a
-form error in the admin); ``GuardedTransport`` is the call-time one, for ``httpx``.
+form error in the admin); ``GuardedTransport`` is the call-time one, for ``httpx``, and
+``GuardedAsyncTransport`` its async twin for ``httpx2`` (the HTTP client of the ``mcp``
+package; openai's too). Both pin a request to its checked address the same way
+(``pin_request``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import socket
 from functools import cache
 from urllib.parse import urlsplit
 
+import anyio.to_thread
 import httpx
+import httpx2
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
@@ -146,20 +151,40 @@ def validate_public_url(url: str) -> None:
         raise ValidationError(exc.message, code="egress_refused") from exc
 
 
+def pin_request(request: httpx.Request | httpx2.Request, address: IPAddress) -> None:
+    """Point ``request`` at ``address`` (the one ``checked_address`` returned), keeping the
+    host name for the ``Host`` header and TLS (SNI and certificate verification)."""
+    host = request.url.host
+    request.url = request.url.copy_with(host=str(address))
+    request.headers["Host"] = request.headers.get("Host") or host
+    request.extensions = {**request.extensions, "sni_hostname": host}
+
+
 class GuardedTransport(httpx.HTTPTransport):
     """An ``httpx`` transport that checks every request's destination (redirects are new
-    requests: each is checked) and connects to the checked address, keeping the host
-    name for the ``Host`` header and TLS (SNI and certificate verification)."""
+    requests: each is checked) and connects to the checked address."""
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        address = checked_address(str(request.url))
-        host = request.url.host
-        request.url = request.url.copy_with(host=str(address))
-        request.headers["Host"] = request.headers.get("Host") or host
-        request.extensions = {**request.extensions, "sni_hostname": host}
+        pin_request(request, checked_address(str(request.url)))
         return super().handle_request(request)
+
+
+class GuardedAsyncTransport(httpx2.AsyncHTTPTransport):
+    """``GuardedTransport`` for ``httpx2.AsyncClient``. The check resolves the host (a
+    blocking ``getaddrinfo``), so it runs in a worker thread, not on the event loop."""
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        address = await anyio.to_thread.run_sync(checked_address, str(request.url))
+        pin_request(request, address)
+        return await super().handle_async_request(request)
 
 
 def guarded_client(*, timeout: float, follow_redirects: bool = False) -> httpx.Client:
     """An ``httpx.Client`` whose every request passes the egress guard."""
     return httpx.Client(transport=GuardedTransport(), timeout=timeout, follow_redirects=follow_redirects)
+
+
+def guarded_async_client(*, timeout: float, headers: dict[str, str] | None = None) -> httpx2.AsyncClient:
+    """An ``httpx2.AsyncClient`` whose every request passes the egress guard. It follows no
+    redirects itself (a caller that follows one sends a new request: checked again)."""
+    return httpx2.AsyncClient(transport=GuardedAsyncTransport(), timeout=timeout, headers=headers)

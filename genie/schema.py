@@ -3,7 +3,7 @@ body, and the error responses every operation can give.
 
 Views declare their success responses and their own domain errors (``error_response``);
 the ``add_error_responses`` hook adds the errors that follow from an operation's shape
-(input, credentials, a path with ids, a body), so no operation forgets them.
+(a body or a page to validate, credentials, ids in the path), so no operation forgets them.
 """
 
 from __future__ import annotations

@@ -23,11 +23,6 @@ class RedisUnavailable(ServiceUnavailable):
     default_detail = "The event store (Redis) is unavailable; retry shortly."
 
 
-class NoPendingAction(Conflict):
-    default_code = "no_pending_action"
-    default_detail = "The run is not waiting for this tool call."
-
-
 class ActionAlreadyAnswered(Conflict):
     default_code = "already_decided"
-    default_detail = "This tool call was already answered."
+    default_detail = "This tool call was already decided."

@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -35,10 +35,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat.models import Message, Session
+from genie.links import absolute_url
 from runs.events import OpenParts, RunEventWriter, release_connection, stop_key
-from runs.models import Run, RunEvent
-from runs.providers import Chunk, ProviderError, ProviderRequest, ToolCallDelta, get_provider
+from runs.models import Run, RunEvent, ToolCall
+from runs.providers import Chunk, ProviderError, ProviderRequest, ToolCallDelta, ToolDefinition, get_provider
 from runs.services import Usage, end_run, pause_run
+from runs.tools import CallContext, OfferedTool, ToolError, get_tool, offered_tools
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +87,7 @@ def claim_run(run_id: int, *, worker_id: str) -> tuple[Run, RunEventWriter] | No
         )
         if run is None or run.is_finished:
             return None
-        if run.status == Run.Status.REQUIRES_ACTION and run.waiting_on:
+        if run.status == Run.Status.REQUIRES_ACTION and run.tool_calls.open().exists():
             return None  # still waiting for an answer; the last answer enqueues it
         now = timezone.now()
         if (
@@ -129,11 +131,14 @@ def build_prompt(run: Run) -> list[dict[str, Any]]:
     return prompt
 
 
-def provider_request(run: Run, turn_messages: list[dict[str, Any]]) -> ProviderRequest:
+def provider_request(
+    run: Run, turn_messages: list[dict[str, Any]], tools: tuple[ToolDefinition, ...] = ()
+) -> ProviderRequest:
     """The model call of one step: the prompt, then this turn's earlier steps (assistant
-    tool calls and their results)."""
+    tool calls and their results), with the tools the model may call."""
     agent = run.session.agent
     return ProviderRequest(
+        tools=tools,
         model=agent.model,
         messages=[*build_prompt(run), *turn_messages],
         temperature=agent.temperature,
@@ -195,48 +200,34 @@ class TurnEnd:
 
 
 @dataclass
-class ToolCall:
-    """A tool call the model made in a step, as ``Run.state["calls"]`` keeps it."""
+class StreamedCall:
+    """A tool call as the model streams it within one step."""
 
     call_id: str
     provider_call_id: str
     tool_name: str
     arguments: str = ""
-    input: dict[str, Any] | None = None
-    result: dict[str, Any] | None = field(default=None)
 
     def take(self, delta: ToolCallDelta) -> None:
         self.provider_call_id = self.provider_call_id or delta.id
         self.tool_name = self.tool_name or delta.name
         self.arguments += delta.arguments
 
-    def parse_input(self) -> str | None:
-        """Parse the streamed arguments as the call's input; returns the error, if any."""
+    def parse_input(self) -> tuple[dict[str, Any] | None, str | None]:
+        """The call's input, or the reason it has none."""
         try:
             value = json.loads(self.arguments or "{}")
         except ValueError:
-            return "The tool call's arguments are not valid JSON."
+            return None, "The tool call's arguments are not valid JSON."
         if not isinstance(value, dict):
-            return "The tool call's arguments must be a JSON object."
-        self.input = value
-        return None
-
-    def as_state(self) -> dict[str, Any]:
-        state = {
-            "call_id": self.call_id,
-            "provider_call_id": self.provider_call_id,
-            "tool_name": self.tool_name,
-            "arguments": self.arguments,
-            "input": self.input,
-        }
-        if self.result is not None:
-            state["result"] = self.result
-        return state
+            return None, "The tool call's arguments must be a JSON object."
+        return value, None
 
 
 class Turn:
     """One run as its worker executes it: the event writer, the stop watch, what is open
-    in the stream, the usage so far, and ``state`` (saved to ``Run.state`` at a pause)."""
+    in the stream, the usage so far, the tools on offer, and ``state`` (saved to
+    ``Run.state`` at a pause)."""
 
     def __init__(self, *, run: Run, writer: RunEventWriter, worker_id: str) -> None:
         self.run = run
@@ -249,41 +240,51 @@ class Turn:
             "text": "",
             "messages": [],
             "calls": [],
-            "waiting_on": [],
+            "reported": [],
             "usage": {},
             **copy.deepcopy(run.state),
         }
         self.usage = Usage(**self.state["usage"])
+        self._offered: dict[str, OfferedTool] | None = None
+        self.step_called_tools = False
+        self.action_expires_at = timezone.now() + timedelta(seconds=settings.GENIE_ACTION_TTL)
+
+    @property
+    def offered(self) -> dict[str, OfferedTool]:
+        """The agent's tools as the model sees them (listed once per task: an MCP server
+        is asked for its tools at most once a turn)."""
+        if self._offered is None:
+            self._offered = {tool.name: tool for tool in offered_tools(self.run.session.agent.tools)}
+        return self._offered
 
     # --- the turn --------------------------------------------------------------------
 
     def drive(self) -> TurnEnd:
-        """Emit ``start`` (once per run, even after a crash and re-queue), deliver the
-        answers a paused run was waiting for, then call the model step by step."""
+        """Emit ``start`` (once per run, even after a crash and re-queue), settle the tool
+        calls a paused run was waiting on, then call the model step by step."""
         self.emit_start()
-        if self.state["calls"]:
-            self.deliver_answers()
         while True:
-            if self.state["steps"] >= settings.GENIE_MAX_STEPS:
-                return TurnEnd(
-                    Run.Status.FAILED,
-                    "max_steps",
-                    f"The turn reached its limit of {settings.GENIE_MAX_STEPS} model calls.",
-                )
+            if self.state["calls"] and not self.advance_calls():
+                return TurnEnd(PAUSED)
+            max_steps = self.run.session.agent.max_steps or settings.GENIE_MAX_STEPS
+            if self.state["steps"] >= max_steps:
+                return TurnEnd(Run.Status.FAILED, "max_steps", f"The turn reached its limit of {max_steps} model calls.")
             end = self.step()
             if end is not None:
                 return end
-            if not self.state["calls"]:
+            if not self.step_called_tools:
                 return TurnEnd(Run.Status.SUCCEEDED)
-            if self.state["waiting_on"]:
-                return TurnEnd(PAUSED)
-            self.deliver_answers()  # every call was settled in the step (invalid input): go on
 
     def settle(self, end: TurnEnd) -> None:
         if end.status == PAUSED:
             self.state["usage"] = asdict(self.usage)
             pause_run(
-                run=self.run, writer=self.writer, state=self.state, text=self.state["text"], worker_id=self.worker_id
+                run=self.run,
+                writer=self.writer,
+                state=self.state,
+                text=self.state["text"],
+                worker_id=self.worker_id,
+                expires_at=self.action_expires_at,
             )
             return
         if end.status == Run.Status.FAILED:
@@ -310,29 +311,32 @@ class Turn:
     # --- one step: one model call ----------------------------------------------------
 
     def step(self) -> TurnEnd | None:
-        """One model call, streamed as events. Transient provider failures before the
-        step's first output are retried with backoff; after it, a failure ends the run
-        ``failed`` and keeps the text so far. Returns None when the step completed."""
+        """One model call, streamed as events, then its tool calls taken as far as they
+        go now (executed, or waiting for a person or the client). Transient provider
+        failures before the step's first output are retried with backoff; after it, a
+        failure ends the run ``failed`` and keeps the text so far. Returns None when the
+        step completed."""
         self.state["steps"] += 1
         self.writer.emit("start-step")
         self.parts.step_open = True
-        request = provider_request(self.run, self.state["messages"])
+        tools = tuple(tool.definition() for tool in self.offered.values())
+        request = provider_request(self.run, self.state["messages"], tools)
         provider = get_provider(self.run.session.agent.provider)
         release_connection()  # none is held while the model streams
-        calls: dict[int, ToolCall] = {}
+        streamed: dict[int, StreamedCall] = {}
         step_text: list[str] = []
         attempt = 0
         while True:
             try:
                 for chunk in provider.stream(request):
-                    self.take(chunk, step_text, calls)
+                    self.take(chunk, step_text, streamed)
                     if self.watch.should_stop():
                         return TurnEnd(Run.Status.STOPPED)
                     if self.watch.timed_out:
                         return TurnEnd(Run.Status.FAILED, "run_timeout", "The run exceeded its time limit.")
                 break
             except ProviderError as exc:
-                if exc.transient and not step_text and not calls and attempt < settings.GENIE_PROVIDER_RETRIES:
+                if exc.transient and not step_text and not streamed and attempt < settings.GENIE_PROVIDER_RETRIES:
                     attempt += 1
                     time.sleep(settings.GENIE_PROVIDER_RETRY_BACKOFF * 2 ** (attempt - 1))
                     if self.watch.should_stop():
@@ -340,14 +344,17 @@ class Turn:
                     continue
                 return TurnEnd(Run.Status.FAILED, exc.code, exc.message)
         self.close_text()
-        self.finish_calls([calls[index] for index in sorted(calls)], "".join(step_text))
+        self.record_calls([streamed[index] for index in sorted(streamed)], "".join(step_text))
+        self.step_called_tools = bool(streamed)
+        if self.state["calls"]:
+            self.advance_calls()  # what can run now runs inside the step; what waits, waits
         self.writer.emit("finish-step")
         self.parts.step_open = False
         if self.watch.should_stop():
             return TurnEnd(Run.Status.STOPPED)
         return None
 
-    def take(self, chunk: Chunk, step_text: list[str], calls: dict[int, ToolCall]) -> None:
+    def take(self, chunk: Chunk, step_text: list[str], streamed: dict[int, StreamedCall]) -> None:
         if chunk.text:
             first = self.run.first_token_at is None
             if not self.parts.text_open:
@@ -362,10 +369,10 @@ class Turn:
                 Run.objects.filter(pk=self.run.pk).update(first_token_at=self.run.first_token_at)
                 release_connection()
         for delta in chunk.tool_calls:
-            call = calls.get(delta.index)
+            call = streamed.get(delta.index)
             if call is None:
                 self.close_text()  # the text part ends where the tool part begins
-                call = calls[delta.index] = ToolCall(new_call_id(), delta.id, delta.name)
+                call = streamed[delta.index] = StreamedCall(new_call_id(), delta.id, delta.name)
                 self.writer.emit("tool-input-start", toolCallId=call.call_id, toolName=call.tool_name)
             call.take(delta)  # id and name again (harmless), and the next piece of the arguments
             if delta.arguments:
@@ -381,58 +388,149 @@ class Turn:
             self.writer.emit("text-end", id=self.run.text_part_id)
             self.parts.text_open = False
 
-    def finish_calls(self, calls: list[ToolCall], step_text: str) -> None:
-        """Each call's input is complete: parse it (``tool-input-available``, or
-        ``tool-input-error`` and an error result the model sees at the next step) and
-        note what the run waits for."""
-        for call in calls:
-            error = call.parse_input()
-            if error is None:
-                self.writer.emit(
-                    "tool-input-available", toolCallId=call.call_id, toolName=call.tool_name, input=call.input
-                )
-            else:
-                call.result = {"error": error}
+    # --- tool calls ------------------------------------------------------------------
+
+    def record_calls(self, streamed: list[StreamedCall], step_text: str) -> None:
+        """Each call's input is complete: store its ``ToolCall``, announce it
+        (``tool-input-available``; ``tool-input-error`` for arguments that are not a JSON
+        object), and fail at once what cannot run: invalid JSON, an unknown tool, an
+        input its schema refuses (the model is told at the next step)."""
+        for position, item in enumerate(streamed):
+            arguments, error = item.parse_input()
+            offered = self.offered.get(item.tool_name)
+            call = ToolCall.objects.create(
+                run=self.run,
+                call_id=item.call_id,
+                provider_call_id=item.provider_call_id,
+                step=self.state["steps"],
+                position=position,
+                tool_name=item.tool_name,
+                kind=offered.spec.kind if offered else "",
+                arguments=item.arguments,
+                input=arguments,
+            )
+            if error is not None:
                 self.writer.emit(
                     "tool-input-error",
                     toolCallId=call.call_id,
                     toolName=call.tool_name,
-                    input=call.arguments,
+                    input=item.arguments,
                     errorText=error,
                 )
-        if calls:
+                call.mark_failed(error)
+                self.state["reported"].append(call.call_id)
+                continue
+            self.writer.emit("tool-input-available", toolCallId=call.call_id, toolName=call.tool_name, input=arguments)
+            if offered is None:
+                call.mark_failed(f"There is no tool named {call.tool_name!r}.")
+            elif (invalid := offered.input_error(arguments)) is not None:
+                call.mark_failed(invalid)
+        if streamed:
             self.state["messages"].append(
                 {
                     "role": "assistant",
                     "content": step_text or None,
                     "tool_calls": [
                         {
-                            "id": call.provider_call_id or call.call_id,
+                            "id": item.provider_call_id or item.call_id,
                             "type": "function",
-                            "function": {"name": call.tool_name, "arguments": call.arguments},
+                            "function": {"name": item.tool_name, "arguments": item.arguments},
                         }
-                        for call in calls
+                        for item in streamed
                     ],
                 }
             )
-        self.state["calls"] = [call.as_state() for call in calls]
-        self.state["waiting_on"] = [call.call_id for call in calls if call.result is None]
+        self.state["calls"] = [item.call_id for item in streamed]
 
-    def deliver_answers(self) -> None:
-        """Each answered call's outcome goes to the stream and, as a ``tool`` message, to
-        the model's next step."""
-        for call in self.state["calls"]:
-            result = call["result"]
-            if "error" in result:
-                self.writer.emit("tool-output-error", toolCallId=call["call_id"], errorText=str(result["error"]))
-                content = json.dumps({"error": result["error"]})
-            else:
-                self.writer.emit("tool-output-available", toolCallId=call["call_id"], output=result["output"])
-                content = json.dumps(result["output"])
+    def advance_calls(self) -> bool:
+        """Take each of the step's calls as far as it goes now; report the outcomes. When
+        every call is settled, their results go to the model's next step: returns True;
+        False while any waits for a person or the client."""
+        calls = list(ToolCall.objects.filter(call_id__in=self.state["calls"]).order_by("position"))
+        for call in calls:
+            self.advance(call)
+            self.report(call)
+        if any(call.is_open for call in calls):
+            return False
+        for call in calls:
             self.state["messages"].append(
-                {"role": "tool", "tool_call_id": call["provider_call_id"] or call["call_id"], "content": content}
+                {"role": "tool", "tool_call_id": call.provider_call_id or call.call_id, "content": tool_result(call)}
             )
-        self.state["calls"], self.state["waiting_on"] = [], []
+        self.state["calls"] = []
+        return True
+
+    def advance(self, call: ToolCall) -> None:
+        if call.status != ToolCall.Status.RUNNING:
+            return  # settled, or still waiting
+        offered = self.offered.get(call.tool_name)
+        if offered is None:
+            call.mark_failed(f"The tool {call.tool_name!r} is no longer offered.")
+        elif offered.spec.requires_approval and not call.decided_by:
+            call.mark_waiting(ToolCall.Status.PENDING_APPROVAL)
+            self.writer.emit("tool-approval-request", approvalId=call.call_id, toolCallId=call.call_id)
+            self.writer.emit("data-approval-required", data=self.action_data(call, "approval"))
+        elif not get_tool(offered.spec.kind).runs_on_server:
+            call.mark_waiting(ToolCall.Status.AWAITING_RESULT)
+            self.writer.emit("data-client-tool-call", data=self.action_data(call, "result"))
+        else:
+            self.execute(call, offered)
+
+    def execute(self, call: ToolCall, offered: OfferedTool) -> None:
+        """Run a server-side tool once, ever: a call a dead attempt had started is failed,
+        not run again."""
+        if not call.claim_execution():
+            call.mark_failed("The call was interrupted (its worker stopped); it was not run again.")
+            return
+        # The lease covers the call's whole timeout: a slow tool is not a dead worker.
+        Run.objects.filter(pk=self.run.pk, lease_owner=self.worker_id).update(
+            lease_expires_at=timezone.now() + timedelta(seconds=offered.spec.timeout + settings.GENIE_RUN_LEASE)
+        )
+        session = self.run.session
+        context = CallContext(
+            call_id=call.call_id,
+            session_uuid=str(session.uuid),
+            run_uuid=str(self.run.uuid),
+            user_id=session.user_id,
+            webhook_secret=session.agent.webhook_secret,
+        )
+        release_connection()
+        try:
+            output = get_tool(offered.spec.kind).call(offered, call.input or {}, context)
+        except ToolError as exc:
+            call.mark_failed(exc.message)
+        else:
+            call.mark_succeeded(output)
+
+    def report(self, call: ToolCall) -> None:
+        """A settled call's outcome in the stream, once."""
+        if not call.is_settled or call.call_id in self.state["reported"]:
+            return
+        if call.status == ToolCall.Status.SUCCEEDED:
+            self.writer.emit("tool-output-available", toolCallId=call.call_id, output=call.output)
+        elif call.status == ToolCall.Status.DENIED:
+            self.writer.emit("tool-output-denied", toolCallId=call.call_id)
+        else:
+            self.writer.emit("tool-output-error", toolCallId=call.call_id, errorText=call.error or call.status)
+        self.state["reported"].append(call.call_id)
+
+    def action_data(self, call: ToolCall, action: str) -> dict[str, Any]:
+        url = absolute_url(
+            None, f"runs:tool-call-{action}", session_uuid=self.run.session.uuid, call_id=call.call_id
+        )
+        data = {"call_id": call.call_id, "tool_name": call.tool_name, "input": call.input}
+        if action == "approval":
+            return {**data, "approval_url": url, "expires_at": self.action_expires_at.isoformat()}
+        return {**data, "result_url": url}
+
+
+def tool_result(call: ToolCall) -> str:
+    """A settled call as the model reads it in the ``tool`` message."""
+    if call.status == ToolCall.Status.SUCCEEDED:
+        return json.dumps(call.output)
+    if call.status == ToolCall.Status.DENIED:
+        reason = f" Reason: {call.reason}" if call.reason else ""
+        return json.dumps({"error": f"The user denied this tool call.{reason}"})
+    return json.dumps({"error": call.error or call.status})
 
 
 def _add(total: int | None, more: int | None) -> int | None:

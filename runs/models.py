@@ -24,7 +24,7 @@ class RunQuerySet(models.QuerySet["Run"]):
 
     def ready_to_continue(self) -> RunQuerySet:
         """Paused runs whose every pending tool call has its answer."""
-        return self.filter(status=Run.Status.REQUIRES_ACTION, state__waiting_on=[])
+        return self.filter(status=Run.Status.REQUIRES_ACTION).exclude(tool_calls__status__in=ToolCall.OPEN_STATUSES)
 
 
 class Run(models.Model):
@@ -38,9 +38,8 @@ class Run(models.Model):
 
     ``state`` keys: ``steps`` (model calls made), ``text`` (the reply so far),
     ``messages`` (this turn's assistant and tool messages after the prompt), ``calls``
-    (the last step's tool calls: ``call_id``, ``provider_call_id``, ``tool_name``,
-    ``arguments``, ``input``, and once answered ``result``: ``{output}`` or ``{error}``),
-    ``waiting_on`` (call ids still unanswered).
+    (the call ids of the last step's tool calls, whose ``ToolCall`` rows hold their
+    status and outcome), ``reported`` (call ids whose outcome is in the stream), ``usage``.
     """
 
     class Status(models.TextChoices):
@@ -108,10 +107,6 @@ class Run(models.Model):
         """The id of the reply's text part in the stream (AI SDK ``text-start`` … ``text-end``)."""
         return f"pending-message-{self.agent_message.uuid}"
 
-    @property
-    def waiting_on(self) -> list[str]:
-        return list(self.state.get("waiting_on") or [])
-
     def mark_started(self, *, lease_owner: str, lease_until: datetime) -> None:
         """queued (or an answered pause, or a dead worker's lease) → running, leased."""
         self.status = self.Status.RUNNING
@@ -148,14 +143,6 @@ class Run(models.Model):
         self.save(
             update_fields=["status", "state", "lease_owner", "lease_expires_at", "action_expires_at", "updated_at"]
         )
-
-    def record_answer(self, call_id: str, result: dict[str, Any]) -> None:
-        """Store the answer to a pending tool call (``{"output": …}`` or ``{"error": …}``)."""
-        for call in self.state.get("calls", []):
-            if call["call_id"] == call_id:
-                call["result"] = result
-        self.state["waiting_on"] = [pending for pending in self.waiting_on if pending != call_id]
-        self.save(update_fields=["state", "updated_at"])
 
     def mark_stop_requested(self) -> bool:
         """Note a stop request; returns False when one was already noted."""
@@ -258,3 +245,99 @@ class RunEvent(models.Model):
             return self.data
         seen = sum(self.delta_lengths[: seq - self.first_seq + 1])
         return {**self.data, "delta": self.data["delta"][seen:]}
+
+
+class ToolCallQuerySet(models.QuerySet["ToolCall"]):
+    def open(self) -> ToolCallQuerySet:
+        """Calls waiting on someone: a decision, a client's result, a connection."""
+        return self.filter(status__in=ToolCall.OPEN_STATUSES)
+
+
+class ToolCall(models.Model):
+    """One tool call the model made in a run, with its own transitions. ``call_id`` is
+    Genie's id for it (the stream's ``toolCallId``, the URL's ``{call_id}``)."""
+
+    class Status(models.TextChoices):
+        PENDING_APPROVAL = "pending_approval", "Pending approval"
+        AWAITING_RESULT = "awaiting_result", "Awaiting the client's result"
+        AWAITING_CONNECTION = "awaiting_connection", "Awaiting a connection"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        DENIED = "denied", "Denied"
+        EXPIRED = "expired", "Expired"
+
+    OPEN_STATUSES = (Status.PENDING_APPROVAL, Status.AWAITING_RESULT, Status.AWAITING_CONNECTION)
+    SETTLED_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.DENIED, Status.EXPIRED)
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tool_calls")
+    call_id = models.CharField(max_length=64, unique=True)
+    provider_call_id = models.CharField(max_length=200, blank=True)
+    step = models.PositiveSmallIntegerField(default=1)
+    position = models.PositiveSmallIntegerField(default=0)
+    tool_name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, blank=True)
+    arguments = models.TextField(blank=True, help_text="The arguments as the model streamed them.")
+    input = models.JSONField(null=True, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)
+    decided_by = models.CharField(max_length=200, blank=True)
+    reason = models.TextField(blank=True)
+    executed_at = models.DateTimeField(null=True, blank=True, help_text="When the server started executing it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ToolCallQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["run", "step", "position"]
+        indexes = [models.Index(fields=["run", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.tool_name} ({self.status})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN_STATUSES
+
+    @property
+    def is_settled(self) -> bool:
+        return self.status in self.SETTLED_STATUSES
+
+    def _finish(self, status: str, **fields: Any) -> None:
+        self.status = status
+        self.finished_at = timezone.now()
+        for name, value in fields.items():
+            setattr(self, name, value)
+        self.save(update_fields=["status", "finished_at", *fields])
+
+    def mark_waiting(self, status: str) -> None:
+        """→ pending_approval or awaiting_result (or awaiting_connection)."""
+        self.status = status
+        self.save(update_fields=["status"])
+
+    def mark_approved(self, *, decided_by: str, reason: str = "") -> None:
+        """pending_approval → running (the continuation executes it)."""
+        self.status, self.decided_by, self.reason = self.Status.RUNNING, decided_by, reason
+        self.save(update_fields=["status", "decided_by", "reason"])
+
+    def mark_denied(self, *, decided_by: str, reason: str = "") -> None:
+        self._finish(self.Status.DENIED, decided_by=decided_by, reason=reason)
+
+    def claim_execution(self) -> bool:
+        """Take the one execution of this call: True once, ever, whoever asks (a
+        redelivered task finds it taken and never runs the tool a second time)."""
+        now = timezone.now()
+        taken = ToolCall.objects.filter(pk=self.pk, executed_at__isnull=True).update(executed_at=now)
+        self.executed_at = self.executed_at or now
+        return bool(taken)
+
+    def mark_succeeded(self, output: Any) -> None:
+        self._finish(self.Status.SUCCEEDED, output=output)
+
+    def mark_failed(self, error: str) -> None:
+        self._finish(self.Status.FAILED, error=error)
+
+    def mark_expired(self) -> None:
+        self._finish(self.Status.EXPIRED)

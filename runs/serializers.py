@@ -7,7 +7,7 @@ from rest_framework import serializers
 
 from genie.links import absolute_url
 from genie.serializers import StrictSerializer
-from runs.models import Run, RunEvent
+from runs.models import Run, RunEvent, ToolCall
 
 
 class RunErrorSerializer(serializers.Serializer):
@@ -20,6 +20,64 @@ class RunUsageSerializer(serializers.Serializer):
     completion_tokens = serializers.IntegerField(allow_null=True)
 
 
+class ToolCallSerializer(serializers.ModelSerializer):
+    """A tool call as the transcript shows it (``tool_calls`` of an agent message)."""
+
+    class Meta:
+        model = ToolCall
+        fields = [
+            "call_id",
+            "tool_name",
+            "kind",
+            "input",
+            "output",
+            "error",
+            "status",
+            "decided_by",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = fields  # output only
+
+
+ACTION_TYPES = {
+    ToolCall.Status.PENDING_APPROVAL: ("approval", "runs:tool-call-approval"),
+    ToolCall.Status.AWAITING_RESULT: ("client_tool", "runs:tool-call-result"),
+    ToolCall.Status.AWAITING_CONNECTION: ("connection", "runs:tool-call-approval"),
+}
+
+
+class PendingActionSerializer(serializers.Serializer):
+    """What a paused run waits for: ``type`` approval | client_tool | connection, and
+    ``url``, where to answer it."""
+
+    type = serializers.ChoiceField(choices=["approval", "client_tool", "connection"])
+    call_id = serializers.CharField()
+    tool_name = serializers.CharField()
+    input = serializers.JSONField(allow_null=True)
+    url = serializers.URLField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+
+
+def pending_actions(calls: list[ToolCall], request: Any) -> list[dict[str, Any]]:
+    """The open tool calls as pending actions (calls with their run loaded)."""
+    actions = []
+    for call in calls:
+        action, url_name = ACTION_TYPES[call.status]
+        url = absolute_url(request, url_name, session_uuid=call.run.session.uuid, call_id=call.call_id)
+        actions.append(
+            {
+                "type": action,
+                "call_id": call.call_id,
+                "tool_name": call.tool_name,
+                "input": call.input,
+                "url": url,
+                "expires_at": call.run.action_expires_at,
+            }
+        )
+    return PendingActionSerializer(actions, many=True).data
+
+
 class RunSerializer(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
     stream_url = serializers.SerializerMethodField()
@@ -28,6 +86,7 @@ class RunSerializer(serializers.ModelSerializer):
     agent_message_uuid = serializers.UUIDField(source="agent_message.uuid", read_only=True)
     error = serializers.SerializerMethodField()
     usage = serializers.SerializerMethodField()
+    pending_actions = serializers.SerializerMethodField()
 
     class Meta:
         model = Run
@@ -39,6 +98,7 @@ class RunSerializer(serializers.ModelSerializer):
             "status",
             "error",
             "usage",
+            "pending_actions",
             "user_message_uuid",
             "agent_message_uuid",
             "attempts",
@@ -61,6 +121,13 @@ class RunSerializer(serializers.ModelSerializer):
     @extend_schema_field(RunErrorSerializer(allow_null=True))
     def get_error(self, obj: Run) -> dict[str, str] | None:
         return {"code": obj.error_code, "message": obj.error_message} if obj.error_code else None
+
+    @extend_schema_field(PendingActionSerializer(many=True))
+    def get_pending_actions(self, obj: Run) -> list[dict[str, Any]]:
+        if obj.status != Run.Status.REQUIRES_ACTION:
+            return []
+        calls = list(obj.tool_calls.open().select_related("run__session"))
+        return pending_actions(calls, self.context["request"])
 
     @extend_schema_field(RunUsageSerializer())
     def get_usage(self, obj: Run) -> dict[str, int | None]:
@@ -94,4 +161,19 @@ class EventQuerySerializer(StrictSerializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "since_id" in attrs and "since_created_at" in attrs:
             raise serializers.ValidationError("Give since_id or since_created_at, not both.")
+        return attrs
+
+
+class ToolCallApprovalSerializer(StrictSerializer):
+    approved = serializers.BooleanField()
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+
+
+class ToolCallResultSerializer(StrictSerializer):
+    output = serializers.JSONField(required=False)
+    error = serializers.CharField(required=False, max_length=10_000)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("output" in attrs) == ("error" in attrs):
+            raise serializers.ValidationError("Send exactly one of output or error.", code="output_or_error")
         return attrs

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -19,8 +19,8 @@ from chat.models import Message, Session
 from genie.connections import redis_client
 from runs import tasks
 from runs.events import OpenParts, RunEventWriter, StreamEvent, logged_text, read_run_log, stop_key
-from runs.exceptions import ActionAlreadyAnswered, NoPendingAction, RunActive
-from runs.models import Run
+from runs.exceptions import ActionAlreadyAnswered, RunActive
+from runs.models import Run, ToolCall
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +134,8 @@ def end_run(
             message.prompt_tokens, message.completion_tokens = usage.prompt_tokens, usage.completion_tokens
             fields += ["prompt_tokens", "completion_tokens"]
         message.save(update_fields=fields)
+        for call in run.tool_calls.open():  # nobody will answer them now
+            call.mark_expired()
         usage = usage or Usage()
         locked.mark_finished(
             status=status,
@@ -180,9 +182,11 @@ def _after_run_end(*, run: Run, writer: RunEventWriter, events: list[StreamEvent
         redis_client().delete(stop_key(str(run.uuid)))
 
 
-def pause_run(*, run: Run, writer: RunEventWriter, state: dict[str, Any], text: str, worker_id: str) -> bool:
+def pause_run(
+    *, run: Run, writer: RunEventWriter, state: dict[str, Any], text: str, worker_id: str, expires_at: datetime
+) -> bool:
     """The executing worker gives a run up until its pending tool calls are answered:
-    the run waits ``requires_action`` (no lease, no worker thread) for GENIE_ACTION_TTL,
+    the run waits ``requires_action`` (no lease, no worker thread) until ``expires_at``,
     its message keeps the text so far, its events are stored. A stop that arrived while
     the worker was finishing the step ends the run ``stopped`` instead. Returns whether
     the run now waits."""
@@ -193,7 +197,7 @@ def pause_run(*, run: Run, writer: RunEventWriter, state: dict[str, Any], text: 
         if locked.stop_requested_at is None:
             writer.flush()
             Message.objects.filter(pk=run.agent_message_id).update(text=text, updated_at=timezone.now())
-            locked.mark_waiting(state=state, expires_at=timezone.now() + timedelta(seconds=settings.GENIE_ACTION_TTL))
+            locked.mark_waiting(state=state, expires_at=expires_at)
             run.status, run.state = locked.status, locked.state
             return True
     end_run(
@@ -207,22 +211,50 @@ def pause_run(*, run: Run, writer: RunEventWriter, state: dict[str, Any], text: 
     return False
 
 
-def answer_tool_call(*, run: Run, call_id: str, output: Any = None, error: str | None = None) -> Run:
-    """Answer a pending tool call of a paused run with its ``output`` or an ``error``.
-    When it was the last one, the run's continuation is enqueued after commit.
-    Raises ``NoPendingAction`` (the run does not wait for this call) or
-    ``ActionAlreadyAnswered``."""
+def decide_tool_call(*, session: Session, call_id: str, approved: bool, reason: str, decided_by: str) -> ToolCall:
+    """Approve or deny a tool call waiting for a person. When no call of the run waits
+    any more, its continuation is enqueued after commit. Raises ``ToolCall.DoesNotExist``
+    (no such call in this session) or ``ActionAlreadyAnswered``."""
     with transaction.atomic():
-        locked = Run.objects.select_for_update(of=("self",)).get(pk=run.pk)
-        calls = {call["call_id"]: call for call in locked.state.get("calls", [])}
-        if locked.status != Run.Status.REQUIRES_ACTION or call_id not in calls:
-            raise NoPendingAction(details={"call_id": call_id, "run_status": locked.status})
-        if call_id not in locked.waiting_on:
-            raise ActionAlreadyAnswered(details={"call_id": call_id})
-        locked.record_answer(call_id, {"error": error} if error is not None else {"output": output})
-        if not locked.waiting_on:
-            transaction.on_commit(partial(tasks.continue_run.delay, locked.pk))
-    return locked
+        call = _locked_call(session=session, call_id=call_id)
+        if call.status != ToolCall.Status.PENDING_APPROVAL:
+            raise ActionAlreadyAnswered(details={"call_id": call_id, "status": call.status})
+        if approved:
+            call.mark_approved(decided_by=decided_by, reason=reason)
+        else:
+            call.mark_denied(decided_by=decided_by, reason=reason)
+        _continue_when_answered(call.run)
+    return call
+
+
+def submit_tool_result(*, session: Session, call_id: str, output: Any = None, error: str | None = None) -> ToolCall:
+    """The client's result of a client tool call (``output``, or ``error``). Raises
+    ``ToolCall.DoesNotExist`` or ``ActionAlreadyAnswered`` (not waiting for a result)."""
+    with transaction.atomic():
+        call = _locked_call(session=session, call_id=call_id)
+        if call.status != ToolCall.Status.AWAITING_RESULT:
+            raise ActionAlreadyAnswered(
+                "This tool call is not waiting for a result.", details={"call_id": call_id, "status": call.status}
+            )
+        if error is not None:
+            call.mark_failed(error)
+        else:
+            call.mark_succeeded(output)
+        _continue_when_answered(call.run)
+    return call
+
+
+def _locked_call(*, session: Session, call_id: str) -> ToolCall:
+    """The call, with its run's row locked: answers to one run are serialised."""
+    call = ToolCall.objects.select_related("run").get(run__session=session, call_id=call_id)
+    Run.objects.select_for_update(of=("self",)).filter(pk=call.run_id).first()
+    call.refresh_from_db()
+    return call
+
+
+def _continue_when_answered(run: Run) -> None:
+    if run.status == Run.Status.REQUIRES_ACTION and not run.tool_calls.open().exists():
+        transaction.on_commit(partial(tasks.continue_run.delay, run.pk))
 
 
 def stop_session(*, session: Session) -> bool:

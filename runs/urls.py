@@ -1,6 +1,13 @@
 from django.urls import path
 
-from runs.views import RunViewSet, SessionEventsView, SessionStopView, StreamOutsideAsgiView
+from runs.views import (
+    RunViewSet,
+    SessionEventsView,
+    SessionStopView,
+    StreamOutsideAsgiView,
+    ToolCallApprovalView,
+    ToolCallResultView,
+)
 
 app_name = "runs"
 
@@ -15,6 +22,16 @@ urlpatterns = [
     path("sessions/<uuid:session_uuid>/runs", RunViewSet.as_view({"get": "list"}), name="run-list"),
     path(
         "sessions/<uuid:session_uuid>/runs/<uuid:run_uuid>", RunViewSet.as_view({"get": "retrieve"}), name="run-detail"
+    ),
+    path(
+        "sessions/<uuid:session_uuid>/tool-calls/<str:call_id>/approval",
+        ToolCallApprovalView.as_view(),
+        name="tool-call-approval",
+    ),
+    path(
+        "sessions/<uuid:session_uuid>/tool-calls/<str:call_id>/result",
+        ToolCallResultView.as_view(),
+        name="tool-call-result",
     ),
     path("sessions/<uuid:session_uuid>/events", SessionEventsView.as_view({"get": "list"}), name="session-events"),
 ]

@@ -14,6 +14,7 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import mixins, serializers, viewsets
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -22,8 +23,16 @@ from chat.models import Session
 from genie.exceptions import error_body
 from genie.schema import SECURITY, error_response
 from runs import services
-from runs.models import Run, RunEvent
-from runs.serializers import EventQuerySerializer, RunEventSerializer, RunSerializer
+from runs.models import Run, RunEvent, ToolCall
+from runs.serializers import (
+    EventQuerySerializer,
+    RunEventSerializer,
+    RunSerializer,
+    ToolCallApprovalSerializer,
+    ToolCallResultSerializer,
+)
+
+EVENT_ID = {"type": "integer", "minimum": 0}
 
 
 class SessionStopView(APIView):
@@ -62,8 +71,10 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 @extend_schema_view(
     list=extend_schema(
         parameters=[
-            OpenApiParameter("since_id", OpenApiTypes.INT, description="Only events after this id (`id` of an event)."),
-            OpenApiParameter("since_created_at", OpenApiTypes.DATETIME, description="Only events stored after this."),
+            OpenApiParameter("since_id", EVENT_ID, description="Only events after this id; not with since_created_at."),
+            OpenApiParameter(
+                "since_created_at", OpenApiTypes.DATETIME, description="Only events stored after this time."
+            ),
         ]
     )
 )
@@ -122,12 +133,12 @@ class StreamOutsideAsgiView(APIView):
         parameters=[
             OpenApiParameter(
                 "Last-Event-ID",
-                OpenApiTypes.INT,
+                EVENT_ID,
                 location=OpenApiParameter.HEADER,
                 description="Resume after this event id (a non-negative integer).",
             ),
             OpenApiParameter(
-                "last_event_id", OpenApiTypes.INT, description="The same, for clients that cannot set it."
+                "last_event_id", EVENT_ID, description="The same, for clients that cannot set the header."
             ),
             OpenApiParameter(
                 "x-vercel-ai-ui-message-stream",
@@ -146,3 +157,47 @@ class StreamOutsideAsgiView(APIView):
     )
     def get(self, request: Request, **kwargs: str) -> Response:
         return Response(error_body("asgi_required", "Streams are served by the ASGI server (Daphne)."), status=501)
+
+
+class ToolCallApprovalView(APIView):
+    """``POST sessions/{s}/tool-calls/{call_id}/approval {approved, reason?}``: decide a
+    tool call that needs confirmation (409 ``already_decided`` the second time)."""
+
+    @extend_schema(
+        request=ToolCallApprovalSerializer,
+        responses=inline_serializer(
+            "ToolCallDecision",
+            {"call_id": serializers.CharField(), "status": serializers.ChoiceField(choices=["approved", "denied"])},
+        ),
+    )
+    def post(self, request: Request, session_uuid: str, call_id: str) -> Response:
+        session = get_object_or_404(Session.objects.reachable_by(request.auth), uuid=session_uuid)
+        data = ToolCallApprovalSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            services.decide_tool_call(session=session, call_id=call_id, decided_by=request.auth.label, **data.validated_data)
+        except ToolCall.DoesNotExist as exc:
+            raise NotFound("No such tool call in this session.") from exc
+        status = "approved" if data.validated_data["approved"] else "denied"
+        return Response({"call_id": call_id, "status": status})
+
+
+class ToolCallResultView(APIView):
+    """``POST sessions/{s}/tool-calls/{call_id}/result {output} | {error}``: the result of
+    a client tool (a UI command the client ran)."""
+
+    @extend_schema(
+        request=ToolCallResultSerializer,
+        responses=inline_serializer(
+            "ToolCallResult", {"call_id": serializers.CharField(), "status": serializers.CharField()}
+        ),
+    )
+    def post(self, request: Request, session_uuid: str, call_id: str) -> Response:
+        session = get_object_or_404(Session.objects.reachable_by(request.auth), uuid=session_uuid)
+        data = ToolCallResultSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            call = services.submit_tool_result(session=session, call_id=call_id, **data.validated_data)
+        except ToolCall.DoesNotExist as exc:
+            raise NotFound("No such tool call in this session.") from exc
+        return Response({"call_id": call_id, "status": call.status})

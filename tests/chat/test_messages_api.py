@@ -92,5 +92,5 @@ def test_transcript_queries_do_not_grow_with_messages(api, session, django_asser
     for _ in range(20):
         FeedbackFactory(message=MessageFactory(session=session, sender_role="agent"))
 
-    with django_assert_max_num_queries(5):
+    with django_assert_max_num_queries(6):  # +1: the agent messages' tool calls, one query for all
         assert api.get(f"/api/v1/sessions/{session.uuid}/messages").status_code == 200

@@ -12,7 +12,7 @@ from chat.models import Message
 from genie.connections import redis_client
 from runs import services
 from runs.events import RunEventWriter, stop_key
-from runs.models import Run, RunEvent
+from runs.models import Run, RunEvent, ToolCall
 from tests.factories import RunFactory
 from tests.runs.conftest import published_data, published_types, stored_types
 
@@ -29,15 +29,17 @@ def test_transitions_of_one_row():
     leased(run)
     assert (run.status, run.attempts, run.lease_owner) == (Run.Status.RUNNING, 1, "worker-1")
 
-    run.mark_waiting(state={"waiting_on": ["call_1"], "calls": [{"call_id": "call_1"}]}, expires_at=timezone.now())
+    run.mark_waiting(state={"calls": ["call_1"]}, expires_at=timezone.now())
     run.refresh_from_db()
     assert (run.status, run.lease_owner, run.lease_expires_at) == (Run.Status.REQUIRES_ACTION, "", None)
+    call = ToolCall.objects.create(run=run, call_id="call_1", tool_name="lookup")
+    call.mark_waiting(ToolCall.Status.AWAITING_RESULT)
+    assert not Run.objects.ready_to_continue().filter(pk=run.pk).exists()
 
-    run.record_answer("call_1", {"output": 1})
-    run.refresh_from_db()
-    assert run.waiting_on == []
-    assert run.state["calls"][0]["result"] == {"output": 1}
+    call.mark_succeeded({"answer": 1})
     assert Run.objects.ready_to_continue().filter(pk=run.pk).exists()
+    assert call.claim_execution() is True
+    assert call.claim_execution() is False  # once, ever
 
     assert run.mark_stop_requested() is True
     assert run.mark_stop_requested() is False

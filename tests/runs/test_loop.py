@@ -11,7 +11,8 @@ from django.db import connection
 
 from chat.models import Message
 from runs import loop, services
-from runs.models import Run
+from runs.exceptions import ActionAlreadyAnswered
+from runs.models import Run, ToolCall
 from runs.providers import Chunk, ProviderError, ProviderRequest
 from runs.recovery import sweep_runs
 from tests.factories import RunFactory
@@ -23,6 +24,17 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 def text_turn(*, deltas: int) -> list[str]:
     """The events of a one-step text reply."""
     return ["start", "start-step", "text-start", *["text-delta"] * deltas, "text-end", "finish-step", "finish"]
+
+
+CLIENT_LOOKUP = {"name": "lookup", "kind": "client", "description": "Look something up in the page."}
+
+
+def run_with_tools(*tools: dict) -> Run:
+    return RunFactory(session__agent__tools=list(tools or [CLIENT_LOOKUP]))
+
+
+def call_ids(run: Run) -> list[str]:
+    return list(ToolCall.objects.filter(run=run).order_by("step", "position").values_list("call_id", flat=True))
 
 
 def reload(run: Run) -> Run:
@@ -47,8 +59,8 @@ def test_a_text_reply_is_one_step_and_ends_with_finish_after_the_message_is_stor
     assert enqueued["generate_title"] == [run.session_id]  # the session's title was blank
 
 
-def test_a_tool_call_pauses_the_run_without_a_lease_and_the_answer_continues_it(script, enqueued):
-    run = RunFactory()
+def test_a_client_tool_call_pauses_the_run_without_a_lease_and_its_result_continues_it(script, enqueued):
+    run = run_with_tools()
     provider = script(
         [*text("Let me look. "), *tool_call("lookup", '{"q": "cats"}')],
         text("Found 3 cats."),
@@ -70,6 +82,7 @@ def test_a_tool_call_pauses_the_run_without_a_lease_and_the_answer_continues_it(
         "tool-input-delta",
         "tool-input-delta",
         "tool-input-available",
+        "data-client-tool-call",
         "finish-step",
     ]
     (available,) = published_data(run, "tool-input-available")
@@ -78,47 +91,53 @@ def test_a_tool_call_pauses_the_run_without_a_lease_and_the_answer_continues_it(
     assert call_id != "prov-1"
     assert available["toolName"] == "lookup"
     assert available["input"] == {"q": "cats"}
-    assert run.waiting_on == [call_id]
+    call = ToolCall.objects.get(call_id=call_id)
+    assert (call.status, call.kind, call.input) == (ToolCall.Status.AWAITING_RESULT, "client", {"q": "cats"})
+    (asked,) = published_data(run, "data-client-tool-call")
+    assert asked["data"]["result_url"].endswith(f"/tool-calls/{call_id}/result")
     assert run.agent_message.text == "Let me look. "  # the transcript has the text so far
     assert sweep_runs()["requeued"] == 0  # a paused run is nobody's to re-queue
     assert reload(run).status == Run.Status.REQUIRES_ACTION
 
-    services.answer_tool_call(run=run, call_id=call_id, output={"cats": 3})
+    services.submit_tool_result(session=run.session, call_id=call_id, output={"cats": 3})
     assert enqueued["continue_run"] == [run.pk]
     loop.execute_run(run.pk)  # what the runs.continue_run task does
 
     run = reload(run)
     assert run.status == Run.Status.SUCCEEDED
     assert run.agent_message.text == "Let me look. Found 3 cats."
-    assert published_types(run)[10:] == ["tool-output-available", *text_turn(deltas=1)[1:]]
+    assert published_types(run)[11:] == ["tool-output-available", *text_turn(deltas=1)[1:]]
     assert published_types(run).count("start") == 1
     second_call = provider.requests[1].messages
     assert second_call[-2]["tool_calls"][0]["id"] == "prov-1"
     assert second_call[-1] == {"role": "tool", "tool_call_id": "prov-1", "content": '{"cats": 3}'}
 
 
-def test_an_answer_is_taken_once(script, enqueued):
-    run = RunFactory()
+def test_a_result_is_taken_once(script, enqueued):
+    run = run_with_tools()
     script(tool_call("lookup", "{}"))
     loop.execute_run(run.pk)
-    call_id = reload(run).waiting_on[0]
+    (call_id,) = call_ids(run)
 
-    services.answer_tool_call(run=run, call_id=call_id, error="no such page")
+    services.submit_tool_result(session=run.session, call_id=call_id, error="no such page")
 
-    with pytest.raises(services.ActionAlreadyAnswered):
-        services.answer_tool_call(run=run, call_id=call_id, output="again")
-    with pytest.raises(services.NoPendingAction):
-        services.answer_tool_call(run=run, call_id="call_unknown", output="x")
-    assert reload(run).state["calls"][0]["result"] == {"error": "no such page"}
+    with pytest.raises(ActionAlreadyAnswered):
+        services.submit_tool_result(session=run.session, call_id=call_id, output="again")
+    with pytest.raises(ToolCall.DoesNotExist):
+        services.submit_tool_result(session=run.session, call_id="call_unknown", output="x")
+    with pytest.raises(ToolCall.DoesNotExist):  # another session's call is no call of this one
+        services.submit_tool_result(session=RunFactory().session, call_id=call_id, output="x")
+    call = ToolCall.objects.get(call_id=call_id)
+    assert (call.status, call.error) == (ToolCall.Status.FAILED, "no such page")
 
 
 def test_a_tool_error_reaches_the_model_and_the_stream(script, enqueued):
-    run = RunFactory()
+    run = run_with_tools()
     provider = script(tool_call("lookup", "{}"), text("Sorry."))
     loop.execute_run(run.pk)
-    call_id = reload(run).waiting_on[0]
+    (call_id,) = call_ids(run)
 
-    services.answer_tool_call(run=run, call_id=call_id, error="no such page")
+    services.submit_tool_result(session=run.session, call_id=call_id, error="no such page")
     loop.execute_run(run.pk)
 
     assert published_data(run, "tool-output-error") == [
@@ -129,7 +148,7 @@ def test_a_tool_error_reaches_the_model_and_the_stream(script, enqueued):
 
 
 def test_invalid_tool_arguments_are_an_error_the_model_sees_without_a_pause(script, enqueued):
-    run = RunFactory()
+    run = run_with_tools()
     provider = script(tool_call("lookup", "{not json"), text("Let me retry."))
 
     loop.execute_run(run.pk)
@@ -141,9 +160,10 @@ def test_invalid_tool_arguments_are_an_error_the_model_sees_without_a_pause(scri
     assert "not valid JSON" in provider.requests[1].messages[-1]["content"]
 
 
-def test_a_turn_stops_at_its_step_limit(script, enqueued, settings):
-    settings.GENIE_MAX_STEPS = 2
-    run = RunFactory()
+def test_a_turn_stops_at_its_step_limit(script, enqueued):
+    run = run_with_tools()
+    run.session.agent.max_steps = 2
+    run.session.agent.save()
     script(tool_call("lookup", "[]"), tool_call("lookup", "[]"), text("never"))
 
     loop.execute_run(run.pk)
@@ -212,7 +232,7 @@ def test_a_provider_failure_after_partial_text_fails_the_run_and_keeps_the_text(
 
 
 def test_stop_while_paused_ends_the_run_stopped(script, enqueued):
-    run = RunFactory()
+    run = run_with_tools()
     script(tool_call("lookup", "{}"))
     loop.execute_run(run.pk)
 
@@ -222,6 +242,7 @@ def test_stop_while_paused_ends_the_run_stopped(script, enqueued):
     assert run.status == Run.Status.STOPPED
     assert run.action_expires_at is None
     assert published_types(run)[-2:] == ["abort", "finish"]
+    assert ToolCall.objects.get(run=run).status == ToolCall.Status.EXPIRED
     assert loop.execute_run(run.pk) is None  # a late continuation does nothing
 
 

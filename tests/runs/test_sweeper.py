@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from chat.models import Message
 from runs.events import RunEventWriter
-from runs.models import Run
+from runs.models import Run, ToolCall
 from runs.recovery import sweep_runs
 from tests.factories import RunFactory
 from tests.runs.conftest import published_types
@@ -28,10 +28,14 @@ def started(lease_in: timedelta, *, attempts: int = 1) -> Run:
     return run
 
 
-def paused(expires_in: timedelta, *, waiting_on: list[str]) -> Run:
+def paused(expires_in: timedelta, *, answered: bool) -> Run:
     run = RunFactory()
-    calls = [{"call_id": "call_1", "provider_call_id": "p", "tool_name": "t", "arguments": "{}", "input": {}}]
-    run.mark_waiting(state={"calls": calls, "waiting_on": waiting_on}, expires_at=timezone.now() + expires_in)
+    run.mark_waiting(state={"calls": ["call_1"]}, expires_at=timezone.now() + expires_in)
+    call = ToolCall.objects.create(run=run, call_id=f"call_{run.pk}", tool_name="t", input={})
+    if answered:
+        call.mark_succeeded({"ok": True})
+    else:
+        call.mark_waiting(ToolCall.Status.PENDING_APPROVAL)
     return run
 
 
@@ -86,7 +90,7 @@ def test_an_expired_lease_after_text_fails_the_run_keeping_the_text(enqueued):
 
 
 def test_a_paused_run_is_never_re_queued(enqueued):
-    run = paused(FUTURE, waiting_on=["call_1"])
+    run = paused(FUTURE, answered=False)
 
     assert sweep_runs() == {"failed": 0, "requeued": 0, "expired": 0, "resumed": 0}
 
@@ -96,18 +100,19 @@ def test_a_paused_run_is_never_re_queued(enqueued):
 
 
 def test_a_paused_run_unanswered_past_its_ttl_fails_action_expired(enqueued):
-    run = paused(PAST, waiting_on=["call_1"])
+    run = paused(PAST, answered=False)
 
     assert sweep_runs()["expired"] == 1
 
     run.refresh_from_db()
     assert (run.status, run.error_code) == (Run.Status.FAILED, "action_expired")
     assert published_types(run) == ["start", "error", "finish"]
+    assert ToolCall.objects.get(run=run).status == ToolCall.Status.EXPIRED
 
 
 def test_an_answered_pause_whose_task_was_lost_is_continued(enqueued, settings):
     settings.GENIE_QUEUED_RUN_GRACE = 0
-    run = paused(FUTURE, waiting_on=[])
+    run = paused(FUTURE, answered=True)
 
     assert sweep_runs()["resumed"] == 1
 

@@ -1,0 +1,147 @@
+"""Tools an agent's model may call, behind one small interface and a kind → class registry
+(as providers are).
+
+A tool definition lives on the agent (``Agent.tools``, validated by
+``chat.serializers.ToolSpecSerializer``). A ``Tool`` turns one definition into what the
+model is offered (``offers``: a webhook or client tool offers itself, an MCP server each
+of its tools as ``<name>__<tool>``) and executes a call on the server (``call``; client
+tools are executed by the client). A tool never touches the ORM and raises only
+``ToolError``; the call's record is ``runs.models.ToolCall``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import jsonschema
+from django.utils.module_loading import import_string
+
+from runs.providers import ToolDefinition
+
+# kind → class. Imported on first use (MCP pulls in the ``mcp`` package).
+TOOL_KINDS: dict[str, str] = {
+    "webhook": "runs.tools.webhook.WebhookTool",
+    "mcp": "runs.tools.mcp.McpTool",
+    "client": "runs.tools.client.ClientTool",
+}
+MAX_TOOLS = 32
+DEFAULT_TIMEOUT = 30
+MAX_TIMEOUT = 120
+
+
+class ToolError(Exception):
+    """A call that did not produce an output; ``message`` is what the model is told."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """One tool definition as the agent stores it."""
+
+    name: str
+    kind: str
+    description: str = ""
+    input_schema: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
+    requires_approval: bool = False
+    connection: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    url: str = ""  # webhook
+    server_url: str = ""  # mcp
+    allowed_tools: tuple[str, ...] | None = None  # mcp: the server's tools to offer (None: all)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ToolSpec:
+        allowed = data.get("allowed_tools")
+        return cls(
+            name=data["name"],
+            kind=data["kind"],
+            description=data.get("description", ""),
+            input_schema=data.get("input_schema") or {"type": "object"},
+            requires_approval=bool(data.get("requires_approval", False)),
+            connection=data.get("connection"),
+            timeout=float(data.get("timeout") or DEFAULT_TIMEOUT),
+            url=data.get("url", ""),
+            server_url=data.get("server_url", ""),
+            allowed_tools=tuple(allowed) if allowed is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class OfferedTool:
+    """A tool as the model sees it: ``name`` is what it calls."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    spec: ToolSpec
+    remote_name: str = ""  # MCP: the server's own name of the tool
+
+    def definition(self) -> ToolDefinition:
+        return ToolDefinition(name=self.name, description=self.description, input_schema=self.input_schema)
+
+    def input_error(self, arguments: dict[str, Any]) -> str | None:
+        """Why ``arguments`` do not match the tool's input schema, or None."""
+        validator = jsonschema.Draft202012Validator(self.input_schema)
+        error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+        if error is None:
+            return None
+        where = "/".join(str(part) for part in error.absolute_path)
+        return f"Invalid input{f' at {where}' if where else ''}: {error.message}"
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """What a server-side call carries besides its input."""
+
+    call_id: str
+    session_uuid: str
+    run_uuid: str
+    user_id: str
+    webhook_secret: str = ""
+    access_token: str | None = None  # the end user's OAuth token, for a tool with a connection
+
+
+class Tool(Protocol):
+    kind: str
+    runs_on_server: bool  # False: the client executes it and posts the result
+
+    def offers(self, spec: ToolSpec) -> list[OfferedTool]: ...
+
+    def call(self, offered: OfferedTool, arguments: dict[str, Any], context: CallContext) -> Any: ...
+
+
+def get_tool(kind: str) -> Tool:
+    try:
+        return import_string(TOOL_KINDS[kind])()
+    except KeyError as exc:
+        raise ToolError(f"No tool kind named {kind!r}.") from exc
+
+
+def offered_tools(definitions: list[dict[str, Any]]) -> list[OfferedTool]:
+    """Everything an agent's tool definitions offer the model. A definition whose tools
+    cannot be listed now (an MCP server that is down) offers nothing this time."""
+    offered: list[OfferedTool] = []
+    for data in definitions:
+        spec = ToolSpec.from_dict(data)
+        try:
+            offered += get_tool(spec.kind).offers(spec)
+        except ToolError:
+            continue
+    return offered
+
+
+def check_input_schema(schema: Any) -> str | None:
+    """Why ``schema`` is not a usable JSON Schema for a tool's input, or None."""
+    if not isinstance(schema, dict):
+        return "Must be a JSON Schema object."
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.exceptions.SchemaError as exc:
+        return f"Not a valid JSON Schema: {exc.message}"
+    if schema.get("type", "object") != "object":
+        return 'A tool\'s input is a JSON object: "type" must be "object".'
+    return None

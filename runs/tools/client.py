@@ -1,0 +1,19 @@
+"""Client tools (seed 003's UI commands): the client executes them (navigate, open a
+modal…) and posts the result; the run waits for it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runs.tools import CallContext, OfferedTool, ToolError, ToolSpec
+
+
+class ClientTool:
+    kind = "client"
+    runs_on_server = False
+
+    def offers(self, spec: ToolSpec) -> list[OfferedTool]:
+        return [OfferedTool(name=spec.name, description=spec.description, input_schema=spec.input_schema, spec=spec)]
+
+    def call(self, offered: OfferedTool, arguments: dict[str, Any], context: CallContext) -> Any:
+        raise ToolError("A client tool is executed by the client.")

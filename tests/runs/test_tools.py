@@ -1,0 +1,227 @@
+"""Tools in a turn, driven in-process with a scripted model and a real webhook receiver
+on loopback that checks Genie's signature: execution, approvals (approve, deny, twice),
+parallel calls, schema-invalid input, and a redelivered continuation that must not run
+a tool twice."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from runs import loop, services
+from runs.exceptions import ActionAlreadyAnswered
+from runs.models import Run, ToolCall
+from runs.tools.webhook import signature
+from tests.factories import RunFactory
+from tests.runs.conftest import published_data, published_types, text, tool_call
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_settings")]
+
+
+class WebhookReceiver:
+    """Answers each signed call with ``{"echo": input}``; refuses a bad signature with 401."""
+
+    def __init__(self) -> None:
+        self.secret = ""
+        self.calls: list[dict] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers["content-length"]))
+                stamp, _, digest = self.headers.get("Genie-Signature", "").partition(",v1=")
+                timestamp = int(stamp.removeprefix("t=") or 0)
+                expected = hmac.new(receiver.secret.encode(), f"{timestamp}.".encode() + raw, hashlib.sha256)
+                if not hmac.compare_digest(expected.hexdigest(), digest) or abs(time.time() - timestamp) > 300:
+                    self.send_response(401)
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
+                body = json.loads(raw)
+                receiver.calls.append(body)
+                answer = json.dumps({"echo": body["input"]}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    server = WebhookReceiver()
+    yield server
+    server.server.shutdown()
+
+
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+def webhook_run(receiver: WebhookReceiver, **spec: object) -> Run:
+    tool = {"name": "weather", "kind": "webhook", "url": receiver.url, "input_schema": SCHEMA, **spec}
+    run = RunFactory(session__agent__tools=[tool], session__user_id="customer-42")
+    receiver.secret = run.session.agent.webhook_secret
+    return run
+
+
+def reload(run: Run) -> Run:
+    return Run.objects.select_related("agent_message", "session").get(pk=run.pk)
+
+
+def test_a_webhook_tool_runs_signed_and_its_output_goes_back_to_the_model(script, enqueued, receiver):
+    run = webhook_run(receiver)
+    provider = script(tool_call("weather", '{"city": "Oslo"}'), text("It is sunny."))
+
+    loop.execute_run(run.pk)
+
+    run = reload(run)
+    assert run.status == Run.Status.SUCCEEDED
+    assert [tool.name for tool in provider.requests[0].tools] == ["weather"]
+    assert provider.requests[0].tools[0].input_schema == SCHEMA
+    (call,) = receiver.calls
+    assert call["tool"] == "weather"
+    assert call["input"] == {"city": "Oslo"}
+    assert (call["session_uuid"], call["run_uuid"], call["user_id"]) == (
+        str(run.session.uuid),
+        str(run.uuid),
+        "customer-42",
+    )
+    assert published_types(run)[:11] == [
+        "start",
+        "start-step",
+        "tool-input-start",
+        "tool-input-delta",
+        "tool-input-delta",
+        "tool-input-available",
+        "tool-output-available",
+        "finish-step",
+        "start-step",
+        "text-start",
+        "text-delta",
+    ]
+    assert published_data(run, "tool-output-available")[0]["output"] == {"echo": {"city": "Oslo"}}
+    assert json.loads(provider.requests[1].messages[-1]["content"]) == {"echo": {"city": "Oslo"}}
+    stored = ToolCall.objects.get(run=run)
+    assert (stored.status, stored.output, stored.kind) == (
+        ToolCall.Status.SUCCEEDED,
+        {"echo": {"city": "Oslo"}},
+        "webhook",
+    )
+
+
+def test_the_signature_is_hmac_sha256_of_timestamp_and_body():
+    expected = hmac.new(b"whsec_x", b"1700000000.{}", hashlib.sha256).hexdigest()
+
+    assert signature("whsec_x", 1700000000, b"{}") == f"t=1700000000,v1={expected}"
+
+
+def test_an_input_the_schema_refuses_is_an_error_the_model_sees(script, enqueued, receiver):
+    run = webhook_run(receiver)
+    provider = script(tool_call("weather", '{"town": "Oslo"}'), text("Which city?"))
+
+    loop.execute_run(run.pk)
+
+    assert receiver.calls == []
+    (error,) = published_data(run, "tool-output-error")
+    assert "city" in error["errorText"]
+    assert "city" in provider.requests[1].messages[-1]["content"]
+    assert reload(run).status == Run.Status.SUCCEEDED
+
+
+def test_a_tool_needing_approval_pauses_and_runs_once_approved(script, enqueued, receiver):
+    run = webhook_run(receiver, requires_approval=True)
+    script(tool_call("weather", '{"city": "Oslo"}'), text("Done."))
+
+    loop.execute_run(run.pk)
+
+    run = reload(run)
+    assert run.status == Run.Status.REQUIRES_ACTION
+    assert receiver.calls == []
+    call = ToolCall.objects.get(run=run)
+    assert call.status == ToolCall.Status.PENDING_APPROVAL
+    assert published_types(run)[-3:] == ["tool-approval-request", "data-approval-required", "finish-step"]
+    (request,) = published_data(run, "tool-approval-request")
+    assert request == {"type": "tool-approval-request", "approvalId": call.call_id, "toolCallId": call.call_id}
+    (required,) = published_data(run, "data-approval-required")
+    assert required["data"]["approval_url"].endswith(f"/sessions/{run.session.uuid}/tool-calls/{call.call_id}/approval")
+    assert required["data"]["input"] == {"city": "Oslo"}
+
+    services.decide_tool_call(session=run.session, call_id=call.call_id, approved=True, reason="", decided_by="user:x")
+    with pytest.raises(ActionAlreadyAnswered):
+        services.decide_tool_call(session=run.session, call_id=call.call_id, approved=False, reason="", decided_by="u")
+    loop.execute_run(run.pk)
+
+    assert reload(run).status == Run.Status.SUCCEEDED
+    assert len(receiver.calls) == 1
+    call.refresh_from_db()
+    assert (call.status, call.decided_by) == (ToolCall.Status.SUCCEEDED, "user:x")
+
+
+def test_a_denied_call_is_not_run_and_the_model_is_told(script, enqueued, receiver):
+    run = webhook_run(receiver, requires_approval=True)
+    provider = script(tool_call("weather", '{"city": "Oslo"}'), text("As you wish."))
+    loop.execute_run(run.pk)
+    call = ToolCall.objects.get(run=run)
+
+    services.decide_tool_call(
+        session=run.session, call_id=call.call_id, approved=False, reason="not now", decided_by="user:x"
+    )
+    loop.execute_run(run.pk)
+
+    assert receiver.calls == []
+    assert published_data(run, "tool-output-denied") == [{"type": "tool-output-denied", "toolCallId": call.call_id}]
+    assert "denied" in provider.requests[1].messages[-1]["content"]
+    assert "not now" in provider.requests[1].messages[-1]["content"]
+    assert reload(run).status == Run.Status.SUCCEEDED
+
+
+def test_parallel_calls_each_get_their_events_and_outcome(script, enqueued, receiver):
+    run = webhook_run(receiver)
+    oslo = tool_call("weather", '{"city": "Oslo"}', index=0, call_id="p-0")[:2]
+    rome = tool_call("weather", '{"city": "Rome"}', index=1, call_id="p-1")
+    provider = script([*oslo, *rome], text("Both sunny."))
+
+    loop.execute_run(run.pk)
+
+    calls = list(ToolCall.objects.filter(run=run).order_by("position"))
+    assert [call.input for call in calls] == [{"city": "Oslo"}, {"city": "Rome"}]
+    assert [call.status for call in calls] == [ToolCall.Status.SUCCEEDED] * 2
+    outputs = published_data(run, "tool-output-available")
+    assert [o["toolCallId"] for o in outputs] == [call.call_id for call in calls]
+    tool_messages = [m for m in provider.requests[1].messages if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in tool_messages] == ["p-0", "p-1"]
+
+
+def test_a_redelivered_continuation_never_runs_a_tool_twice(script, enqueued, receiver):
+    run = webhook_run(receiver, requires_approval=True)
+    script(tool_call("weather", '{"city": "Oslo"}'), text("Done."))
+    loop.execute_run(run.pk)
+    call = ToolCall.objects.get(run=run)
+    services.decide_tool_call(session=run.session, call_id=call.call_id, approved=True, reason="", decided_by="u")
+    call.claim_execution()  # a first continuation took the call, then its worker died
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.QUEUED)  # and the sweeper re-queued the run
+
+    loop.execute_run(run.pk)
+
+    assert receiver.calls == []
+    call.refresh_from_db()
+    assert call.status == ToolCall.Status.FAILED
+    assert "not run again" in call.error
+    assert reload(run).status == Run.Status.SUCCEEDED
