@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import json
+
+from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from rest_framework import serializers
 
 from chat.models import Agent, Message, Session
+from chat.serializers import clean_tool_definitions
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -23,12 +28,36 @@ class ReadOnlyInline(admin.TabularInline):
 
 class TranscriptInline(ReadOnlyInline):
     model = Message
-    fields = ["created_at", "sender_role", "text", "status", "model_id", "rating"]
+    fields = ["created_at", "sender_role", "text", "tools_used", "status", "model_id", "rating"]
     readonly_fields = fields
     ordering = ["created_at", "id"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
-        return super().get_queryset(request).select_related("feedback")
+        return super().get_queryset(request).select_related("feedback", "run").prefetch_related("run__tool_calls")
+
+    @admin.display(description="Tool calls")
+    def tools_used(self, obj: Message) -> str:
+        """Each call: tool, input → outcome, and who decided when it needed approval."""
+        run = getattr(obj, "run", None) if obj.is_agent else None
+        calls = list(run.tool_calls.all()) if run is not None else []
+        if not calls:
+            return "—"
+        return format_html_join(
+            "",
+            "<div><b>{}</b> {} → {} <i>{}</i>{}</div>",
+            (
+                (
+                    call.tool_name,
+                    json.dumps(call.input),
+                    json.dumps(call.output) if call.output is not None else call.error or "",
+                    call.status,
+                    f" (decided by {call.decided_by}{': ' + call.reason if call.reason else ''})"
+                    if call.decided_by
+                    else "",
+                )
+                for call in calls
+            ),
+        )
 
     @admin.display(description="Rating")
     def rating(self, obj: Message) -> str:
@@ -36,13 +65,27 @@ class TranscriptInline(ReadOnlyInline):
         return f"{feedback.rating}: {feedback.body}" if feedback else "—"
 
 
+class AgentForm(forms.ModelForm):
+    class Meta:
+        model = Agent
+        fields = "__all__"  # noqa: DJ007  (the admin shows every editable field)
+
+    def clean_tools(self) -> list[dict]:
+        try:
+            return clean_tool_definitions(self.cleaned_data["tools"])
+        except serializers.ValidationError as exc:
+            raise forms.ValidationError(json.dumps(exc.detail, default=str)) from exc
+
+
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
+    form = AgentForm
     list_display = ["name", "handle", "team", "provider", "model", "is_public", "is_default", "archived_at"]
     list_filter = ["provider", "is_public", "team"]
     list_select_related = ["team"]
     search_fields = ["name", "handle", "model"]
     readonly_fields = ["uuid", "created_at", "updated_at"]
+    # ``tools`` is edited as JSON (a list of definitions, validated on save like the API's).
 
 
 @admin.register(Session)

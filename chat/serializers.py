@@ -216,7 +216,6 @@ class SessionDetailSerializer(SessionSerializer):
         return pending_actions(list(calls.select_related("run__session")), self.context["request"])
 
 
-
 class SessionWithMessagesSerializer(SessionDetailSerializer):
     """The session detail; with ``?include=messages``, its transcript too."""
 
@@ -280,8 +279,30 @@ class ToolSpecSerializer(StrictSerializer):
         if needs and not attrs.get(needs):
             raise serializers.ValidationError({needs: [f"A {attrs['kind']} tool needs a {needs}."]}, code="required")
         # Store only what the kind uses.
-        unused = {"webhook": ("server_url", "allowed_tools"), "mcp": ("url",), "client": ("url", "server_url", "allowed_tools")}
+        unused = {
+            "webhook": ("server_url", "allowed_tools"),
+            "mcp": ("url",),
+            "client": ("url", "server_url", "allowed_tools"),
+        }
         return {name: value for name, value in attrs.items() if name not in unused[attrs["kind"]]}
+
+
+def unique_tool_names(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    names = [tool["name"] for tool in tools]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise serializers.ValidationError(f"Tool names must be unique: {', '.join(repeated)}.", code="unique")
+    return tools
+
+
+def clean_tool_definitions(value: Any) -> list[dict[str, Any]]:
+    """Validate an agent's ``tools`` outside the API (the admin): the API's rules, the
+    API's messages. Raises ``serializers.ValidationError``."""
+    if not isinstance(value, list) or len(value) > MAX_TOOLS:
+        raise serializers.ValidationError(f"A list of at most {MAX_TOOLS} tool definitions.")
+    data = ToolSpecSerializer(data=value, many=True)
+    data.is_valid(raise_exception=True)
+    return unique_tool_names([dict(tool) for tool in data.validated_data])
 
 
 class AgentSerializer(serializers.ModelSerializer):
@@ -337,11 +358,7 @@ class AgentSerializer(serializers.ModelSerializer):
         return bool(obj.api_key)
 
     def validate_tools(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        names = [tool["name"] for tool in value]
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise serializers.ValidationError(f"Tool names must be unique: {', '.join(repeated)}.", code="unique")
-        return value
+        return unique_tool_names(value)
 
     def validate_handle(self, value: str) -> str:
         team = self.context["team"]

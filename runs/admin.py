@@ -2,7 +2,39 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from runs.models import Run, RunEvent
+from runs.models import Run, RunEvent, ToolCall
+
+
+class ToolCallInline(admin.TabularInline):
+    model = ToolCall
+    extra = 0
+    can_delete = False
+    fields = [
+        "call_id",
+        "tool_name",
+        "kind",
+        "input",
+        "output",
+        "error",
+        "status",
+        "decided_by",
+        "reason",
+        "finished_at",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: object, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(ToolCall)
+class ToolCallAdmin(admin.ModelAdmin):
+    list_display = ["call_id", "tool_name", "kind", "status", "decided_by", "created_at", "finished_at"]
+    list_filter = ["status", "kind", "created_at"]
+    list_select_related = ["run"]
+    search_fields = ["call_id", "tool_name", "run__uuid"]
+    raw_id_fields = ["run"]
+    readonly_fields = [f.name for f in ToolCall._meta.fields]
 
 
 @admin.register(Run)
@@ -14,6 +46,7 @@ class RunAdmin(admin.ModelAdmin):
     raw_id_fields = ["session", "user_message", "agent_message"]
     readonly_fields = [f.name for f in Run._meta.fields]
     date_hierarchy = "created_at"
+    inlines = [ToolCallInline]  # the list's status filter shows the runs waiting (requires_action)
 
 
 @admin.register(RunEvent)

@@ -254,7 +254,9 @@ class Turn:
         """The agent's tools as the model sees them (listed once per task: an MCP server
         is asked for its tools at most once a turn)."""
         if self._offered is None:
-            self._offered = {tool.name: tool for tool in offered_tools(self.run.session.agent.tools)}
+            agent = self.run.session.agent
+            offers_tools = get_provider(agent.provider).supports_tools
+            self._offered = {tool.name: tool for tool in offered_tools(agent.tools)} if offers_tools else {}
         return self._offered
 
     # --- the turn --------------------------------------------------------------------

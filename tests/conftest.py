@@ -110,6 +110,7 @@ def live_env(django_db_setup, django_db_blocker) -> dict[str, str]:
         GENIE_SYNC_TIMEOUT="3",
         GENIE_SWEEP_INTERVAL="1",
         GENIE_EGRESS_ALLOW=TEST_EGRESS_ALLOW,
+        GENIE_ACTION_TTL="6",  # a pause nobody answers expires within the test's patience
         PYTHONUNBUFFERED="1",
     )
     return env

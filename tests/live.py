@@ -89,8 +89,10 @@ class LiveStack:
         max_events: int | None = None,
         timeout: float = 30,
         headers: dict[str, str] | None = None,
+        until: str | None = None,
     ) -> StreamRead:
-        """Read an SSE stream until the server closes it, or disconnect after ``max_events``."""
+        """Read an SSE stream until the server closes it, or disconnect after ``max_events``
+        or after the first event of type ``until``."""
         headers = {**(headers or self.headers), "Accept": "text/event-stream"}
         if last_event_id is not None:
             headers["Last-Event-ID"] = str(last_event_id)
@@ -107,6 +109,8 @@ class LiveStack:
                 self._parse_block(block, read)
                 block = []
                 if max_events is not None and len(read.events) >= max_events:
+                    break
+                if until is not None and read.events and read.events[-1].type == until:
                     break
         return read
 

@@ -87,6 +87,7 @@ class ProviderError(Exception):
 
 class Provider(Protocol):
     name: str
+    supports_tools: bool  # whether the model is offered the agent's tools
 
     def stream(self, request: ProviderRequest) -> Iterator[Chunk]: ...
 

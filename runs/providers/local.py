@@ -41,7 +41,11 @@ def load_model() -> Any:
 
 
 class LocalProvider:
+    """SmolLM2-135M has no function-calling format in llama.cpp's chat handler and does
+    not call tools reliably: a local agent is offered no tools (none is pretended)."""
+
     name = "local"
+    supports_tools = False
 
     def stream(self, request: ProviderRequest) -> Iterator[Chunk]:
         with _lock:

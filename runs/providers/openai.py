@@ -62,6 +62,7 @@ class OpenAIProvider:
     per token against 9-15 µs for the bare lines."""
 
     name = "openai"
+    supports_tools = True
 
     def stream(self, request: ProviderRequest) -> Iterator[Chunk]:
         base_url, api_key, guarded = endpoint(request)

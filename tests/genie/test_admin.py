@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import FeedbackFactory, MessageFactory, SessionFactory, UserFactory
+from runs.models import ToolCall
+from tests.factories import AgentFactory, FeedbackFactory, MessageFactory, RunFactory, SessionFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -53,3 +54,42 @@ def test_review_pages_load(staff, path):
     MessageFactory(text="Miso", session=SessionFactory(title="Cats"))
 
     assert staff.get(path).status_code == 200
+
+
+def test_the_transcript_shows_each_tool_call_with_who_decided(staff):
+    run = RunFactory()
+    call = ToolCall.objects.create(run=run, call_id="call_x", tool_name="refund", input={"order": 7})
+    call.mark_approved(decided_by="user:abc", reason="ok")
+    call.mark_succeeded({"refunded": True})
+
+    page = staff.get(f"/admin/chat/session/{run.session.pk}/change/")
+
+    assert b"refund" in page.content
+    assert b"refunded" in page.content
+    assert b"decided by user:abc" in page.content
+
+
+def test_the_agent_form_refuses_a_bad_tool_definition(staff):
+    agent = AgentFactory()
+    form = staff.get(f"/admin/chat/agent/{agent.pk}/change/")
+    assert form.status_code == 200
+
+    response = staff.post(
+        f"/admin/chat/agent/{agent.pk}/change/",
+        {
+            "team": agent.team.pk,
+            "handle": agent.handle,
+            "name": agent.name,
+            "provider": "openai",
+            "model": agent.model,
+            "temperature": 0,
+            "max_steps": 8,
+            "metadata": "{}",
+            "tools": '[{"name": "t", "kind": "webhook"}]',
+        },
+    )
+
+    assert response.status_code == 200  # the form again, with the error
+    assert b"needs a url" in response.content
+    agent.refresh_from_db()
+    assert agent.tools == []

@@ -31,6 +31,7 @@ class ScriptedProvider:
     scripts: list[list[ScriptItem]]
     requests: list[ProviderRequest] = field(default_factory=list)
     name: str = "scripted"
+    supports_tools: bool = True
 
     def stream(self, request: ProviderRequest) -> Iterator[Chunk]:
         self.requests.append(request)

@@ -281,6 +281,8 @@ class HeldConnections:
     """A provider that notes, at each chunk it yields, whether the worker holds a
     database connection while it waits on the model."""
 
+    supports_tools = False
+
     def __init__(self, pieces: list[str]) -> None:
         self.pieces = pieces
         self.held: list[bool] = []

@@ -225,3 +225,15 @@ def test_a_redelivered_continuation_never_runs_a_tool_twice(script, enqueued, re
     assert call.status == ToolCall.Status.FAILED
     assert "not run again" in call.error
     assert reload(run).status == Run.Status.SUCCEEDED
+
+
+def test_a_model_without_function_calling_is_offered_no_tools_and_none_runs(script, enqueued, receiver):
+    run = webhook_run(receiver)
+    provider = script(tool_call("weather", '{"city": "Oslo"}'), text("I cannot check."))
+    provider.supports_tools = False  # as the embedded local model
+
+    loop.execute_run(run.pk)
+
+    assert provider.requests[0].tools == ()
+    assert receiver.calls == []
+    assert ToolCall.objects.get(run=run).status == ToolCall.Status.FAILED
