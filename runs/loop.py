@@ -241,6 +241,7 @@ class Turn:
             "messages": [],
             "calls": [],
             "reported": [],
+            "decided": [],
             "usage": {},
             **copy.deepcopy(run.state),
         }
@@ -450,6 +451,7 @@ class Turn:
         False while any waits for a person or the client."""
         calls = list(ToolCall.objects.filter(call_id__in=self.state["calls"]).order_by("position"))
         for call in calls:
+            self.report_decision(call)
             self.advance(call)
             self.report(call)
         if any(call.is_open for call in calls):
@@ -503,6 +505,17 @@ class Turn:
         else:
             call.mark_succeeded(output)
 
+    def report_decision(self, call: ToolCall) -> None:
+        """A person's decision on a call, in the stream once (``tool-approval-response``:
+        the AI SDK records it on the tool part, and requires it before the outcome)."""
+        if not call.decided_by or call.call_id in self.state["decided"]:
+            return
+        fields: dict[str, Any] = {"approvalId": call.call_id, "approved": call.status != ToolCall.Status.DENIED}
+        if call.reason:
+            fields["reason"] = call.reason
+        self.writer.emit("tool-approval-response", **fields)
+        self.state["decided"].append(call.call_id)
+
     def report(self, call: ToolCall) -> None:
         """A settled call's outcome in the stream, once."""
         if not call.is_settled or call.call_id in self.state["reported"]:
@@ -521,7 +534,8 @@ class Turn:
         )
         data = {"call_id": call.call_id, "tool_name": call.tool_name, "input": call.input}
         if action == "approval":
-            return {**data, "approval_url": url, "expires_at": self.action_expires_at.isoformat()}
+            expires_at = self.action_expires_at.isoformat().replace("+00:00", "Z")  # as the API writes times
+            return {**data, "approval_url": url, "expires_at": expires_at}
         return {**data, "result_url": url}
 
 

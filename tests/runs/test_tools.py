@@ -170,6 +170,11 @@ def test_a_tool_needing_approval_pauses_and_runs_once_approved(script, enqueued,
 
     assert reload(run).status == Run.Status.SUCCEEDED
     assert len(receiver.calls) == 1
+    types = published_types(run)
+    assert types.index("tool-approval-response") < types.index("tool-output-available")
+    assert published_data(run, "tool-approval-response") == [
+        {"type": "tool-approval-response", "approvalId": call.call_id, "approved": True}
+    ]
     call.refresh_from_db()
     assert (call.status, call.decided_by) == (ToolCall.Status.SUCCEEDED, "user:x")
 
@@ -187,6 +192,9 @@ def test_a_denied_call_is_not_run_and_the_model_is_told(script, enqueued, receiv
 
     assert receiver.calls == []
     assert published_data(run, "tool-output-denied") == [{"type": "tool-output-denied", "toolCallId": call.call_id}]
+    assert published_data(run, "tool-approval-response") == [
+        {"type": "tool-approval-response", "approvalId": call.call_id, "approved": False, "reason": "not now"}
+    ]
     assert "denied" in provider.requests[1].messages[-1]["content"]
     assert "not now" in provider.requests[1].messages[-1]["content"]
     assert reload(run).status == Run.Status.SUCCEEDED

@@ -56,7 +56,7 @@ def test_a_webhook_tool_runs_once_and_the_reply_uses_its_output(live, receiver):
         [("text", "Sunny in both.")],
     )
 
-    created = live.start_session("Weather in Oslo and Rome?")
+    created = live.start_session("Weather in Oslo and Rome?", title="Tools")  # titled: no title task asks the model
     read = live.read_stream(created["stream_url"], last_event_id=0)
     run = live.wait_run(created["run_uuid"])
 
@@ -77,7 +77,7 @@ def test_an_mcp_tool_runs_on_the_worker(live, mcp_server):  # noqa: F811
     with_tools(live, {"name": "calc", "kind": "mcp", "server_url": mcp_server.url, "allowed_tools": ["add"]})
     live.script([("tool_call", {"id": "a", "name": "calc__add", "arguments": '{"a": 2, "b": 3}'})], [("text", "5")])
 
-    created = live.start_session("2+3?")
+    created = live.start_session("2+3?", title="Tools")  # titled: no title task asks the model
     read = live.read_stream(created["stream_url"], last_event_id=0)
 
     (output,) = [e.data for e in read.events if e.type == "tool-output-available"]
@@ -100,7 +100,7 @@ def test_approve_during_an_open_stream_and_a_reconnect_replays_the_request(live,
     )
     receiver.secret = live.agent.webhook_secret
     live.script([("tool_call", {"id": "a", "name": "refund", "arguments": '{"order": 7}'})], [("text", "Refunded.")])
-    created = live.start_session("Refund order 7")
+    created = live.start_session("Refund order 7", title="Tools")  # titled: no title task asks the model
 
     head = live.read_stream(created["stream_url"], until="data-approval-required")
     run = wait_status(created["run_uuid"], Run.Status.REQUIRES_ACTION)
@@ -115,7 +115,7 @@ def test_approve_during_an_open_stream_and_a_reconnect_replays_the_request(live,
     assert replay.types == head.types
     assert head.events[-2].type == "tool-approval-request"
     assert decided.json()["status"] == "approved"
-    assert rest.types[:3] == ["finish-step", "tool-output-available", "start-step"]
+    assert rest.types[:4] == ["finish-step", "tool-approval-response", "tool-output-available", "start-step"]
     assert rest.text == "Refunded."
     assert len(receiver.calls) == 1
 
@@ -127,7 +127,7 @@ def test_deny_a_client_tool_result_and_stop_while_waiting(live):
         {"name": "navigate", "kind": "client"},
     )
     live.script([("tool_call", {"id": "a", "name": "delete_all", "arguments": "{}"})], [("text", "Kept everything.")])
-    denied = live.start_session("Delete everything")
+    denied = live.start_session("Delete everything", title="Tools")  # titled: no title task asks the model
     wait_status(denied["run_uuid"], Run.Status.REQUIRES_ACTION)
     call = ToolCall.objects.get(run__uuid=denied["run_uuid"])
     live.api("POST", f"sessions/{denied['uuid']}/tool-calls/{call.call_id}/approval", json={"approved": False})
@@ -164,7 +164,7 @@ def test_deny_a_client_tool_result_and_stop_while_waiting(live):
 def test_an_unanswered_pause_expires(live):
     with_tools(live, {"name": "navigate", "kind": "client"})
     live.script([("tool_call", {"id": "a", "name": "navigate", "arguments": "{}"})])
-    created = live.start_session("Go somewhere")
+    created = live.start_session("Go somewhere", title="Tools")  # titled: no title task asks the model
 
     read = live.read_stream(created["stream_url"], last_event_id=0, timeout=30)  # stays open through the pause
     run = live.wait_run(created["run_uuid"])
