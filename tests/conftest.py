@@ -18,9 +18,16 @@ from genie.models import AccessToken
 from genie.services import create_access_token
 from tests.factories import AgentFactory, MemberFactory, TeamFactory
 from tests.fakellm import FakeLLM
-from tests.processes import LiveProcess, start_daphne, start_worker
+from tests.processes import LiveProcess, free_port, start_daphne, start_worker
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Live tests last (a stable sort: each group keeps its order). Once started, the live
+    stack's beat sweeps the shared test database every second and would race the
+    in-process tests of the sweeper and the loop."""
+    items.sort(key=lambda item: item.get_closest_marker("live") is not None)
 
 
 # The fake model and the test peers listen on loopback: the operator allows it here, as an
@@ -111,6 +118,9 @@ def live_env(django_db_setup, django_db_blocker) -> dict[str, str]:
         GENIE_SWEEP_INTERVAL="1",
         GENIE_EGRESS_ALLOW=TEST_EGRESS_ALLOW,
         GENIE_ACTION_TTL="6",  # a pause nobody answers expires within the test's patience
+        # The live server's own address (its port chosen now): URLs built outside a request,
+        # such as an OAuth redirect_uri, lead back to it.
+        GENIE_PUBLIC_URL=f"http://127.0.0.1:{free_port()}",
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -118,7 +128,8 @@ def live_env(django_db_setup, django_db_blocker) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def live_server_url(live_env, tmp_path_factory) -> Iterator[str]:
-    server, url = start_daphne(live_env, tmp_path_factory.mktemp("daphne") / "daphne.log")
+    port = int(live_env["GENIE_PUBLIC_URL"].rsplit(":", 1)[1])
+    server, url = start_daphne(live_env, tmp_path_factory.mktemp("daphne") / "daphne.log", port=port)
     yield url
     server.stop()
 

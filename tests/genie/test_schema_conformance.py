@@ -20,6 +20,7 @@ import ipaddress
 import socket
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -185,10 +186,18 @@ def as_named(operations) -> Iterator:
 REFUSALS = {"invalid": {401}, "personal": {200, 400, 403, 404}, "publishable": {400, 403, 404}}
 
 
+def without_host(case: Any) -> Any:
+    """Drop a generated ``Host`` header: it addresses the server, not the API (Django
+    answers any request for a host it does not serve 400, before any view)."""
+    if case.headers:
+        case.headers = {name: value for name, value in case.headers.items() if name.lower() != "host"}
+    return case
+
+
 @json_operations.parametrize()
 @hypothesis_settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # the world is per operation
 def test_json_responses_match_the_schema(case, in_process):
-    case.call_and_validate(headers=in_process, checks=CHECKS)
+    without_host(case).call_and_validate(headers=in_process, checks=CHECKS)
 
 
 @pytest.mark.parametrize("credential", REFUSALS)
@@ -206,7 +215,7 @@ def test_json_refusals_match_the_schema(in_process, member, credential):
 @stream_operations.parametrize()
 @hypothesis_settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # the world is per operation
 def test_stream_responses_match_the_schema(case, on_daphne, live_server_url):
-    case.call_and_validate(base_url=live_server_url, headers=on_daphne, checks=CHECKS)
+    without_host(case).call_and_validate(base_url=live_server_url, headers=on_daphne, checks=CHECKS)
 
 
 @pytest.mark.live
