@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from rest_framework.test import APIClient
 
@@ -44,6 +45,14 @@ def _loopback_egress_allowed(settings) -> None:
 def _require_real_services() -> None:
     assert connection.vendor == "postgresql", "The suite runs on PostgreSQL: set DATABASE_URL (see README)."
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
+
+
+@pytest.fixture
+def fresh_rate_counters():
+    """Rate-limit counters live in the Redis cache: start and end a test with none."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture

@@ -114,6 +114,11 @@ class Tool(Protocol):
     def call(self, offered: OfferedTool, arguments: dict[str, Any], context: CallContext) -> Any: ...
 
 
+def offer_itself(spec: ToolSpec) -> list[OfferedTool]:
+    """What a tool that is one function offers: itself, as defined."""
+    return [OfferedTool(name=spec.name, description=spec.description, input_schema=spec.input_schema, spec=spec)]
+
+
 def get_tool(kind: str) -> Tool:
     try:
         return import_string(TOOL_KINDS[kind])()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runs.tools import CallContext, OfferedTool, ToolError, ToolSpec
+from runs.tools import CallContext, OfferedTool, ToolError, ToolSpec, offer_itself
 
 
 class ClientTool:
@@ -13,7 +13,7 @@ class ClientTool:
     runs_on_server = False
 
     def offers(self, spec: ToolSpec) -> list[OfferedTool]:
-        return [OfferedTool(name=spec.name, description=spec.description, input_schema=spec.input_schema, spec=spec)]
+        return offer_itself(spec)
 
     def call(self, offered: OfferedTool, arguments: dict[str, Any], context: CallContext) -> Any:
         raise ToolError("A client tool is executed by the client.")

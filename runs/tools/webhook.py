@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from genie.egress import EgressRefused, guarded_client
-from runs.tools import CallContext, OfferedTool, ToolError, ToolSpec
+from runs.tools import CallContext, OfferedTool, ToolError, ToolSpec, offer_itself
 
 MAX_RESPONSE_BYTES = 1_000_000
 
@@ -31,7 +31,7 @@ class WebhookTool:
     runs_on_server = True
 
     def offers(self, spec: ToolSpec) -> list[OfferedTool]:
-        return [OfferedTool(name=spec.name, description=spec.description, input_schema=spec.input_schema, spec=spec)]
+        return offer_itself(spec)
 
     def call(self, offered: OfferedTool, arguments: dict[str, Any], context: CallContext) -> Any:
         body = json.dumps(

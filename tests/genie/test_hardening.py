@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.core.cache import cache
 
 from genie.models import AccessToken
 from genie.services import create_access_token
@@ -17,14 +16,7 @@ from runs.sse import StreamPlan, StreamRefusal, plan_stream, preamble
 from tests.conftest import bearer_client
 from tests.factories import MemberFactory, RunFactory, TeamFactory
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_counters():
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_rate_counters")]
 
 
 # --- credentials follow membership ----------------------------------------------------

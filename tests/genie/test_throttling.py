@@ -1,20 +1,12 @@
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
 
 from genie.models import AccessToken
 from genie.services import create_access_token
 from tests.conftest import bearer_client
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_counters():
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_rate_counters")]
 
 
 def test_a_key_over_its_rate_gets_429_with_retry_after(api, settings):

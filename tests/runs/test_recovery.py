@@ -10,27 +10,33 @@ import pytest
 
 from chat.models import Message
 from runs.models import Run
+from tests.live import StreamRead
 from tests.processes import start_worker
 
 pytestmark = pytest.mark.live
+
+
+def kill_its_worker_and_resume(live, created, head, celery_worker, live_env, tmp_path) -> StreamRead:
+    """``kill -9`` the worker holding the run, with a second worker alive to run the sweeps
+    and the re-queued run; read the rest of the stream from the last id seen."""
+    run = Run.objects.get(uuid=created["run_uuid"])
+    pid = int(run.lease_owner.split(":")[1])
+    assert pid == celery_worker.proc.pid
+    survivor = start_worker(live_env, tmp_path / "survivor.log", concurrency=2)
+    try:
+        os.kill(pid, signal.SIGKILL)
+        celery_worker.proc.wait(10)
+        return live.read_stream(created["stream_url"], last_event_id=head.ids[-1], timeout=30)
+    finally:
+        survivor.stop()
+        celery_worker.restart("ready")
 
 
 def test_killed_worker_run_is_failed_by_the_sweeper_and_the_stream_ends(live, celery_worker, live_env, tmp_path):
     live.script([("delay", 0.2), ("text", "partial "), ("text", "text "), *[("delay", 0.2), ("text", "x")] * 200])
     created = live.start_session()
     head = live.read_stream(created["stream_url"], max_events=5)  # start, start-step, text-start, 2 deltas
-    run = Run.objects.get(uuid=created["run_uuid"])
-    pid = int(run.lease_owner.split(":")[1])
-    assert pid == celery_worker.proc.pid
-
-    survivor = start_worker(live_env, tmp_path / "survivor.log", concurrency=2)  # runs the sweeps
-    try:
-        os.kill(pid, signal.SIGKILL)
-        celery_worker.proc.wait(10)
-        tail = live.read_stream(created["stream_url"], last_event_id=head.ids[-1], timeout=30)
-    finally:
-        survivor.stop()
-        celery_worker.restart("ready")
+    tail = kill_its_worker_and_resume(live, created, head, celery_worker, live_env, tmp_path)
 
     assert tail.types[-3:] == ["error", "finish-step", "finish"]
     run = live.wait_run(created["run_uuid"])
@@ -45,17 +51,7 @@ def test_a_run_re_queued_after_a_crash_before_its_first_token_starts_once(live, 
     live.script([("delay", 30.0), ("text", "never")], [("text", "second try")])
     created = live.start_session()
     head = live.read_stream(created["stream_url"], max_events=2)  # start, start-step; the model is thinking
-    run = Run.objects.get(uuid=created["run_uuid"])
-    pid = int(run.lease_owner.split(":")[1])
-
-    survivor = start_worker(live_env, tmp_path / "survivor.log", concurrency=2)
-    try:
-        os.kill(pid, signal.SIGKILL)
-        celery_worker.proc.wait(10)
-        tail = live.read_stream(created["stream_url"], last_event_id=head.ids[-1], timeout=30)
-    finally:
-        survivor.stop()
-        celery_worker.restart("ready")
+    tail = kill_its_worker_and_resume(live, created, head, celery_worker, live_env, tmp_path)
 
     types = head.types + tail.types
     assert types.count("start") == 1
