@@ -213,7 +213,9 @@ class SessionDetailSerializer(SessionSerializer):
     def get_pending_actions(self, obj: Session) -> list[dict[str, Any]]:
         """What the session's paused run waits for (one query; empty when nothing waits)."""
         calls = ToolCall.objects.filter(run__session=obj, run__status=Run.Status.REQUIRES_ACTION).open()
-        return pending_actions(list(calls.select_related("run__session")), self.context["request"])
+        return pending_actions(
+            list(calls.select_related("run__session", "connection_attempt")), self.context["request"]
+        )
 
 
 class SessionWithMessagesSerializer(SessionDetailSerializer):

@@ -1,5 +1,5 @@
 """The one egress guard: every request the server makes on a team's behalf (model
-providers now; webhooks, MCP and OAuth later) goes through it.
+providers, webhooks, MCP, OAuth token endpoints) goes through it.
 
 Rules: http(s) only; the host is resolved and every address must be public: loopback,
 private, link-local, multicast, reserved, unspecified and shared addresses are refused,
@@ -165,6 +165,14 @@ class GuardedTransport(httpx.HTTPTransport):
     requests: each is checked) and connects to the checked address."""
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        pin_request(request, checked_address(str(request.url)))
+        return super().handle_request(request)
+
+
+class GuardedSyncTransport2(httpx2.HTTPTransport):
+    """``GuardedTransport`` for a sync ``httpx2.Client`` (authlib's OAuth 2.0 client is one)."""
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         pin_request(request, checked_address(str(request.url)))
         return super().handle_request(request)
 

@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -102,6 +103,7 @@ def genie_exception_handler(exc: Exception, context: dict[str, Any]) -> Response
 
 
 def json_error_view(status_code: int, code: str, message: str):
+    @csrf_exempt  # an error answer changes nothing; a CSRF refusal would hide the real error
     def view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
         return JsonResponse(error_body(code, message), status=status_code)
 

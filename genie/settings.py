@@ -6,6 +6,8 @@ Every knob is read here through the small typed helpers below; nothing else read
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -70,6 +72,7 @@ DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY", "genie-insecure-development-key-change-me")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+CSRF_FAILURE_VIEW = "genie.exceptions.csrf_failure"  # the JSON error format, not Django's HTML page
 
 INSTALLED_APPS = [
     "daphne",
@@ -173,6 +176,23 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = SERVED_OVER_HTTPS
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", SERVED_OVER_HTTPS)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if GENIE_BEHIND_PROXY else None
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+
+# Secrets at rest (the OAuth tokens of connections, providers' client secrets): one or
+# more comma-separated Fernet keys; the first encrypts, all decrypt (rotate by prepending
+# a new key). Production (served over https) must set it. In development only, a key is
+# derived from SECRET_KEY so that stored connections survive a restart; changing
+# SECRET_KEY then makes them unreadable (users connect again).
+GENIE_ENCRYPTION_KEY = env_list("GENIE_ENCRYPTION_KEY", [])
+if not GENIE_ENCRYPTION_KEY:
+    if SERVED_OVER_HTTPS:
+        raise ImproperlyConfigured(
+            "GENIE_ENCRYPTION_KEY is not set: production (GENIE_PUBLIC_URL is https) needs a Fernet key to store "
+            'OAuth tokens. Make one with: python -c "from cryptography.fernet import Fernet; '
+            'print(Fernet.generate_key().decode())"'
+        )
+    GENIE_ENCRYPTION_KEY = [
+        base64.urlsafe_b64encode(hashlib.sha256(f"genie-encryption:{SECRET_KEY}".encode()).digest()).decode()
+    ]
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CACHES = {
@@ -316,6 +336,7 @@ GENIE_SWEEP_INTERVAL = env_float("GENIE_SWEEP_INTERVAL", 10.0)
 GENIE_QUEUED_RUN_GRACE = env_float("GENIE_QUEUED_RUN_GRACE", 30.0)  # re-enqueue a run queued this long
 GENIE_MAX_STEPS = env_int("GENIE_MAX_STEPS", 8)  # model calls per turn
 GENIE_ACTION_TTL = env_float("GENIE_ACTION_TTL", 24 * 3600.0)  # how long a paused run waits for an answer
+GENIE_OAUTH_TIMEOUT = env_float("GENIE_OAUTH_TIMEOUT", 15.0)  # a request to a provider's token endpoint
 
 CELERY_BEAT_SCHEDULE = {
     "sweep-runs": {"task": "runs.sweep_runs", "schedule": GENIE_SWEEP_INTERVAL},

@@ -26,3 +26,15 @@ class RedisUnavailable(ServiceUnavailable):
 class ActionAlreadyAnswered(Conflict):
     default_code = "already_decided"
     default_detail = "This tool call was already decided."
+
+
+class ConnectionAttemptClosed(Conflict):
+    default_code = "connection_attempt_closed"
+    default_detail = "This connection attempt is no longer waiting for the user (rejected or expired)."
+
+
+class InvalidConnectionState(GenieError):
+    """A callback whose ``state`` is unknown, already used, or of an expired or settled attempt."""
+
+    default_code = "invalid_state"
+    default_detail = "This authorization link is not valid (unknown, already used or expired)."

@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
@@ -36,6 +36,7 @@ from django.utils import timezone
 
 from chat.models import Message, Session
 from genie.links import absolute_url
+from runs import connections
 from runs.events import OpenParts, RunEventWriter, release_connection, stop_key
 from runs.models import Run, RunEvent, ToolCall
 from runs.providers import Chunk, ProviderError, ProviderRequest, ToolCallDelta, ToolDefinition, get_provider
@@ -242,6 +243,7 @@ class Turn:
             "calls": [],
             "reported": [],
             "decided": [],
+            "connected": [],
             "usage": {},
             **copy.deepcopy(run.state),
         }
@@ -449,9 +451,14 @@ class Turn:
         """Take each of the step's calls as far as it goes now; report the outcomes. When
         every call is settled, their results go to the model's next step: returns True;
         False while any waits for a person or the client."""
-        calls = list(ToolCall.objects.filter(call_id__in=self.state["calls"]).order_by("position"))
+        calls = list(
+            ToolCall.objects.filter(call_id__in=self.state["calls"])
+            .select_related("connection_attempt__provider")
+            .order_by("position")
+        )
         for call in calls:
             self.report_decision(call)
+            self.report_connection(call)
             self.advance(call)
             self.report(call)
         if any(call.is_open for call in calls):
@@ -476,10 +483,42 @@ class Turn:
         elif not get_tool(offered.spec.kind).runs_on_server:
             call.mark_waiting(ToolCall.Status.AWAITING_RESULT)
             self.writer.emit("data-client-tool-call", data=self.action_data(call, "result"))
+        elif offered.spec.connection:
+            self.execute_connected(call, offered)
         else:
             self.execute(call, offered)
 
-    def execute(self, call: ToolCall, offered: OfferedTool) -> None:
+    def execute_connected(self, call: ToolCall, offered: OfferedTool) -> None:
+        """A tool with a connection runs with its end user's token (refreshed when it
+        expired); without a usable one the call waits for the user to authorize the
+        provider (``data-connection-auth-required``) and the run pauses."""
+        slug = offered.spec.connection or ""
+        session = self.run.session
+        user_id = connections.end_user_of(session)
+        try:
+            token = connections.connection_token(team_id=session.team_id, slug=slug, user_id=user_id)
+        except connections.ConnectionUnavailable as exc:
+            call.mark_failed(exc.message)
+            return
+        if token is not None:
+            self.execute(call, offered, access_token=token)
+            return
+        attempt, link = connections.request_connection(
+            call=call, slug=slug, user_id=user_id, expires_at=self.action_expires_at
+        )
+        self.writer.emit(
+            "data-connection-auth-required",
+            data={
+                "attempt_id": str(attempt.attempt_id),
+                "provider": slug,
+                "call_id": call.call_id,
+                "auth_link": {"url": link.url, "expires_at": _api_time(link.expires_at)},
+                "link_url": absolute_url(None, "runs:connection-link", attempt_id=attempt.attempt_id),
+                "reject_url": absolute_url(None, "runs:connection-reject", attempt_id=attempt.attempt_id),
+            },
+        )
+
+    def execute(self, call: ToolCall, offered: OfferedTool, *, access_token: str | None = None) -> None:
         """Run a server-side tool once, ever: a call a dead attempt had started is failed,
         not run again."""
         if not call.claim_execution():
@@ -496,6 +535,7 @@ class Turn:
             run_uuid=str(self.run.uuid),
             user_id=session.user_id,
             webhook_secret=session.agent.webhook_secret,
+            access_token=access_token,
         )
         release_connection()
         try:
@@ -516,6 +556,21 @@ class Turn:
         self.writer.emit("tool-approval-response", **fields)
         self.state["decided"].append(call.call_id)
 
+    def report_connection(self, call: ToolCall) -> None:
+        """The end user's authorization that released a call, in the stream once per run
+        (``data-connection-auth-success``): the callback only stores it, this worker is
+        the run's one event writer."""
+        if call.connection_attempt_id is None:
+            return
+        attempt = call.connection_attempt
+        attempt_id = str(attempt.attempt_id)
+        if attempt.status != attempt.Status.AUTHORIZED or attempt_id in self.state["connected"]:
+            return
+        self.writer.emit(
+            "data-connection-auth-success", data={"attempt_id": attempt_id, "provider": attempt.provider.slug}
+        )
+        self.state["connected"].append(attempt_id)
+
     def report(self, call: ToolCall) -> None:
         """A settled call's outcome in the stream, once."""
         if not call.is_settled or call.call_id in self.state["reported"]:
@@ -534,8 +589,7 @@ class Turn:
         )
         data = {"call_id": call.call_id, "tool_name": call.tool_name, "input": call.input}
         if action == "approval":
-            expires_at = self.action_expires_at.isoformat().replace("+00:00", "Z")  # as the API writes times
-            return {**data, "approval_url": url, "expires_at": expires_at}
+            return {**data, "approval_url": url, "expires_at": _api_time(self.action_expires_at)}
         return {**data, "result_url": url}
 
 
@@ -547,6 +601,10 @@ def tool_result(call: ToolCall) -> str:
         reason = f" Reason: {call.reason}" if call.reason else ""
         return json.dumps({"error": f"The user denied this tool call.{reason}"})
     return json.dumps({"error": call.error or call.status})
+
+
+def _api_time(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")  # as the API writes times
 
 
 def _add(total: int | None, more: int | None) -> int | None:

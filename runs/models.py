@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import uuid
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
 from django.utils import timezone
+
+from genie.encryption import EncryptedTextField, decrypt, encrypt
+
+if TYPE_CHECKING:
+    from genie.auth import Caller
 
 
 class RunQuerySet(models.QuerySet["Run"]):
@@ -285,6 +292,14 @@ class ToolCall(models.Model):
     decided_by = models.CharField(max_length=200, blank=True)
     reason = models.TextField(blank=True)
     executed_at = models.DateTimeField(null=True, blank=True, help_text="When the server started executing it.")
+    connection_attempt = models.ForeignKey(
+        "runs.ConnectionAttempt",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="tool_calls",
+        help_text="The authorization this call waits for (or waited for).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -317,6 +332,16 @@ class ToolCall(models.Model):
         self.status = status
         self.save(update_fields=["status"])
 
+    def mark_awaiting_connection(self, attempt: ConnectionAttempt) -> None:
+        """running → awaiting_connection: the end user must authorize ``attempt`` first."""
+        self.status, self.connection_attempt = self.Status.AWAITING_CONNECTION, attempt
+        self.save(update_fields=["status", "connection_attempt"])
+
+    def mark_connected(self) -> None:
+        """awaiting_connection → running (the continuation executes it with the token)."""
+        self.status = self.Status.RUNNING
+        self.save(update_fields=["status"])
+
     def mark_approved(self, *, decided_by: str, reason: str = "") -> None:
         """pending_approval → running (the continuation executes it)."""
         self.status, self.decided_by, self.reason = self.Status.RUNNING, decided_by, reason
@@ -341,3 +366,226 @@ class ToolCall(models.Model):
 
     def mark_expired(self) -> None:
         self._finish(self.Status.EXPIRED)
+
+
+# --- connections: an end user's OAuth account for a tool ------------------------------
+
+
+class ConnectionProviderQuerySet(models.QuerySet["ConnectionProvider"]):
+    def of_team(self, team: Any) -> ConnectionProviderQuerySet:
+        return self.filter(team=team)
+
+
+class ConnectionProvider(models.Model):
+    """An OAuth 2.0 authorization server a team's tools may act through (``ToolSpec.connection``
+    names it by ``slug``). ``client_secret`` is stored encrypted and never shown."""
+
+    team = models.ForeignKey("genie.Team", on_delete=models.CASCADE, related_name="connection_providers")
+    slug = models.SlugField(max_length=100)
+    name = models.CharField(max_length=200)
+    authorize_url = models.URLField(max_length=2000)
+    token_url = models.URLField(max_length=2000)
+    client_id = models.CharField(max_length=500)
+    client_secret = EncryptedTextField(blank=True)
+    scopes = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ConnectionProviderQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["team", "slug"]
+        constraints = [models.UniqueConstraint(fields=["team", "slug"], name="connection_provider_slug_per_team")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.slug})"
+
+
+class ConnectionQuerySet(models.QuerySet["Connection"]):
+    def live(self) -> ConnectionQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+    def visible_to(self, caller: Caller) -> ConnectionQuerySet:
+        """A secret key sees its team's connections; a user its own (its member uuid is
+        its end-user id); a publishable key none."""
+        qs = self.filter(team=caller.team).live()
+        if caller.is_secret:
+            return qs
+        member = getattr(caller.user, "member", None) if caller.is_user else None
+        if member is None:
+            return qs.none()
+        return qs.filter(user_id=str(member.uuid))
+
+
+class Connection(models.Model):
+    """An end user's authorization at a provider: their tokens, encrypted at rest.
+    ``user_id`` is the end user (the session's ``user_id``, or its owner's member uuid).
+    At most one live (unrevoked) connection per provider and end user."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    team = models.ForeignKey("genie.Team", on_delete=models.CASCADE, related_name="connections")
+    provider = models.ForeignKey(ConnectionProvider, on_delete=models.CASCADE, related_name="connections")
+    user_id = models.CharField(max_length=200)
+    access_token = EncryptedTextField(blank=True)
+    refresh_token = EncryptedTextField(blank=True)
+    token_type = models.CharField(max_length=40, default="Bearer")
+    scope = models.TextField(blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ConnectionQuerySet.as_manager()
+
+    # A token this close to its expiry is refreshed before a call (the call must not fail midway).
+    EXPIRY_MARGIN = timedelta(seconds=30)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "user_id"],
+                condition=models.Q(revoked_at__isnull=True),
+                name="one_live_connection_per_user",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider.slug} for {self.user_id}"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now() + self.EXPIRY_MARGIN
+
+    @property
+    def is_usable(self) -> bool:
+        return self.revoked_at is None and bool(self.access_token) and not self.is_expired
+
+    def store_tokens(self, token: dict[str, Any]) -> None:
+        """Keep a token endpoint's answer (a refresh may omit the refresh token: keep ours)."""
+        self.access_token = token["access_token"]
+        self.refresh_token = token.get("refresh_token") or self.refresh_token
+        self.token_type = token.get("token_type") or "Bearer"
+        self.scope = token.get("scope") or self.scope
+        expires_in = token.get("expires_in")
+        self.expires_at = timezone.now() + timedelta(seconds=int(expires_in)) if expires_in else None
+        self.save()
+
+    def mark_unusable(self) -> None:
+        """The provider refused the refresh: the tokens are dropped (the user connects again)."""
+        self.access_token, self.refresh_token = "", ""
+        self.save(update_fields=["access_token", "refresh_token", "updated_at"])
+
+    def revoke(self) -> None:
+        self.revoked_at = timezone.now()
+        self.access_token, self.refresh_token = "", ""
+        self.save(update_fields=["revoked_at", "access_token", "refresh_token", "updated_at"])
+
+
+class ConnectionAttemptQuerySet(models.QuerySet["ConnectionAttempt"]):
+    def reachable_by(self, caller: Caller) -> ConnectionAttemptQuerySet:
+        """The attempts a caller may link or reject: those whose tool call is in a session
+        the caller reaches (the one access rule)."""
+        from chat.models import Session
+
+        sessions = Session.objects.reachable_by(caller)
+        return self.filter(provider__team=caller.team, tool_calls__run__session__in=sessions).distinct()
+
+    def unwaited_after(self, run: Run) -> ConnectionAttemptQuerySet:
+        """Pending attempts ``run``'s calls waited on and no other call waits on any more."""
+        return self.filter(status=ConnectionAttempt.Status.AUTH_REQUIRED, tool_calls__run=run).exclude(
+            tool_calls__status=ToolCall.Status.AWAITING_CONNECTION
+        )
+
+    def expire(self) -> int:
+        return self.update(status=ConnectionAttempt.Status.EXPIRED, links=[], updated_at=timezone.now())
+
+    def pending_for(self, *, provider: ConnectionProvider, user_id: str) -> ConnectionAttemptQuerySet:
+        return self.filter(
+            provider=provider,
+            user_id=user_id,
+            status=ConnectionAttempt.Status.AUTH_REQUIRED,
+            expires_at__gt=timezone.now(),
+        )
+
+
+class ConnectionAttempt(models.Model):
+    """One request that an end user authorize a provider, made when a tool call needs a
+    connection. The ``state`` of each authorization link is single-use and bound to the
+    attempt (``<attempt_id hex>.<random>``); only its SHA-256 is stored, beside the link's
+    PKCE code verifier, encrypted. An attempt expires with its run's pending action."""
+
+    class Status(models.TextChoices):
+        AUTH_REQUIRED = "auth_required", "Authorization required"
+        AUTHORIZED = "authorized", "Authorized"
+        REJECTED = "rejected", "Rejected"
+        EXPIRED = "expired", "Expired"
+
+    MAX_LINKS = 10  # authorization links outstanding at once (each ``link`` makes one)
+
+    attempt_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    provider = models.ForeignKey(ConnectionProvider, on_delete=models.CASCADE, related_name="attempts")
+    user_id = models.CharField(max_length=200)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.AUTH_REQUIRED)
+    links = models.JSONField(
+        default=list, blank=True, editable=False, help_text="[{state_hash, code_verifier (encrypted)}]"
+    )
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ConnectionAttemptQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["provider", "user_id", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.provider.slug} for {self.user_id} ({self.status})"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == self.Status.AUTH_REQUIRED and self.expires_at > timezone.now()
+
+    @staticmethod
+    def hash_state(state: str) -> str:
+        return hashlib.sha256(state.encode()).hexdigest()
+
+    def new_link(self, code_verifier: str) -> str:
+        """A new single-use state for an authorization link with ``code_verifier``; the
+        oldest links stop working beyond MAX_LINKS."""
+        state = f"{self.attempt_id.hex}.{secrets.token_urlsafe(32)}"
+        entry = {"state_hash": self.hash_state(state), "code_verifier": encrypt(code_verifier)}
+        self.links = [*self.links, entry][-self.MAX_LINKS :]
+        self.save(update_fields=["links", "updated_at"])
+        return state
+
+    def take_link(self, state: str) -> str | None:
+        """Use up the link of ``state``: its code verifier, or None for a state this
+        attempt never issued or already took."""
+        wanted = self.hash_state(state)
+        for entry in self.links:
+            if secrets.compare_digest(entry["state_hash"], wanted):
+                self.links = [other for other in self.links if other is not entry]
+                self.save(update_fields=["links", "updated_at"])
+                return decrypt(entry["code_verifier"])
+        return None
+
+    def extend_until(self, expires_at: datetime) -> None:
+        """A later run waits on this attempt too: it lives as long as that run's action."""
+        if expires_at > self.expires_at:
+            self.expires_at = expires_at
+            self.save(update_fields=["expires_at", "updated_at"])
+
+    def _settle(self, status: str) -> None:
+        self.status, self.links = status, []
+        self.save(update_fields=["status", "links", "updated_at"])
+
+    def mark_authorized(self) -> None:
+        self._settle(self.Status.AUTHORIZED)
+
+    def mark_rejected(self) -> None:
+        self._settle(self.Status.REJECTED)
+
+    def mark_expired(self) -> None:
+        self._settle(self.Status.EXPIRED)

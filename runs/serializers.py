@@ -5,9 +5,10 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from genie.egress import validate_public_url
 from genie.links import absolute_url
 from genie.serializers import StrictSerializer
-from runs.models import Run, RunEvent, ToolCall
+from runs.models import Connection, ConnectionProvider, Run, RunEvent, ToolCall
 
 
 class RunErrorSerializer(serializers.Serializer):
@@ -43,7 +44,7 @@ class ToolCallSerializer(serializers.ModelSerializer):
 ACTION_TYPES = {
     ToolCall.Status.PENDING_APPROVAL: ("approval", "runs:tool-call-approval"),
     ToolCall.Status.AWAITING_RESULT: ("client_tool", "runs:tool-call-result"),
-    ToolCall.Status.AWAITING_CONNECTION: ("connection", "runs:tool-call-approval"),
+    ToolCall.Status.AWAITING_CONNECTION: ("connection", "runs:connection-link"),
 }
 
 
@@ -64,7 +65,10 @@ def pending_actions(calls: list[ToolCall], request: Any) -> list[dict[str, Any]]
     actions = []
     for call in calls:
         action, url_name = ACTION_TYPES[call.status]
-        url = absolute_url(request, url_name, session_uuid=call.run.session.uuid, call_id=call.call_id)
+        if call.status == ToolCall.Status.AWAITING_CONNECTION and call.connection_attempt is not None:
+            url = absolute_url(request, url_name, attempt_id=call.connection_attempt.attempt_id)  # the link_url
+        else:
+            url = absolute_url(request, url_name, session_uuid=call.run.session.uuid, call_id=call.call_id)
         actions.append(
             {
                 "type": action,
@@ -126,7 +130,7 @@ class RunSerializer(serializers.ModelSerializer):
     def get_pending_actions(self, obj: Run) -> list[dict[str, Any]]:
         if obj.status != Run.Status.REQUIRES_ACTION:
             return []
-        calls = list(obj.tool_calls.open().select_related("run__session"))
+        calls = list(obj.tool_calls.open().select_related("run__session", "connection_attempt"))
         return pending_actions(calls, self.context["request"])
 
     @extend_schema_field(RunUsageSerializer())
@@ -177,3 +181,69 @@ class ToolCallResultSerializer(StrictSerializer):
         if ("output" in attrs) == ("error" in attrs):
             raise serializers.ValidationError("Send exactly one of output or error.", code="output_or_error")
         return attrs
+
+
+class ConnectionProviderSerializer(serializers.ModelSerializer):
+    """A team's OAuth provider. ``client_secret`` is write-only (stored encrypted, never
+    shown); both URLs must pass the egress guard (the token URL is called by the server,
+    the authorize URL is where users are sent)."""
+
+    client_secret = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=2000)
+    scopes = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, max_length=50, default=list
+    )
+    authorize_url = serializers.URLField(max_length=2000, validators=[validate_public_url])
+    token_url = serializers.URLField(max_length=2000, validators=[validate_public_url])
+
+    class Meta:
+        model = ConnectionProvider
+        fields = [
+            "slug",
+            "name",
+            "authorize_url",
+            "token_url",
+            "client_id",
+            "client_secret",
+            "scopes",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+
+    def validate_slug(self, value: str) -> str:
+        taken = ConnectionProvider.objects.of_team(self.context["team"]).filter(slug=value)
+        if self.instance is not None:
+            taken = taken.exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise serializers.ValidationError("The team already has a connection provider with this slug.")
+        return value
+
+
+class ConnectionSerializer(serializers.ModelSerializer):
+    """An end user's connection, without its tokens (they never leave the server)."""
+
+    provider = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    expired = serializers.BooleanField(source="is_expired", read_only=True)
+
+    class Meta:
+        model = Connection
+        fields = ["uuid", "provider", "user_id", "scope", "expires_at", "expired", "created_at", "updated_at"]
+        read_only_fields = fields  # output only
+
+
+class AuthLinkSerializer(serializers.Serializer):
+    url = serializers.URLField()
+    expires_at = serializers.DateTimeField()
+
+
+class ConnectionLinkSerializer(serializers.Serializer):
+    """``POST connections/{attempt_id}/link``: a link to authorize, or ``authorized``."""
+
+    attempt_id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=["auth_required", "authorized"])
+    auth_link = AuthLinkSerializer(required=False)
+
+
+class ConnectionRejectSerializer(serializers.Serializer):
+    attempt_id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=["rejected"])

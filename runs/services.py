@@ -20,7 +20,7 @@ from genie.connections import redis_client
 from runs import tasks
 from runs.events import OpenParts, RunEventWriter, StreamEvent, logged_text, read_run_log, stop_key
 from runs.exceptions import ActionAlreadyAnswered, RunActive
-from runs.models import Run, ToolCall
+from runs.models import ConnectionAttempt, Run, ToolCall
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +136,7 @@ def end_run(
         message.save(update_fields=fields)
         for call in run.tool_calls.open():  # nobody will answer them now
             call.mark_expired()
+        ConnectionAttempt.objects.unwaited_after(run).expire()
         usage = usage or Usage()
         locked.mark_finished(
             status=status,
@@ -223,7 +224,7 @@ def decide_tool_call(*, session: Session, call_id: str, approved: bool, reason: 
             call.mark_approved(decided_by=decided_by, reason=reason)
         else:
             call.mark_denied(decided_by=decided_by, reason=reason)
-        _continue_when_answered(call.run)
+        continue_when_answered(call.run)
     return call
 
 
@@ -240,7 +241,7 @@ def submit_tool_result(*, session: Session, call_id: str, output: Any = None, er
             call.mark_failed(error)
         else:
             call.mark_succeeded(output)
-        _continue_when_answered(call.run)
+        continue_when_answered(call.run)
     return call
 
 
@@ -252,7 +253,7 @@ def _locked_call(*, session: Session, call_id: str) -> ToolCall:
     return call
 
 
-def _continue_when_answered(run: Run) -> None:
+def continue_when_answered(run: Run) -> None:
     if run.status == Run.Status.REQUIRES_ACTION and not run.tool_calls.open().exists():
         transaction.on_commit(partial(tasks.continue_run.delay, run.pk))
 

@@ -1,12 +1,17 @@
 from django.urls import path
 
 from runs.views import (
+    ConnectionLinkView,
+    ConnectionProviderViewSet,
+    ConnectionRejectView,
+    ConnectionViewSet,
     RunViewSet,
     SessionEventsView,
     SessionStopView,
     StreamOutsideAsgiView,
     ToolCallApprovalView,
     ToolCallResultView,
+    connection_callback,
 )
 
 app_name = "runs"
@@ -34,4 +39,21 @@ urlpatterns = [
         name="tool-call-result",
     ),
     path("sessions/<uuid:session_uuid>/events", SessionEventsView.as_view({"get": "list"}), name="session-events"),
+    path(
+        "connection-providers",
+        ConnectionProviderViewSet.as_view({"get": "list", "post": "create"}),
+        name="connection-provider-list",
+    ),
+    path(
+        "connection-providers/<slug:slug>",
+        ConnectionProviderViewSet.as_view(
+            {"get": "retrieve", "patch": "partial_update", "put": "update", "delete": "destroy"}
+        ),
+        name="connection-provider-detail",
+    ),
+    path("connections", ConnectionViewSet.as_view({"get": "list"}), name="connection-list"),
+    path("connections/callback", connection_callback, name="connection-callback"),
+    path("connections/<uuid:uuid>", ConnectionViewSet.as_view({"delete": "destroy"}), name="connection-detail"),
+    path("connections/<uuid:attempt_id>/link", ConnectionLinkView.as_view(), name="connection-link"),
+    path("connections/<uuid:attempt_id>/reject", ConnectionRejectView.as_view(), name="connection-reject"),
 ]

@@ -3,8 +3,11 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
+import django_filters
 from django.db.models import QuerySet
-from django.shortcuts import get_object_or_404
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -20,11 +23,18 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat.models import Session
+from genie.auth import Caller, IsSecretKey, NotPublishable
 from genie.exceptions import error_body
 from genie.schema import SECURITY, error_response
-from runs import services
-from runs.models import Run, RunEvent, ToolCall
+from runs import connections, services
+from runs.exceptions import InvalidConnectionState
+from runs.models import Connection, ConnectionAttempt, ConnectionProvider, Run, RunEvent, ToolCall
+from runs.oauth import OAuthFailure
 from runs.serializers import (
+    ConnectionLinkSerializer,
+    ConnectionProviderSerializer,
+    ConnectionRejectSerializer,
+    ConnectionSerializer,
     EventQuerySerializer,
     RunEventSerializer,
     RunSerializer,
@@ -201,3 +211,109 @@ class ToolCallResultView(APIView):
         except ToolCall.DoesNotExist as exc:
             raise NotFound("No such tool call in this session.") from exc
         return Response({"call_id": call_id, "status": call.status})
+
+
+# --- connections ------------------------------------------------------------------------
+
+
+class ConnectionProviderViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """``connection-providers``: the team's OAuth providers, by slug (secret key only)."""
+
+    permission_classes = [IsSecretKey]
+    serializer_class = ConnectionProviderSerializer
+    lookup_field = "slug"
+
+    def get_queryset(self) -> QuerySet[ConnectionProvider]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return ConnectionProvider.objects.none()
+        return ConnectionProvider.objects.of_team(self.request.auth.team).order_by("slug")
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()
+        if isinstance(getattr(self.request, "auth", None), Caller):
+            context["team"] = self.request.auth.team
+        return context
+
+    def perform_create(self, serializer: ConnectionProviderSerializer) -> None:
+        serializer.save(team=self.request.auth.team)
+
+
+class ConnectionFilter(django_filters.FilterSet):
+    user_id = django_filters.CharFilter(field_name="user_id")
+    provider = django_filters.CharFilter(field_name="provider__slug")
+
+    class Meta:
+        model = Connection
+        fields = ["user_id", "provider"]
+
+
+class ConnectionViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """``GET/DELETE connections``: end users' connections (never their tokens). A secret
+    key sees its team's (``?user_id=`` filters), a user its own; DELETE revokes."""
+
+    permission_classes = [NotPublishable]
+    serializer_class = ConnectionSerializer
+    filterset_class = ConnectionFilter
+    lookup_field = "uuid"
+
+    def get_queryset(self) -> QuerySet[Connection]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return Connection.objects.none()
+        return Connection.objects.visible_to(self.request.auth).select_related("provider")
+
+    def perform_destroy(self, instance: Connection) -> None:
+        connections.revoke_connection(connection=instance)
+
+
+def _reachable_attempt(request: Request, attempt_id: str) -> ConnectionAttempt:
+    return get_object_or_404(ConnectionAttempt.objects.reachable_by(request.auth), attempt_id=attempt_id)
+
+
+class ConnectionLinkView(APIView):
+    """``POST connections/{attempt_id}/link``: a link for the end user to authorize the
+    provider, or ``authorized`` when it is done. Whoever reaches the session of the
+    waiting tool call may ask."""
+
+    @extend_schema(request=None, responses=ConnectionLinkSerializer)
+    def post(self, request: Request, attempt_id: str) -> Response:
+        attempt = _reachable_attempt(request, attempt_id)
+        link = connections.link_connection(attempt=attempt)
+        if link is None:
+            return Response({"attempt_id": str(attempt.attempt_id), "status": "authorized"})
+        body = {"attempt_id": attempt.attempt_id, "status": "auth_required", "auth_link": vars(link)}
+        return Response(ConnectionLinkSerializer(body).data)
+
+
+class ConnectionRejectView(APIView):
+    """``POST connections/{attempt_id}/reject``: the user declines; the tool call fails
+    ("connection declined") and the turn goes on."""
+
+    @extend_schema(request=None, responses=ConnectionRejectSerializer)
+    def post(self, request: Request, attempt_id: str) -> Response:
+        attempt = _reachable_attempt(request, attempt_id)
+        connections.reject_connection(attempt=attempt)
+        return Response({"attempt_id": str(attempt.attempt_id), "status": "rejected"})
+
+
+@require_GET
+def connection_callback(request: HttpRequest) -> HttpResponse:
+    """``GET connections/callback?code&state`` (or ``?error&state``): where the provider
+    sends the user's browser back. No credentials: the single-use ``state`` names the
+    attempt. Answers a small page; 400 for a bad, used or expired state."""
+    state = request.GET.get("state", "")
+    error = request.GET.get("error", "")
+    try:
+        attempt = connections.complete_connection(state=state, code=request.GET.get("code", ""), error=error)
+    except InvalidConnectionState:
+        return render(request, "connections/callback.html", {"outcome": "invalid"}, status=400)
+    except OAuthFailure:
+        return render(request, "connections/callback.html", {"outcome": "failed"}, status=502)
+    outcome = "connected" if attempt.status == ConnectionAttempt.Status.AUTHORIZED else "declined"
+    return render(request, "connections/callback.html", {"outcome": outcome, "provider": attempt.provider.name})

@@ -71,9 +71,9 @@ def healthy(base_url: str) -> bool:
         return False
 
 
-def start_daphne(env: dict[str, str], log: Path) -> tuple[LiveProcess, str]:
-    """A real Daphne serving genie.asgi on a free port; returns once /healthz answers."""
-    port = free_port()
+def start_daphne(env: dict[str, str], log: Path, *, port: int | None = None) -> tuple[LiveProcess, str]:
+    """A real Daphne serving genie.asgi on ``port`` (a free one by default); returns once /healthz answers."""
+    port = port or free_port()
     server = LiveProcess(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "genie.asgi:application"], env, log
     ).start()

@@ -26,11 +26,13 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 
 
 class WebhookReceiver:
-    """Answers each signed call with ``{"echo": input}``; refuses a bad signature with 401."""
+    """Answers each signed call with ``{"echo": input}``; refuses a bad signature with 401.
+    Records each call's body and its ``Authorization`` header (a connection's token)."""
 
     def __init__(self) -> None:
         self.secret = ""
         self.calls: list[dict] = []
+        self.authorizations: list[str | None] = []  # each signed call's Authorization header
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -49,6 +51,7 @@ class WebhookReceiver:
                     return
                 body = json.loads(raw)
                 receiver.calls.append(body)
+                receiver.authorizations.append(self.headers.get("Authorization"))
                 answer = json.dumps({"echo": body["input"]}).encode()
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
