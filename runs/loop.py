@@ -37,8 +37,8 @@ from django.utils import timezone
 from chat.models import Message, Session
 from genie.links import absolute_url
 from runs import connections
-from runs.events import OpenParts, RunEventWriter, release_connection, stop_key
-from runs.models import Run, RunEvent, ToolCall
+from runs.events import OpenParts, RunEventWriter, read_run_log, release_connection, stop_key
+from runs.models import Run, ToolCall
 from runs.providers import Chunk, ProviderError, ProviderRequest, ToolCallDelta, ToolDefinition, get_provider
 from runs.services import Usage, end_run, pause_run
 from runs.tools import CallContext, OfferedTool, ToolError, get_tool, offered_tools
@@ -307,11 +307,12 @@ class Turn:
         )
 
     def emit_start(self) -> None:
-        if self.run.attempts > 1 and RunEvent.objects.filter(run=self.run, type="start").exists():
+        """``start``, once per run: a run claimed again (re-queued after a crash, or a
+        continuation) finds it in its log, PostgreSQL or Redis, and sends no second one.
+        The first claim checks nothing: the token path stays one Redis command."""
+        if self.run.attempts > 1 and any(event.type == "start" for event in read_run_log(self.run)):
             return
-        start = self.writer.record("start", messageId=str(self.run.agent_message.uuid))
-        self.writer.flush()  # stored before it is sent: a re-queued run finds it and sends no second one
-        self.writer.publish(start)
+        self.writer.emit("start", messageId=str(self.run.agent_message.uuid))
 
     # --- one step: one model call ----------------------------------------------------
 
