@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start (installing if absent) the services Genie uses: Redis always, PostgreSQL when
 # DATABASE_URL points at it or GENIE_NEEDS_POSTGRES=1 (the tests), and the Debian
-# chromium for the browser tests when GENIE_NEEDS_BROWSER=1. Idempotent.
+# chromium, node and npm for the browser and AI SDK client tests when GENIE_NEEDS_BROWSER=1. Idempotent.
 set -euo pipefail
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
@@ -11,7 +11,11 @@ apt_install() {
 }
 
 if ! command -v redis-server >/dev/null; then apt_install redis-server; fi
-if [ "${GENIE_NEEDS_BROWSER:-0}" = 1 ] && [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi
+if [ "${GENIE_NEEDS_BROWSER:-0}" = 1 ]; then
+  # The browser tests (Debian's chromium) and the AI SDK client test (node + npm).
+  [ -x /usr/bin/chromium ] || apt_install chromium
+  command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+fi
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   mkdir -p /tmp/genie-redis
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
