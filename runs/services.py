@@ -200,6 +200,9 @@ def pause_run(
             Message.objects.filter(pk=run.agent_message_id).update(text=text, updated_at=timezone.now())
             locked.mark_waiting(state=state, expires_at=expires_at)
             run.status, run.state = locked.status, locked.state
+            # An answer that came in after the worker last looked found the run still
+            # running and enqueued nothing: the run must not wait for the sweeper.
+            continue_when_answered(locked)
             return True
     end_run(
         run=run,

@@ -175,17 +175,22 @@ class ToolCallApprovalView(APIView):
 
     @extend_schema(
         request=ToolCallApprovalSerializer,
-        responses=inline_serializer(
-            "ToolCallDecision",
-            {"call_id": serializers.CharField(), "status": serializers.ChoiceField(choices=["approved", "denied"])},
-        ),
+        responses={
+            200: inline_serializer(
+                "ToolCallDecision",
+                {"call_id": serializers.CharField(), "status": serializers.ChoiceField(choices=["approved", "denied"])},
+            ),
+            409: error_response("`already_decided`: the call was decided before (or waits for no decision)."),
+        },
     )
     def post(self, request: Request, session_uuid: str, call_id: str) -> Response:
         session = get_object_or_404(Session.objects.reachable_by(request.auth), uuid=session_uuid)
         data = ToolCallApprovalSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
-            services.decide_tool_call(session=session, call_id=call_id, decided_by=request.auth.label, **data.validated_data)
+            services.decide_tool_call(
+                session=session, call_id=call_id, decided_by=request.auth.label, **data.validated_data
+            )
         except ToolCall.DoesNotExist as exc:
             raise NotFound("No such tool call in this session.") from exc
         status = "approved" if data.validated_data["approved"] else "denied"
@@ -198,9 +203,14 @@ class ToolCallResultView(APIView):
 
     @extend_schema(
         request=ToolCallResultSerializer,
-        responses=inline_serializer(
-            "ToolCallResult", {"call_id": serializers.CharField(), "status": serializers.CharField()}
-        ),
+        responses={
+            200: inline_serializer(
+                "ToolCallResult", {"call_id": serializers.CharField(), "status": serializers.CharField()}
+            ),
+            409: error_response(
+                "`already_decided`: the call waits for no result (answered before, or not a client tool)."
+            ),
+        },
     )
     def post(self, request: Request, session_uuid: str, call_id: str) -> Response:
         session = get_object_or_404(Session.objects.reachable_by(request.auth), uuid=session_uuid)

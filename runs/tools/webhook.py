@@ -53,11 +53,12 @@ class WebhookTool:
         if context.access_token:
             headers["Authorization"] = f"Bearer {context.access_token}"
         try:
+            deadline = time.monotonic() + offered.spec.timeout
             with (
                 guarded_client(timeout=offered.spec.timeout) as client,
                 client.stream("POST", offered.spec.url, content=body, headers=headers) as response,
             ):
-                content = read_bounded(response)
+                content = read_bounded(response, deadline=deadline, timeout=offered.spec.timeout)
         except EgressRefused as exc:
             raise ToolError(exc.message) from exc
         except httpx.TimeoutException as exc:
@@ -72,11 +73,15 @@ class WebhookTool:
             raise ToolError("The tool's answer is not JSON.") from exc
 
 
-def read_bounded(response: httpx.Response) -> bytes:
+def read_bounded(response: httpx.Response, *, deadline: float, timeout: float) -> bytes:
+    """The body, at most MAX_RESPONSE_BYTES and by the call's deadline: httpx's timeout
+    bounds each read, not the whole answer (a byte every few seconds would go on)."""
     chunks, size = [], 0
     for chunk in response.iter_bytes():
         size += len(chunk)
         if size > MAX_RESPONSE_BYTES:
             raise ToolError(f"The tool's answer is larger than {MAX_RESPONSE_BYTES} bytes.")
+        if time.monotonic() > deadline:
+            raise ToolError(f"The tool did not answer within {timeout:g} s.")
         chunks.append(chunk)
     return b"".join(chunks)

@@ -18,7 +18,8 @@ import pytest
 from runs import loop, services
 from runs.exceptions import ActionAlreadyAnswered
 from runs.models import Run, ToolCall
-from runs.tools.webhook import signature
+from runs.tools import CallContext, ToolError, ToolSpec
+from runs.tools.webhook import WebhookTool, signature
 from tests.factories import RunFactory
 from tests.runs.conftest import published_data, published_types, text, tool_call
 
@@ -248,3 +249,31 @@ def test_a_model_without_function_calling_is_offered_no_tools_and_none_runs(scri
     assert provider.requests[0].tools == ()
     assert receiver.calls == []
     assert ToolCall.objects.get(run=run).status == ToolCall.Status.FAILED
+
+
+def test_a_webhook_that_drips_its_answer_past_the_timeout_is_a_tool_error(receiver):
+    """httpx's timeout bounds each read; the call's own deadline bounds the whole answer."""
+
+    class Drip(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            for piece in '{"late": true}':
+                self.wfile.write(piece.encode())
+                self.wfile.flush()
+                time.sleep(0.2)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    spec = ToolSpec(name="slow", kind="webhook", url=f"http://127.0.0.1:{server.server_address[1]}/", timeout=1)
+    tool = WebhookTool()
+    try:
+        with pytest.raises(ToolError, match="within 1 s"):
+            tool.call(tool.offers(spec)[0], {}, CallContext(call_id="c", session_uuid="s", run_uuid="r", user_id=""))
+    finally:
+        server.shutdown()
