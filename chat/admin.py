@@ -4,13 +4,15 @@ import json
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import FileResponse, HttpRequest
+from django.shortcuts import get_object_or_404
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from rest_framework import serializers
 
-from chat.models import Agent, Message, Session
+from chat.models import Agent, Compaction, Message, Session, Upload
 from chat.serializers import clean_tool_definitions
 
 
@@ -28,12 +30,25 @@ class ReadOnlyInline(admin.TabularInline):
 
 class TranscriptInline(ReadOnlyInline):
     model = Message
-    fields = ["created_at", "sender_role", "text", "tools_used", "status", "model_id", "rating"]
+    fields = ["created_at", "sender_role", "text", "files", "contexts", "tools_used", "status", "model_id", "rating"]
     readonly_fields = fields
     ordering = ["created_at", "id"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
-        return super().get_queryset(request).select_related("feedback", "run").prefetch_related("run__tool_calls")
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("feedback", "run")
+            .prefetch_related("run__tool_calls", "attachments")
+        )
+
+    @admin.display(description="Files")
+    def files(self, obj: Message) -> str:
+        return attachment_links(obj)
+
+    @admin.display(description="UI / scan context")
+    def contexts(self, obj: Message) -> str:
+        return context_lines(obj)
 
     @admin.display(description="Tool calls")
     def tools_used(self, obj: Message) -> str:
@@ -63,6 +78,36 @@ class TranscriptInline(ReadOnlyInline):
     def rating(self, obj: Message) -> str:
         feedback = getattr(obj, "feedback", None)
         return f"{feedback.rating}: {feedback.body}" if feedback else "—"
+
+
+def attachment_links(message: Message) -> str:
+    """Each attached file, linked to its download in the admin."""
+    uploads = list(message.attachments.all())
+    if not uploads:
+        return "—"
+    return format_html_join(
+        "",
+        '<div><a href="{}">{}</a> ({}, {} bytes)</div>',
+        (
+            (reverse("admin:chat_upload_download", args=[upload.pk]), upload.filename, upload.content_type, upload.size)
+            for upload in uploads
+        ),
+    )
+
+
+def context_lines(message: Message) -> str:
+    lines = [(name, json.dumps(value)) for name, value in (("ui", message.ui_context), ("scan", message.scan_context))]
+    shown = [(name, value) for name, value in lines if value != "null"]
+    return format_html_join("", "<div><b>{}</b> {}</div>", shown) if shown else "—"
+
+
+class CompactionInline(ReadOnlyInline):
+    """The session's summaries (compaction), newest first: what later prompts start from."""
+
+    model = Compaction
+    fields = ["created_at", "summary", "messages_compacted", "before_tokens", "after_tokens", "automatic"]
+    readonly_fields = fields
+    show_change_link = False
 
 
 class AgentForm(forms.ModelForm):
@@ -97,7 +142,7 @@ class SessionAdmin(admin.ModelAdmin):
     search_fields = ["title", "uuid", "user_id", "messages__text"]
     readonly_fields = ["uuid", "created_at", "updated_at", "title_generated"]
     date_hierarchy = "created_at"
-    inlines = [TranscriptInline]
+    inlines = [TranscriptInline, CompactionInline]
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
         queryset, _ = super().get_search_results(request, queryset, search_term)
@@ -111,8 +156,13 @@ class MessageAdmin(admin.ModelAdmin):
     list_select_related = ["session", "feedback"]
     raw_id_fields = ["session"]
     search_fields = ["text", "session__title", "uuid"]
-    readonly_fields = [f.name for f in Message._meta.fields] + ["rating"]
+    readonly_fields = [f.name for f in Message._meta.fields] + ["rating", "files"]
+    exclude = ["attachments"]  # shown read-only, linked to their downloads
     date_hierarchy = "created_at"
+
+    @admin.display(description="Files")
+    def files(self, obj: Message) -> str:
+        return attachment_links(obj)
 
     @admin.display(description="Session")
     def session_link(self, obj: Message) -> str:
@@ -123,3 +173,51 @@ class MessageAdmin(admin.ModelAdmin):
     def rating(self, obj: Message) -> str:
         feedback = getattr(obj, "feedback", None)
         return feedback.rating if feedback else "—"
+
+
+@admin.register(Upload)
+class UploadAdmin(admin.ModelAdmin):
+    """Uploaded files: read-only, each downloadable by staff who may view it."""
+
+    list_display = ["filename", "content_type", "size", "session", "created_at", "download"]
+    list_filter = ["content_type", "created_at"]
+    list_select_related = ["session"]
+    raw_id_fields = ["session"]
+    search_fields = ["filename", "file_id", "sha256"]
+    readonly_fields = [
+        "file_id",
+        "session",
+        "filename",
+        "content_type",
+        "size",
+        "sha256",
+        "text_cut",
+        "created_at",
+        "download",
+    ]
+    exclude = ["file"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.display(description="Download")
+    def download(self, obj: Upload) -> str:
+        return format_html('<a href="{}">download</a>', reverse("admin:chat_upload_download", args=[obj.pk]))
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view(self.download_view)
+        return [path("<int:pk>/download/", view, name="chat_upload_download"), *super().get_urls()]
+
+    def download_view(self, request: HttpRequest, pk: int) -> FileResponse:
+        upload = get_object_or_404(Upload, pk=pk)
+        if not self.has_view_permission(request, upload):
+            raise PermissionDenied
+        response = FileResponse(
+            upload.file.open("rb"), as_attachment=True, filename=upload.filename, content_type=upload.content_type
+        )
+        response["X-Content-Type-Options"] = "nosniff"
+        return response

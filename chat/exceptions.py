@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-from genie.exceptions import Conflict
+from rest_framework import status
+
+from genie.exceptions import Conflict, GenieError
 
 
 class AgentInUse(Conflict):
     default_code = "agent_in_use"
     default_detail = "The agent has sessions; pass ?force=true to archive it instead."
+
+
+class FileTooLarge(GenieError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "file_too_large"
+    default_detail = "The file is larger than GENIE_MAX_UPLOAD_BYTES."
+
+
+class UnsupportedFileType(GenieError):
+    status_code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
+    default_code = "unsupported_file_type"
+    default_detail = "Only text, JSON, PDF and PNG, JPEG, WebP or GIF images can be uploaded."

@@ -8,8 +8,10 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.db.models.functions import Now
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 
 from genie.egress import validate_public_url
 from genie.models import Team
@@ -62,6 +64,12 @@ class Agent(models.Model):
         default=list, blank=True, help_text="Tool definitions (see the README's Tools section); at most 32."
     )
     max_steps = models.PositiveSmallIntegerField(default=8, help_text="Model calls per turn, at most.")
+    vision = models.BooleanField(
+        default=False, help_text="The model reads images: attached images are sent as image parts."
+    )
+    context_window = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The model's context, in tokens; blank: a default for the model."
+    )
     webhook_secret = models.CharField(
         max_length=100, blank=True, editable=False, help_text="Signs webhook tool calls; shown once."
     )
@@ -188,7 +196,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
     def transcript(self) -> MessageQuerySet:
         return (
             self.select_related("session", "feedback", "run")
-            .prefetch_related("run__tool_calls")
+            .prefetch_related("run__tool_calls", "attachments")
             .order_by("created_at", "id")
         )
 
@@ -215,6 +223,8 @@ class Message(models.Model):
     temperature = models.FloatField(default=0.0)
     metadata = models.JSONField(default=dict, blank=True)
     ui_context = models.JSONField(null=True, blank=True)
+    scan_context = models.JSONField(null=True, blank=True, help_text="How the visitor arrived (tabTitle, pageUrl…).")
+    attachments = models.ManyToManyField("Upload", blank=True, related_name="messages")
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -232,3 +242,75 @@ class Message(models.Model):
     @property
     def is_agent(self) -> bool:
         return self.sender_role == self.SenderRole.AGENT
+
+
+def upload_path(upload: Upload, filename: str) -> str:
+    # Not the client's name: a random one under the session, so names never clash or traverse.
+    return f"uploads/{upload.session.uuid}/{upload.file_id}"
+
+
+class Upload(models.Model):
+    """A file uploaded to a session, to attach to its messages. The bytes live in Django's
+    default storage; ``text`` is what the model reads of a text, JSON or PDF file,
+    extracted once at upload (at most GENIE_ATTACHMENT_TOKENS' worth; ``text_cut`` says
+    there was more)."""
+
+    file_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="uploads")
+    file = models.FileField(upload_to=upload_path, max_length=300)
+    filename = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    text = models.TextField(blank=True, editable=False)
+    text_cut = models.BooleanField(default=False, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.filename} ({self.content_type}, {self.size} bytes)"
+
+    @property
+    def is_image(self) -> bool:
+        return self.content_type.startswith("image/")
+
+
+@receiver(post_delete, sender=Upload)
+def delete_stored_file(sender: type[Upload], instance: Upload, **kwargs: Any) -> None:
+    """The bytes go with their row, however it is deleted (a session's cascade, a team's,
+    the admin): storage cleanup, not domain logic, so a receiver and not a service. After
+    commit, so a rolled-back delete keeps its file."""
+    name, storage = instance.file.name, instance.file.storage
+    if name:
+        transaction.on_commit(lambda: storage.delete(name))
+
+
+class Compaction(models.Model):
+    """A summary of a session's earlier turns: later prompts use the agent's instructions,
+    the latest summary and the messages after ``upto_message``. The transcript keeps
+    every message; a summary is not one of them."""
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="compactions")
+    upto_message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="+")
+    summary = models.TextField()
+    messages_compacted = models.PositiveIntegerField()
+    before_tokens = models.PositiveIntegerField()
+    after_tokens = models.PositiveIntegerField()
+    automatic = models.BooleanField(default=False, help_text="Made before a turn whose prompt was too long.")
+    idempotency_key = models.CharField(max_length=255, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="compaction_idempotency_key_unique_per_session",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Summary of {self.messages_compacted} messages ({self.created_at:%Y-%m-%d %H:%M})"

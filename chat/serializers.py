@@ -9,12 +9,12 @@ from django.core.exceptions import ObjectDoesNotExist
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from chat.models import Agent, Message, Session
+from chat.models import Agent, Message, Session, Upload
 from genie.egress import validate_public_url
 from genie.exceptions import PayloadTooLarge
 from genie.links import absolute_url
 from genie.serializers import JSONObjectField, StrictSerializer
-from runs.models import Run, ToolCall
+from runs.models import ConnectionProvider, Run, ToolCall
 from runs.serializers import PendingActionSerializer, ToolCallSerializer, pending_actions
 from runs.services import ON_ACTIVE_RUN_CHOICES
 from runs.tools import DEFAULT_TIMEOUT, MAX_TIMEOUT, MAX_TOOLS, TOOL_KINDS, check_input_schema
@@ -47,6 +47,16 @@ class MessageTextField(serializers.CharField):
         super().__init__(trim_whitespace=False, error_messages={"blank": "The text is blank."}, **kwargs)
 
 
+def file_ids_field() -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.UUIDField(),
+        required=False,
+        default=list,
+        max_length=settings.GENIE_MAX_ATTACHMENTS,
+        help_text="Uploads to attach to the user message (`POST sessions/{s}/uploads`), at most 10.",
+    )
+
+
 class SessionCreateSerializer(StrictSerializer):
     text = MessageTextField()
     title = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
@@ -54,6 +64,8 @@ class SessionCreateSerializer(StrictSerializer):
     metadata = JSONObjectField(required=False, default=dict)
     user_id = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
     ui_context = JSONObjectField(required=False, allow_null=True, default=None)
+    scan_context = JSONObjectField(required=False, allow_null=True, default=None)
+    file_ids = file_ids_field()
 
     def validate_text(self, value: str) -> str:
         return validate_message_text(value)
@@ -63,6 +75,8 @@ class MessageCreateSerializer(StrictSerializer):
     text = MessageTextField()
     metadata = JSONObjectField(required=False, default=dict)
     ui_context = JSONObjectField(required=False, allow_null=True, default=None)
+    scan_context = JSONObjectField(required=False, allow_null=True, default=None)
+    file_ids = file_ids_field()
     stream = serializers.BooleanField(required=False, default=True)
     on_active_run = serializers.ChoiceField(choices=ON_ACTIVE_RUN_CHOICES, required=False, default="reject")
 
@@ -142,6 +156,29 @@ class MessageModelSerializer(serializers.Serializer):
     model_id = serializers.CharField()
 
 
+class UploadSerializer(serializers.ModelSerializer):
+    """An uploaded file; ``url`` serves its bytes (with the caller's credentials)."""
+
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Upload
+        fields = ["file_id", "filename", "content_type", "size", "sha256", "created_at", "url"]
+        read_only_fields = fields
+
+    def get_url(self, obj: Upload) -> str:
+        session_uuid = self.context.get("session_uuid") or obj.session.uuid
+        return absolute_url(
+            self.context["request"], "chat:upload-content", session_uuid=session_uuid, file_id=obj.file_id
+        )
+
+
+class AttachmentSerializer(UploadSerializer):
+    class Meta(UploadSerializer.Meta):
+        fields = ["file_id", "filename", "content_type", "size", "url"]
+        read_only_fields = fields
+
+
 class MessageSerializer(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
     session_uuid = serializers.UUIDField(source="session.uuid", read_only=True)
@@ -149,6 +186,7 @@ class MessageSerializer(serializers.ModelSerializer):
     feedback = serializers.SerializerMethodField()
     model = serializers.SerializerMethodField()
     tool_calls = serializers.SerializerMethodField()
+    attachments = serializers.SerializerMethodField()
 
     class Meta:
         model = Message
@@ -162,6 +200,7 @@ class MessageSerializer(serializers.ModelSerializer):
             "text",
             "status",
             "tool_calls",
+            "attachments",
             "temperature",
             "model",
             "metadata",
@@ -185,6 +224,12 @@ class MessageSerializer(serializers.ModelSerializer):
         except ObjectDoesNotExist:
             return []
         return ToolCallSerializer(run.tool_calls.all(), many=True).data
+
+    @extend_schema_field(AttachmentSerializer(many=True))
+    def get_attachments(self, obj: Message) -> list[dict[str, Any]]:
+        """The files attached to a user message (prefetched by ``transcript()``)."""
+        context = {**self.context, "session_uuid": obj.session.uuid}
+        return AttachmentSerializer(obj.attachments.all(), many=True, context=context).data
 
     def get_feedback_url(self, obj: Message) -> str | None:
         if not obj.is_agent:
@@ -228,6 +273,34 @@ class SessionWithMessagesSerializer(SessionDetailSerializer):
 
     class Meta(SessionDetailSerializer.Meta):
         fields = [*SessionDetailSerializer.Meta.fields, "messages"]
+
+
+class CompactSerializer(StrictSerializer):
+    keep_last = serializers.IntegerField(
+        required=False, default=4, min_value=0, max_value=100, help_text="The last messages kept verbatim."
+    )
+
+
+class ContextBreakdownSerializer(serializers.Serializer):
+    system = serializers.IntegerField(help_text="Instructions and the latest UI and scan context.")
+    tools = serializers.IntegerField(help_text="The tool definitions offered.")
+    summary = serializers.IntegerField(help_text="The summary of compacted turns.")
+    messages = serializers.IntegerField(help_text="The messages' text.")
+    attachments = serializers.IntegerField(help_text="What the model gets of attached files.")
+
+
+class ContextUsageSerializer(serializers.Serializer):
+    """How much of the model's context the session's next prompt takes (``runs.context``)."""
+
+    model = serializers.CharField()
+    context_window = serializers.IntegerField()
+    used_tokens = serializers.IntegerField()
+    remaining_tokens = serializers.IntegerField(help_text="context_window - used_tokens (negative when over).")
+    percent = serializers.FloatField(help_text="used_tokens / context_window x 100, one decimal.")
+    breakdown = ContextBreakdownSerializer()
+    messages_in_context = serializers.IntegerField()
+    messages_total = serializers.IntegerField()
+    last_compacted_at = serializers.DateTimeField(allow_null=True)
 
 
 class SessionStartedSerializer(serializers.Serializer):
@@ -307,12 +380,42 @@ def clean_tool_definitions(value: Any) -> list[dict[str, Any]]:
     return unique_tool_names([dict(tool) for tool in data.validated_data])
 
 
+@extend_schema_field(ToolSpecSerializer(many=True))
+class ToolsField(serializers.JSONField):
+    """An agent's tool definitions, always validated whole (a PATCH that sends ``tools``
+    replaces the list: each definition gets its defaults), and each ``connection`` must
+    name a provider of the agent's team."""
+
+    def to_internal_value(self, data: Any) -> list[dict[str, Any]]:
+        tools = clean_tool_definitions(super().to_internal_value(data))
+        slugs = {tool["connection"] for tool in tools if tool.get("connection")}
+        known = set(
+            ConnectionProvider.objects.filter(team=self.context["team"], slug__in=slugs).values_list("slug", flat=True)
+        )
+        problems = {
+            tool["name"]: "A client tool runs in the browser: it cannot use a connection."
+            if tool["kind"] == "client"
+            else f"No connection provider {tool['connection']!r} in this team."
+            for tool in tools
+            if tool.get("connection") and (tool["kind"] == "client" or tool["connection"] not in known)
+        }
+        if problems:
+            raise serializers.ValidationError(problems, code="invalid_connection")
+        return tools
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
 class AgentSerializer(serializers.ModelSerializer):
     """Agents of the team. ``api_key`` is write-only: it is never returned;
     ``webhook_secret`` is returned once, by the create (and by a rotation)."""
 
-    tools = ToolSpecSerializer(many=True, required=False, max_length=MAX_TOOLS)
+    tools = ToolsField(required=False)
     max_steps = serializers.IntegerField(min_value=1, max_value=32, required=False)
+    context_window = serializers.IntegerField(
+        min_value=256, max_value=10_000_000, required=False, allow_null=True, help_text="Blank: the model's default."
+    )
 
     url = serializers.SerializerMethodField()
     handle = serializers.SlugField(max_length=100)
@@ -338,6 +441,8 @@ class AgentSerializer(serializers.ModelSerializer):
             "max_tokens",
             "tools",
             "max_steps",
+            "vision",
+            "context_window",
             "is_public",
             "is_default",
             "archived_at",
@@ -358,9 +463,6 @@ class AgentSerializer(serializers.ModelSerializer):
 
     def get_has_api_key(self, obj: Agent) -> bool:
         return bool(obj.api_key)
-
-    def validate_tools(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return unique_tool_names(value)
 
     def validate_handle(self, value: str) -> str:
         team = self.context["team"]

@@ -3,13 +3,19 @@ is enqueued only after commit (see ``runs.services.queue_run``)."""
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import uuid
+from typing import IO, Any
 
+from django.conf import settings
+from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
+from rest_framework.exceptions import ValidationError
 
-from chat.exceptions import AgentInUse
-from chat.models import Agent, Message, Session
+from chat import files
+from chat.exceptions import AgentInUse, FileTooLarge, UnsupportedFileType
+from chat.models import Agent, Message, Session, Upload
 from genie.auth import Caller
 from genie.models import Team
 from runs import services as run_services
@@ -26,12 +32,17 @@ def start_session(
     metadata: dict[str, Any] | None = None,
     user_id: str = "",
     ui_context: dict[str, Any] | None = None,
+    scan_context: dict[str, Any] | None = None,
+    file_ids: list[uuid.UUID] | None = None,
 ) -> tuple[Session, Run, str | None]:
     """Create a session with its first user message and a queued run.
 
+    A new session has no uploads of its own yet: ``file_ids`` name files of sessions the
+    caller reaches, copied into the new one (files go with their session).
     Returns the session, the run and, for a publishable key, the session's client
     secret (shown once).
     """
+    sources = _find_uploads(Upload.objects.filter(session__in=Session.objects.reachable_by(caller)), file_ids)
     session = Session(
         team=caller.team,
         agent=agent,
@@ -43,7 +54,15 @@ def start_session(
     )
     client_secret = session.issue_client_secret() if caller.is_publishable else None
     session.save()
-    run = _add_turn(session=session, text=text, metadata=metadata or {}, ui_context=ui_context)
+    uploads = [_copy_upload(upload, session=session) for upload in sources]
+    run = _add_turn(
+        session=session,
+        text=text,
+        metadata=metadata or {},
+        ui_context=ui_context,
+        scan_context=scan_context,
+        uploads=uploads,
+    )
     return session, run, client_secret
 
 
@@ -54,18 +73,67 @@ def post_message(
     text: str,
     metadata: dict[str, Any] | None = None,
     ui_context: dict[str, Any] | None = None,
+    scan_context: dict[str, Any] | None = None,
+    file_ids: list[uuid.UUID] | None = None,
     on_active_run: str = "reject",
 ) -> Run:
     """Add the next user turn. A session runs one turn at a time: with a run still
-    active the default is to refuse (``RunActive``); see ``make_way_for_turn``."""
+    active the default is to refuse (``RunActive``); see ``make_way_for_turn``.
+    ``file_ids`` name uploads of this session (any other is a 400, and nothing is created)."""
     session = Session.objects.select_for_update().select_related("agent").get(pk=session.pk)
+    uploads = _find_uploads(session.uploads.all(), file_ids)
     run_services.make_way_for_turn(session=session, on_active_run=on_active_run)
-    run = _add_turn(session=session, text=text, metadata=metadata or {}, ui_context=ui_context)
+    run = _add_turn(
+        session=session,
+        text=text,
+        metadata=metadata or {},
+        ui_context=ui_context,
+        scan_context=scan_context,
+        uploads=uploads,
+    )
     session.touch()
     return run
 
 
-def _add_turn(*, session: Session, text: str, metadata: dict[str, Any], ui_context: dict[str, Any] | None) -> Run:
+def _find_uploads(candidates: Any, file_ids: list[uuid.UUID] | None) -> list[Upload]:
+    """The uploads named, in the order named; a 400 naming the ids not among ``candidates``."""
+    if not file_ids:
+        return []
+    found = {upload.file_id: upload for upload in candidates.filter(file_id__in=file_ids)}
+    missing = [str(file_id) for file_id in file_ids if file_id not in found]
+    if missing:
+        raise ValidationError(
+            {"file_ids": [f"No such file in this session: {', '.join(missing)}."]}, code="unknown_file"
+        )
+    return [found[file_id] for file_id in dict.fromkeys(file_ids)]
+
+
+def _copy_upload(upload: Upload, *, session: Session) -> Upload:
+    with upload.file.open("rb") as source:
+        content = source.read()
+    copy = Upload(
+        session=session,
+        filename=upload.filename,
+        content_type=upload.content_type,
+        size=upload.size,
+        sha256=upload.sha256,
+        text=upload.text,
+        text_cut=upload.text_cut,
+    )
+    copy.file.save(upload.filename, ContentFile(content), save=False)
+    copy.save()
+    return copy
+
+
+def _add_turn(
+    *,
+    session: Session,
+    text: str,
+    metadata: dict[str, Any],
+    ui_context: dict[str, Any] | None,
+    scan_context: dict[str, Any] | None = None,
+    uploads: list[Upload] | None = None,
+) -> Run:
     agent = session.agent
     user_message = Message.objects.create(
         session=session,
@@ -77,8 +145,37 @@ def _add_turn(*, session: Session, text: str, metadata: dict[str, Any], ui_conte
         temperature=agent.temperature,
         metadata=metadata,
         ui_context=ui_context,
+        scan_context=scan_context,
     )
+    if uploads:
+        user_message.attachments.set(uploads)
     return run_services.queue_run(session=session, user_message=user_message)
+
+
+def store_upload(*, session: Session, file: IO[bytes], filename: str) -> Upload:
+    """Store an uploaded file in the session: its type judged from its bytes (415 outside
+    the list), at most GENIE_MAX_UPLOAD_BYTES (413), its text extracted once for the
+    model. The bytes are written to storage before the row; a failed row leaves them
+    orphaned rather than a row without bytes."""
+    data = files.read_upload(file)
+    if len(data) > settings.GENIE_MAX_UPLOAD_BYTES:
+        raise FileTooLarge(details={"limit_bytes": settings.GENIE_MAX_UPLOAD_BYTES})
+    content_type = files.sniff_content_type(data[:16], whole=data)
+    if content_type is None:
+        raise UnsupportedFileType()
+    text, cut = files.extract_text(data, content_type)
+    upload = Upload(
+        session=session,
+        filename=(filename or "file")[-255:],
+        content_type=content_type,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        text=text,
+        text_cut=cut,
+    )
+    upload.file.save(upload.filename, ContentFile(data), save=False)
+    upload.save()
+    return upload
 
 
 @transaction.atomic

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat.views import AgentViewSet, MessageViewSet, SessionViewSet
+from chat.views import AgentViewSet, MessageViewSet, SessionViewSet, UploadViewSet
 
 app_name = "chat"
 
@@ -31,5 +31,26 @@ urlpatterns = [
         "sessions/<uuid:session_uuid>/messages/<uuid:message_uuid>",
         MessageViewSet.as_view({"get": "retrieve"}),
         name="message-detail",
+    ),
+    path(
+        "sessions/<uuid:session_uuid>/compact",
+        SessionViewSet.as_view({"post": "compact"}),
+        name="session-compact",
+    ),
+    path(
+        "sessions/<uuid:session_uuid>/context-usage",
+        SessionViewSet.as_view({"get": "context_usage"}),
+        name="session-context-usage",
+    ),
+    path("sessions/<uuid:session_uuid>/uploads", UploadViewSet.as_view({"post": "create"}), name="upload-list"),
+    path(
+        "sessions/<uuid:session_uuid>/uploads/<uuid:file_id>",
+        UploadViewSet.as_view({"get": "retrieve"}),
+        name="upload-detail",
+    ),
+    path(
+        "sessions/<uuid:session_uuid>/uploads/<uuid:file_id>/content",
+        UploadViewSet.as_view({"get": "content"}),
+        name="upload-content",
     ),
 ]

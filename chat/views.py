@@ -2,28 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db.models import QuerySet
+from django.http import FileResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
     OpenApiResponse,
+    OpenApiTypes,
     PolymorphicProxySerializer,
     extend_schema,
     inline_serializer,
 )
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from chat import services
 from chat.filters import SessionFilter
-from chat.models import Agent, Message, Session
+from chat.models import Agent, Message, Session, Upload
 from chat.serializers import (
     AgentCreatedSerializer,
     AgentSerializer,
+    CompactSerializer,
+    ContextUsageSerializer,
     MessageCreateSerializer,
     MessageSerializer,
     SessionCreateSerializer,
@@ -33,11 +42,14 @@ from chat.serializers import (
     SessionUpdateSerializer,
     SessionWithMessagesSerializer,
     TurnStartedSerializer,
+    UploadSerializer,
 )
 from genie.auth import Caller, IsSecretKey, NotPublishable
-from genie.idempotency import run_idempotently
+from genie.idempotency import HEADER as IDEMPOTENCY_HEADER
+from genie.idempotency import IdempotencyKeyInvalid, run_idempotently
 from genie.links import absolute_url
 from genie.schema import IDEMPOTENCY_ERRORS, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, error_response
+from runs import compaction, context
 from runs.events import require_redis
 from runs.exceptions import RunActive, RunTimeout
 from runs.models import Run
@@ -53,6 +65,27 @@ def turn_urls(request: Request, session: Session) -> dict[str, str]:
 
 TEXT_TOO_LONG = error_response("`text_too_long`: the text is longer than GENIE_MAX_MESSAGE_CHARS; `request_too_large`.")
 REDIS_UNAVAILABLE = error_response("`redis_unavailable`: nothing was created; retry shortly.")
+
+
+# One event of the compaction stream as an SSE client parses it: `data` only (the stream
+# is the POST's answer, not the session's event log: no ids, no resume).
+COMPACTION_EVENT = {
+    "type": "object",
+    "properties": {"data": {"type": "string", "description": "The chunk as JSON: `start`, `text-delta`, …"}},
+    "required": ["data"],
+}
+
+
+async def step_in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """A sync stream served chunk by chunk under ASGI: Django would read a sync iterator
+    to its end before sending a byte. Each step runs in the request's sync thread (its
+    database connection); under WSGI (the test client) Django reads this to the end."""
+    done = object()
+    while True:
+        chunk = await sync_to_async(next, thread_sensitive=True)(chunks, done)
+        if chunk is done:
+            return
+        yield chunk
 
 
 def run_urls(request: Request, run: Run) -> dict[str, str]:
@@ -111,6 +144,8 @@ class SessionViewSet(
             metadata=data.validated_data["metadata"],
             user_id=data.validated_data["user_id"],
             ui_context=data.validated_data["ui_context"],
+            scan_context=data.validated_data["scan_context"],
+            file_ids=data.validated_data["file_ids"],
         )
         body = {"uuid": str(session.uuid), **turn_urls(request, session), **run_urls(request, run)}
         if client_secret:
@@ -139,6 +174,57 @@ class SessionViewSet(
 
     def perform_destroy(self, instance: Session) -> None:
         services.delete_session(session=instance)
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:  # noqa: FBT001, FBT002
+        # ``compact`` answers with its own SSE stream, whatever the Accept header asks.
+        return super().perform_content_negotiation(request, force=force or self.action == "compact")
+
+    @extend_schema(
+        request=CompactSerializer,
+        parameters=[IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED],
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                COMPACTION_EVENT,
+                description="`start`, the summary as `text-start`/`text-delta`/`text-end`, "
+                "`data-compaction {data: {before_tokens, after_tokens, messages_compacted}}`, `finish` "
+                "(`error` before it when the model fails).",
+            ),
+            409: error_response("`run_active`: a run is active; compact after it ends."),
+        },
+    )
+    def compact(self, request: Request, session_uuid: str) -> StreamingHttpResponse:
+        """Summarise the session's earlier messages (all but ``keep_last``) with its model,
+        streamed; later prompts use the summary and the messages after it. The same
+        ``Idempotency-Key`` replays the stored summary instead of writing another."""
+        session = self.get_object()
+        data = CompactSerializer(data=request.data or {})
+        data.is_valid(raise_exception=True)
+        key = request.META.get(IDEMPOTENCY_HEADER, "")
+        if len(key) > 255:
+            raise IdempotencyKeyInvalid()
+        stored = session.compactions.filter(idempotency_key=key).first() if key else None
+        if stored is not None:
+            response = StreamingHttpResponse(
+                step_in_thread(compaction.replay_stream(stored)), content_type="text/event-stream"
+            )
+            response["Idempotent-Replayed"] = "true"
+        else:
+            active = session.runs.active().first()
+            if active is not None:
+                raise RunActive(details={"run_uuid": str(active.uuid), "status": active.status})
+            stream = compaction.compact_stream(
+                session=session, keep_last=data.validated_data["keep_last"], idempotency_key=key
+            )
+            response = StreamingHttpResponse(step_in_thread(stream), content_type="text/event-stream")
+        for name, value in compaction.SSE_HEADERS.items():
+            response[name] = value
+        return response
+
+    @extend_schema(responses=ContextUsageSerializer)
+    def context_usage(self, request: Request, session_uuid: str) -> Response:
+        """The tokens the session's next prompt takes of the model's context, by part."""
+        usage = context.context_usage(self.get_object())
+        return Response(ContextUsageSerializer(usage).data)
 
 
 class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -206,6 +292,8 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
                 text=data.validated_data["text"],
                 metadata=data.validated_data["metadata"],
                 ui_context=data.validated_data["ui_context"],
+                scan_context=data.validated_data["scan_context"],
+                file_ids=data.validated_data["file_ids"],
                 on_active_run=data.validated_data["on_active_run"],
             )
         except RunActive as exc:
@@ -213,6 +301,76 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             raise
         body = {"uuid": str(run.agent_message.uuid), "stream_url": stream_url, **run_urls(request, run)}
         return Response(body, status=status.HTTP_201_CREATED)
+
+
+class UploadViewSet(viewsets.GenericViewSet):
+    """``sessions/{s}/uploads``: files to attach to the session's messages."""
+
+    lookup_field = "file_id"
+    serializer_class = UploadSerializer
+    parser_classes = [MultiPartParser]  # the create's body; the GETs have none
+
+    def get_session(self) -> Session:
+        if not hasattr(self, "_session"):
+            sessions = Session.objects.reachable_by(self.request.auth)
+            self._session = get_object_or_404(sessions, uuid=self.kwargs["session_uuid"])
+        return self._session
+
+    def get_queryset(self) -> QuerySet:
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return Upload.objects.none()
+        return self.get_session().uploads.select_related("session")
+
+    def get_object(self) -> Any:
+        return get_object_or_404(self.get_queryset(), file_id=self.kwargs["file_id"])
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:  # noqa: FBT001, FBT002
+        # ``…/content`` answers with the file whatever the Accept header asks; errors stay JSON.
+        return super().perform_content_negotiation(request, force=True)
+
+    @extend_schema(
+        request={
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+                "required": ["file"],
+            }
+        },
+        parameters=[IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED],
+        responses={
+            201: UploadSerializer,
+            413: error_response("`file_too_large`: over GENIE_MAX_UPLOAD_BYTES; `request_too_large`."),
+            415: error_response(
+                "`unsupported_file_type`: the bytes are not text, JSON, PDF, PNG, JPEG, WebP or GIF; "
+                "`unsupported_media_type`: the body is not multipart."
+            ),
+            **IDEMPOTENCY_ERRORS,
+        },
+    )
+    def create(self, request: Request, session_uuid: str) -> Response:
+        """Upload one file (multipart, field ``file``); its type is judged from its bytes."""
+        return run_idempotently(request, lambda: self._create(request))
+
+    def _create(self, request: Request) -> Response:
+        session = self.get_session()
+        file = request.FILES.get("file")
+        if file is None:
+            raise ValidationError({"file": ["Send the file as the multipart field `file`."]}, code="required")
+        upload = services.store_upload(session=session, file=file, filename=file.name or "")
+        return Response(self.get_serializer(upload).data, status=status.HTTP_201_CREATED)
+
+    def retrieve(self, request: Request, session_uuid: str, file_id: str) -> Response:
+        return Response(self.get_serializer(self.get_object()).data)
+
+    @extend_schema(responses={(200, "*/*"): OpenApiTypes.BINARY})
+    def content(self, request: Request, session_uuid: str, file_id: str) -> FileResponse:
+        """The file's bytes, as uploaded, served as a download."""
+        upload = self.get_object()
+        response = FileResponse(
+            upload.file.open("rb"), as_attachment=True, filename=upload.filename, content_type=upload.content_type
+        )
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
 
 
 class AgentViewSet(

@@ -33,8 +33,20 @@ class IdempotencyKeyInvalid(GenieError):
 
 
 def request_fingerprint(request: Request) -> str:
-    body = json.dumps(request.data, sort_keys=True, default=str) if request.data else ""
-    return hashlib.sha256(f"{request.method} {request.path}\n{body}".encode()).hexdigest()
+    """The method, path and body; a multipart file counts by its name and its content (a
+    SHA-256 of its bytes, read in chunks), so the same key with another file is 422."""
+    fields = {key: request.data.getlist(key) for key in request.data} if hasattr(request.data, "getlist") else None
+    body = (
+        json.dumps(fields if fields is not None else request.data, sort_keys=True, default=str) if request.data else ""
+    )
+    digest = hashlib.sha256(f"{request.method} {request.path}\n{body}".encode())
+    for name in sorted(request.FILES):
+        for file in request.FILES.getlist(name):
+            digest.update(f"\nfile {name} {file.name} {file.size}\n".encode())
+            for chunk in file.chunks():
+                digest.update(chunk)
+            file.seek(0)
+    return digest.hexdigest()
 
 
 def caller_identity(caller: Caller) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -160,6 +161,16 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 MEDIA_ROOT = Path(env_str("GENIE_MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
+# Uploaded files: Django's default storage, the local folder MEDIA_ROOT unless another
+# backend is named (S3 through django-storages: GENIE_STORAGE_BACKEND=storages.backends.s3.S3Storage
+# and GENIE_STORAGE_OPTIONS='{"bucket_name": "genie-files"}'; see the README's Files section).
+STORAGES = {
+    "default": {
+        "BACKEND": env_str("GENIE_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"),
+        "OPTIONS": json.loads(env_str("GENIE_STORAGE_OPTIONS", "{}")),
+    },
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 
 # The address clients reach this server at; absolute URLs built outside a request start
 # with it. Served over https, the transport security settings default to strict
@@ -291,6 +302,11 @@ LOGGING = {
 # Genie's own knobs.
 GENIE_MAX_MESSAGE_CHARS = env_int("GENIE_MAX_MESSAGE_CHARS", 32_000)
 GENIE_MAX_METADATA_BYTES = env_int("GENIE_MAX_METADATA_BYTES", 16 * 1024)  # serialized JSON
+# Files (chat.files): an upload's limit (413 beyond), and how much of a text, JSON or PDF
+# file the model reads (tokens, estimated at 4 characters each; a note says where it was cut).
+GENIE_MAX_UPLOAD_BYTES = env_int("GENIE_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)
+GENIE_ATTACHMENT_TOKENS = env_int("GENIE_ATTACHMENT_TOKENS", 8_000)
+GENIE_MAX_ATTACHMENTS = 10  # file_ids per message (the contract's bound)
 GENIE_MAX_JSON_DEPTH = env_int("GENIE_MAX_JSON_DEPTH", 32)
 GENIE_MAX_PAGE_SIZE = env_int("GENIE_MAX_PAGE_SIZE", 100)
 GENIE_DEFAULT_PROVIDER = env_str("GENIE_DEFAULT_PROVIDER", "local")
@@ -305,6 +321,8 @@ GENIE_PROVIDER_RETRIES = env_int("GENIE_PROVIDER_RETRIES", 2)
 GENIE_PROVIDER_RETRY_BACKOFF = env_float("GENIE_PROVIDER_RETRY_BACKOFF", 0.5)
 GENIE_LOCAL_MODEL_PATH = env_str("GENIE_LOCAL_MODEL_PATH", "")
 GENIE_LOCAL_CONTEXT = env_int("GENIE_LOCAL_CONTEXT", 2048)
+GENIE_DEFAULT_CONTEXT_WINDOW = env_int("GENIE_DEFAULT_CONTEXT_WINDOW", 8_192)  # a model Genie knows no window for
+GENIE_AUTO_COMPACT_AT = env_float("GENIE_AUTO_COMPACT_AT", 0.9)  # of the window: a longer prompt compacts first
 GENIE_MAX_TOKENS = env_int("GENIE_MAX_TOKENS", 512)
 GENIE_HISTORY_MESSAGES = env_int("GENIE_HISTORY_MESSAGES", 50)
 GENIE_EVENT_RETENTION = timedelta(seconds=env_int("GENIE_EVENT_RETENTION", 24 * 3600))

@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +37,8 @@ from django.utils import timezone
 from chat.models import Message, Session
 from genie.links import absolute_url
 from runs import connections
+from runs.compaction import DEFAULT_KEEP_LAST, compact_before_turn, compaction_data
+from runs.context import PromptParts, count_usage, prompt_parts
 from runs.events import OpenParts, RunEventWriter, read_run_log, release_connection, stop_key
 from runs.models import Run, ToolCall
 from runs.providers import Chunk, ProviderError, ProviderRequest, ToolCallDelta, ToolDefinition, get_provider
@@ -111,37 +113,34 @@ def claim_run(run_id: int, *, worker_id: str) -> tuple[Run, RunEventWriter] | No
         return run, writer
 
 
-def build_prompt(run: Run) -> list[dict[str, Any]]:
-    """Agent instructions, the UI context of this turn, then the session's history
-    (oldest first, up to GENIE_HISTORY_MESSAGES), ending with this turn's user message."""
-    agent = run.session.agent
-    prompt: list[dict[str, Any]] = []
-    if agent.instructions:
-        prompt.append({"role": "system", "content": agent.instructions})
-    if run.user_message.ui_context:
-        prompt.append({"role": "system", "content": f"The user's current UI context: {run.user_message.ui_context}"})
-    history = list(
-        Message.objects.filter(session_id=run.session_id, created_at__lte=run.user_message.created_at)
-        .exclude(pk=run.agent_message_id)
-        .exclude(sender_role=Message.SenderRole.AGENT, text="")
-        .order_by("-created_at", "-id")
-        .values_list("sender_role", "text")[: settings.GENIE_HISTORY_MESSAGES]
+def turn_prompt_parts(run: Run) -> PromptParts:
+    """What the run's prompt is made of (``runs.context.prompt_parts``): three queries."""
+    return prompt_parts(
+        session=run.session, user_message=run.user_message, upto=run.user_message, exclude_pk=run.agent_message_id
     )
-    for role, text in reversed(history):
-        prompt.append({"role": "user" if role == Message.SenderRole.USER else "assistant", "content": text})
-    return prompt
+
+
+def build_prompt(run: Run, parts: PromptParts | None = None) -> list[dict[str, Any]]:
+    """Agent instructions, the UI and scan context of this turn, the latest summary, then
+    the session's history after it (oldest first, up to GENIE_HISTORY_MESSAGES), ending
+    with this turn's user message; a user message's attachments join its content."""
+    return (parts or turn_prompt_parts(run)).messages()
 
 
 def provider_request(
-    run: Run, turn_messages: list[dict[str, Any]], tools: tuple[ToolDefinition, ...] = ()
+    run: Run,
+    turn_messages: list[dict[str, Any]],
+    tools: tuple[ToolDefinition, ...] = (),
+    parts: PromptParts | None = None,
 ) -> ProviderRequest:
     """The model call of one step: the prompt, then this turn's earlier steps (assistant
-    tool calls and their results), with the tools the model may call."""
+    tool calls and their results), with the tools the model may call. ``parts``: the
+    prompt's parts when the caller has them (read once per turn)."""
     agent = run.session.agent
     return ProviderRequest(
         tools=tools,
         model=agent.model,
-        messages=[*build_prompt(run), *turn_messages],
+        messages=[*build_prompt(run, parts), *turn_messages],
         temperature=agent.temperature,
         max_tokens=agent.max_tokens or settings.GENIE_MAX_TOKENS,
         base_url=agent.base_url,
@@ -249,6 +248,7 @@ class Turn:
         }
         self.usage = Usage(**self.state["usage"])
         self._offered: dict[str, OfferedTool] | None = None
+        self._parts: PromptParts | None = None
         self.step_called_tools = False
         self.action_expires_at = timezone.now() + timedelta(seconds=settings.GENIE_ACTION_TTL)
 
@@ -268,12 +268,16 @@ class Turn:
         """Emit ``start`` (once per run, even after a crash and re-queue), settle the tool
         calls a paused run was waiting on, then call the model step by step."""
         self.emit_start()
+        if self.state["steps"] == 0 and not self.state["calls"]:
+            self.compact_if_needed()
         while True:
             if self.state["calls"] and not self.advance_calls():
                 return TurnEnd(PAUSED)
             max_steps = self.run.session.agent.max_steps or settings.GENIE_MAX_STEPS
             if self.state["steps"] >= max_steps:
-                return TurnEnd(Run.Status.FAILED, "max_steps", f"The turn reached its limit of {max_steps} model calls.")
+                return TurnEnd(
+                    Run.Status.FAILED, "max_steps", f"The turn reached its limit of {max_steps} model calls."
+                )
             end = self.step()
             if end is not None:
                 return end
@@ -304,7 +308,57 @@ class Turn:
             writer=self.writer,
             open_parts=self.parts,
             worker_id=self.worker_id,
+            finish_metadata=self.finish_metadata(),
         )
+
+    def finish_metadata(self) -> dict[str, Any]:
+        """The ``finish`` chunk's ``messageMetadata``: the turn's usage as the provider
+        reported it, and the session's context after it (``runs.context``; the reply is
+        not stored yet, so it is counted here). Without a tokenizer, no context figures:
+        a run never fails for its statistics."""
+        metadata: dict[str, Any] = {"usage": asdict(self.usage)}
+        parts = self.prompt_parts()
+        if self.state["text"]:
+            reply = Message(sender_role=Message.SenderRole.AGENT, text=self.state["text"])
+            parts = replace(parts, history=[*parts.history, reply][-settings.GENIE_HISTORY_MESSAGES :])
+        total = Message.objects.filter(session_id=self.run.session_id).exclude(sender_role="agent", text="").count()
+        try:
+            usage = count_usage(parts, messages_total=total + bool(self.state["text"]))
+        except (OSError, ValueError, ProviderError) as exc:
+            logger.warning("No context figures for run %s: %s", self.run.uuid, exc)
+            return metadata
+        last = usage["last_compacted_at"]
+        metadata["context"] = {**usage, "last_compacted_at": _api_time(last) if last else None}
+        return metadata
+
+    def compact_if_needed(self) -> None:
+        """Before the first step: a prompt past GENIE_AUTO_COMPACT_AT of the window is
+        compacted first (``runs.compaction``), reported as ``data-compaction``. A model
+        failure here leaves the prompt whole: the turn goes on."""
+        session = self.run.session
+        if Message.objects.filter(session_id=session.pk).count() <= DEFAULT_KEEP_LAST + 1:
+            return  # nothing to compact: the last messages are kept (and the pending reply)
+        try:
+            # Its own read of the prompt, not the steps' cached one: a run re-queued before its
+            # first token (tests/runs/test_recovery.py) failed its retry timing with the shared read.
+            compaction = compact_before_turn(
+                parts=turn_prompt_parts(self.run), session=session, provider=get_provider(session.agent.provider)
+            )
+        except ProviderError as exc:
+            logger.warning("Run %s: automatic compaction failed: %s", self.run.uuid, exc.message)
+            return
+        finally:
+            release_connection()
+        if compaction is not None:
+            self._parts = None  # the prompt now starts from the summary
+            self.writer.emit("data-compaction", data=compaction_data(compaction))
+
+    def prompt_parts(self) -> PromptParts:
+        """The prompt's parts, read once per task: the history does not change during a
+        turn (its own steps are in ``state["messages"]``)."""
+        if self._parts is None:
+            self._parts = turn_prompt_parts(self.run)
+        return self._parts
 
     def emit_start(self) -> None:
         """``start``, once per run: a run claimed again (re-queued after a crash, or a
@@ -326,7 +380,7 @@ class Turn:
         self.writer.emit("start-step")
         self.parts.step_open = True
         tools = tuple(tool.definition() for tool in self.offered.values())
-        request = provider_request(self.run, self.state["messages"], tools)
+        request = provider_request(self.run, self.state["messages"], tools, parts=self.prompt_parts())
         provider = get_provider(self.run.session.agent.provider)
         release_connection()  # none is held while the model streams
         streamed: dict[int, StreamedCall] = {}
@@ -585,9 +639,7 @@ class Turn:
         self.state["reported"].append(call.call_id)
 
     def action_data(self, call: ToolCall, action: str) -> dict[str, Any]:
-        url = absolute_url(
-            None, f"runs:tool-call-{action}", session_uuid=self.run.session.uuid, call_id=call.call_id
-        )
+        url = absolute_url(None, f"runs:tool-call-{action}", session_uuid=self.run.session.uuid, call_id=call.call_id)
         data = {"call_id": call.call_id, "tool_name": call.tool_name, "input": call.input}
         if action == "approval":
             return {**data, "approval_url": url, "expires_at": _api_time(self.action_expires_at)}

@@ -87,6 +87,7 @@ def end_run(
     writer: RunEventWriter | None = None,
     open_parts: OpenParts | None = None,
     worker_id: str | None = None,
+    finish_metadata: dict[str, Any] | None = None,
 ) -> bool:
     """End ``run`` as ``status`` (succeeded, failed or stopped): the one way a run ends.
 
@@ -100,7 +101,9 @@ def end_run(
     The executing worker passes its ``writer``, what it left open and its ``worker_id``
     (it ends the run only while it still holds the lease). Anyone else (stop, sweeper)
     passes nothing: the session row is locked for the event ids, and what is open and the
-    partial text are read from the run's log (PostgreSQL and Redis).
+    partial text are read from the run's log (PostgreSQL and Redis). The worker also
+    passes ``finish_metadata`` (usage and context), sent as the ``finish`` chunk's
+    ``messageMetadata``.
 
     Returns False, changing nothing, when the run had already ended (or, for a worker,
     was taken from it). Locks the run row; queries: about six.
@@ -121,7 +124,8 @@ def end_run(
             if text is None and open_parts.started:
                 text = logged_text(log)
         recorded = [
-            writer.record(type_, **fields) for type_, fields in closing_events(run, status, error_message, open_parts)
+            writer.record(type_, **fields)
+            for type_, fields in closing_events(run, status, error_message, open_parts, finish_metadata=finish_metadata)
         ]
         writer.flush()
         message = run.agent_message
@@ -152,7 +156,12 @@ def end_run(
 
 
 def closing_events(
-    run: Run, status: str, error_message: str, open_parts: OpenParts | None
+    run: Run,
+    status: str,
+    error_message: str,
+    open_parts: OpenParts | None,
+    *,
+    finish_metadata: dict[str, Any] | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
     """The events that close a run's stream, in the order the AI SDK expects."""
     parts = open_parts or OpenParts(started=True)
@@ -167,7 +176,7 @@ def closing_events(
         events.append(("abort", {}))
     if parts.step_open:
         events.append(("finish-step", {}))
-    events.append(("finish", {}))
+    events.append(("finish", {"messageMetadata": finish_metadata} if finish_metadata else {}))
     return events
 
 

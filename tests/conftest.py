@@ -106,8 +106,9 @@ def fake_llm() -> Iterator[FakeLLM]:
 
 
 @pytest.fixture(scope="session")
-def live_env(django_db_setup, django_db_blocker) -> dict[str, str]:
-    """Environment for the server and worker processes: the test database, test Redis."""
+def live_env(django_db_setup, django_db_blocker, tmp_path_factory) -> dict[str, str]:
+    """Environment for the server and worker processes: the test database, test Redis,
+    a folder of their own for uploaded files."""
     db = connection.settings_dict
     credentials = f"{db['USER'] or 'postgres'}:{db['PASSWORD']}" if db["PASSWORD"] else db["USER"] or "postgres"
     url = f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
@@ -127,6 +128,7 @@ def live_env(django_db_setup, django_db_blocker) -> dict[str, str]:
         GENIE_SWEEP_INTERVAL="1",
         GENIE_EGRESS_ALLOW=TEST_EGRESS_ALLOW,
         GENIE_ACTION_TTL="6",  # a pause nobody answers expires within the test's patience
+        GENIE_MEDIA_ROOT=str(tmp_path_factory.mktemp("media")),
         # The live server's own address (its port chosen now): URLs built outside a request,
         # such as an OAuth redirect_uri, lead back to it.
         GENIE_PUBLIC_URL=f"http://127.0.0.1:{free_port()}",

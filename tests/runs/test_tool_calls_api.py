@@ -168,3 +168,32 @@ def test_an_unknown_call_or_another_callers_call_is_404(api, paused, team):
     assert bad_body.status_code == 400
     call.refresh_from_db()
     assert call.status == ToolCall.Status.PENDING_APPROVAL
+
+
+def test_a_patch_of_tools_replaces_them_whole_with_their_defaults(secret_api):
+    secret_api.post("/api/v1/agents", {"handle": "x", "name": "X", "provider": "openai", "model": "m"}, format="json")
+
+    patched = secret_api.patch("/api/v1/agents/x", {"tools": [{"name": "nav", "kind": "client"}]}, format="json")
+    kindless = secret_api.patch("/api/v1/agents/x", {"tools": [{"name": "nav"}]}, format="json")
+
+    assert patched.status_code == 200
+    (tool,) = patched.json()["tools"]
+    assert tool["input_schema"] == {"type": "object"}
+    assert tool["timeout"] == 30
+    assert tool["requires_approval"] is False
+    assert kindless.status_code == 400
+    assert "kind" in str(kindless.json()["error"]["details"])
+
+
+def test_a_connection_must_name_a_provider_of_the_team_and_not_a_client_tool(secret_api):
+    base = {"handle": "x", "name": "X", "provider": "openai", "model": "m"}
+    unknown = {"name": "cal", "kind": "webhook", "url": "https://hooks.example/cal", "connection": "nowhere"}
+    client = {"name": "nav", "kind": "client", "connection": "nowhere"}
+
+    first = secret_api.post("/api/v1/agents", {**base, "tools": [unknown]}, format="json")
+    second = secret_api.post("/api/v1/agents", {**base, "tools": [client]}, format="json")
+
+    assert first.status_code == 400
+    assert "nowhere" in str(first.json()["error"]["details"])
+    assert second.status_code == 400
+    assert "client tool" in str(second.json()["error"]["details"])
