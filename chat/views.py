@@ -44,11 +44,12 @@ from chat.serializers import (
     TurnStartedSerializer,
     UploadSerializer,
 )
-from genie.auth import Caller, IsSecretKey, NotPublishable
+from genie.auth import Caller, NotPublishable
 from genie.idempotency import HEADER as IDEMPOTENCY_HEADER
 from genie.idempotency import IdempotencyKeyInvalid, run_idempotently
 from genie.links import absolute_url
 from genie.schema import IDEMPOTENCY_ERRORS, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, error_response
+from genie.views import TeamConfigViewSet
 from runs import compaction, context
 from runs.events import require_redis
 from runs.exceptions import RunActive, RunTimeout
@@ -373,17 +374,9 @@ class UploadViewSet(viewsets.GenericViewSet):
         return response
 
 
-class AgentViewSet(
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.UpdateModelMixin,
-    mixins.DestroyModelMixin,
-    viewsets.GenericViewSet,
-):
+class AgentViewSet(TeamConfigViewSet):
     """``agents``: the team's agents, by handle (secret key only)."""
 
-    permission_classes = [IsSecretKey]
     serializer_class = AgentSerializer
     lookup_field = "handle"
 
@@ -391,12 +384,6 @@ class AgentViewSet(
         if getattr(self, "swagger_fake_view", False):  # schema generation
             return Agent.objects.none()
         return Agent.objects.for_team(self.request.auth.team).live().order_by("handle")
-
-    def get_serializer_context(self) -> dict:
-        context = super().get_serializer_context()
-        if isinstance(self.request.auth, Caller):
-            context["team"] = self.request.auth.team
-        return context
 
     @extend_schema(responses={201: AgentCreatedSerializer})
     def create(self, request: Request) -> Response:

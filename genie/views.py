@@ -9,7 +9,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from genie.auth import IsSecretKey
+from genie.auth import Caller, IsSecretKey
 from genie.connections import redis_client
 from genie.models import AccessToken
 from genie.serializers import ApiKeyCreatedSerializer, ApiKeyCreateSerializer, ApiKeySerializer
@@ -32,6 +32,26 @@ def healthz(request: HttpRequest) -> JsonResponse:
         checks["redis"] = "unavailable"
     healthy = all(value == "ok" for value in checks.values())
     return JsonResponse({"status": "ok" if healthy else "degraded", "checks": checks}, status=200 if healthy else 503)
+
+
+class TeamConfigViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """A team's configuration objects (agents, connection providers): a secret key only,
+    and the team in the serializer's context for its validation."""
+
+    permission_classes = [IsSecretKey]
+
+    def get_serializer_context(self) -> dict:
+        context = super().get_serializer_context()
+        if isinstance(getattr(self.request, "auth", None), Caller):
+            context["team"] = self.request.auth.team
+        return context
 
 
 class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

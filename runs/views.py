@@ -23,9 +23,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat.models import Session
-from genie.auth import Caller, IsSecretKey, NotPublishable
+from genie.auth import NotPublishable
 from genie.exceptions import error_body
 from genie.schema import SECURITY, error_response
+from genie.views import TeamConfigViewSet
 from runs import connections, services
 from runs.exceptions import InvalidConnectionState
 from runs.models import Connection, ConnectionAttempt, ConnectionProvider, Run, RunEvent, ToolCall
@@ -226,17 +227,9 @@ class ToolCallResultView(APIView):
 # --- connections ------------------------------------------------------------------------
 
 
-class ConnectionProviderViewSet(
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.UpdateModelMixin,
-    mixins.DestroyModelMixin,
-    viewsets.GenericViewSet,
-):
+class ConnectionProviderViewSet(TeamConfigViewSet):
     """``connection-providers``: the team's OAuth providers, by slug (secret key only)."""
 
-    permission_classes = [IsSecretKey]
     serializer_class = ConnectionProviderSerializer
     lookup_field = "slug"
 
@@ -244,12 +237,6 @@ class ConnectionProviderViewSet(
         if getattr(self, "swagger_fake_view", False):  # schema generation
             return ConnectionProvider.objects.none()
         return ConnectionProvider.objects.of_team(self.request.auth.team).order_by("slug")
-
-    def get_serializer_context(self) -> dict[str, Any]:
-        context = super().get_serializer_context()
-        if isinstance(getattr(self.request, "auth", None), Caller):
-            context["team"] = self.request.auth.team
-        return context
 
     def perform_create(self, serializer: ConnectionProviderSerializer) -> None:
         serializer.save(team=self.request.auth.team)
