@@ -22,6 +22,7 @@ services:
 run: install
 	bash scripts/services.sh
 	$(PY) manage.py migrate --no-input
+	$(PY) manage.py collectstatic --no-input -v 0
 	bash scripts/run.sh $(PORT)
 
 worker: install

@@ -8,7 +8,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db.models import QuerySet
-from django.http import FileResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -53,6 +53,8 @@ from genie.views import TeamConfigViewSet
 from runs import compaction, context
 from runs.events import require_redis
 from runs.exceptions import RunActive, RunTimeout
+from runs.formats import UIMessageFormat
+from runs.handoff import stream_turn, wants_event_stream
 from runs.models import Run
 from runs.waiting import wait_for_finish
 
@@ -87,6 +89,18 @@ async def step_in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
         if chunk is done:
             return
         yield chunk
+
+
+def turn_headers(request: Request, response: Response, run: Run) -> dict[str, str]:
+    """A streaming POST's headers: where to resume (the run's own stream, with
+    Last-Event-ID) and the uuids the JSON answer would have named."""
+    kwargs = {"session_uuid": run.session.uuid, "run_uuid": run.uuid}
+    return {
+        "Location": absolute_url(request, "runs:run-stream", **kwargs),
+        "Genie-Session-Uuid": str(run.session.uuid),
+        "Genie-Message-Uuid": str(run.agent_message.uuid),
+        "Genie-Run-Uuid": str(run.uuid),
+    }
 
 
 def run_urls(request: Request, run: Run) -> dict[str, str]:
@@ -126,8 +140,11 @@ class SessionViewSet(
         ],
         responses={201: SessionStartedSerializer, 413: TEXT_TOO_LONG, **IDEMPOTENCY_ERRORS, 503: REDIS_UNAVAILABLE},
     )
-    def create(self, request: Request) -> Response:
-        return run_idempotently(request, lambda: self._create(request))
+    def create(self, request: Request) -> Response | HttpResponse:
+        start = lambda: run_idempotently(request, lambda: self._create(request))  # noqa: E731
+        if wants_event_stream(request):
+            return stream_turn(request, start, wire=UIMessageFormat(), headers=turn_headers)
+        return start()
 
     def _create(self, request: Request) -> Response:
         data = SessionCreateSerializer(data=request.data)
@@ -177,8 +194,10 @@ class SessionViewSet(
         services.delete_session(session=instance)
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:  # noqa: FBT001, FBT002
-        # ``compact`` answers with its own SSE stream, whatever the Accept header asks.
-        return super().perform_content_negotiation(request, force=force or self.action == "compact")
+        # ``compact`` answers with its own SSE stream, whatever the Accept header asks; a
+        # create that asks for the stream gets it (its errors stay JSON).
+        force = force or self.action == "compact" or (self.action == "create" and wants_event_stream(request))
+        return super().perform_content_negotiation(request, force=force)
 
     @extend_schema(
         request=CompactSerializer,
@@ -244,6 +263,11 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             return Message.objects.none()
         return self.get_session().messages.transcript()
 
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:  # noqa: FBT001, FBT002
+        # A create that asks for the turn's stream gets it (its errors stay JSON).
+        force = force or (self.action == "create" and wants_event_stream(request))
+        return super().perform_content_negotiation(request, force=force)
+
     @extend_schema(
         request=MessageCreateSerializer,
         parameters=[IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED],
@@ -267,7 +291,10 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             504: error_response("`run_timeout` (`stream: false`): the run goes on; details name it and its URL."),
         },
     )
-    def create(self, request: Request, session_uuid: str) -> Response:
+    def create(self, request: Request, session_uuid: str) -> Response | HttpResponse:
+        if wants_event_stream(request):
+            start = lambda: run_idempotently(request, lambda: self._create(request))  # noqa: E731
+            return stream_turn(request, start, wire=UIMessageFormat(), headers=turn_headers)
         response = run_idempotently(request, lambda: self._create(request))
         if response.status_code == status.HTTP_201_CREATED and request.data.get("stream") is False:
             return self._reply_when_done(request, response.data["run_uuid"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -93,13 +94,25 @@ def genie_exception_handler(exc: Exception, context: dict[str, Any]) -> Response
     response = exception_handler(exc, context)
     if response is None:
         logger.error("Unhandled error in %s", context.get("view"), exc_info=exc)
+        voice: ErrorVoice = getattr(context.get("view"), "error_voice", error_body_for_status)
         return Response(
-            error_body("internal_error", "An internal error occurred."),
+            voice("internal_error", "An internal error occurred.", None, 500),
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
     code, message, details = _describe(exc)
-    response.data = error_body(code, message, details)
+    # One error path, several voices: a view serving another API's documented shape (the
+    # OpenAI-compatible and seed adapters) writes the same error its own way.
+    voice: ErrorVoice = getattr(context.get("view"), "error_voice", error_body_for_status)
+    response.data = voice(code, message, details, response.status_code)
     return response
+
+
+ErrorVoice = Callable[[str, str, Any, int], dict[str, Any]]
+
+
+def error_body_for_status(code: str, message: str, details: Any, status_code: int) -> dict[str, Any]:
+    """Genie's own voice: ``{"error": {"code", "message", "details"}}``."""
+    return error_body(code, message, details)
 
 
 def json_error_view(status_code: int, code: str, message: str):

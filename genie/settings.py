@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Redoc's assets, bundled: the API docs work offline
     "corsheaders",
     "genie",
     "chat",
@@ -96,6 +97,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "genie.cors.CorsMiddleware",  # first, as django-cors-headers asks: it answers preflights
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the app itself (the admin's CSS under Daphne, in make run and in
+    # production), before anything that would touch a session.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -169,8 +173,13 @@ STORAGES = {
         "BACKEND": env_str("GENIE_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"),
         "OPTIONS": json.loads(env_str("GENIE_STORAGE_OPTIONS", "{}")),
     },
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # Compressed copies made by collectstatic; no manifest, so a checkout that never ran
+    # collectstatic (the tests, a first make run) still renders its pages.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# Serve from the apps' static folders too when collectstatic has not run (make run does
+# run it; a production image runs it at build time).
+WHITENOISE_USE_FINDERS = env_bool("GENIE_STATIC_FROM_APPS", True)
 
 # The address clients reach this server at; absolute URLs built outside a request start
 # with it. Served over https, the transport security settings default to strict
@@ -265,6 +274,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "ENABLE_DJANGO_DEPLOY_CHECK": False,
     "SERVE_INCLUDE_SCHEMA": False,  # the document does not describe its own endpoint
+    "REDOC_DIST": "SIDECAR",  # bundled assets: no CDN
+    "SWAGGER_UI_DIST": "SIDECAR",
     # Request and response shapes apart: read-only fields are not inputs, and required
     # strings that may not be blank say so (minLength 1).
     "COMPONENT_SPLIT_REQUEST": True,

@@ -38,3 +38,9 @@ class InvalidConnectionState(GenieError):
 
     default_code = "invalid_state"
     default_detail = "This authorization link is not valid (unknown, already used or expired)."
+
+
+class TooManyStreams(GenieError):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "too_many_streams"
+    default_detail = "This credential has as many streams open as GENIE_MAX_STREAMS_PER_KEY allows; close one first."

@@ -28,7 +28,7 @@ import redis.asyncio as aioredis
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib import auth
-from django.db.models import Max
+from django.db.models import Max, Min
 from django.http import HttpRequest
 from django.http.cookie import parse_cookie
 
@@ -39,24 +39,17 @@ from genie.exceptions import error_body
 from genie.throttles import client_ip, throttle_wait
 from runs.events import FINISH, StreamEvent, channel_name, stream_key
 from runs.fanout import Subscriber, async_redis, live_fanout
-from runs.models import RunEvent
+from runs.formats import StreamFormat, UIMessageFormat
+from runs.models import Run, RunEvent
 from runs.stream_slots import credential_ident, release_slot, take_slot
 
 logger = logging.getLogger(__name__)
 
-SSE_HEADERS = [
-    (b"content-type", b"text/event-stream"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-    (b"x-vercel-ai-ui-message-stream", b"v1"),
-]
-HEARTBEAT = b": ping\n\n"
-INTERRUPTED = b": interrupted; resume with Last-Event-ID\n\n"
 SEND_CHUNK_BYTES = 64 * 1024
 
 
 def preamble() -> bytes:
-    return f": ok\n\nretry: {settings.GENIE_SSE_RETRY_MS}\n\n".encode()
+    return UIMessageFormat().preamble()
 
 
 @dataclass(frozen=True)
@@ -184,7 +177,7 @@ def plan_backlog(*, session: Session, last_event_id: int | None, run_uuid: str |
         run = runs.filter(uuid=run_uuid).first()
         if run is None:
             return StreamRefusal(404, "not_found", "Not found.")
-        after = last_event_id or 0
+        after = last_event_id if last_event_id is not None else events_before(run)
     elif last_event_id is not None:
         run = runs.order_by("-created_at", "-id").first()
         if run is None:
@@ -211,6 +204,16 @@ def plan_backlog(*, session: Session, last_event_id: int | None, run_uuid: str |
         run_filter=str(run.uuid) if run_uuid is not None else None,
         backlog=backlog,
     )
+
+
+def events_before(run: Run) -> int:
+    """The session's last event id before ``run``'s first: a run's own stream from its
+    start reads from there (the events of other runs after it are filtered out)."""
+    first = RunEvent.objects.filter(run=run).aggregate(m=Min("seq"))["m"]
+    if first is not None:
+        return first - 1
+    # Nothing of the run is stored yet: its events, if any, are in Redis after these.
+    return RunEvent.objects.filter(session_id=run.session_id).aggregate(m=Max("seq"))["m"] or 0
 
 
 async def send_json_error(send: Any, refusal: StreamRefusal, cors: Headers | None = None) -> None:
@@ -270,8 +273,9 @@ class StreamRelay:
     with Last-Event-ID and loses nothing.
     """
 
-    def __init__(self, plan: StreamPlan, send: Any) -> None:
+    def __init__(self, plan: StreamPlan, send: Any, wire: StreamFormat) -> None:
         self.plan = plan
+        self.wire = wire
         self._send = send
         self._transport = ServerTransport.of(send)
         self.sent_seq = plan.after_seq
@@ -309,10 +313,10 @@ class StreamRelay:
             self.sent_seq = event.seq
             if self.plan.run_filter is not None and event.run_uuid != self.plan.run_filter:
                 continue
-            frame = event.sse()
+            frame = self.wire.frame(event)
             parts.append(frame)
             size += len(frame)
-            if event.type == FINISH and event.run_uuid == self.plan.close_after_run:
+            if (event.type == FINISH and event.run_uuid == self.plan.close_after_run) or self.wire.ends_after(event):
                 self.done = True
                 break
             if size >= SEND_CHUNK_BYTES:
@@ -380,7 +384,7 @@ class StreamRelay:
                 await self.write(events)
             elif subscriber.heartbeat_due:
                 subscriber.heartbeat_due = False
-                await self.send({"type": "http.response.body", "body": HEARTBEAT, "more_body": True})
+                await self.send({"type": "http.response.body", "body": self.wire.heartbeat, "more_body": True})
 
 
 @database_sync_to_async
@@ -398,12 +402,16 @@ async def watch_disconnect(receive: Any, subscriber: Subscriber) -> None:
             return
 
 
-async def relay_stream(plan: StreamPlan, receive: Any, send: Any, cors: Headers | None = None) -> None:
-    """Subscribe first, then replay the backlog, then tail: nothing lost, nothing twice."""
+async def relay_stream(
+    plan: StreamPlan, receive: Any, send: Any, headers: Headers | None = None, wire: StreamFormat | None = None
+) -> None:
+    """Subscribe first, then replay the backlog, then tail: nothing lost, nothing twice.
+    ``headers`` go with the format's own (CORS, a turn's ``Location``)."""
+    wire = wire or UIMessageFormat()
     fanout = live_fanout()
     channel = channel_name(plan.session_uuid)
     subscriber = Subscriber(settings.GENIE_SSE_BUFFER_EVENTS)
-    relay = StreamRelay(plan, send)
+    relay = StreamRelay(plan, send, wire)
     watcher = asyncio.get_running_loop().create_task(watch_disconnect(receive, subscriber))
     started = False
     try:
@@ -412,9 +420,9 @@ async def relay_stream(plan: StreamPlan, receive: Any, send: Any, cors: Headers 
         except (aioredis.RedisError, OSError, TimeoutError):
             logger.warning("Redis unavailable: stream of %s serves stored events only", plan.session_uuid)
             subscriber.close()
-        await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *(cors or [])]})
+        await send({"type": "http.response.start", "status": 200, "headers": [*wire.headers(), *(headers or [])]})
         started = True
-        await send({"type": "http.response.body", "body": preamble(), "more_body": True})
+        await send({"type": "http.response.body", "body": wire.preamble(), "more_body": True})
         if subscriber.closed:
             await relay.write(plan.backlog)
         else:
@@ -426,8 +434,8 @@ async def relay_stream(plan: StreamPlan, receive: Any, send: Any, cors: Headers 
         await release_slot(*plan.slot)
         if started:
             # Ended before its finish (Redis went away, a gap not stored yet, the stream's
-            # time limit): say so, so that a client resumes with Last-Event-ID.
-            tail = INTERRUPTED if not relay.done and not relay.overflowed else b""
+            # time limit): the format says so, so that a client resumes with Last-Event-ID.
+            tail = b"" if relay.overflowed else wire.epilogue(complete=relay.done)
             try:
                 await send({"type": "http.response.body", "body": tail, "more_body": False})
             except Exception:
@@ -435,7 +443,11 @@ async def relay_stream(plan: StreamPlan, receive: Any, send: Any, cors: Headers 
 
 
 class StreamApp:
-    """ASGI app for both stream URLs (``run_uuid`` in the route selects a run's own stream)."""
+    """ASGI app for the stream URLs (``run_uuid`` in the route selects a run's own
+    stream), written in ``wire``'s protocol."""
+
+    def __init__(self, wire: type[StreamFormat] = UIMessageFormat) -> None:
+        self.wire = wire
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -465,7 +477,7 @@ class StreamApp:
         if isinstance(plan, StreamRefusal):
             await send_json_error(send, plan, cors.headers)
             return
-        await relay_stream(plan, receive, send, cors.headers)
+        await relay_stream(plan, receive, send, cors.headers, self.wire())
 
 
 stream_app = StreamApp()

@@ -72,3 +72,10 @@ async def release_slot(ident: str, slot: str) -> None:
     if slot:
         with contextlib.suppress(aioredis.RedisError, OSError):
             await async_redis().zrem(slots_key(ident), slot)
+
+
+def release_slot_now(ident: str, slot: str) -> None:
+    """``release_slot`` for sync code: a stream that was never opened gives its slot back."""
+    if slot:
+        with contextlib.suppress(redis.RedisError):
+            redis_client().zrem(slots_key(ident), slot)

@@ -35,6 +35,7 @@ class StreamRead:
     events: list[SSEEvent] = field(default_factory=list)
     comments: list[str] = field(default_factory=list)
     retry: str | None = None
+    body: bytes = b""  # an answer that is not a stream (an error)
 
     @property
     def types(self) -> list[str]:
@@ -90,16 +91,19 @@ class LiveStack:
         timeout: float = 30,
         headers: dict[str, str] | None = None,
         until: str | None = None,
+        method: str = "GET",
+        json: dict[str, Any] | None = None,
     ) -> StreamRead:
         """Read an SSE stream until the server closes it, or disconnect after ``max_events``
-        or after the first event of type ``until``."""
+        or after the first event of type ``until``. ``method`` and ``json``: a POST that
+        answers with its turn's stream."""
         headers = {**(headers or self.headers), "Accept": "text/event-stream"}
         if last_event_id is not None:
             headers["Last-Event-ID"] = str(last_event_id)
-        with httpx.stream("GET", url, headers=headers, timeout=timeout) as response:
+        with httpx.stream(method, url, headers=headers, timeout=timeout, json=json) as response:
             read = StreamRead(status=response.status_code, headers=response.headers)
             if response.status_code != 200:
-                response.read()
+                read.body = response.read()
                 return read
             block: list[str] = []
             for line in response.iter_lines():

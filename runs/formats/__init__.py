@@ -1,0 +1,20 @@
+"""Wire formats of the one relay.
+
+The relay (``runs.sse``) reads a session's stored event log (Redis, then PostgreSQL) with
+one set of rules for order, resume, gaps and backpressure; a ``StreamFormat`` only says how
+that log is written on the wire for one protocol. Every protocol therefore gets the same
+durability and resume, and none copies the relay.
+
+``FORMATS`` names each format for the views that hand a turn's stream to the relay.
+"""
+
+from __future__ import annotations
+
+from runs.formats.base import StreamFormat
+from runs.formats.ui_message import UIMessageFormat
+
+FORMATS: dict[str, type[StreamFormat]] = {
+    UIMessageFormat.name: UIMessageFormat,
+}
+
+__all__ = ["FORMATS", "StreamFormat", "UIMessageFormat"]

@@ -1,0 +1,132 @@
+"""A Django view that answers with a turn's stream.
+
+The view does the request's work in Django (authentication, CSRF, validation, idempotency,
+the turn's writes) and ends with ``hand_off``: a placeholder response that names a stream
+plan. ``HandoffEdge``, the ASGI layer around Django in ``genie.asgi``, sees the placeholder
+and relays that plan on the same response, with the relay's own backpressure and
+disconnect handling; the headers Django added (CORS, ``Location``) go with it. A plan
+that no edge picks up (the test client, a WSGI server) expires after HANDOFF_TTL and gives
+its stream slot back.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from django.http import HttpResponse
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from genie.throttles import client_ip
+from runs.exceptions import TooManyStreams
+from runs.formats import StreamFormat
+from runs.models import Run
+from runs.sse import StreamPlan, events_before, plan_backlog, relay_stream
+from runs.stream_slots import credential_ident, release_slot_now, take_slot
+
+HANDOFF_HEADER = b"genie-relay-handoff"
+HANDOFF_TTL = 30.0
+
+_pending: dict[str, tuple[float, StreamPlan, StreamFormat]] = {}
+_pending_lock = threading.Lock()
+
+
+def wants_event_stream(request: Request) -> bool:
+    return "text/event-stream" in request.META.get("HTTP_ACCEPT", "")
+
+
+def hand_off(*, plan: StreamPlan, wire: StreamFormat, headers: dict[str, str] | None = None) -> HttpResponse:
+    """The placeholder response for ``plan``: the edge relays it in ``wire``'s protocol."""
+    token = secrets.token_urlsafe(18)
+    now = time.monotonic()
+    with _pending_lock:
+        for stale in [t for t, (at, _, _) in _pending.items() if now - at > HANDOFF_TTL]:
+            _, old, _ = _pending.pop(stale)
+            release_slot_now(*old.slot)
+        _pending[token] = (now, plan, wire)
+    response = HttpResponse(status=200, content_type=wire.content_type.decode())
+    for name, value in (headers or {}).items():
+        response[name] = value
+    response[HANDOFF_HEADER.decode()] = token
+    return response
+
+
+def take_handoff(token: str) -> tuple[StreamPlan, StreamFormat] | None:
+    with _pending_lock:
+        entry = _pending.pop(token, None)
+    return None if entry is None else entry[1:]
+
+
+def turn_plan(run: Run, slot: tuple[str, str]) -> StreamPlan:
+    """The stream of one turn from its start to its finish (only its own events)."""
+    plan = plan_backlog(session=run.session, last_event_id=events_before(run), run_uuid=str(run.uuid))
+    if not isinstance(plan, StreamPlan):  # the run exists: its own stream always has a plan
+        raise TypeError(f"no stream plan for run {run.uuid}: {plan}")
+    return replace(plan, slot=slot)
+
+
+def stream_turn(
+    request: Request,
+    start: Callable[[], Response],
+    *,
+    wire: StreamFormat,
+    headers: Callable[[Request, Response, Run], dict[str, str]],
+) -> HttpResponse | Response:
+    """Start a turn with ``start`` (a view's JSON answer naming ``run_uuid``) and answer
+    with its stream instead. The stream's slot is taken first, so a caller at its cap gets
+    429 before anything is written; an error answer (4xx) is returned as it is."""
+    ident = credential_ident(request.auth, client_ip(request.META))
+    slot = take_slot(ident)
+    if slot is None:
+        raise TooManyStreams()
+    try:
+        response = start()
+    except BaseException:
+        release_slot_now(ident, slot)
+        raise
+    if response.status_code >= 300 or "run_uuid" not in (response.data or {}):
+        release_slot_now(ident, slot)
+        return response
+    run = Run.objects.select_related("session", "agent_message").get(uuid=response.data["run_uuid"])
+    # What the JSON answer said in its headers (an idempotent replay says so) still holds.
+    said = {name: value for name, value in response.items() if name.lower() != "content-type"}
+    return hand_off(plan=turn_plan(run, (ident, slot)), wire=wire, headers={**said, **headers(request, response, run)})
+
+
+class HandoffEdge:
+    """ASGI layer around Django: relays a handed-off plan on the response that named it;
+    every other response passes through untouched."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        handed: dict[str, Any] = {}
+
+        async def capture(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                token = dict(message.get("headers", [])).get(HANDOFF_HEADER)
+                found = take_handoff(token.decode()) if token else None
+                if found is not None:
+                    kept = [(k, v) for k, v in message["headers"] if k.lower() not in DROPPED_HEADERS]
+                    handed.update(plan=found[0], wire=found[1], headers=kept)
+                    return
+            elif handed:
+                return  # the placeholder's empty body
+            await send(message)
+
+        await self.app(scope, receive, capture)
+        if handed:
+            await relay_stream(handed["plan"], receive, send, handed["headers"], handed["wire"])
+
+
+# The relay writes its own content type; the placeholder's length is not the stream's.
+DROPPED_HEADERS = {HANDOFF_HEADER, b"content-type", b"content-length"}
