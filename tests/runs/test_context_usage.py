@@ -25,11 +25,11 @@ def _media_in_tmp(settings, tmp_path):
 
 
 def test_usage_is_counted_part_by_part(settings):
-    # Hand-counted with the estimate (ceil(characters / 4), +4 a message for its role markers):
+    # Hand-counted with the estimate (a model with no known tokenizer: ceil(characters / 4), +4 a message for its role markers):
     # instructions "You are a test agent." 21 chars: 6 + 4 = 10
     # user "Hello" 5: 2 + 4 = 6; agent "Hi there!" 9: 3 + 4 = 7
     # the attachment "[Attached file: a.txt (text/plain, 4 bytes)]\nabcd" 49 chars: 13
-    session = SessionFactory(agent__provider="openai", agent__model="gpt-4o-mini", agent__context_window=1000)
+    session = SessionFactory(agent__provider="openai", agent__model="llama3.1:8b", agent__context_window=1000)
     upload = services.store_upload(session=session, file=io.BytesIO(b"abcd"), filename="a.txt")
     user = MessageFactory(session=session, text="Hello")
     user.attachments.add(upload)
@@ -39,7 +39,7 @@ def test_usage_is_counted_part_by_part(settings):
     usage = context_usage(session)
 
     assert usage == {
-        "model": "gpt-4o-mini",
+        "model": "llama3.1:8b",
         "context_window": 1000,
         "used_tokens": 36,
         "remaining_tokens": 964,
@@ -87,6 +87,29 @@ def test_a_local_agent_is_counted_with_the_models_own_tokenizer():
     # SmolLM2's vocabulary: "Hello", " world", ",", " how", " are", " you", "?"
     assert count("Hello world, how are you?") == 7
     assert count("") == 0
+
+
+@pytest.mark.parametrize(
+    ("model", "text", "tokens"),
+    [
+        # tiktoken's own README example: cl100k_base [83, 1609, 5963, 374, 2294, 0]
+        ("gpt-4", "tiktoken is great!", 6),
+        ("gpt-3.5-turbo", "hello world", 2),  # [15339, 1917]
+        ("gpt-4o-mini", "hello world", 2),  # o200k_base [24912, 2375]
+        ("gpt-5", "<|endoftext|>", 7),  # counted as the text it is, not as a special token
+    ],
+)
+def test_an_openai_model_is_counted_with_its_own_encoding(model, text, tokens):
+    count = tokenizer_for(AgentFactory.build(provider="openai", model=model))
+
+    assert count(text) == tokens
+    assert count("") == 0
+
+
+def test_a_model_without_a_known_tokenizer_is_estimated():
+    count = tokenizer_for(AgentFactory.build(provider="openai", model="llama3.1:8b"))
+
+    assert count("a" * 9) == 3  # 4 characters a token, rounded up
 
 
 def test_context_usage_over_the_api(api, member, agent):
