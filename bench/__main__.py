@@ -194,10 +194,29 @@ async def ttft_scenario(stack: Stack, fx: Fixture, fake: Any, turns: int) -> dic
             relayed.append(wall + genie[-1] - run.first_token_at.timestamp())
             floor.append(await fake_llm_ttft(client, fake, fx.agent_model))
     added = [g - f for g, f in zip(genie, floor, strict=False)]
+    # One request per turn: the POST answers with the turn's stream.
+    streaming, streaming_floor = [], []
+    async with httpx.AsyncClient(timeout=30) as client:
+        for _ in range(turns):
+            start = time.perf_counter()
+            async with client.stream(
+                "POST",
+                f"{stack.base_url}/api/v1/sessions",
+                headers={**headers, "Accept": "text/event-stream"},
+                json={"text": "hi", "agent": fx.agent_model},
+            ) as response:
+                first = float("nan")
+                async for line in response.aiter_lines():
+                    if line.startswith("data: ") and '"text-delta"' in line:
+                        first = time.perf_counter() - start
+                        break
+            streaming.append(first)
+            streaming_floor.append(await fake_llm_ttft(client, fake, fx.agent_model))
     return {
         "genie_ttft_ms": summary_ms(genie),
         "floor_ttft_ms": summary_ms(floor),
         "added_ttft_ms": summary_ms(added),
+        "added_ttft_streaming_post_ms": summary_ms([g - f for g, f in zip(streaming, streaming_floor, strict=False)]),
         "breakdown_p50_ms": {
             "post_response": summary_ms(post)["p50"],
             "run_created_to_started": summary_ms(queued)["p50"],
@@ -205,6 +224,74 @@ async def ttft_scenario(stack: Stack, fx: Fixture, fake: Any, turns: int) -> dic
             "first_token_to_client": summary_ms(relayed)["p50"],
         },
     }
+
+
+async def scale_out_scenario(stack: Stack, fx: Fixture, fake: Any, turns: int, tokens: int = 20) -> dict[str, Any]:
+    """Two Daphne processes (A, B) and two workers on one set of sessions: each turn is
+    POSTed on A and read on B, which holds no state of it (the run writes through a worker,
+    the event log is Redis and PostgreSQL); halfway the client drops B and resumes on A with
+    Last-Event-ID. Figures: added time to first token across processes, per-token relay
+    latency (stamped by the fake LLM), and whether every resumed stream is complete."""
+    from asgiref.sync import sync_to_async
+
+    from tests.processes import start_daphne
+
+    second, url_b = start_daphne(stack.env, ROOT / "var" / "bench" / "daphne-b.log")
+    headers = {"Authorization": f"Bearer {fx.key}", "Accept": "text/event-stream"}
+    fake.replace_script(fx.agent_model, [("text", "hello"), *[("delay", 0.01), ("stamp", None)] * tokens])
+    added, latencies, complete, duplicated = [], [], 0, 0
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            for _ in range(turns):
+                start = time.perf_counter()
+                created = (
+                    await client.post(
+                        f"{stack.base_url}/api/v1/sessions",
+                        headers=headers | {"Accept": "application/json"},
+                        json={"text": "hi", "agent": fx.agent_model},
+                    )
+                ).json()
+                path = f"/api/v1/sessions/{created['uuid']}/runs/{created['run_uuid']}/stream"
+                ids, texts, first = [], [], float("nan")
+                for base, cut in ((url_b, tokens // 2), (stack.base_url, None)):
+                    resume = {"Last-Event-ID": str(ids[-1])} if ids else {}
+                    async with client.stream("GET", f"{base}{path}", headers=headers | resume) as response:
+                        event_id = None
+                        async for line in response.aiter_lines():
+                            if line.startswith("id: "):
+                                event_id = int(line[4:])
+                            if not line.startswith("data: "):
+                                continue
+                            chunk = json.loads(line[6:])
+                            ids.append(event_id)
+                            if chunk["type"] == "text-delta":
+                                if not texts:
+                                    first = time.perf_counter() - start
+                                texts.append(chunk["delta"])
+                                if chunk["delta"] != "hello":
+                                    latencies.append(time.time() - float(chunk["delta"]))
+                            if cut is not None and len(texts) > cut:
+                                break
+                added.append(first - await fake_llm_ttft(client, fake, fx.agent_model))
+                duplicated += len(ids) - len(set(ids))
+                stored = await sync_to_async(agent_text)(created["uuid"])
+                complete += "".join(texts) == stored
+    finally:
+        second.stop()
+    return {
+        "turns": turns,
+        "tokens_per_turn": tokens + 1,
+        "added_ttft_ms": summary_ms(added),
+        "token_latency_ms": summary_ms(latencies),
+        "resumed_complete": complete,
+        "duplicated_events": duplicated,
+    }
+
+
+def agent_text(session_uuid: str) -> str:
+    from chat.models import Message
+
+    return Message.objects.get(session__uuid=session_uuid, sender_role=Message.SenderRole.AGENT).text
 
 
 def post_sessions(stack: Stack, fx: Fixture, count: int) -> list[dict[str, Any]]:
@@ -535,6 +622,22 @@ def print_table(results: dict[str, Any], output: Path) -> None:
     row("added TTFT p50/p95/p99 ms", f"{added['p50']} / {added['p95']} / {added['p99']}")
     row("  floor: fake LLM direct p50 ms", ttft["floor_ttft_ms"]["p50"])
     row("  p50 ms: POST, queued, to 1st token, to client", " / ".join(map(str, ttft["breakdown_p50_ms"].values())))
+    streamed = ttft["added_ttft_streaming_post_ms"]
+    row("added TTFT p50/p95/p99 ms, streaming POST", f"{streamed['p50']} / {streamed['p95']} / {streamed['p99']}")
+    if "scale_out" in results:
+        out = results["scale_out"]
+        row(
+            "scale-out: added TTFT p50/p99 ms (POST on A, stream on B)",
+            f"{out['added_ttft_ms']['p50']} / {out['added_ttft_ms']['p99']}",
+        )
+        row(
+            "  token relay p50/p99 ms across processes",
+            f"{out['token_latency_ms']['p50']} / {out['token_latency_ms']['p99']}",
+        )
+        row(
+            "  resumed on the other process: complete, duplicated",
+            f"{out['resumed_complete']}/{out['turns']}, {out['duplicated_events']}",
+        )
     for run in results["relay"]:
         label = (
             f"{run.get('streams')} streams ({run.get('sessions')} runs x {run.get('readers_per_session')}"
@@ -661,6 +764,10 @@ def main() -> None:
         fx = make_fixture(fake.base_url)
         if wanted("ttft"):
             results["ttft"] = run("ttft", lambda: asyncio.run(ttft_scenario(stack, fx, fake, sizes["turns"])))
+            # Beside the single-process figures: the same turns across two Daphne processes.
+            results["scale_out"] = run(
+                "scale-out", lambda: asyncio.run(scale_out_scenario(stack, fx, fake, sizes["turns"]))
+            )
         if wanted("relay"):
             genie = genie_target(stack, fx)
             results["relay"] = [
