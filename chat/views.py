@@ -294,7 +294,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def create(self, request: Request, session_uuid: str) -> Response | HttpResponse:
         if wants_event_stream(request):
             start = lambda: run_idempotently(request, lambda: self._create(request))  # noqa: E731
-            return stream_turn(request, start, wire=UIMessageFormat(), headers=turn_headers)
+            return stream_turn(request, start, wire=UIMessageFormat(), headers=turn_headers, session=self.get_session())
         response = run_idempotently(request, lambda: self._create(request))
         if response.status_code == status.HTTP_201_CREATED and request.data.get("stream") is False:
             return self._reply_when_done(request, response.data["run_uuid"])

@@ -18,14 +18,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from django.db.models import Max
 from django.http import HttpResponse
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from chat.models import Session
 from genie.throttles import client_ip
 from runs.exceptions import TooManyStreams
 from runs.formats import StreamFormat
-from runs.models import Run
+from runs.models import Run, RunEvent
 from runs.sse import StreamPlan, events_before, plan_backlog, relay_stream
 from runs.stream_slots import credential_ident, release_slot_now, take_slot
 
@@ -62,8 +64,22 @@ def take_handoff(token: str) -> tuple[StreamPlan, StreamFormat] | None:
     return None if entry is None else entry[1:]
 
 
-def turn_plan(run: Run, slot: tuple[str, str]) -> StreamPlan:
-    """The stream of one turn from its start to its finish (only its own events)."""
+def turn_plan(run: Run, slot: tuple[str, str], *, stored_before: int | None = None) -> StreamPlan:
+    """The stream of one turn from its start to its finish (only its own events).
+
+    ``stored_before``: the session's last stored event id read before the turn was
+    created, so none of the turn's: the relay reads the rest from Redis (and fills any gap
+    from PostgreSQL), with no backlog query. Without it (a replayed turn, which may be
+    long over) the plan is read from the log."""
+    if stored_before is not None:
+        return StreamPlan(
+            session_uuid=str(run.session.uuid),
+            after_seq=stored_before,
+            close_after_run=str(run.uuid),
+            run_filter=str(run.uuid),
+            backlog=[],
+            slot=slot,
+        )
     plan = plan_backlog(session=run.session, last_event_id=events_before(run), run_uuid=str(run.uuid))
     if not isinstance(plan, StreamPlan):  # the run exists: its own stream always has a plan
         raise TypeError(f"no stream plan for run {run.uuid}: {plan}")
@@ -76,15 +92,18 @@ def stream_turn(
     *,
     wire: StreamFormat,
     headers: Callable[[Request, Response, Run], dict[str, str]],
+    session: Session | None = None,
 ) -> HttpResponse | Response:
     """Start a turn with ``start`` (a view's JSON answer naming ``run_uuid``) and answer
-    with its stream instead. The stream's slot is taken first, so a caller at its cap gets
-    429 before anything is written; an error answer (4xx) is returned as it is."""
+    with its stream instead. ``session``: the session the turn goes to (None: ``start``
+    creates one). The stream's slot is taken first, so a caller at its cap gets 429 before
+    anything is written; an error answer (4xx) is returned as it is."""
     ident = credential_ident(request.auth, client_ip(request.META))
     slot = take_slot(ident)
     if slot is None:
         raise TooManyStreams()
     try:
+        stored_before = stored_seq(session) if session is not None else 0
         response = start()
     except BaseException:
         release_slot_now(ident, slot)
@@ -95,7 +114,13 @@ def stream_turn(
     run = Run.objects.select_related("session", "agent_message").get(uuid=response.data["run_uuid"])
     # What the JSON answer said in its headers (an idempotent replay says so) still holds.
     said = {name: value for name, value in response.items() if name.lower() != "content-type"}
-    return hand_off(plan=turn_plan(run, (ident, slot)), wire=wire, headers={**said, **headers(request, response, run)})
+    fresh = response.get("Idempotent-Replayed") != "true"
+    plan = turn_plan(run, (ident, slot), stored_before=stored_before if fresh else None)
+    return hand_off(plan=plan, wire=wire, headers={**said, **headers(request, response, run)})
+
+
+def stored_seq(session: Session) -> int:
+    return RunEvent.objects.filter(session=session).aggregate(m=Max("seq"))["m"] or 0
 
 
 class HandoffEdge:
