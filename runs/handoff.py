@@ -62,9 +62,11 @@ def take_handoff(token: str) -> tuple[StreamPlan, StreamFormat] | None:
     return None if entry is None else entry[1:]
 
 
-def turn_plan(run: Run, slot: tuple[str, str]) -> StreamPlan:
-    """The stream of one turn from its start to its finish (only its own events)."""
-    plan = plan_backlog(session=run.session, last_event_id=events_before(run), run_uuid=str(run.uuid))
+def turn_plan(run: Run, slot: tuple[str, str], *, after_seq: int | None = None) -> StreamPlan:
+    """The stream of one turn from its start (or from after ``after_seq``, a paused
+    turn's continuation) to its finish (only its own events)."""
+    after = events_before(run) if after_seq is None else after_seq
+    plan = plan_backlog(session=run.session, last_event_id=after, run_uuid=str(run.uuid))
     if not isinstance(plan, StreamPlan):  # the run exists: its own stream always has a plan
         raise TypeError(f"no stream plan for run {run.uuid}: {plan}")
     return replace(plan, slot=slot)
@@ -76,10 +78,12 @@ def stream_turn(
     *,
     wire: StreamFormat,
     headers: Callable[[Request, Response, Run], dict[str, str]],
+    after_seq: int | None = None,
 ) -> HttpResponse | Response:
     """Start a turn with ``start`` (a view's JSON answer naming ``run_uuid``) and answer
-    with its stream instead. The stream's slot is taken first, so a caller at its cap gets
-    429 before anything is written; an error answer (4xx) is returned as it is."""
+    with its stream instead (from after ``after_seq`` when given: a paused turn goes on).
+    The stream's slot is taken first, so a caller at its cap gets 429 before anything is
+    written; an error answer (4xx) is returned as it is."""
     ident = credential_ident(request.auth, client_ip(request.META))
     slot = take_slot(ident)
     if slot is None:
@@ -95,7 +99,8 @@ def stream_turn(
     run = Run.objects.select_related("session", "agent_message").get(uuid=response.data["run_uuid"])
     # What the JSON answer said in its headers (an idempotent replay says so) still holds.
     said = {name: value for name, value in response.items() if name.lower() != "content-type"}
-    return hand_off(plan=turn_plan(run, (ident, slot)), wire=wire, headers={**said, **headers(request, response, run)})
+    plan = turn_plan(run, (ident, slot), after_seq=after_seq)
+    return hand_off(plan=plan, wire=wire, headers={**said, **headers(request, response, run)})
 
 
 class HandoffEdge:
