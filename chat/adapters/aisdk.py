@@ -47,6 +47,7 @@ from runs.events import read_run_log
 from runs.events import require_redis as require_event_log
 from runs.exceptions import ActionAlreadyAnswered
 from runs.formats import AISDKChatFormat
+from runs.formats.ai_sdk_chat import data_frame
 from runs.handoff import stream_turn
 from runs.models import Run, ToolCall
 from runs.sse import StreamApp, StreamPlan, StreamRefusal, plan_stream
@@ -208,6 +209,11 @@ class AISDKChatView(APIView):
             raise ChatHistoryMismatch("Tool calls this reply never made.", details={"toolCallIds": unknown})
         if not calls:
             raise NoToolAnswer()
+        wire = AISDKChatFormat(continues=(str(run.agent_message.uuid), str(run.uuid)))
+        if run.status == Run.Status.REQUIRES_ACTION and not any(answers_now(calls[c], answers[c]) for c in calls):
+            # The SDK sends the message again with answers the run has (say, an approved
+            # client tool whose output is still to come): the turn still waits.
+            return still_waiting(wire, run)
         pending = [call_id for call_id, call in calls.items() if call.is_open] or list(calls)
         after = pause_point(run, pending)
 
@@ -215,7 +221,6 @@ class AISDKChatView(APIView):
             apply_answers(session=session, calls=calls, answers=answers, decided_by=request.auth.label)
             return Response({"uuid": str(session.uuid), "run_uuid": str(run.uuid)})
 
-        wire = AISDKChatFormat(continues=(str(run.agent_message.uuid), str(run.uuid)))
         return stream_turn(
             request, lambda: run_idempotently(request, start), wire=wire, headers=headers, after_seq=after
         )
@@ -271,6 +276,25 @@ def check_history(session: Session | None, prior: list[ChatMessage], *, before: 
             "The messages' assistant replies are not this chat's (load them from /api/chat/{id}/messages).",
             details={"stored": stored[-5:], "sent": sent[-5:]},
         )
+
+
+def answers_now(call: ToolCall, part: dict[str, Any]) -> bool:
+    """Whether ``part`` answers what ``call`` waits for."""
+    if call.status == ToolCall.Status.PENDING_APPROVAL:
+        return part["state"] == "approval-responded"
+    return call.status == ToolCall.Status.AWAITING_RESULT and part["state"] in {"output-available", "output-error"}
+
+
+def still_waiting(wire: AISDKChatFormat, run: Run) -> HttpResponse:
+    """The continuation of a turn that still waits: its ``start``, then the pause's
+    ``finish`` at once (no stream to relay: nothing happened since the pause)."""
+    pause = {"type": "finish", "finishReason": "tool-calls", "messageMetadata": {"run_uuid": str(run.uuid)}}
+    body = wire.preamble() + data_frame(pause).encode() + wire.epilogue(complete=True)
+    response = HttpResponse(body, content_type=wire.content_type.decode())
+    for name, value in wire.headers():
+        if name != b"content-type":
+            response[name.decode()] = value.decode()
+    return response
 
 
 def pause_point(run: Run, call_ids: list[str]) -> int:

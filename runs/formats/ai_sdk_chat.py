@@ -47,6 +47,7 @@ class AISDKChatFormat(UIMessageFormat):
         self.continues = continues  # (message id, run uuid)
         self.waiting: set[str] = set()
         self.step_open = False
+        self.approved: set[str] = set()
         self.finish_reason = "stop"
         self.ending = False
 
@@ -63,30 +64,45 @@ class AISDKChatFormat(UIMessageFormat):
             return event.sse()
         chunk = json.loads(event.data_json)
         if event.type in REQUESTS:
-            call_id = chunk.get("toolCallId") or chunk.get("data", {}).get("call_id")
-            if call_id not in self.answered:
-                self.waiting.add(call_id)
-                if not self.step_open:  # asked between steps (a continuation): the run pauses right here
-                    return event.sse() + self.pause(event)
+            return self.request(event, chunk)
+        if event.type in {"start", FINISH}:
+            return self.with_metadata(event, chunk)
+        if event.type in ANSWERS:
+            self.waiting.discard(chunk.get("toolCallId") or chunk.get("approvalId"))
+            if chunk.get("approved") is True:
+                self.approved.add(chunk["approvalId"])
         elif event.type in {"start-step", "finish-step"}:
             self.step_open = event.type == "start-step"
             if not self.step_open and self.waiting:
                 return event.sse() + self.pause(event)
-        elif event.type in ANSWERS:
-            self.waiting.discard(chunk.get("toolCallId") or chunk.get("approvalId"))
-        elif event.type == "error":
-            self.finish_reason = "error"
-        elif event.type == "abort":
-            self.finish_reason = "other"
-        elif event.type == "start":
-            chunk["messageMetadata"] = {"run_uuid": event.run_uuid, **chunk.get("messageMetadata", {})}
-            return f"id: {event.seq}\n{data_frame(chunk)}"
-        elif event.type == FINISH:
+        else:  # error, abort: how the turn ends
+            self.finish_reason = "error" if event.type == "error" else "other"
+        return event.sse()
+
+    def request(self, event: StreamEvent, chunk: dict[str, Any]) -> str:
+        """A request for an approval or a client tool's result: the turn waits for it."""
+        call_id = chunk.get("toolCallId") or chunk.get("data", {}).get("call_id")
+        frame = event.sse()
+        if call_id in self.approved:
+            # An approved client tool: its part leaves ``approval-responded`` for
+            # ``input-available`` (the SDK's onToolCall fires), or the SDK's
+            # lastAssistantMessageIsCompleteWithApprovalResponses would send it again and again.
+            data = chunk["data"]
+            ask = {"type": "tool-input-available", "toolCallId": call_id, "toolName": data["tool_name"]}
+            frame = data_frame({**ask, "input": data["input"]}) + frame
+        if call_id not in self.answered:
+            self.waiting.add(call_id)
+            if not self.step_open:  # asked between steps (a continuation): the run pauses right here
+                return frame + self.pause(event)
+        return frame
+
+    def with_metadata(self, event: StreamEvent, chunk: dict[str, Any]) -> str:
+        """``start`` and ``finish`` name the run; ``finish`` says why the turn ended."""
+        chunk["messageMetadata"] = {"run_uuid": event.run_uuid, **chunk.get("messageMetadata", {})}
+        if event.type == FINISH:
             self.ending = True
             chunk["finishReason"] = self.finish_reason
-            chunk["messageMetadata"] = {"run_uuid": event.run_uuid, **chunk.get("messageMetadata", {})}
-            return f"id: {event.seq}\n{data_frame(chunk)}"
-        return event.sse()
+        return f"id: {event.seq}\n{data_frame(chunk)}"
 
     def pause(self, event: StreamEvent) -> str:
         self.ending = True

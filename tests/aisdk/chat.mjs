@@ -114,12 +114,12 @@ async function settle() {
   }
 }
 
-function pendingTool(state) {
+function pendingTool(...states) {
   for (const message of chat.messages.toReversed()) {
-    const part = message.parts.find((p) => p.toolCallId != null && p.state === state);
+    const part = message.parts.find((p) => p.toolCallId != null && states.includes(p.state));
     if (part) return part;
   }
-  throw new Error(`no tool part in state ${state}`);
+  throw new Error(`no tool part in state ${states}`);
 }
 
 async function main() {
@@ -138,7 +138,8 @@ async function main() {
       const part = pendingTool("approval-requested");
       await chat.addToolApprovalResponse({ id: part.approval.id, approved: step.approve, reason: step.reason });
     } else if (step.output != null) {
-      const part = pendingTool("input-available");
+      // A client tool waits input-available, or approval-responded when it needed an approval first.
+      const part = pendingTool("input-available", "approval-responded");
       await chat.addToolOutput({ tool: part.type.slice(5), toolCallId: part.toolCallId, output: step.output });
     } else if (step.regenerate) {
       await chat.regenerate();

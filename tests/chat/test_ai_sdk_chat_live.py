@@ -89,7 +89,7 @@ def test_a_dropped_connection_resumes_the_same_message(live, aisdk_chat):
 
     reply = Message.objects.get(session__chat_id=chat_id, sender_role=Message.SenderRole.AGENT)
     assert dropped["status"] == "error"  # the connection dropped mid-reply
-    assert dropped["finishReason"] is None
+    assert dropped.get("finishReason") is None
     assert [r["method"] for r in resumed["requests"]] == ["GET"]
     assert resumed["requests"][0]["url"].endswith(f"/api/chat/{chat_id}/stream")
     assert resumed["status"] == "ready"
@@ -122,7 +122,7 @@ def test_an_approval_and_a_client_tool_continue_the_same_message(live, aisdk_cha
     assert part["state"] == "approval-requested"
     assert part["approval"]["id"] == call.call_id
     # The approval goes back in the messages the SDK sends; the same message goes on.
-    assert [r["method"] for r in approved["requests"]] == ["POST"]
+    assert [(r["method"], r["status"]) for r in approved["requests"]] == [("POST", 200)]
     assert approved["finishReason"] == "tool-calls"  # now the client must run it
     assert [m["id"] for m in approved["messages"]] == [asked["messages"][0]["id"], reply_id]
     assert answered["finishReason"] == "stop"
@@ -176,7 +176,7 @@ def test_regenerate_replaces_the_reply(live, aisdk_chat):
 
 
 def test_stop_ends_the_run_and_keeps_the_partial_text(live, aisdk_chat):
-    live.script([("text", "one "), ("delay", 3), ("text", "two")])
+    live.script([("text", "one "), ("delay", 1), ("text", "two"), ("delay", 1), ("text", " three")])
     chat_id = f"chat-{uuid.uuid4().hex[:8]}"
 
     (stopped,) = use_chat(aisdk_chat, live, chat_id, [{"send": "Count", "stop": "text-delta"}])
@@ -186,5 +186,5 @@ def test_stop_ends_the_run_and_keeps_the_partial_text(live, aisdk_chat):
     assert [r["method"] for r in stopped["requests"]] == ["POST", "POST"]
     assert stopped["requests"][1]["url"].endswith(f"/api/chat/{chat_id}/stop")
     assert stopped["requests"][1]["status"] == 200
-    assert run.status == Run.Status.STOPPED
-    assert run.agent_message.text == "one "
+    assert run.status == Run.Status.STOPPED, (run.error_code, run.error_message)
+    assert run.agent_message.text in {"one ", "one two"}  # the worker sees the stop at its next chunk
