@@ -22,3 +22,23 @@ class UnsupportedFileType(GenieError):
     status_code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
     default_code = "unsupported_file_type"
     default_detail = "Only text, JSON, PDF and PNG, JPEG, WebP or GIF images can be uploaded."
+
+
+class NoUserMessage(GenieError):
+    default_code = "no_user_message"
+    default_detail = "The messages end with no user message to answer."
+
+
+class ChatHistoryMismatch(Conflict):
+    default_code = "history_mismatch"
+    default_detail = "The messages contradict the chat's stored history."
+
+
+class ChatIdTaken(Conflict):
+    default_code = "chat_id_taken"
+    default_detail = "This chat id names a session this request cannot reach."
+
+
+class NoToolAnswer(GenieError):
+    default_code = "no_tool_answer"
+    default_detail = "The assistant message answers none of its pending tool calls."

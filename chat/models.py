@@ -149,6 +149,13 @@ class SessionQuerySet(models.QuerySet["Session"]):
             return qs
         return qs.none()
 
+    def with_chat_id(self, caller: Caller, chat_id: str) -> SessionQuerySet:
+        """The session an AI SDK client names by its chat id: within what ``caller``
+        reaches, the one the caller itself created under that id (a secret key reaches
+        the team's sessions, but its chat ids are its own)."""
+        qs = self.reachable_by(caller).filter(chat_id=chat_id)
+        return qs if caller.is_user else qs.filter(owner__isnull=True, created_by_token=caller.token)
+
 
 class Session(models.Model):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -165,6 +172,9 @@ class Session(models.Model):
     title = models.CharField(max_length=200, blank=True)
     title_generated = models.BooleanField(default=False, help_text="Set when the model wrote the title.")
     metadata = models.JSONField(default=dict, blank=True)
+    chat_id = models.CharField(
+        max_length=200, blank=True, help_text="An AI SDK client's own id for this chat (/api/chat), unique per caller."
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -177,6 +187,19 @@ class Session(models.Model):
             models.Index(fields=["team", "agent", "-created_at"]),
             models.Index(fields=["team", "user_id", "-created_at"]),
             models.Index(fields=["team", "created_by_token", "-created_at"]),
+        ]
+        # A chat id names one session per caller: a user's own, or a key's.
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team", "owner", "chat_id"],
+                condition=models.Q(owner__isnull=False) & ~models.Q(chat_id=""),
+                name="session_chat_id_unique_per_user",
+            ),
+            models.UniqueConstraint(
+                fields=["team", "created_by_token", "chat_id"],
+                condition=models.Q(owner__isnull=True) & ~models.Q(chat_id=""),
+                name="session_chat_id_unique_per_key",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -227,6 +250,14 @@ class Message(models.Model):
     attachments = models.ManyToManyField("Upload", blank=True, related_name="messages")
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    replaced_by = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="A regenerated reply: the agent message that replaces it (later prompts leave this one out).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -34,8 +34,10 @@ def start_session(
     ui_context: dict[str, Any] | None = None,
     scan_context: dict[str, Any] | None = None,
     file_ids: list[uuid.UUID] | None = None,
+    chat_id: str = "",
 ) -> tuple[Session, Run, str | None]:
-    """Create a session with its first user message and a queued run.
+    """Create a session with its first user message and a queued run (``chat_id``: an
+    AI SDK client's own id for it; a taken one raises IntegrityError).
 
     A new session has no uploads of its own yet: ``file_ids`` name files of sessions the
     caller reaches, copied into the new one (files go with their session).
@@ -51,6 +53,7 @@ def start_session(
         created_by_token=caller.token,
         title=title.strip(),
         metadata=metadata or {},
+        chat_id=chat_id,
     )
     client_secret = session.issue_client_secret() if caller.is_publishable else None
     session.save()
@@ -91,6 +94,21 @@ def post_message(
         scan_context=scan_context,
         uploads=uploads,
     )
+    session.touch()
+    return run
+
+
+@transaction.atomic
+def regenerate_reply(*, session: Session, reply: Message) -> Run:
+    """Answer ``reply``'s user message again: a new run with a new agent message. The old
+    reply stays in the transcript (with its rating) marked ``replaced_by`` the new one, so
+    later prompts and the AI SDK history leave it out. Refuses (``RunActive``) while a run
+    is active."""
+    session = Session.objects.select_for_update().select_related("agent").get(pk=session.pk)
+    run_services.make_way_for_turn(session=session)
+    user_message = Run.objects.select_related("user_message").get(agent_message=reply).user_message
+    run = run_services.queue_run(session=session, user_message=user_message)
+    Message.objects.filter(pk=reply.pk).update(replaced_by=run.agent_message, updated_at=timezone.now())
     session.touch()
     return run
 

@@ -1,4 +1,4 @@
-"""ASGI entry point: Channels routes the two SSE paths to the lean relay, the rest to Django
+"""ASGI entry point: Channels routes the SSE paths to the lean relay, the rest to Django
 (through the edge that relays the streams its views hand off)."""
 
 import os
@@ -11,6 +11,7 @@ django_application = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path, re_path  # noqa: E402
 
+from chat.adapters.aisdk import chat_stream_app  # noqa: E402
 from runs.handoff import HandoffEdge  # noqa: E402
 from runs.sse import stream_app  # noqa: E402
 from runs.urls import RUN_STREAM_PATH, SESSION_STREAM_PATH  # noqa: E402
@@ -21,6 +22,7 @@ application = ProtocolTypeRouter(
             [
                 path(f"api/v1/{SESSION_STREAM_PATH}", stream_app),
                 path(f"api/v1/{RUN_STREAM_PATH}", stream_app),
+                path("api/chat/<str:chat_id>/stream", chat_stream_app),  # the AI SDK's resume
                 # Django, with the edge that relays a view's handed-off stream (a POST that
                 # answers with its turn's stream).
                 re_path(r"", HandoffEdge(django_application)),

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
+from chat.adapters.aisdk import AISDKChatView, ChatMessagesView, ChatStopView
 from genie.exceptions import handler404 as json_not_found
 from genie.views import ApiKeyViewSet, healthz
 
@@ -19,6 +20,10 @@ api = [
 
 urlpatterns = [
     path("api/v1/", include(api)),
+    # The AI SDK's own default path for useChat (chat.adapters.aisdk; its resume GET is in genie.asgi).
+    path("api/chat", AISDKChatView.as_view(), name="ai-sdk-chat"),
+    path("api/chat/<str:chat_id>/messages", ChatMessagesView.as_view(), name="ai-sdk-chat-messages"),
+    path("api/chat/<str:chat_id>/stop", ChatStopView.as_view(), name="ai-sdk-chat-stop"),
     # Any other /api/ URL is the JSON 404, DEBUG or not (Django's own 404 page is HTML).
     re_path(r"^api/", json_not_found),
     path("admin/", admin.site.urls),

@@ -156,7 +156,9 @@ def prompt_parts(
         system.append(f"The user's current UI context: {user_message.ui_context}")
     if user_message is not None and user_message.scan_context:
         system.append("How the user arrived (scan context): " + json.dumps(user_message.scan_context, sort_keys=True))
-    messages = Message.objects.filter(session_id=session.pk).exclude(sender_role=Message.SenderRole.AGENT, text="")
+    messages = Message.objects.filter(session_id=session.pk, replaced_by__isnull=True).exclude(
+        sender_role=Message.SenderRole.AGENT, text=""
+    )
     compaction = latest_compaction(session, upto=upto)
     if compaction is not None:
         last = compaction.upto_message

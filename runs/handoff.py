@@ -64,14 +64,17 @@ def take_handoff(token: str) -> tuple[StreamPlan, StreamFormat] | None:
     return None if entry is None else entry[1:]
 
 
-def turn_plan(run: Run, slot: tuple[str, str], *, stored_before: int | None = None) -> StreamPlan:
-    """The stream of one turn from its start to its finish (only its own events).
+def turn_plan(
+    run: Run, slot: tuple[str, str], *, stored_before: int | None = None, after_seq: int | None = None
+) -> StreamPlan:
+    """The stream of one turn from its start (or from after ``after_seq``, a paused
+    turn's continuation) to its finish (only its own events).
 
     ``stored_before``: the session's last stored event id read before the turn was
     created, so none of the turn's: the relay reads the rest from Redis (and fills any gap
-    from PostgreSQL), with no backlog query. Without it (a replayed turn, which may be
-    long over) the plan is read from the log."""
-    if stored_before is not None:
+    from PostgreSQL), with no backlog query. Otherwise (a replayed turn, which may be long
+    over, or a continuation) the plan is read from the log."""
+    if stored_before is not None and after_seq is None:
         return StreamPlan(
             session_uuid=str(run.session.uuid),
             after_seq=stored_before,
@@ -80,7 +83,8 @@ def turn_plan(run: Run, slot: tuple[str, str], *, stored_before: int | None = No
             backlog=[],
             slot=slot,
         )
-    plan = plan_backlog(session=run.session, last_event_id=events_before(run), run_uuid=str(run.uuid))
+    after = events_before(run) if after_seq is None else after_seq
+    plan = plan_backlog(session=run.session, last_event_id=after, run_uuid=str(run.uuid))
     if not isinstance(plan, StreamPlan):  # the run exists: its own stream always has a plan
         raise TypeError(f"no stream plan for run {run.uuid}: {plan}")
     return replace(plan, slot=slot)
@@ -93,10 +97,12 @@ def stream_turn(
     wire: StreamFormat,
     headers: Callable[[Request, Response, Run], dict[str, str]],
     session: Session | None = None,
+    after_seq: int | None = None,
 ) -> HttpResponse | Response:
     """Start a turn with ``start`` (a view's JSON answer naming ``run_uuid``) and answer
-    with its stream instead. ``session``: the session the turn goes to (None: ``start``
-    creates one). The stream's slot is taken first, so a caller at its cap gets 429 before
+    with its stream instead (from after ``after_seq`` when given: a paused turn goes on).
+    ``session``: the session the turn goes to, when known before ``start`` (which may
+    create it). The stream's slot is taken first, so a caller at its cap gets 429 before
     anything is written; an error answer (4xx) is returned as it is."""
     ident = credential_ident(request.auth, client_ip(request.META))
     slot = take_slot(ident)
@@ -115,7 +121,7 @@ def stream_turn(
     # What the JSON answer said in its headers (an idempotent replay says so) still holds.
     said = {name: value for name, value in response.items() if name.lower() != "content-type"}
     fresh = response.get("Idempotent-Replayed") != "true"
-    plan = turn_plan(run, (ident, slot), stored_before=stored_before if fresh else None)
+    plan = turn_plan(run, (ident, slot), stored_before=stored_before if fresh else None, after_seq=after_seq)
     return hand_off(plan=plan, wire=wire, headers={**said, **headers(request, response, run)})
 
 

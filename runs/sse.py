@@ -122,9 +122,10 @@ def plan_stream(
     *,
     headers: dict[bytes, bytes],
     query: dict[str, list[str]],
-    session_uuid: str,
+    session_uuid: str | None,
     run_uuid: str | None,
     client: tuple[str, int] | None = None,
+    chat_id: str | None = None,
 ) -> StreamPlan | StreamRefusal:
     """Authenticate, apply the caller's rate limit and open-stream cap, find what this
     stream covers, and load its stored backlog.
@@ -145,7 +146,10 @@ def plan_stream(
     wait = throttle_wait(caller=caller, meta=meta)
     if wait is not None:
         return StreamRefusal(429, "rate_limited", "Request was throttled.", retry_after=math.ceil(wait))
-    session = Session.objects.reachable_by(caller).filter(uuid=session_uuid).first()
+    if chat_id is not None:  # an AI SDK client names its session by its own chat id
+        session = Session.objects.with_chat_id(caller, chat_id).first()
+    else:
+        session = Session.objects.reachable_by(caller).filter(uuid=session_uuid).first()
     if session is None:
         return StreamRefusal(404, "not_found", "Not found.")
     last_event_id = parse_last_event_id(headers, query)
@@ -461,23 +465,27 @@ class StreamApp:
                 send, StreamRefusal(405, "method_not_allowed", f'Method "{scope["method"]}" not allowed.'), cors.headers
             )
             return
-        kwargs = scope["url_route"]["kwargs"]
-        headers = dict(scope["headers"])
-        query = parse_qs(scope.get("query_string", b"").decode())
-        run_uuid = kwargs.get("run_uuid")
         # Not thread-sensitive: streams open in parallel on the executor's threads instead
         # of queueing behind every other sync call of the process on one thread.
-        plan = await database_sync_to_async(plan_stream, thread_sensitive=False)(
-            headers=headers,
-            query=query,
+        plan, wire = await database_sync_to_async(self.prepare, thread_sensitive=False)(scope)
+        if isinstance(plan, StreamRefusal):
+            await send_json_error(send, plan, cors.headers)
+            return
+        await relay_stream(plan, receive, send, cors.headers, wire)
+
+    def prepare(self, scope: dict) -> tuple[StreamPlan | StreamRefusal, StreamFormat]:
+        """The stream's plan (``plan_stream``) and its format, before the first byte (in a
+        thread: this is where the database is read)."""
+        kwargs = scope["url_route"]["kwargs"]
+        run_uuid = kwargs.get("run_uuid")
+        plan = plan_stream(
+            headers=dict(scope["headers"]),
+            query=parse_qs(scope.get("query_string", b"").decode()),
             session_uuid=str(kwargs["session_uuid"]),
             run_uuid=str(run_uuid) if run_uuid else None,
             client=scope.get("client"),
         )
-        if isinstance(plan, StreamRefusal):
-            await send_json_error(send, plan, cors.headers)
-            return
-        await relay_stream(plan, receive, send, cors.headers, self.wire())
+        return plan, self.wire()
 
 
 stream_app = StreamApp()

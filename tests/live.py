@@ -148,7 +148,7 @@ class LiveStack:
                 read.retry = line.split(":", 1)[1].strip()
             elif line.startswith("id:"):
                 event_id = int(line.split(":", 1)[1])
-            elif line.startswith("data:"):
+            elif line.startswith("data:") and line.split(":", 1)[1].strip() != "[DONE]":  # the AI SDK's end mark
                 data = json.loads(line.split(":", 1)[1])
         if data is not None:
             read.events.append(SSEEvent(event_id, data))

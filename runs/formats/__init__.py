@@ -10,11 +10,13 @@ durability and resume, and none copies the relay.
 
 from __future__ import annotations
 
+from runs.formats.ai_sdk_chat import AISDKChatFormat
 from runs.formats.base import StreamFormat
 from runs.formats.ui_message import UIMessageFormat
 
 FORMATS: dict[str, type[StreamFormat]] = {
     UIMessageFormat.name: UIMessageFormat,
+    AISDKChatFormat.name: AISDKChatFormat,
 }
 
-__all__ = ["FORMATS", "StreamFormat", "UIMessageFormat"]
+__all__ = ["FORMATS", "AISDKChatFormat", "StreamFormat", "UIMessageFormat"]

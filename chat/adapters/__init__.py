@@ -1,0 +1,1 @@
+"""Request adapters: other APIs' shapes over the same services, one module each."""

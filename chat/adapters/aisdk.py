@@ -1,0 +1,458 @@
+"""The AI SDK's own chat endpoint: ``useChat`` / ``DefaultChatTransport`` at ``/api/chat``.
+
+- ``POST /api/chat {id, messages, trigger, messageId?, agent?}``: the client's chat ``id``
+  names a session of the caller (created on first use, with ``agent`` or the default
+  agent). The last user message's text parts are the new turn; ``regenerate-message``
+  answers the last user message again; a last *assistant* message carries approval
+  responses and client tool outputs, applied with the tool-call services, and the
+  response continues that same message after its pause. Answers with the turn's stream
+  in ``AISDKChatFormat`` (handed to the relay, like every streaming POST).
+- ``GET /api/chat/{id}/stream``: the resume ``useChat`` sends (204 when idle).
+- ``GET /api/chat/{id}/messages``: the chat as ``UIMessage[]``, for the client's initial messages.
+- ``POST /api/chat/{id}/stop``: stop the chat's run (``Chat.stop()`` only drops the connection).
+
+Errors are the one error body with the AI SDK's error chunk fields beside it
+(``{"type": "error", "errorText", "error": {code, message, details}}``): the SDK shows the
+body as the error's message. Nothing is stored for a refused request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.http import Http404, HttpResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chat import services
+from chat.exceptions import ChatHistoryMismatch, ChatIdTaken, NoToolAnswer, NoUserMessage
+from chat.models import Agent, Message, Session
+from chat.serializers import validate_message_text
+from chat.views import turn_headers
+from genie.auth import Caller
+from genie.exceptions import error_body
+from genie.idempotency import run_idempotently
+from genie.schema import error_response
+from genie.serializers import StrictSerializer
+from runs import services as run_services
+from runs.events import read_run_log
+from runs.events import require_redis as require_event_log
+from runs.exceptions import ActionAlreadyAnswered
+from runs.formats import AISDKChatFormat
+from runs.formats.ai_sdk_chat import data_frame
+from runs.handoff import stream_turn
+from runs.models import Run, ToolCall
+from runs.sse import StreamApp, StreamPlan, StreamRefusal, plan_stream
+
+ANSWERED_STATES = {"approval-responded", "output-available", "output-error"}
+
+
+def ai_sdk_error(code: str, message: str, details: Any, status_code: int) -> dict[str, Any]:
+    """The one error body, with the AI SDK's ``error`` chunk fields beside it."""
+    return {"type": "error", "errorText": message, **error_body(code, message, details)}
+
+
+class ChatRequestSerializer(StrictSerializer):
+    """The body ``DefaultChatTransport`` sends (plus ``agent``, through its ``body`` option)."""
+
+    id = serializers.CharField(max_length=200, help_text="The client's chat id: one session per caller.")
+    messages = serializers.ListField(child=serializers.DictField(), min_length=1, max_length=1000)
+    trigger = serializers.ChoiceField(choices=["submit-message", "regenerate-message"])
+    messageId = serializers.CharField(required=False, allow_null=True, max_length=200)  # noqa: N815
+    agent = serializers.CharField(
+        required=False, allow_null=True, allow_blank=True, max_length=100, help_text="A new chat's agent (handle)."
+    )
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One ``UIMessage`` of the request, as far as Genie reads it."""
+
+    id: str
+    role: str
+    parts: list[dict[str, Any]]
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any], index: int) -> ChatMessage:
+        role, parts = raw.get("role"), raw.get("parts")
+        if role not in {"user", "assistant", "system"} or not isinstance(parts, list):
+            raise ValidationError(
+                {"messages": {index: ["A UIMessage has `role` (user, assistant or system) and a list of `parts`."]}}
+            )
+        if not all(isinstance(part, dict) and isinstance(part.get("type"), str) for part in parts):
+            raise ValidationError({"messages": {index: ["Each part is an object with a `type`."]}})
+        return cls(id=str(raw.get("id", "")), role=role, parts=parts)
+
+    def text(self, index: int) -> str:
+        """The user turn: its text parts, joined. Other parts (files) are refused, not dropped."""
+        other = sorted({part["type"] for part in self.parts if part["type"] != "text"} - {"step-start"})
+        if other:
+            raise ValidationError(
+                {"messages": {index: [f"Only text parts can be sent here (got {', '.join(other)})."]}},
+                code="unsupported_part",
+            )
+        return validate_message_text("".join(str(part.get("text", "")) for part in self.parts))
+
+    def tool_answers(self) -> dict[str, dict[str, Any]]:
+        """Its tool parts that carry an answer (an approval response, a client's output),
+        by call id."""
+        return {
+            str(part.get("toolCallId")): part
+            for part in self.parts
+            if (part["type"].startswith("tool-") or part["type"] == "dynamic-tool")
+            and part.get("state") in ANSWERED_STATES
+        }
+
+
+class AISDKChatView(APIView):
+    """``POST /api/chat``: one ``useChat`` request, answered with the turn's stream."""
+
+    error_voice = staticmethod(ai_sdk_error)
+
+    @extend_schema(
+        request=ChatRequestSerializer,
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                {"type": "string"},
+                description="The AI SDK UI message stream of the turn (`start` … `finish`, then `[DONE]`).",
+            ),
+            409: error_response(
+                "`history_mismatch`: the messages contradict the stored chat; `run_active`; `already_decided`; "
+                "`chat_id_taken`."
+            ),
+            413: error_response("`text_too_long`."),
+        },
+    )
+    def post(self, request: Request) -> HttpResponse | Response:
+        data = ChatRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        body = data.validated_data
+        messages = [ChatMessage.parse(raw, index) for index, raw in enumerate(body["messages"])]
+        session = Session.objects.with_chat_id(request.auth, body["id"]).select_related("agent").first()
+        if body["trigger"] == "regenerate-message":
+            return self.regenerate(request, session, messages, body.get("messageId"))
+        if messages[-1].role == "assistant":
+            return self.continue_reply(request, session, messages)
+        if messages[-1].role != "user":
+            raise NoUserMessage()
+        text = messages[-1].text(len(messages) - 1)
+        check_history(session, messages[:-1])
+        if session is None:
+            agent = pick_agent(request.auth, body.get("agent"))
+            start = lambda: self.start_chat(request, agent, body["id"], text)  # noqa: E731
+        else:
+            start = lambda: self.next_turn(session, text)  # noqa: E731
+        return stream_turn(request, lambda: run_idempotently(request, start), wire=AISDKChatFormat(), headers=headers)
+
+    def start_chat(self, request: Request, agent: Agent, chat_id: str, text: str) -> Response:
+        require_event_log()
+        try:
+            with transaction.atomic():
+                session, run, client_secret = services.start_session(
+                    caller=request.auth, agent=agent, text=text, chat_id=chat_id
+                )
+        except IntegrityError as exc:  # the same id, just created by a parallel request (or unreachable)
+            raise ChatIdTaken() from exc
+        body = {"uuid": str(session.uuid), "run_uuid": str(run.uuid)}
+        if client_secret:
+            body["client_secret"] = client_secret
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    def next_turn(self, session: Session, text: str) -> Response:
+        require_event_log()
+        run = services.post_message(session=session, text=text)
+        return Response({"uuid": str(session.uuid), "run_uuid": str(run.uuid)}, status=status.HTTP_201_CREATED)
+
+    def regenerate(
+        self, request: Request, session: Session | None, messages: list[ChatMessage], message_id: str | None
+    ) -> HttpResponse | Response:
+        """The SDK drops the reply and sends the messages up to its user message."""
+        if messages[-1].role != "user":
+            raise NoUserMessage()
+        reply = None if session is None else visible(session).filter(sender_role=Message.SenderRole.AGENT).last()
+        if session is None or reply is None:
+            raise ChatHistoryMismatch("This chat has no reply to regenerate.")
+        if message_id and message_id not in {m.id for m in messages} and message_id != str(reply.uuid):
+            raise ChatHistoryMismatch(
+                "Only the chat's last reply can be regenerated.", details={"messageId": message_id}
+            )
+        check_history(session, messages[:-1], before=reply)
+
+        def start() -> Response:
+            require_event_log()
+            run = services.regenerate_reply(session=session, reply=reply)
+            return Response({"uuid": str(session.uuid), "run_uuid": str(run.uuid)}, status=status.HTTP_201_CREATED)
+
+        return stream_turn(request, lambda: run_idempotently(request, start), wire=AISDKChatFormat(), headers=headers)
+
+    def continue_reply(self, request: Request, session: Session | None, messages: list[ChatMessage]) -> HttpResponse:
+        """The last message is a paused reply with answers: apply them (the tool-call
+        services), then stream the same message on from its pause."""
+        reply = messages[-1]
+        run = None
+        if session is not None and (reply_uuid := parse_uuid(reply.id)) is not None:
+            run = session.runs.select_related("agent_message").filter(agent_message__uuid=reply_uuid).first()
+        if run is None:
+            raise ChatHistoryMismatch("The last message is not a reply of this chat.", details={"id": reply.id})
+        check_history(session, messages[:-1], before=run.agent_message)
+        answers = reply.tool_answers()
+        calls = {call.call_id: call for call in run.tool_calls.filter(call_id__in=answers)}
+        if unknown := sorted(set(answers) - set(calls)):
+            raise ChatHistoryMismatch("Tool calls this reply never made.", details={"toolCallIds": unknown})
+        if not calls:
+            raise NoToolAnswer()
+        wire = AISDKChatFormat(continues=(str(run.agent_message.uuid), str(run.uuid)))
+        if run.status == Run.Status.REQUIRES_ACTION and not any(answers_now(calls[c], answers[c]) for c in calls):
+            # The SDK sends the message again with answers the run has (say, an approved
+            # client tool whose output is still to come): the turn still waits.
+            return still_waiting(wire, run)
+        pending = [call_id for call_id, call in calls.items() if call.is_open] or list(calls)
+        after = pause_point(run, pending)
+
+        def start() -> Response:
+            apply_answers(session=session, calls=calls, answers=answers, decided_by=request.auth.label)
+            return Response({"uuid": str(session.uuid), "run_uuid": str(run.uuid)})
+
+        return stream_turn(
+            request, lambda: run_idempotently(request, start), wire=wire, headers=headers, after_seq=after
+        )
+
+
+def headers(request: Request, response: Response, run: Run) -> dict[str, str]:
+    """The streaming POST's headers, and a new chat's client secret (publishable keys
+    send it back as ``X-Session-Secret``)."""
+    secret = (response.data or {}).get("client_secret")
+    return {**turn_headers(request, response, run), **({"Genie-Client-Secret": secret} if secret else {})}
+
+
+def pick_agent(caller: Caller, handle: str | None) -> Agent:
+    agent = Agent.objects.for_team(caller.team).live().pick(handle)
+    if agent is None or (caller.is_publishable and not agent.is_public):
+        raise ValidationError({"agent": ["No such agent."]}, code="unknown_agent")
+    return agent
+
+
+def parse_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def visible(session: Session) -> Any:
+    """The chat as the AI SDK sees it: the transcript without replaced replies."""
+    return session.messages.transcript().filter(replaced_by__isnull=True)
+
+
+def check_history(session: Session | None, prior: list[ChatMessage], *, before: Message | None = None) -> None:
+    """The messages before the new turn must not contradict the stored chat: a new chat
+    has none; otherwise every assistant message is one of the chat's replies, in order,
+    and the last of them is its latest reply (before ``before``, the reply being continued
+    or regenerated). User messages keep the client's ids and are not compared."""
+    if session is None:
+        if prior:
+            raise ChatHistoryMismatch("This chat id is new, but the messages hold an earlier conversation.")
+        return
+    replies = session.messages.filter(sender_role=Message.SenderRole.AGENT, replaced_by__isnull=True)
+    if before is not None:
+        replies = replies.filter(created_at__lt=before.created_at)
+    stored = [str(value) for value in replies.order_by("created_at", "id").values_list("uuid", flat=True)]
+    sent = [message.id for message in prior if message.role == "assistant"]
+    positions = [stored.index(message_id) for message_id in sent if message_id in stored]
+    if (
+        len(positions) != len(sent)
+        or positions != sorted(positions)
+        or (stored and positions[-1:] != [len(stored) - 1])
+    ):
+        raise ChatHistoryMismatch(
+            "The messages' assistant replies are not this chat's (load them from /api/chat/{id}/messages).",
+            details={"stored": stored[-5:], "sent": sent[-5:]},
+        )
+
+
+def answers_now(call: ToolCall, part: dict[str, Any]) -> bool:
+    """Whether ``part`` answers what ``call`` waits for."""
+    if call.status == ToolCall.Status.PENDING_APPROVAL:
+        return part["state"] == "approval-responded"
+    return call.status == ToolCall.Status.AWAITING_RESULT and part["state"] in {"output-available", "output-error"}
+
+
+def still_waiting(wire: AISDKChatFormat, run: Run) -> HttpResponse:
+    """The continuation of a turn that still waits: its ``start``, then the pause's
+    ``finish`` at once (no stream to relay: nothing happened since the pause)."""
+    pause = {"type": "finish", "finishReason": "tool-calls", "messageMetadata": {"run_uuid": str(run.uuid)}}
+    body = wire.preamble() + data_frame(pause).encode() + wire.epilogue(complete=True)
+    response = HttpResponse(body, content_type=wire.content_type.decode())
+    for name, value in wire.headers():
+        if name != b"content-type":
+            response[name.decode()] = value.decode()
+    return response
+
+
+def pause_point(run: Run, call_ids: list[str]) -> int:
+    """The id of the ``finish-step`` that paused ``run`` for ``call_ids``: a continuation
+    streams what follows it."""
+    log = read_run_log(run)
+    requested = [
+        index
+        for index, event in enumerate(log)
+        if (event.type == "tool-approval-request" and event.data.get("toolCallId") in call_ids)
+        or (event.type == "data-client-tool-call" and event.data.get("data", {}).get("call_id") in call_ids)
+    ]
+    start = requested[-1] if requested else len(log) - 1
+    return next((event.seq for event in log[start:] if event.type == "finish-step"), log[-1].seq if log else 0)
+
+
+def apply_answers(
+    *, session: Session, calls: dict[str, ToolCall], answers: dict[str, dict[str, Any]], decided_by: str
+) -> None:
+    """Each answer through the one service for it (``decide_tool_call``,
+    ``submit_tool_result``), all or none. An answer the call already has is skipped (the
+    SDK sends every message again); a different decision is 409 ``already_decided``."""
+    with transaction.atomic():
+        for call_id, part in answers.items():
+            call = calls[call_id]
+            if part["state"] == "approval-responded":
+                approval = part.get("approval") or {}
+                approved = approval.get("approved") is True
+                if call.status == ToolCall.Status.PENDING_APPROVAL:
+                    reason = str(approval.get("reason") or "")
+                    run_services.decide_tool_call(
+                        session=session, call_id=call_id, approved=approved, reason=reason, decided_by=decided_by
+                    )
+                elif not call.decided_by or (call.status == ToolCall.Status.DENIED) == approved:
+                    raise ActionAlreadyAnswered(details={"call_id": call_id, "status": call.status})
+            elif call.status == ToolCall.Status.AWAITING_RESULT:
+                if part["state"] == "output-error":
+                    error = str(part.get("errorText") or "The client tool failed.")
+                    run_services.submit_tool_result(session=session, call_id=call_id, error=error)
+                else:
+                    run_services.submit_tool_result(session=session, call_id=call_id, output=part.get("output"))
+
+
+class ChatSessionView(APIView):
+    """A view on the session a chat id names (404 when the caller has none)."""
+
+    error_voice = staticmethod(ai_sdk_error)
+
+    def get_session(self, chat_id: str) -> Session:
+        session = Session.objects.with_chat_id(self.request.auth, chat_id).select_related("agent").first()
+        if session is None:
+            raise Http404
+        return session
+
+
+class ChatMessagesView(ChatSessionView):
+    @extend_schema(
+        responses=OpenApiResponse(
+            {"type": "array", "items": {"type": "object"}},
+            description="`UIMessage[]`: `{id, role, parts, metadata?}`, oldest first (replaced replies left out).",
+        )
+    )
+    def get(self, request: Request, chat_id: str) -> Response:
+        """``GET /api/chat/{id}/messages``: the chat as ``UIMessage[]`` (``useChat({messages})``)."""
+        return Response([ui_message(message) for message in visible(self.get_session(chat_id))])
+
+
+class ChatStopView(ChatSessionView):
+    @extend_schema(
+        request=None,
+        responses=inline_serializer(
+            "ChatStopResult", {"uuid": serializers.UUIDField(), "stopped": serializers.BooleanField()}
+        ),
+    )
+    def post(self, request: Request, chat_id: str) -> Response:
+        """``POST /api/chat/{id}/stop``: stop the chat's active run (as ``POST sessions/{s}/stream/stop``)."""
+        session = self.get_session(chat_id)
+        return Response({"uuid": str(session.uuid), "stopped": run_services.stop_session(session=session)})
+
+
+def ui_message(message: Message) -> dict[str, Any]:
+    """A stored message as a ``UIMessage``. A reply's parts: per step, ``step-start`` and
+    its tool calls (in their current state), then the reply's text (the transcript keeps
+    a turn's text whole, so it comes last)."""
+    if not message.is_agent:
+        return {"id": str(message.uuid), "role": "user", "parts": [{"type": "text", "text": message.text}]}
+    run: Run | None = getattr(message, "run", None)
+    steps: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for call in run.tool_calls.all() if run is not None else []:
+        steps[call.step].append(tool_part(call))
+    parts: list[dict[str, Any]] = []
+    for step in sorted(steps):
+        parts += [{"type": "step-start"}, *steps[step]]
+    if message.text:
+        parts += [{"type": "step-start"}, {"type": "text", "text": message.text, "state": "done"}]
+    metadata: dict[str, Any] = {
+        "usage": {"prompt_tokens": message.prompt_tokens, "completion_tokens": message.completion_tokens}
+    }
+    if run is not None:
+        metadata["run_uuid"] = str(run.uuid)
+    return {"id": str(message.uuid), "role": "assistant", "parts": parts, "metadata": metadata}
+
+
+def tool_part(call: ToolCall) -> dict[str, Any]:
+    """A tool call as the AI SDK's tool part (``tool-<name>``) in the state it is in."""
+    part: dict[str, Any] = {
+        "type": f"tool-{call.tool_name}",
+        "toolCallId": call.call_id,
+        "input": call.input if call.input is not None else call.arguments,
+    }
+    approval = {"id": call.call_id} if call.decided_by or call.status == ToolCall.Status.PENDING_APPROVAL else None
+    if approval is not None and call.decided_by:
+        approval["approved"] = call.status != ToolCall.Status.DENIED
+        if call.reason:
+            approval["reason"] = call.reason
+    if call.status == ToolCall.Status.SUCCEEDED:
+        part.update(state="output-available", output=call.output)
+    elif call.status == ToolCall.Status.DENIED:
+        part["state"] = "output-denied"
+    elif call.status in (ToolCall.Status.FAILED, ToolCall.Status.EXPIRED):
+        part.update(state="output-error", errorText=call.error or call.status)
+    elif call.status == ToolCall.Status.PENDING_APPROVAL:
+        part["state"] = "approval-requested"
+    elif call.decided_by:
+        part["state"] = "approval-responded"
+    else:
+        part["state"] = "input-available"
+    if approval is not None:
+        part["approval"] = approval
+    return part
+
+
+class ChatStreamApp(StreamApp):
+    """``GET /api/chat/{id}/stream``: the resume ``useChat`` sends. Replays the chat's
+    active turn from its ``start`` and tails it (204 when none is active); during a pause
+    it replays the turn up to the request and ends as the POST did."""
+
+    def __init__(self) -> None:
+        super().__init__(wire=AISDKChatFormat)
+
+    def prepare(self, scope: dict) -> tuple[StreamPlan | StreamRefusal, AISDKChatFormat]:
+        plan = plan_stream(
+            headers=dict(scope["headers"]),
+            query={},  # the SDK never sends Last-Event-ID
+            session_uuid=None,
+            run_uuid=None,
+            client=scope.get("client"),
+            chat_id=scope["url_route"]["kwargs"]["chat_id"],
+        )
+        if isinstance(plan, StreamRefusal):
+            return plan, AISDKChatFormat()
+        # Pauses the replay passes that were answered already do not end it.
+        answered = (
+            ToolCall.objects.filter(run__session__uuid=plan.session_uuid, run__status__in=Run.ACTIVE_STATUSES)
+            .exclude(status__in=ToolCall.OPEN_STATUSES)
+            .values_list("call_id", flat=True)
+        )
+        return plan, AISDKChatFormat(answered=answered)
+
+
+chat_stream_app = ChatStreamApp()

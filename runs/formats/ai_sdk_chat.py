@@ -1,0 +1,117 @@
+"""The AI SDK's own chat endpoint (``/api/chat``): the UI message stream, one assistant
+message per response, ending where the AI SDK expects a turn to end."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from runs.events import FINISH, StreamEvent
+from runs.formats.base import INTERRUPTED
+from runs.formats.ui_message import UIMessageFormat
+
+# The chunks this format reads or rewrites; every other one goes out as stored.
+REQUESTS = {"tool-approval-request", "data-client-tool-call"}
+ANSWERS = {"tool-approval-response", "tool-output-available", "tool-output-error", "tool-output-denied"}
+READ = {"start", FINISH, "start-step", "finish-step", "error", "abort", *REQUESTS, *ANSWERS}
+
+DONE = b"data: [DONE]\n\n"
+
+
+def data_frame(chunk: dict[str, Any]) -> str:
+    """A chunk the log does not hold (no ``id:``: a Last-Event-ID could not name it)."""
+    return f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n"
+
+
+class AISDKChatFormat(UIMessageFormat):
+    """What ``useChat`` reads from ``/api/chat``.
+
+    - ``start`` and ``finish`` carry ``messageMetadata`` with the ``run_uuid`` (``finish``
+      also the usage the run stored), and ``finish`` a ``finishReason`` (``stop``,
+      ``error`` after an ``error`` chunk, ``other`` after an ``abort``).
+    - A step that ends with a tool call waiting for an approval or a client's result ends
+      the response: ``finish-step``, then ``finish {finishReason: "tool-calls"}``, while
+      the run waits ``requires_action`` (a request made between steps, as a continuation
+      does, ends it right after the request). Calls in ``answered`` (answered before this
+      stream was planned: a replay of an earlier pause) do not end it.
+    - ``continues``: the response continues a paused assistant message; it opens with
+      ``start`` naming that message, then the chunks after the pause.
+    - The response ends after the first ``finish``: one message per response.
+    """
+
+    name = "ai-sdk-chat"
+
+    def __init__(self, *, answered: Iterable[str] = (), continues: tuple[str, str] | None = None) -> None:
+        self.answered = set(answered)
+        self.continues = continues  # (message id, run uuid)
+        self.waiting: set[str] = set()
+        self.step_open = False
+        self.approved: set[str] = set()
+        self.finish_reason = "stop"
+        self.ending = False
+
+    def preamble(self) -> bytes:
+        opening = super().preamble()
+        if self.continues is None:
+            return opening
+        message_id, run_uuid = self.continues
+        start = {"type": "start", "messageId": message_id, "messageMetadata": {"run_uuid": run_uuid}}
+        return opening + data_frame(start).encode()
+
+    def frame(self, event: StreamEvent) -> str:
+        if event.type not in READ:
+            return event.sse()
+        chunk = json.loads(event.data_json)
+        if event.type in REQUESTS:
+            return self.request(event, chunk)
+        if event.type in {"start", FINISH}:
+            return self.with_metadata(event, chunk)
+        if event.type in ANSWERS:
+            self.waiting.discard(chunk.get("toolCallId") or chunk.get("approvalId"))
+            if chunk.get("approved") is True:
+                self.approved.add(chunk["approvalId"])
+        elif event.type in {"start-step", "finish-step"}:
+            self.step_open = event.type == "start-step"
+            if not self.step_open and self.waiting:
+                return event.sse() + self.pause(event)
+        else:  # error, abort: how the turn ends
+            self.finish_reason = "error" if event.type == "error" else "other"
+        return event.sse()
+
+    def request(self, event: StreamEvent, chunk: dict[str, Any]) -> str:
+        """A request for an approval or a client tool's result: the turn waits for it."""
+        call_id = chunk.get("toolCallId") or chunk.get("data", {}).get("call_id")
+        frame = event.sse()
+        if call_id in self.approved:
+            # An approved client tool: its part leaves ``approval-responded`` for
+            # ``input-available`` (the SDK's onToolCall fires), or the SDK's
+            # lastAssistantMessageIsCompleteWithApprovalResponses would send it again and again.
+            data = chunk["data"]
+            ask = {"type": "tool-input-available", "toolCallId": call_id, "toolName": data["tool_name"]}
+            frame = data_frame({**ask, "input": data["input"]}) + frame
+        if call_id not in self.answered:
+            self.waiting.add(call_id)
+            if not self.step_open:  # asked between steps (a continuation): the run pauses right here
+                return frame + self.pause(event)
+        return frame
+
+    def with_metadata(self, event: StreamEvent, chunk: dict[str, Any]) -> str:
+        """``start`` and ``finish`` name the run; ``finish`` says why the turn ended."""
+        chunk["messageMetadata"] = {"run_uuid": event.run_uuid, **chunk.get("messageMetadata", {})}
+        if event.type == FINISH:
+            self.ending = True
+            chunk["finishReason"] = self.finish_reason
+        return f"id: {event.seq}\n{data_frame(chunk)}"
+
+    def pause(self, event: StreamEvent) -> str:
+        self.ending = True
+        return data_frame(
+            {"type": FINISH, "finishReason": "tool-calls", "messageMetadata": {"run_uuid": event.run_uuid}}
+        )
+
+    def ends_after(self, event: StreamEvent) -> bool:
+        return self.ending
+
+    def epilogue(self, *, complete: bool) -> bytes:
+        return DONE if complete else INTERRUPTED
