@@ -34,8 +34,13 @@ def start_session(
     ui_context: dict[str, Any] | None = None,
     scan_context: dict[str, Any] | None = None,
     file_ids: list[uuid.UUID] | None = None,
+    history: list[tuple[str, str]] | None = None,
 ) -> tuple[Session, Run, str | None]:
     """Create a session with its first user message and a queued run.
+
+    ``history`` (``(sender_role, text)`` pairs, oldest first) is a conversation held
+    elsewhere until now, as an OpenAI-compatible client resends it: stored as complete
+    messages before the new turn, so the agent reads it as the session's earlier turns.
 
     A new session has no uploads of its own yet: ``file_ids`` name files of sessions the
     caller reaches, copied into the new one (files go with their session).
@@ -54,6 +59,10 @@ def start_session(
     )
     client_secret = session.issue_client_secret() if caller.is_publishable else None
     session.save()
+    Message.objects.bulk_create(
+        Message(session=session, sender_role=role, text=text, status=Message.Status.COMPLETE)
+        for role, text in history or []
+    )
     uploads = [_copy_upload(upload, session=session) for upload in sources]
     run = _add_turn(
         session=session,

@@ -21,6 +21,8 @@ urlpatterns = [
     path("api/v1/", include(api)),
     # Any other /api/ URL is the JSON 404, DEBUG or not (Django's own 404 page is HTML).
     re_path(r"^api/", json_not_found),
+    # The OpenAI-compatible endpoint, where OpenAI clients look for it (base URL `<host>/v1`).
+    path("v1/", include("chat.adapters.openai")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
 ]

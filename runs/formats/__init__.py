@@ -11,10 +11,12 @@ durability and resume, and none copies the relay.
 from __future__ import annotations
 
 from runs.formats.base import StreamFormat
+from runs.formats.openai import ChatCompletionChunkFormat
 from runs.formats.ui_message import UIMessageFormat
 
 FORMATS: dict[str, type[StreamFormat]] = {
     UIMessageFormat.name: UIMessageFormat,
+    ChatCompletionChunkFormat.name: ChatCompletionChunkFormat,
 }
 
-__all__ = ["FORMATS", "StreamFormat", "UIMessageFormat"]
+__all__ = ["FORMATS", "ChatCompletionChunkFormat", "StreamFormat", "UIMessageFormat"]
