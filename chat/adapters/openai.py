@@ -19,7 +19,14 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path, re_path
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+)
 from rest_framework import serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -263,6 +270,7 @@ class AgentModelSerializer(serializers.Serializer):
         return int(agent.created_at.timestamp())
 
 
+@extend_schema_serializer(many=False)  # the list's own envelope, not a list of it
 class ModelListSerializer(serializers.Serializer):
     object = serializers.CharField(default="list")
     data = AgentModelSerializer(many=True)
