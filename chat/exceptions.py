@@ -42,3 +42,25 @@ class ChatIdTaken(Conflict):
 class NoToolAnswer(GenieError):
     default_code = "no_tool_answer"
     default_detail = "The assistant message answers none of its pending tool calls."
+
+
+class ModelNotFound(GenieError):
+    """An OpenAI-compatible request naming no agent of the caller's (``model`` is an agent's handle)."""
+
+    status_code = status.HTTP_404_NOT_FOUND
+    default_code = "model_not_found"
+    default_detail = "The model does not exist or you do not have access to it."
+
+
+class SessionNotFound(GenieError):
+    status_code = status.HTTP_404_NOT_FOUND
+    default_code = "session_not_found"
+    default_detail = "No such session (header Genie-Session), or not yours."
+
+
+class TurnFailed(GenieError):
+    """A turn that ended ``failed``, answered synchronously (its error names why)."""
+
+    status_code = status.HTTP_502_BAD_GATEWAY
+    default_code = "turn_failed"
+    default_detail = "The agent's turn failed."

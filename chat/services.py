@@ -35,9 +35,14 @@ def start_session(
     scan_context: dict[str, Any] | None = None,
     file_ids: list[uuid.UUID] | None = None,
     chat_id: str = "",
+    history: list[tuple[str, str]] | None = None,
 ) -> tuple[Session, Run, str | None]:
     """Create a session with its first user message and a queued run (``chat_id``: an
     AI SDK client's own id for it; a taken one raises IntegrityError).
+
+    ``history`` (``(sender_role, text)`` pairs, oldest first) is a conversation held
+    elsewhere until now, as an OpenAI-compatible client resends it: stored as complete
+    messages before the new turn, so the agent reads it as the session's earlier turns.
 
     A new session has no uploads of its own yet: ``file_ids`` name files of sessions the
     caller reaches, copied into the new one (files go with their session).
@@ -57,6 +62,10 @@ def start_session(
     )
     client_secret = session.issue_client_secret() if caller.is_publishable else None
     session.save()
+    Message.objects.bulk_create(
+        Message(session=session, sender_role=role, text=text, status=Message.Status.COMPLETE)
+        for role, text in history or []
+    )
     uploads = [_copy_upload(upload, session=session) for upload in sources]
     run = _add_turn(
         session=session,

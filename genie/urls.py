@@ -26,6 +26,8 @@ urlpatterns = [
     path("api/chat/<str:chat_id>/stop", ChatStopView.as_view(), name="ai-sdk-chat-stop"),
     # Any other /api/ URL is the JSON 404, DEBUG or not (Django's own 404 page is HTML).
     re_path(r"^api/", json_not_found),
+    # The OpenAI-compatible endpoint, where OpenAI clients look for it (base URL `<host>/v1`).
+    path("v1/", include("chat.adapters.openai")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
 ]

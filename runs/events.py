@@ -27,6 +27,9 @@ from runs.models import Run, RunEvent
 logger = logging.getLogger(__name__)
 
 FINISH = "finish"
+# The events by which a run asks a person or the client for something; the run then
+# pauses (requires_action) until it is answered.
+ACTION_REQUESTS = frozenset({"data-approval-required", "data-client-tool-call", "data-connection-auth-required"})
 
 
 def stream_key(session_uuid: str) -> str:

@@ -8,14 +8,16 @@ import redis
 from django.db import close_old_connections, connection
 
 from genie.connections import redis_client
-from runs.events import StreamEvent, channel_name
+from runs.events import ACTION_REQUESTS, StreamEvent, channel_name
 from runs.models import Run
 
 POLL_FALLBACK_SECONDS = 1.0
 
 
-def wait_for_finish(*, run: Run, timeout: float) -> bool:
-    """Block until ``run`` has finished (True) or ``timeout`` passes (False).
+def wait_for_finish(*, run: Run, timeout: float, or_pause: bool = False) -> bool:
+    """Block until ``run`` has finished (True) or ``timeout`` passes (False); with
+    ``or_pause``, a run that waits for a person or the client (requires_action) counts as
+    done too (seen within about a second of its request for action).
 
     Subscribes to the session's live channel first, then checks the database once (the
     run may already be over), then releases the database connection and listens. If Redis
@@ -24,6 +26,7 @@ def wait_for_finish(*, run: Run, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     channel = channel_name(str(run.session.uuid))
     run_uuid = str(run.uuid)
+    waiting_on = (Run.Status.QUEUED, Run.Status.RUNNING) if or_pause else Run.ACTIVE_STATUSES
     pubsub = redis_client().pubsub(ignore_subscribe_messages=True)
     try:
         pubsub.subscribe(channel)
@@ -31,31 +34,37 @@ def wait_for_finish(*, run: Run, timeout: float) -> bool:
         pubsub = None
     try:
         while time.monotonic() < deadline:
-            if Run.objects.filter(pk=run.pk).exclude(status__in=Run.ACTIVE_STATUSES).exists():
+            if Run.objects.filter(pk=run.pk).exclude(status__in=waiting_on).exists():
                 return True
             connection.close()  # hold no connection while waiting
             if pubsub is None:
                 time.sleep(min(POLL_FALLBACK_SECONDS, max(0.0, deadline - time.monotonic())))
                 continue
-            if _saw_finish(pubsub, run_uuid, deadline):
+            if _saw_finish(pubsub, run_uuid, deadline, or_pause=or_pause):
                 return True
-        return Run.objects.filter(pk=run.pk).exclude(status__in=Run.ACTIVE_STATUSES).exists()
+        return Run.objects.filter(pk=run.pk).exclude(status__in=waiting_on).exists()
     finally:
         close_old_connections()
         if pubsub is not None:
             pubsub.close()
 
 
-def _saw_finish(pubsub: redis.client.PubSub, run_uuid: str, deadline: float) -> bool:
-    """Read live events until this run's finish (True) or about a second passes."""
+def _saw_finish(pubsub: redis.client.PubSub, run_uuid: str, deadline: float, *, or_pause: bool = False) -> bool:
+    """Read live events until this run's finish (True) or about a second passes. With
+    ``or_pause``, a request for action ends the read early (False): the run pauses once
+    its worker commits, which the caller reads from the database."""
     until = min(deadline, time.monotonic() + POLL_FALLBACK_SECONDS)
     try:
         while (remaining := until - time.monotonic()) > 0:
             message = pubsub.get_message(timeout=remaining)
             if message and message["type"] == "message":
                 event = StreamEvent.unpack(message["data"])
-                if event.type == "finish" and event.run_uuid == run_uuid:
+                if event.run_uuid != run_uuid:
+                    continue
+                if event.type == "finish":
                     return True
+                if or_pause and event.type in ACTION_REQUESTS:
+                    return False
     except redis.RedisError:
         time.sleep(max(0.0, min(POLL_FALLBACK_SECONDS, until - time.monotonic())))
     return False

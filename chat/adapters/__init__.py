@@ -1,1 +1,2 @@
-"""Request adapters: other APIs' shapes over the same services, one module each."""
+"""Request adapters: other documented APIs (OpenAI, the AI SDK, the seeds) served over the
+same services and event log, one module each; their wire formats are in ``runs.formats``."""

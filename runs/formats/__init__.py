@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from runs.formats.ai_sdk_chat import AISDKChatFormat
 from runs.formats.base import StreamFormat
+from runs.formats.openai import ChatCompletionChunkFormat
 from runs.formats.ui_message import UIMessageFormat
 
 FORMATS: dict[str, type[StreamFormat]] = {
     UIMessageFormat.name: UIMessageFormat,
     AISDKChatFormat.name: AISDKChatFormat,
+    ChatCompletionChunkFormat.name: ChatCompletionChunkFormat,
 }
 
-__all__ = ["FORMATS", "AISDKChatFormat", "StreamFormat", "UIMessageFormat"]
+__all__ = ["FORMATS", "AISDKChatFormat", "ChatCompletionChunkFormat", "StreamFormat", "UIMessageFormat"]

@@ -125,7 +125,7 @@ def build_world(team, agent) -> str:
     return key
 
 
-def finish_at_once(*, run: Run, timeout: float) -> bool:
+def finish_at_once(*, run: Run, timeout: float, or_pause: bool = False) -> bool:
     """``stream: false`` waits for a worker; none runs here, so the run ends at once."""
     run_services.end_run(run=run, status=Run.Status.SUCCEEDED, text="Done.")
     return True
@@ -150,7 +150,10 @@ def in_process(db, offline, team, agent) -> Iterator[dict[str, str]]:
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     try:
-        with mock.patch("chat.views.wait_for_finish", side_effect=finish_at_once):
+        with (
+            mock.patch("chat.views.wait_for_finish", side_effect=finish_at_once),
+            mock.patch("chat.adapters.openai.wait_for_finish", side_effect=finish_at_once),
+        ):
             yield {"Authorization": f"Bearer {build_world(team, agent)}"}
     finally:
         request_started.connect(close_old_connections)
