@@ -451,15 +451,17 @@
     comment.hidden = !stored.feedback;
     let rating = stored.feedback ? stored.feedback.rating : null;
     const thumbs = [
-      ["positive", "👍", "Good reply"],
-      ["negative", "👎", "Bad reply"],
-    ].map(([value, face, name]) => {
-      const thumb = button(face, () => {
+      ["positive", "Good reply"],
+      ["negative", "Bad reply"],
+    ].map(([value, name]) => {
+      const thumb = button("", () => {
         rating = value;
         rate();
         comment.hidden = false;
         text.focus();
       });
+      thumb.innerHTML = GenieClient.THUMB_SVG; // a constant of ours, not model text
+      thumb.className = `thumb ${value}`;
       thumb.dataset.rating = value;
       thumb.setAttribute("aria-label", name);
       thumb.setAttribute("aria-pressed", String(rating === value));
@@ -497,6 +499,7 @@
   function stopFollowing() {
     if (state.stream) state.stream.abort();
     state.stream = null;
+    setStreaming(false);
   }
 
   function setStreaming(on) {
@@ -508,7 +511,7 @@
 
   // Follow ``streamUrl`` to the finish of its run, drawing each chunk into the agent
   // message its ``start`` names (a replay from the start rebuilds that message).
-  async function follow(streamUrl) {
+  async function follow(streamUrl, { started = false } = {}) {
     stopFollowing();
     const controller = new AbortController();
     state.stream = controller;
@@ -520,12 +523,18 @@
       if (view) drawMessage(view);
       scrollToEnd();
     };
-    setStreaming(true);
+    // A turn this page started is busy at once; a session opened is busy only when its
+    // stream has a reply to follow (an idle one answers 204).
+    setStreaming(started);
     try {
       const result = await GenieClient.follow({
         url: streamUrl,
         signal: controller.signal,
         onChunk(chunk) {
+          if (!started) {
+            started = true;
+            setStreaming(true);
+          }
           if (chunk.type === "start") view = agentView(chunk.messageId);
           if (!view) return;
           GenieClient.applyChunk(view.message, chunk);
@@ -543,7 +552,7 @@
     } finally {
       if (state.stream === controller) {
         state.stream = null;
-        setStreaming(false);
+        if (started) setStreaming(false);
       }
     }
   }
@@ -607,7 +616,7 @@
       renderAttachments();
       renderUser(text, files);
       announce("");
-      await follow(`${started.run_url}/stream`);
+      await follow(`${started.run_url}/stream`, { started: true });
     } catch (error) {
       ui.send.disabled = false;
       if (error.code === "run_active") announce("The agent is still answering; wait or stop it first.", { error: true });

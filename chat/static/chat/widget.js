@@ -42,6 +42,7 @@ const GenieWidget = (() => {
     textarea { flex: 1; font: inherit; padding: .45rem; border: 1px solid #d8dbe0; border-radius: .4rem; resize: none; }
     .visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%); white-space: nowrap; }
     .rating { display: flex; gap: .3rem; margin-top: .3rem; }
+    .thumb { display: inline-flex; align-items: center; } .thumb.negative svg { transform: rotate(180deg); }
     .rating button[aria-pressed="true"] { background: #dfe7fb; border-color: #2456c7; }
   `;
 
@@ -163,8 +164,8 @@ const GenieWidget = (() => {
     group.className = "rating";
     group.setAttribute("role", "group");
     group.setAttribute("aria-label", "Rate this reply");
-    for (const [value, face, name] of [["positive", "👍", "Good reply"], ["negative", "👎", "Bad reply"]]) {
-      const thumb = button(face, async () => {
+    for (const [value, name] of [["positive", "Good reply"], ["negative", "Bad reply"]]) {
+      const thumb = button("", async () => {
         try {
           stored.feedback = await call(stored.feedback_url, { method: "POST", json: { rating: value } });
           for (const other of group.children) other.setAttribute("aria-pressed", String(other === thumb));
@@ -173,6 +174,8 @@ const GenieWidget = (() => {
           explain(error);
         }
       });
+      thumb.innerHTML = GenieClient.THUMB_SVG; // a constant of ours, not model text
+      thumb.className = `thumb ${value}`;
       thumb.setAttribute("aria-label", name);
       thumb.setAttribute("aria-pressed", String(Boolean(stored.feedback && stored.feedback.rating === value)));
       group.append(thumb);
