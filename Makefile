@@ -6,7 +6,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres:postgres@127.0.0.1:5432/genie
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install services run worker token test lint bench
+.PHONY: install services run worker token test lint bench screenshots
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-model.txt
 	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
@@ -34,6 +34,12 @@ token: install
 test: install
 	GENIE_NEEDS_POSTGRES=1 GENIE_NEEDS_BROWSER=1 bash scripts/services.sh
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(VENV)/bin/pytest $(ARGS)
+
+# The README's screenshots (docs/screenshots/), written by the browser tests as they run.
+screenshots: install
+	GENIE_NEEDS_POSTGRES=1 GENIE_NEEDS_BROWSER=1 bash scripts/services.sh
+	GENIE_SCREENSHOTS=docs/screenshots DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+	  $(VENV)/bin/pytest -q tests/chat/test_web_page.py
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -109,6 +109,10 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "genie.urls"
+# The web chat page signs users in with Django's own views (templates/registration/).
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "chat-page"
+LOGOUT_REDIRECT_URL = "login"
 WSGI_APPLICATION = "genie.wsgi.application"
 ASGI_APPLICATION = "genie.asgi.application"
 

@@ -1,8 +1,10 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
 from chat.adapters.aisdk import AISDKChatView, ChatMessagesView, ChatStopView
+from chat.pages import chat_page, widget_script
 from genie.exceptions import handler404 as json_not_found
 from genie.views import ApiKeyViewSet, healthz
 
@@ -30,6 +32,10 @@ urlpatterns = [
     path("v1/", include("chat.adapters.openai")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("", chat_page, name="chat-page"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("widget.js", widget_script, name="widget-script"),
 ]
 
 handler400 = "genie.exceptions.handler400"

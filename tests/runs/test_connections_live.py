@@ -18,7 +18,7 @@ from playwright.sync_api import sync_playwright
 from genie.models import AccessToken
 from genie.services import create_access_token
 from runs.models import Connection, Run
-from tests.chat.test_widget_cors import CHROMIUM, CHROMIUM_ARGS
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.oauthserver import OAuthServer
 from tests.runs.test_tools import WebhookReceiver
 from tests.runs.test_tools_live import rescript, wait_status

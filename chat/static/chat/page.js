@@ -1,0 +1,771 @@
+// The chat page: the REST API (session cookie + CSRF) is its only backend. Model text is
+// rendered as Markdown by marked and sanitised by DOMPurify before it touches the DOM;
+// everything else goes in as text.
+(() => {
+  const API = document.querySelector('meta[name="genie-api"]').content;
+  const CSRF = document.querySelector('meta[name="csrf-token"]').content;
+  const $ = (id) => document.getElementById(id);
+  const ui = {
+    sessions: $("sessions"),
+    toggleSessions: $("toggle-sessions"),
+    sessionList: $("session-list"),
+    moreSessions: $("more-sessions"),
+    newChat: $("new-chat"),
+    main: $("main"),
+    title: $("chat-title"),
+    agentPicker: $("agent-picker"),
+    agent: $("agent"),
+    messages: $("messages"),
+    status: $("status"),
+    composer: $("composer"),
+    text: $("message-text"),
+    fileInput: $("file-input"),
+    attachments: $("attachments"),
+    attachHint: $("attach-hint"),
+    send: $("send"),
+    stop: $("stop"),
+    context: $("context"),
+    contextMeter: $("context-meter"),
+    contextText: $("context-text"),
+    compact: $("compact"),
+  };
+
+  // Client tools this page runs itself, by tool name: async (input) => output. Other
+  // client tools ask the user for a result. A page embedding more can add to it.
+  const clientTools = (window.genieClientTools = window.genieClientTools || {});
+
+  const state = {
+    session: null, // the open session's detail
+    stream: null, // AbortController of the stream being followed
+    files: [], // uploads to attach to the next message: {file_id, filename}
+    views: new Map(), // agent message uuid → {message, el, parts: Map(part → element)}
+    sessionsNext: null,
+  };
+
+  // --- the API ------------------------------------------------------------------------
+
+  const url = (path) => (path.startsWith("http") ? path : `${API}/${path}`);
+  const call = (path, options = {}) =>
+    GenieClient.request(url(path), { ...options, headers: { "X-CSRFToken": CSRF, ...(options.headers || {}) } });
+
+  function announce(text, { error = false } = {}) {
+    ui.status.textContent = text;
+    ui.status.classList.toggle("error", error);
+  }
+
+  function explain(error) {
+    announce(error.message || String(error), { error: true });
+  }
+
+  // --- sessions -----------------------------------------------------------------------
+
+  async function loadSessions({ more = false } = {}) {
+    const page = await call(more ? state.sessionsNext : "sessions?page_size=30");
+    if (!more) ui.sessionList.replaceChildren();
+    for (const session of page.results) ui.sessionList.append(sessionItem(session));
+    state.sessionsNext = page.next;
+    ui.moreSessions.hidden = !page.next;
+    markCurrentSession();
+  }
+
+  function sessionItem(session) {
+    const item = document.createElement("li");
+    const link = document.createElement("a");
+    link.href = `?session=${session.uuid}`;
+    link.dataset.uuid = session.uuid;
+    link.textContent = session.title || "Untitled chat";
+    const when = document.createElement("time");
+    when.dateTime = session.updated_at;
+    when.textContent = new Date(session.updated_at).toLocaleString([], { dateStyle: "short", timeStyle: "short" });
+    link.append(" ", when);
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      openSession(session.uuid, { push: true });
+      closeSessionsOnNarrow();
+    });
+    item.append(link);
+    return item;
+  }
+
+  function markCurrentSession() {
+    for (const link of ui.sessionList.querySelectorAll("a")) {
+      if (state.session && link.dataset.uuid === state.session.uuid) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
+    }
+  }
+
+  function closeSessionsOnNarrow() {
+    if (ui.toggleSessions.offsetParent === null) return; // wide screen: the list stays
+    ui.sessions.classList.remove("open");
+    ui.toggleSessions.setAttribute("aria-expanded", "false");
+  }
+
+  function startNewChat({ push = false } = {}) {
+    stopFollowing();
+    state.session = null;
+    state.views.clear();
+    state.files = [];
+    ui.messages.replaceChildren();
+    ui.title.textContent = "New chat";
+    ui.agentPicker.hidden = false;
+    ui.context.hidden = true;
+    renderAttachments();
+    setStreaming(false);
+    if (push) history.pushState({}, "", location.pathname);
+    markCurrentSession();
+    ui.text.focus();
+  }
+
+  async function openSession(uuid, { push = false } = {}) {
+    stopFollowing();
+    state.views.clear();
+    state.files = [];
+    renderAttachments();
+    ui.messages.replaceChildren();
+    announce("Loading the chat…");
+    try {
+      state.session = await call(`sessions/${uuid}`);
+    } catch (error) {
+      if (error.status === 404) {
+        announce("That chat does not exist or is not yours.", { error: true });
+        startNewChat({ push: true });
+        return;
+      }
+      throw error;
+    }
+    if (push) history.pushState({}, "", `?session=${uuid}`);
+    showSession();
+    for (let page = `sessions/${uuid}/messages?page_size=100`; page; ) {
+      const batch = await call(page);
+      for (const stored of batch.results) renderStored(stored);
+      page = batch.next;
+    }
+    announce("");
+    refreshContext();
+    // A reply still running (or paused for an action) is replayed from its start and
+    // followed; an idle session answers 204.
+    follow(state.session.stream_url);
+  }
+
+  function showSession() {
+    ui.title.textContent = state.session.title || "Untitled chat";
+    ui.agentPicker.hidden = true;
+    ui.fileInput.disabled = false;
+    ui.attachHint.hidden = true;
+    markCurrentSession();
+  }
+
+  // --- messages -----------------------------------------------------------------------
+
+  function renderMarkdown(element, text) {
+    element.innerHTML = DOMPurify.sanitize(marked.parse(text, { gfm: true, breaks: true }));
+  }
+
+  function bubble(role, uuid) {
+    const item = document.createElement("li");
+    item.className = `message ${role}`;
+    if (uuid) item.dataset.uuid = uuid;
+    const who = document.createElement("p");
+    who.className = "who";
+    who.textContent = role === "user" ? "You" : "Agent";
+    const body = document.createElement("div");
+    body.className = "body";
+    const foot = document.createElement("div");
+    foot.className = "foot";
+    item.append(who, body, foot);
+    ui.messages.append(item);
+    return item;
+  }
+
+  function renderUser(text, attachments = []) {
+    const item = bubble("user");
+    const body = item.querySelector(".body");
+    const paragraph = document.createElement("p");
+    paragraph.className = "plain";
+    paragraph.textContent = text;
+    body.append(paragraph);
+    if (attachments.length) {
+      const list = document.createElement("ul");
+      list.className = "files";
+      for (const file of attachments) {
+        const entry = document.createElement("li");
+        const link = document.createElement("a");
+        link.href = file.url || "#";
+        link.textContent = file.filename;
+        link.target = "_blank";
+        link.rel = "noopener";
+        entry.append(link);
+        list.append(entry);
+      }
+      body.append(list);
+    }
+    scrollToEnd();
+  }
+
+  function renderStored(stored) {
+    if (stored.sender_role === "user") {
+      renderUser(stored.text, stored.attachments);
+      return;
+    }
+    const view = agentView(stored.uuid);
+    view.message = GenieClient.fromTranscript(stored);
+    view.stored = stored;
+    drawMessage(view);
+  }
+
+  function agentView(uuid) {
+    let view = state.views.get(uuid);
+    if (!view) {
+      const el = bubble("agent", uuid);
+      view = { message: GenieClient.newMessage(uuid), el, parts: new Map(), stored: null };
+      state.views.set(uuid, view);
+    }
+    return view;
+  }
+
+  function drawMessage(view) {
+    const body = view.el.querySelector(".body");
+    const wanted = view.message.parts.map((part) => drawPart(view, part));
+    // Parts are only ever appended, or all dropped by a replayed ``start``.
+    if (wanted.length !== body.children.length || wanted.some((el, i) => body.children[i] !== el)) {
+      body.replaceChildren(...wanted);
+    }
+    drawFoot(view);
+  }
+
+  function drawPart(view, part) {
+    let el = view.parts.get(part);
+    if (part.kind === "text") {
+      if (!el) {
+        el = document.createElement("div");
+        el.className = "markdown";
+        view.parts.set(part, el);
+      }
+      if (el.dataset.length !== String(part.text.length)) {
+        renderMarkdown(el, part.text);
+        el.dataset.length = String(part.text.length);
+      }
+      return el;
+    }
+    const signature = JSON.stringify([part.state, part.approval, part.clientCall, part.connection, part.input]);
+    if (el && el.dataset.signature === signature) return el;
+    const fresh = toolElement(view, part);
+    fresh.dataset.signature = signature;
+    if (el) el.replaceWith(fresh);
+    view.parts.set(part, fresh);
+    return fresh;
+  }
+
+  function toolElement(view, part) {
+    const box = document.createElement("section");
+    box.className = `tool ${part.state}`;
+    box.dataset.callId = part.callId;
+    box.setAttribute("aria-label", `Tool ${part.name}`);
+    const head = document.createElement("p");
+    head.className = "tool-head";
+    const name = document.createElement("code");
+    name.textContent = part.name;
+    const status = document.createElement("span");
+    status.className = "tool-state";
+    status.textContent = GenieClient.TOOL_STATES[part.state] || part.state;
+    head.append("Tool ", name, " · ", status);
+    box.append(head);
+    const details = document.createElement("details");
+    const summary = document.createElement("summary");
+    summary.textContent = "Details";
+    const pre = document.createElement("pre");
+    const shown = { input: part.input };
+    if (part.output !== undefined && part.output !== null) shown.output = part.output;
+    if (part.errorText) shown.error = part.errorText;
+    pre.textContent = JSON.stringify(shown, null, 2);
+    details.append(summary, pre);
+    box.append(details);
+    if (part.approval) box.append(approvalForm(part));
+    if (part.clientCall) box.append(clientToolForm(view, part));
+    if (part.connection) box.append(connectionForm(part));
+    return box;
+  }
+
+  function button(label, onClick, className = "") {
+    const el = document.createElement("button");
+    el.type = "button";
+    el.textContent = label;
+    if (className) el.className = className;
+    el.addEventListener("click", onClick);
+    return el;
+  }
+
+  function approvalForm(part) {
+    const form = document.createElement("div");
+    form.className = "actions";
+    form.setAttribute("role", "group");
+    form.setAttribute("aria-label", `Approve ${part.name}?`);
+    const decide = (approved) => async () => {
+      for (const el of form.querySelectorAll("button")) el.disabled = true;
+      try {
+        await call(part.approval.url, { method: "POST", json: { approved } });
+        announce(approved ? `Approved ${part.name}.` : `Denied ${part.name}.`);
+      } catch (error) {
+        explain(error);
+        for (const el of form.querySelectorAll("button")) el.disabled = false;
+      }
+    };
+    const question = document.createElement("span");
+    question.textContent = `Allow ${part.name} to run?`;
+    form.append(question, button("Approve", decide(true), "primary"), button("Deny", decide(false)));
+    announce(`The agent asks to run ${part.name}: approve or deny it.`);
+    return form;
+  }
+
+  async function sendToolResult(part, body) {
+    try {
+      await call(part.clientCall.url, { method: "POST", json: body });
+    } catch (error) {
+      if (error.status !== 409) explain(error); // 409: already answered (a replay)
+    }
+  }
+
+  function clientToolForm(view, part) {
+    const form = document.createElement("form");
+    form.className = "actions";
+    const handler = clientTools[part.name];
+    if (handler) {
+      form.textContent = `Running ${part.name} in this page…`;
+      runClientTool(view, part, handler);
+      return form;
+    }
+    const id = `result-${part.callId}`;
+    const label = document.createElement("label");
+    label.htmlFor = id;
+    label.textContent = `The agent asks this page to run ${part.name}. Its result (JSON):`;
+    const input = document.createElement("textarea");
+    input.id = id;
+    input.rows = 2;
+    input.value = "{}";
+    const submit = document.createElement("button");
+    submit.type = "submit";
+    submit.className = "primary";
+    submit.textContent = "Send result";
+    form.append(label, input, submit, button("Decline", () => sendToolResult(part, { error: "The user declined." })));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      let output;
+      try {
+        output = JSON.parse(input.value);
+      } catch (_) {
+        announce("The result must be JSON, such as {} or {\"ok\": true}.", { error: true });
+        input.focus();
+        return;
+      }
+      sendToolResult(part, { output });
+    });
+    announce(`The agent asks this page to run ${part.name}.`);
+    return form;
+  }
+
+  // A replay (a reload) shows calls that were answered long ago: run a handler only for a
+  // call the session still waits on, so it never runs twice.
+  async function runClientTool(view, part, handler) {
+    for (let attempt = 0; attempt < 5; attempt += 1) {
+      if (!part.clientCall) return; // answered in the stream meanwhile
+      const detail = await call(`sessions/${state.session.uuid}`);
+      if (detail.pending_actions.some((action) => action.call_id === part.callId)) {
+        try {
+          await sendToolResult(part, { output: await handler(part.input) });
+        } catch (error) {
+          await sendToolResult(part, { error: String((error && error.message) || error) });
+        }
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+  }
+
+  function connectionForm(part) {
+    const form = document.createElement("div");
+    form.className = "actions";
+    const link = document.createElement("a");
+    link.href = part.connection.url;
+    link.target = "_blank";
+    link.rel = "noopener";
+    link.className = "button primary";
+    link.textContent = `Connect ${part.connection.provider}`;
+    form.append(
+      link,
+      button("Not now", async () => {
+        try {
+          await call(part.connection.rejectUrl, { method: "POST" });
+        } catch (error) {
+          explain(error);
+        }
+      }),
+    );
+    return form;
+  }
+
+  function drawFoot(view) {
+    const foot = view.el.querySelector(".foot");
+    const { message } = view;
+    const key = `${message.state}|${message.errorText}|${view.stored ? view.stored.feedback_url : ""}`;
+    if (foot.dataset.key === key) return;
+    foot.dataset.key = key;
+    foot.replaceChildren();
+    view.el.setAttribute("aria-busy", String(message.state === "streaming"));
+    if (message.state === "stopped") foot.append(note("Stopped."));
+    if (message.state === "error") foot.append(note(message.errorText, "error"));
+    if (message.state !== "streaming" && view.stored && view.stored.feedback_url) {
+      foot.append(ratingForm(view.stored));
+    }
+  }
+
+  function note(text, className = "") {
+    const el = document.createElement("p");
+    el.className = `note ${className}`;
+    el.textContent = text;
+    return el;
+  }
+
+  function ratingForm(stored) {
+    const form = document.createElement("form");
+    form.className = "rating";
+    const group = document.createElement("div");
+    group.setAttribute("role", "group");
+    group.setAttribute("aria-label", "Rate this reply");
+    const comment = document.createElement("div");
+    comment.className = "rating-comment";
+    const id = `comment-${stored.uuid}`;
+    const label = document.createElement("label");
+    label.htmlFor = id;
+    label.textContent = "Comment (optional)";
+    const text = document.createElement("textarea");
+    text.id = id;
+    text.rows = 2;
+    text.value = stored.feedback ? stored.feedback.body : "";
+    const save = document.createElement("button");
+    save.type = "submit";
+    save.textContent = "Send feedback";
+    const saved = document.createElement("span");
+    saved.className = "saved";
+    saved.setAttribute("role", "status");
+    comment.append(label, text, save);
+    comment.hidden = !stored.feedback;
+    let rating = stored.feedback ? stored.feedback.rating : null;
+    const thumbs = [
+      ["positive", "Good reply"],
+      ["negative", "Bad reply"],
+    ].map(([value, name]) => {
+      const thumb = button("", () => {
+        rating = value;
+        rate();
+        comment.hidden = false;
+        text.focus();
+      });
+      thumb.innerHTML = GenieClient.THUMB_SVG; // a constant of ours, not model text
+      thumb.className = `thumb ${value}`;
+      thumb.dataset.rating = value;
+      thumb.setAttribute("aria-label", name);
+      thumb.setAttribute("aria-pressed", String(rating === value));
+      return thumb;
+    });
+    async function rate() {
+      for (const thumb of thumbs) thumb.setAttribute("aria-pressed", String(thumb.dataset.rating === rating));
+      try {
+        stored.feedback = await call(stored.feedback_url, { method: "POST", json: { rating, body: text.value } });
+        saved.textContent = "Thanks, feedback saved.";
+      } catch (error) {
+        explain(error);
+      }
+    }
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      if (!rating) {
+        announce("Choose thumbs up or down first.", { error: true });
+        return;
+      }
+      rate();
+    });
+    group.append(...thumbs);
+    form.append(group, comment, saved);
+    return form;
+  }
+
+  function scrollToEnd() {
+    const nearEnd = ui.messages.scrollHeight - ui.messages.scrollTop - ui.messages.clientHeight < 120;
+    if (nearEnd || !ui.messages.dataset.scrolled) ui.messages.scrollTop = ui.messages.scrollHeight;
+  }
+
+  // --- streams ------------------------------------------------------------------------
+
+  function stopFollowing() {
+    if (state.stream) state.stream.abort();
+    state.stream = null;
+    setStreaming(false);
+  }
+
+  function setStreaming(on) {
+    ui.send.disabled = on;
+    ui.stop.hidden = !on;
+    ui.compact.disabled = on;
+    ui.messages.setAttribute("aria-busy", String(on));
+  }
+
+  // Follow ``streamUrl`` to the finish of its run, drawing each chunk into the agent
+  // message its ``start`` names (a replay from the start rebuilds that message).
+  async function follow(streamUrl, { started = false } = {}) {
+    stopFollowing();
+    const controller = new AbortController();
+    state.stream = controller;
+    const session = state.session;
+    let view = null;
+    let pending = false;
+    const draw = () => {
+      pending = false;
+      if (view) drawMessage(view);
+      scrollToEnd();
+    };
+    // A turn this page started is busy at once; a session opened is busy only when its
+    // stream has a reply to follow (an idle one answers 204).
+    setStreaming(started);
+    try {
+      const result = await GenieClient.follow({
+        url: streamUrl,
+        signal: controller.signal,
+        onChunk(chunk) {
+          if (!started) {
+            started = true;
+            setStreaming(true);
+          }
+          if (chunk.type === "start") view = agentView(chunk.messageId);
+          if (!view) return;
+          GenieClient.applyChunk(view.message, chunk);
+          if (chunk.type === "start" || chunk.type === "finish" || chunk.type.startsWith("data-")) draw();
+          else if (!pending) {
+            pending = true;
+            requestAnimationFrame(draw);
+          }
+        },
+      });
+      if (state.session !== session) return;
+      if (result.outcome === "finished" && view) await finished(view);
+    } catch (error) {
+      if (!controller.signal.aborted) explain(error);
+    } finally {
+      if (state.stream === controller) {
+        state.stream = null;
+        if (started) setStreaming(false);
+      }
+    }
+  }
+
+  async function finished(view) {
+    try {
+      view.stored = await call(`sessions/${state.session.uuid}/messages/${view.message.id}`);
+    } catch (error) {
+      explain(error);
+    }
+    drawMessage(view);
+    announce(view.message.state === "done" ? "The reply is complete." : "");
+    refreshContext();
+    loadSessions().catch(explain);
+    // A blank title is written after the first reply: show it when it lands.
+    if (!state.session.title) setTimeout(refreshTitle, 3000);
+  }
+
+  async function refreshTitle() {
+    if (!state.session) return;
+    const session = await call(`sessions/${state.session.uuid}`);
+    if (state.session && session.uuid === state.session.uuid && session.title) {
+      state.session.title = session.title;
+      ui.title.textContent = session.title;
+      loadSessions().catch(explain);
+    }
+  }
+
+  // --- sending ------------------------------------------------------------------------
+
+  async function send(event) {
+    event.preventDefault();
+    const text = ui.text.value;
+    if (!text.trim()) {
+      announce("Write a message first.", { error: true });
+      ui.text.focus();
+      return;
+    }
+    ui.send.disabled = true;
+    const files = state.files;
+    // The same key on a retried request (a double click, a flaky network) creates nothing twice.
+    const headers = { "Idempotency-Key": crypto.randomUUID() };
+    try {
+      let started;
+      if (state.session) {
+        started = await call(`sessions/${state.session.uuid}/messages`, {
+          method: "POST",
+          headers,
+          json: { text, file_ids: files.map((file) => file.file_id) },
+        });
+      } else {
+        const agent = ui.agent.value;
+        started = await call("sessions", { method: "POST", headers, json: agent ? { text, agent } : { text } });
+        state.session = await call(`sessions/${started.uuid}`);
+        history.pushState({}, "", `?session=${started.uuid}`);
+        showSession();
+        loadSessions().catch(explain);
+      }
+      ui.text.value = "";
+      state.files = [];
+      renderAttachments();
+      renderUser(text, files);
+      announce("");
+      await follow(`${started.run_url}/stream`, { started: true });
+    } catch (error) {
+      ui.send.disabled = false;
+      if (error.code === "run_active") announce("The agent is still answering; wait or stop it first.", { error: true });
+      else explain(error);
+    }
+  }
+
+  async function stopReply() {
+    if (!state.session) return;
+    try {
+      await call(`sessions/${state.session.uuid}/stream/stop`, { method: "POST" });
+      announce("Stopping…");
+    } catch (error) {
+      explain(error);
+    }
+  }
+
+  // --- uploads ------------------------------------------------------------------------
+
+  async function upload() {
+    const chosen = [...ui.fileInput.files];
+    ui.fileInput.value = "";
+    for (const file of chosen) {
+      const form = new FormData();
+      form.append("file", file);
+      announce(`Uploading ${file.name}…`);
+      try {
+        const stored = await call(`sessions/${state.session.uuid}/uploads`, { method: "POST", body: form });
+        state.files.push(stored);
+        announce(`${file.name} is attached to your next message.`);
+      } catch (error) {
+        explain(error);
+      }
+    }
+    renderAttachments();
+  }
+
+  function renderAttachments() {
+    ui.attachments.replaceChildren(
+      ...state.files.map((file) => {
+        const item = document.createElement("li");
+        item.append(file.filename + " ");
+        const remove = button("×", () => {
+          state.files = state.files.filter((other) => other !== file);
+          renderAttachments();
+          ui.text.focus();
+        });
+        remove.setAttribute("aria-label", `Remove ${file.filename}`);
+        item.append(remove);
+        return item;
+      }),
+    );
+    ui.fileInput.disabled = !state.session;
+    ui.attachHint.hidden = Boolean(state.session);
+  }
+
+  // --- context ------------------------------------------------------------------------
+
+  async function refreshContext() {
+    if (!state.session) return;
+    try {
+      const usage = await call(`sessions/${state.session.uuid}/context-usage`);
+      ui.context.hidden = false;
+      ui.contextMeter.value = Math.min(usage.percent, 100);
+      ui.contextMeter.textContent = `${usage.percent}%`;
+      ui.contextText.textContent = `${Math.round(usage.percent)}% · ${usage.used_tokens.toLocaleString()} of ${usage.context_window.toLocaleString()} tokens`;
+    } catch (error) {
+      explain(error);
+    }
+  }
+
+  async function compact() {
+    if (!state.session) return;
+    ui.compact.disabled = true;
+    announce("Summarising the earlier messages…");
+    const summary = GenieClient.newMessage("compaction");
+    try {
+      await GenieClient.follow({
+        url: url(`sessions/${state.session.uuid}/compact`),
+        method: "POST",
+        headers: { "X-CSRFToken": CSRF, "Idempotency-Key": crypto.randomUUID() },
+        json: {},
+        resumable: false,
+        onChunk: (chunk) => GenieClient.applyChunk(summary, chunk),
+      });
+      if (summary.state === "error") throw new Error(summary.errorText);
+      const done = summary.compaction || {};
+      if (!done.messages_compacted) {
+        announce("Nothing to compact yet: every message still fits among the last ones kept.");
+        return;
+      }
+      const item = document.createElement("li");
+      item.className = "compaction";
+      const details = document.createElement("details");
+      const head = document.createElement("summary");
+      head.textContent = `Earlier messages summarised (${done.messages_compacted ?? 0} messages, ${done.before_tokens ?? "?"} → ${done.after_tokens ?? "?"} tokens)`;
+      const body = document.createElement("div");
+      body.className = "markdown";
+      renderMarkdown(body, summary.parts.map((part) => part.text || "").join(""));
+      details.append(head, body);
+      item.append(details);
+      ui.messages.append(item);
+      announce("The chat was compacted.");
+    } catch (error) {
+      if (error.code === "run_active") announce("Compact once the reply has finished.", { error: true });
+      else explain(error);
+    } finally {
+      ui.compact.disabled = false;
+      refreshContext();
+    }
+  }
+
+  // --- wiring -------------------------------------------------------------------------
+
+  DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+    if (node.tagName === "A") {
+      node.setAttribute("target", "_blank");
+      node.setAttribute("rel", "noopener noreferrer");
+    }
+  });
+
+  ui.composer.addEventListener("submit", send);
+  ui.text.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      if (!ui.send.disabled) ui.composer.requestSubmit();
+    }
+  });
+  ui.stop.addEventListener("click", stopReply);
+  ui.compact.addEventListener("click", compact);
+  ui.fileInput.addEventListener("change", upload);
+  ui.newChat.addEventListener("click", () => {
+    startNewChat({ push: true });
+    closeSessionsOnNarrow();
+  });
+  ui.moreSessions.addEventListener("click", () => loadSessions({ more: true }).catch(explain));
+  ui.toggleSessions.addEventListener("click", () => {
+    const open = ui.sessions.classList.toggle("open");
+    ui.toggleSessions.setAttribute("aria-expanded", String(open));
+    if (open) ui.newChat.focus();
+  });
+  ui.messages.addEventListener("scroll", () => (ui.messages.dataset.scrolled = "1"), { passive: true });
+
+  function route() {
+    const uuid = new URLSearchParams(location.search).get("session");
+    if (uuid) openSession(uuid).catch(explain);
+    else startNewChat();
+  }
+  window.addEventListener("popstate", route);
+  loadSessions().catch(explain);
+  route();
+})();

@@ -1,0 +1,390 @@
+"""The web chat page at ``/`` and the embeddable widget (``/widget.js``) in headless
+Chromium against the live stack (Daphne, a Celery worker, the scripted fake LLM): one
+browser for the module, a fresh browser context per test.
+
+With ``GENIE_SCREENSHOTS=<folder>`` (``make screenshots``) the tests also write the README's
+screenshots there at the moments they show.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from chat.models import Message, Session
+from feedback.models import Feedback
+from genie.models import AccessToken, Member
+from genie.services import create_access_token
+from runs.models import Run, ToolCall
+from tests.browser import BrowserThread, Remote
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.live
+
+PASSWORD = "correct horse battery staple"
+PHONE = {"width": 390, "height": 844}
+SHOTS = Path(os.environ["GENIE_SCREENSHOTS"]) if os.environ.get("GENIE_SCREENSHOTS") else None
+WIDGET_TAG = re.compile(
+    r"Browser widget.*?```html\n(?P<tag><script src=\"[^\"]*\" data-key=\"[^\"]*\"[^>]*></script>)\n```", re.DOTALL
+)
+
+
+def shoot(page: Remote, name: str, *, full_page: bool = False) -> None:
+    if SHOTS is not None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[BrowserThread]:
+    browser = BrowserThread()
+    yield browser
+    browser.stop()
+
+
+@dataclass
+class Tab:
+    page: Remote
+    errors: list[str] = field(default_factory=list)
+
+    def text_of(self, selector: str) -> str:
+        return self.page.locator(selector).inner_text()
+
+    def expect(self, check: Callable) -> None:
+        """``check(page)`` with Playwright's ``expect`` on the browser thread."""
+        self.page.call(check)
+
+
+@pytest.fixture
+def open_tab(chromium) -> Iterator[Callable[..., Tab]]:
+    contexts: list[Remote] = []
+
+    def open_tab(url: str, *, viewport: dict | None = None) -> Tab:
+        context = chromium.browser.new_context(viewport=viewport or {"width": 1200, "height": 800})
+        contexts.append(context)
+        tab = Tab(context.new_page())
+        tab.page.set_default_timeout(20_000)
+        tab.page.call(lambda page: page.on("pageerror", lambda error: tab.errors.append(str(error))))
+        tab.page.call(
+            lambda page: page.on(
+                "console", lambda message: tab.errors.append(message.text) if message.type == "error" else None
+            )
+        )
+        tab.page.goto(url)
+        return tab
+
+    yield open_tab
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def sign_in(live, open_tab) -> Callable[..., Tab]:
+    """Sign the live stack's member in through the login form; the page then shows ``/``."""
+    user = Member.objects.select_related("user").get(team=live.agent.team).user
+    user.set_password(PASSWORD)
+    user.save()
+
+    def sign_in(**options) -> Tab:
+        tab = open_tab(f"{live.base_url}/", **options)
+        assert tab.page.url.startswith(f"{live.base_url}/login/")  # anonymous: sent to sign in
+        tab.page.get_by_label("Username").fill(user.username)
+        tab.page.get_by_label("Password").fill(PASSWORD)
+        tab.page.get_by_role("button", name="Sign in").click()
+        tab.page.wait_for_url(f"{live.base_url}/")
+        return tab
+
+    sign_in.user = user
+    return sign_in
+
+
+def send(tab: Tab, text: str) -> None:
+    """Type a message and send it with Enter, as a keyboard user does."""
+    box = tab.page.get_by_label("Message", exact=True)
+    box.fill(text)
+    box.press("Enter")
+
+
+def wait_complete(tab: Tab) -> None:
+    tab.expect(lambda page: expect(page.locator("#status")).to_have_text("The reply is complete."))
+
+
+def agent_bubbles(tab: Tab) -> Remote:
+    return tab.page.locator("#messages .message.agent .body")
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_sign_in_chat_and_see_the_reply_stream_as_sanitised_markdown(live, sign_in):
+    live.script(
+        [("text", "**Hello** "), ("delay", 1.5), ("text", 'and <img src="data:," onerror="window.pwned=1"> *welcome*')],
+        [("text", "Greetings")],  # the title
+    )
+    tab = sign_in()
+
+    send(tab, "Hi there")
+    tab.page.locator("#messages .agent strong").wait_for()
+    midway = agent_bubbles(tab).inner_text()
+    still_streaming = tab.page.locator("#messages .agent").get_attribute("aria-busy")
+    focused = tab.page.evaluate("document.activeElement.id")
+    wait_complete(tab)
+
+    assert midway.strip() == "Hello"
+    assert still_streaming == "true"
+    assert focused == "message-text"  # the composer keeps the keyboard focus
+    assert " ".join(agent_bubbles(tab).inner_text().split()) == "Hello and welcome"
+    assert tab.page.locator("#messages .agent em").inner_text() == "welcome"
+    assert tab.page.locator("#messages img[onerror]").count() == 0
+    assert tab.page.evaluate("window.pwned") is None
+    session = Session.objects.get(owner=sign_in.user)
+    assert tab.page.url.endswith(f"?session={session.uuid}")
+    assert tab.page.locator("#session-list a[aria-current=page]").count() == 1
+    assert tab.errors == [], tab.errors
+
+
+def test_reload_mid_reply_on_a_phone_shows_the_reply_once(live, sign_in):
+    live.script(
+        [("text", "Alpha "), ("delay", 1.5), ("text", "Beta "), ("delay", 0.5), ("text", "Gamma")],
+        [("text", "Letters")],
+    )
+    tab = sign_in(viewport=PHONE)
+
+    send(tab, "Three words please")
+    tab.expect(lambda page: expect(page.locator("#messages .agent")).to_contain_text("Alpha"))
+    tab.page.reload()
+    wait_complete(tab)
+    shoot(tab.page, "chat-page-phone")
+
+    assert agent_bubbles(tab).all_inner_texts() == ["Alpha Beta Gamma"]
+    assert tab.page.locator("#messages .message.user .body").all_inner_texts() == ["Three words please"]
+    assert not tab.page.locator("#sessions").is_visible()  # the chats list is behind its button
+    chats = tab.page.get_by_role("button", name="Chats", exact=True)
+    chats.click()
+    tab.expect(lambda page: expect(page.locator("#sessions")).to_be_visible())
+    assert chats.get_attribute("aria-expanded") == "true"
+
+
+def test_stop_keeps_the_partial_reply(live, sign_in):
+    # Pauses shorter than the live stack's provider timeout (2 s).
+    live.script(
+        [
+            ("text", "Partial "),
+            *[step for word in ("one ", "two ", "three ", "end") for step in (("delay", 1.5), ("text", word))],
+        ]
+    )
+    tab = sign_in()
+
+    send(tab, "Tell me a long story")
+    tab.expect(lambda page: expect(page.locator("#messages .agent")).to_contain_text("Partial"))
+    tab.page.get_by_role("button", name="Stop").click()
+    tab.expect(lambda page: expect(page.locator("#messages .agent .note")).to_have_text("Stopped."))
+
+    run = Run.objects.get(session__owner=sign_in.user)
+    assert live.wait_run(str(run.uuid)).status == Run.Status.STOPPED
+    shown = agent_bubbles(tab).inner_text().strip()
+    assert shown.startswith("Partial")
+    assert "end" not in shown
+    assert Message.objects.get(uuid=run.agent_message.uuid).text.strip() == shown
+    tab.expect(lambda page: expect(page.get_by_role("button", name="Stop")).to_be_hidden())
+    assert tab.page.get_by_role("button", name="Send").is_enabled()
+
+
+def test_rate_a_reply_with_a_comment(live, sign_in):
+    live.script([("text", "Here are **five** cat names: Miso, Juniper, Pixel, Tofu and Biscuit.")], [("text", "Cats")])
+    tab = sign_in()
+
+    send(tab, "Name five cats")
+    wait_complete(tab)
+    tab.page.get_by_role("button", name="Good reply").click()
+    tab.page.get_by_label("Comment (optional)").fill("Lovely names")
+    tab.page.get_by_role("button", name="Send feedback").click()
+    tab.expect(lambda page: expect(page.locator(".rating .saved")).to_have_text("Thanks, feedback saved."))
+    wait_until(lambda: Session.objects.filter(owner=sign_in.user).exclude(title="").exists())
+    tab.page.reload()  # the rating is shown from the transcript
+    tab.expect(
+        lambda page: expect(page.get_by_role("button", name="Good reply")).to_have_attribute("aria-pressed", "true")
+    )
+    shoot(tab.page, "chat-page")
+
+    feedback = Feedback.objects.get(message__session__owner=sign_in.user)
+    assert (feedback.rating, feedback.body) == ("positive", "Lovely names")
+    assert tab.page.get_by_label("Comment (optional)").input_value() == "Lovely names"
+    assert tab.page.locator("#chat-title").inner_text() == "Cats"
+
+    if SHOTS is not None:  # the admin's conversation view, where it exists
+        sign_in.user.is_staff = sign_in.user.is_superuser = True
+        sign_in.user.save()
+        session = Session.objects.get(owner=sign_in.user)
+        conversation = f"{live.base_url}/admin/chat/session/{session.pk}/conversation/"
+        answer = tab.page.goto(conversation)
+        if answer.status == 200 and tab.page.url == conversation:  # not the admin's redirect to the change page
+            shoot(tab.page, "admin-conversation", full_page=True)
+
+
+def test_approve_a_tool_then_answer_it_as_a_client_tool(live, sign_in):
+    live.agent.tools = [
+        {"name": "delete_order", "kind": "client", "requires_approval": True, "description": "Delete an order."}
+    ]
+    live.agent.save()
+    live.script(
+        [("tool_call", {"id": "a", "name": "delete_order", "arguments": '{"order": 7}'})],
+        [("text", "Order 7 is deleted.")],
+        [("text", "Orders")],
+    )
+    tab = sign_in()
+
+    send(tab, "Delete order 7")
+    tab.page.get_by_role("button", name="Approve").wait_for()
+    shoot(tab.page, "chat-page-approval")
+    tab.page.get_by_role("button", name="Approve").click()
+    result = tab.page.get_by_label(re.compile("Its result"))
+    result.fill('{"deleted": 7}')
+    tab.page.get_by_role("button", name="Send result").click()
+    wait_complete(tab)
+
+    call = ToolCall.objects.get(run__session__owner=sign_in.user)
+    assert call.status == ToolCall.Status.SUCCEEDED
+    assert call.output == {"deleted": 7}
+    assert call.decided_by == f"user:{sign_in.user.member.uuid}"
+    assert "Order 7 is deleted." in agent_bubbles(tab).inner_text()
+    assert tab.page.locator(".tool .tool-state").inner_text() == "done"
+    assert tab.page.get_by_role("button", name="Approve").count() == 0
+
+
+def test_upload_a_file_see_context_usage_and_compact(live, sign_in, tmp_path):
+    live.script([("text", "First answer")], [("text", "Notes")], [("text", "Read it.")])
+    tab = sign_in()
+    send(tab, "Hello")
+    wait_complete(tab)
+    wait_until(lambda: Session.objects.filter(owner=sign_in.user).exclude(title="").exists())  # the title's call
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Milk, eggs, flour.")
+    tab.page.locator("#file-input").set_input_files(str(notes))
+    tab.expect(lambda page: expect(page.locator("#attachments")).to_contain_text("notes.txt"))
+    send(tab, "Read my notes")
+    wait_complete(tab)
+    tab.page.get_by_role("button", name="Compact").click()
+    tab.expect(lambda page: expect(page.locator("#status")).to_contain_text("Nothing to compact yet"))
+
+    stored = Message.objects.get(session__owner=sign_in.user, text="Read my notes")
+    assert [upload.filename for upload in stored.attachments.all()] == ["notes.txt"]
+    assert tab.page.locator("#messages .user .files a").inner_text() == "notes.txt"
+    assert re.fullmatch(r"\d+% · [\d,]+ of [\d,]+ tokens", tab.page.locator("#context-text").inner_text())
+    assert tab.page.locator("#attachments li").count() == 0  # sent with the message
+
+
+# --- the widget, on a page from another origin ----------------------------------------------
+
+
+class PageServer:
+    """Serves ``html`` at ``http://localhost:<port>/``: an origin other than the API's
+    ``http://127.0.0.1:<port>``."""
+
+    def __init__(self) -> None:
+        self.html = ""
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                page = owner.html.encode()
+                self.send_response(200)
+                self.send_header("content-type", "text/html; charset=utf-8")
+                self.send_header("content-length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def origin(self) -> str:
+        return f"http://localhost:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def shop(live) -> Iterator[PageServer]:
+    """A shop's page with the README's widget tag, its ``src`` and key made real."""
+    server = PageServer()
+    yield server
+    server.stop()
+
+
+def readme_widget_page(*, base_url: str, key: str) -> str:
+    match = WIDGET_TAG.search((ROOT / "README.md").read_text())
+    assert match, "README.md has no widget <script> tag under 'Browser widget'"
+    tag = (
+        match["tag"].replace("https://genie.example.com", base_url).replace('data-key="pk_live_…"', f'data-key="{key}"')
+    )
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>Shop</title></head>\n'
+        f"<body><h1>The shop</h1><p>Everything for your cat.</p>\n{tag}\n</body></html>\n"
+    )
+
+
+def widget(tab: Tab) -> Remote:
+    return tab.page.locator("#genie-widget")
+
+
+def test_widget_on_another_origin_chats_rates_and_resumes_after_a_reload(live, shop, open_tab):
+    _, key = create_access_token(team=live.agent.team, kind=AccessToken.Kind.PUBLISHABLE, allowed_origins=[shop.origin])
+    live.script([("text", "Hello from "), ("delay", 1.0), ("text", "the widget")], [("text", "Widget chat")])
+    shop.html = readme_widget_page(base_url=live.base_url, key=key)
+    tab = open_tab(f"{shop.origin}/")
+
+    tab.page.get_by_role("button", name="Chat").click()
+    box = tab.page.get_by_label("Message", exact=True)
+    box.fill("Hi")
+    box.press("Enter")
+    tab.expect(lambda page: expect(page.locator("#genie-widget li.agent")).to_contain_text("Hello from"))
+    tab.page.reload()  # mid-reply: the widget reopens, replays the reply and finishes it once
+    tab.page.get_by_role("button", name="Good reply").click()
+    tab.expect(lambda page: expect(page.get_by_role("status")).to_have_text("Thanks for the feedback."))
+    shoot(tab.page, "widget")
+
+    assert tab.page.evaluate("location.origin") == shop.origin != live.base_url
+    assert tab.page.locator("#genie-widget li.agent").all_inner_texts()[0].startswith("Hello from the widget")
+    assert tab.page.locator("#genie-widget li.agent").count() == 1
+    assert tab.page.locator("#genie-widget li.user").all_inner_texts() == ["Hi"]
+    session = Session.objects.get(team=live.agent.team, owner=None)
+    assert session.messages.get(sender_role="agent").feedback.rating == "positive"
+    assert tab.errors == []
+
+
+def test_widget_is_refused_on_an_origin_its_key_does_not_list(live, shop, open_tab):
+    _, key = create_access_token(
+        team=live.agent.team, kind=AccessToken.Kind.PUBLISHABLE, allowed_origins=["https://shop.example"]
+    )
+    shop.html = readme_widget_page(base_url=live.base_url, key=key)
+    tab = open_tab(f"{shop.origin}/")
+
+    tab.page.get_by_role("button", name="Chat").click()
+    box = tab.page.get_by_label("Message", exact=True)
+    box.fill("Hi")
+    box.press("Enter")
+    tab.expect(lambda page: expect(page.get_by_role("status")).to_have_text("The chat is not available on this site."))
+
+    assert any("blocked by CORS policy" in error for error in tab.errors), tab.errors
+    assert not Session.objects.filter(team=live.agent.team).exists()
