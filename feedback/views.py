@@ -71,7 +71,7 @@ class MessageFeedbackView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class FeedbackExportView(generics.GenericAPIView):
+class FeedbackExportView(generics.ListAPIView):
     """``GET feedback/export?format=csv|json``: the team's ratings as a file (secret key),
     filtered like the admin's list. Errors are JSON whatever the format asked for."""
 
@@ -82,6 +82,8 @@ class FeedbackExportView(generics.GenericAPIView):
     pagination_class = None  # a file: every row that matches
 
     def get_queryset(self) -> QuerySet[Feedback]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return Feedback.objects.none()
         return Feedback.objects.filter(message__session__in=Session.objects.reachable_by(self.request.auth))
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> tuple[BaseRenderer, str]:  # noqa: FBT001, FBT002  (DRF's signature)
@@ -103,7 +105,13 @@ class FeedbackExportView(generics.GenericAPIView):
                 str,
                 enum=list(EXPORT_RENDERERS),
                 description="The file's format (default json); `Accept: text/csv` chooses CSV too.",
-            )
+            ),
+            OpenApiParameter(
+                "Content-Disposition",
+                location=OpenApiParameter.HEADER,
+                response=[200],
+                description='`attachment; filename="feedback-<UTC time>.<format>"`',
+            ),
         ],
         responses={
             (200, "application/json"): OpenApiResponse(
@@ -112,10 +120,14 @@ class FeedbackExportView(generics.GenericAPIView):
             (200, "text/csv"): OpenApiResponse(
                 OpenApiTypes.STR, description=f"The same rows with a header line: {', '.join(EXPORT_COLUMNS)}."
             ),
-            400: error_response("`validation_error`: an unknown format, rating or date."),
+            (400, "application/json"): error_response("`validation_error`: an unknown format, rating or date."),
+            (406, "application/json"): error_response("`not_acceptable`: an Accept header naming neither format."),
         },
     )
     def get(self, request: Request) -> Response:
+        return self.list(request)
+
+    def list(self, request: Request) -> Response:
         feedback = self.filter_queryset(self.get_queryset())
         return Response(
             export_rows(feedback),
