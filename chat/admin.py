@@ -180,7 +180,7 @@ class SessionAdmin(admin.ModelAdmin):
             "title": f"Conversation: {session}",
             "subtitle": None,
             "session": session,
-            "messages": Message.objects.filter(session=session).transcript(),
+            "transcript": Message.objects.filter(session=session).transcript(),  # not "messages": the admin shows those
             "has_change_permission": self.has_change_permission(request, session),
         }
         request.current_app = self.admin_site.name

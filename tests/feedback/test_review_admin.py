@@ -76,6 +76,7 @@ def test_the_conversation_shows_bubbles_with_anchors_tool_calls_files_rating_and
     assert "+1.50 s" in html
     assert "+3.00 s" in html
     assert "genie/admin-review.css" in html
+    assert 'class="messagelist"' not in html  # the transcript is not mistaken for the admin's notices
 
 
 def test_the_session_change_page_links_to_its_conversation(staff):
