@@ -6,8 +6,9 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import FileResponse, HttpRequest
+from django.http import FileResponse, Http404, HttpRequest
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from rest_framework import serializers
@@ -133,9 +134,18 @@ class AgentAdmin(admin.ModelAdmin):
     # ``tools`` is edited as JSON (a list of definitions, validated on save like the API's).
 
 
+def conversation_url(message: Message) -> str:
+    """Where staff read ``message`` in its conversation (the read-only view, at its anchor)."""
+    url = reverse("admin:chat_session_conversation", args=[message.session_id])
+    return f"{url}#message-{message.uuid}"
+
+
 @admin.register(Session)
 class SessionAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "agent", "team", "owner", "user_id", "created_at", "updated_at"]
+    """Sessions; each has a read-only conversation view (``conversation/``) beside its change
+    form, which its change page and the feedback list link to."""
+
+    list_display = ["__str__", "agent", "team", "owner", "user_id", "created_at", "updated_at", "conversation"]
     list_filter = ["agent", "team", "created_at"]
     list_select_related = ["agent", "team", "owner"]
     raw_id_fields = ["owner", "agent", "created_by_token"]
@@ -147,6 +157,34 @@ class SessionAdmin(admin.ModelAdmin):
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
         queryset, _ = super().get_search_results(request, queryset, search_term)
         return queryset.distinct(), False
+
+    @admin.display(description="Conversation")
+    def conversation(self, obj: Session) -> str:
+        return format_html('<a href="{}">read</a>', reverse("admin:chat_session_conversation", args=[obj.pk]))
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view(self.conversation_view)
+        return [path("<path:object_id>/conversation/", view, name="chat_session_conversation"), *super().get_urls()]
+
+    def conversation_view(self, request: HttpRequest, object_id: str) -> TemplateResponse:
+        """The session read as a chat: bubbles, tool calls, files, ratings, and each reply's
+        run (status and timings). Read-only; a fixed number of queries whatever its length."""
+        session = self.get_object(request, object_id)
+        if session is None:
+            raise Http404("No such session.")
+        if not self.has_view_permission(request, session):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Conversation: {session}",
+            "subtitle": None,
+            "session": session,
+            "transcript": Message.objects.filter(session=session).transcript(),  # not "messages": the admin shows those
+            "has_change_permission": self.has_change_permission(request, session),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/chat/session/conversation.html", context)
 
 
 @admin.register(Message)
@@ -166,8 +204,7 @@ class MessageAdmin(admin.ModelAdmin):
 
     @admin.display(description="Session")
     def session_link(self, obj: Message) -> str:
-        url = reverse("admin:chat_session_change", args=[obj.session_id])
-        return format_html('<a href="{}">{}</a>', url, obj.session)
+        return format_html('<a href="{}">{}</a>', conversation_url(obj), obj.session)
 
     @admin.display(description="Rating")
     def rating(self, obj: Message) -> str:

@@ -233,6 +233,8 @@ class Message(models.Model):
         PENDING = "pending", "Pending"
         STREAMING = "streaming", "Streaming"
         COMPLETE = "complete", "Complete"
+        # The model stopped at the token cap (max_tokens; finish_reason "length"): the text is cut.
+        INCOMPLETE = "incomplete", "Incomplete (token cap)"
         STOPPED = "stopped", "Stopped"
         FAILED = "failed", "Failed"
 

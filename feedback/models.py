@@ -3,13 +3,38 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date
+from typing import Any
 
 from django.db import models
+from django.db.models import Count
+from django.db.models.functions import TruncDate
 
 
 class FeedbackQuerySet(models.QuerySet["Feedback"]):
     def for_review(self) -> FeedbackQuerySet:
         return self.select_related("message__session__agent", "message__session__team")
+
+    def for_export(self) -> FeedbackQuerySet:
+        """Oldest first, each with its message, the session's agent and the prompt it answered
+        (the run's user message): one query."""
+        return self.select_related("message__session__agent", "message__run__user_message").order_by("created_at", "id")
+
+    def daily_counts(self, *, since: date) -> list[dict[str, Any]]:
+        """Ratings from ``since`` (a day in the current time zone) on, counted per agent, day
+        and rating: ``{"agent_id", "agent_name", "day", "rating", "count"}`` rows. One query."""
+        return list(
+            self.annotate(day=TruncDate("created_at"))
+            .filter(day__gte=since)
+            .values(
+                "day",
+                "rating",
+                agent_id=models.F("message__session__agent_id"),
+                agent_name=models.F("message__session__agent__name"),
+            )
+            .annotate(count=Count("id"))
+            .order_by("agent_name", "agent_id", "day")
+        )
 
 
 class Feedback(models.Model):

@@ -28,3 +28,40 @@ class FeedbackSerializer(serializers.ModelSerializer):
     def get_url(self, obj: Feedback) -> str:
         kwargs: dict[str, Any] = {"session_uuid": obj.message.session.uuid, "message_uuid": obj.message.uuid}
         return absolute_url(self.context["request"], "feedback:message-feedback", **kwargs)
+
+
+# The export's columns, in order (CSV header and JSON keys alike).
+EXPORT_COLUMNS = [
+    "uuid",
+    "created_at",
+    "rating",
+    "body",
+    "session_uuid",
+    "message_uuid",
+    "agent",
+    "model",
+    "message_text",
+    "prompt",
+]
+
+
+class FeedbackExportSerializer(serializers.ModelSerializer):
+    """One row of the feedback export: the rating, the rated reply, the prompt it answered,
+    and who wrote it (the agent's handle, the model). Read it from ``for_export()``."""
+
+    session_uuid = serializers.UUIDField(source="message.session.uuid")
+    message_uuid = serializers.UUIDField(source="message.uuid")
+    agent = serializers.CharField(source="message.session.agent.handle")
+    model = serializers.CharField(source="message.model_id")
+    message_text = serializers.CharField(source="message.text")
+    prompt = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Feedback
+        fields = EXPORT_COLUMNS
+        read_only_fields = EXPORT_COLUMNS
+
+    def get_prompt(self, obj: Feedback) -> str:
+        """The user message the rated reply answered."""
+        run = getattr(obj.message, "run", None)
+        return run.user_message.text if run is not None else ""

@@ -1,17 +1,25 @@
 from __future__ import annotations
 
+from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import status
-from rest_framework.exceptions import NotFound
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from chat.models import Message, Session
 from feedback import services
+from feedback.export import attachment_disposition, export_rows
+from feedback.filters import FeedbackExportFilter
 from feedback.models import Feedback
-from feedback.serializers import FeedbackInputSerializer, FeedbackSerializer
+from feedback.renderers import EXPORT_RENDERERS
+from feedback.serializers import EXPORT_COLUMNS, FeedbackExportSerializer, FeedbackInputSerializer, FeedbackSerializer
+from genie.auth import IsSecretKey
 from genie.idempotency import run_idempotently
 from genie.schema import IDEMPOTENCY_ERRORS, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, error_response
 
@@ -61,3 +69,67 @@ class MessageFeedbackView(APIView):
         if not services.remove_feedback(message=message):
             raise NotFound("This message has no feedback.")
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class FeedbackExportView(generics.ListAPIView):
+    """``GET feedback/export?format=csv|json``: the team's ratings as a file (secret key),
+    filtered like the admin's list. Errors are JSON whatever the format asked for."""
+
+    permission_classes = [IsSecretKey]
+    renderer_classes = list(EXPORT_RENDERERS.values())
+    serializer_class = FeedbackExportSerializer
+    filterset_class = FeedbackExportFilter
+    pagination_class = None  # a file: every row that matches
+
+    def get_queryset(self) -> QuerySet[Feedback]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return Feedback.objects.none()
+        return Feedback.objects.filter(message__session__in=Session.objects.reachable_by(self.request.auth))
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> tuple[BaseRenderer, str]:  # noqa: FBT001, FBT002  (DRF's signature)
+        requested = request.query_params.get(api_settings.URL_FORMAT_OVERRIDE)
+        if not force and requested is not None and requested not in EXPORT_RENDERERS:
+            raise ValidationError({"format": [f"Choose one of: {', '.join(EXPORT_RENDERERS)}."]})
+        return super().perform_content_negotiation(request, force=force)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        # The error body is JSON (the one error format), not a CSV of it.
+        self.request.accepted_renderer, self.request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
+        return super().handle_exception(exc)
+
+    @extend_schema(
+        operation_id="feedback_export",
+        parameters=[
+            OpenApiParameter(
+                "format",
+                str,
+                enum=list(EXPORT_RENDERERS),
+                description="The file's format (default json); `Accept: text/csv` chooses CSV too.",
+            ),
+            OpenApiParameter(
+                "Content-Disposition",
+                location=OpenApiParameter.HEADER,
+                response=[200],
+                description='`attachment; filename="feedback-<UTC time>.<format>"`',
+            ),
+        ],
+        responses={
+            (200, "application/json"): OpenApiResponse(
+                FeedbackExportSerializer(many=True), description="Every matching rating, oldest first."
+            ),
+            (200, "text/csv"): OpenApiResponse(
+                OpenApiTypes.STR, description=f"The same rows with a header line: {', '.join(EXPORT_COLUMNS)}."
+            ),
+            (400, "application/json"): error_response("`validation_error`: an unknown format, rating or date."),
+            (406, "application/json"): error_response("`not_acceptable`: an Accept header naming neither format."),
+        },
+    )
+    def get(self, request: Request) -> Response:
+        return self.list(request)
+
+    def list(self, request: Request) -> Response:
+        feedback = self.filter_queryset(self.get_queryset())
+        return Response(
+            export_rows(feedback),
+            headers={"Content-Disposition": attachment_disposition(request.accepted_renderer.format)},
+        )

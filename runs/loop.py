@@ -49,6 +49,15 @@ logger = logging.getLogger(__name__)
 
 PAUSED = "paused"  # a step's outcome, not a run status: the run goes requires_action
 
+# A provider's finish_reason (OpenAI's words) as the AI SDK's ``finish`` chunk says it.
+AI_SDK_FINISH_REASONS = {
+    "stop": "stop",
+    "length": "length",
+    "content_filter": "content-filter",
+    "tool_calls": "tool-calls",
+    "function_call": "tool-calls",
+}
+
 
 def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
@@ -250,6 +259,7 @@ class Turn:
         self._offered: dict[str, OfferedTool] | None = None
         self._parts: PromptParts | None = None
         self.step_called_tools = False
+        self.finish_reason: str | None = None  # the last model call's, as the provider said it
         self.action_expires_at = timezone.now() + timedelta(seconds=settings.GENIE_ACTION_TTL)
 
     @property
@@ -309,7 +319,15 @@ class Turn:
             open_parts=self.parts,
             worker_id=self.worker_id,
             finish_metadata=self.finish_metadata(),
+            finish_reason=self.ai_sdk_finish_reason() if end.status == Run.Status.SUCCEEDED else None,
         )
+
+    def ai_sdk_finish_reason(self) -> str | None:
+        """Why the last model call ended, in the AI SDK's words (``other`` for a reason it
+        has no name for); None when the provider did not say."""
+        if self.finish_reason is None:
+            return None
+        return AI_SDK_FINISH_REASONS.get(self.finish_reason, "other")
 
     def finish_metadata(self) -> dict[str, Any]:
         """The ``finish`` chunk's ``messageMetadata``: the turn's usage as the provider
@@ -385,6 +403,7 @@ class Turn:
         release_connection()  # none is held while the model streams
         streamed: dict[int, StreamedCall] = {}
         step_text: list[str] = []
+        self.finish_reason = None
         attempt = 0
         while True:
             try:
@@ -437,6 +456,8 @@ class Turn:
             call.take(delta)  # id and name again (harmless), and the next piece of the arguments
             if delta.arguments:
                 self.writer.emit("tool-input-delta", toolCallId=call.call_id, inputTextDelta=delta.arguments)
+        if chunk.finish_reason:
+            self.finish_reason = chunk.finish_reason
         if chunk.prompt_tokens is not None or chunk.completion_tokens is not None:
             self.usage = Usage(
                 prompt_tokens=_add(self.usage.prompt_tokens, chunk.prompt_tokens),

@@ -110,6 +110,18 @@ class Run(models.Model):
         return (self.finished_at - self.started_at).total_seconds()
 
     @property
+    def timeline(self) -> list[tuple[str, datetime | None, float | None]]:
+        """queued → started → first token → finished: each moment (None when it has not
+        happened) and its seconds after the run was queued."""
+        moments = [
+            ("queued", self.created_at),
+            ("started", self.started_at),
+            ("first token", self.first_token_at),
+            ("finished", self.finished_at),
+        ]
+        return [(label, at, (at - self.created_at).total_seconds() if at else None) for label, at in moments]
+
+    @property
     def text_part_id(self) -> str:
         """The id of the reply's text part in the stream (AI SDK ``text-start`` … ``text-end``)."""
         return f"pending-message-{self.agent_message.uuid}"

@@ -88,6 +88,7 @@ def end_run(
     open_parts: OpenParts | None = None,
     worker_id: str | None = None,
     finish_metadata: dict[str, Any] | None = None,
+    finish_reason: str | None = None,
 ) -> bool:
     """End ``run`` as ``status`` (succeeded, failed or stopped): the one way a run ends.
 
@@ -103,7 +104,9 @@ def end_run(
     passes nothing: the session row is locked for the event ids, and what is open and the
     partial text are read from the run's log (PostgreSQL and Redis). The worker also
     passes ``finish_metadata`` (usage and context), sent as the ``finish`` chunk's
-    ``messageMetadata``.
+    ``messageMetadata``, and the model's ``finish_reason`` in the AI SDK's words (``stop``,
+    ``length``, …), sent as the chunk's ``finishReason``: a succeeded run whose reply was cut
+    by the token cap (``length``) leaves its message ``incomplete``, not ``complete``.
 
     Returns False, changing nothing, when the run had already ended (or, for a worker,
     was taken from it). Locks the run row; queries: about six.
@@ -125,11 +128,15 @@ def end_run(
                 text = logged_text(log)
         recorded = [
             writer.record(type_, **fields)
-            for type_, fields in closing_events(run, status, error_message, open_parts, finish_metadata=finish_metadata)
+            for type_, fields in closing_events(
+                run, status, error_message, open_parts, finish_metadata=finish_metadata, finish_reason=finish_reason
+            )
         ]
         writer.flush()
         message = run.agent_message
         message.status = MESSAGE_STATUS[status]
+        if status == Run.Status.SUCCEEDED and finish_reason == "length":
+            message.status = Message.Status.INCOMPLETE
         fields = ["status", "updated_at"]
         if text is not None:
             message.text = text
@@ -162,6 +169,7 @@ def closing_events(
     open_parts: OpenParts | None,
     *,
     finish_metadata: dict[str, Any] | None = None,
+    finish_reason: str | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
     """The events that close a run's stream, in the order the AI SDK expects."""
     parts = open_parts or OpenParts(started=True)
@@ -176,7 +184,10 @@ def closing_events(
         events.append(("abort", {}))
     if parts.step_open:
         events.append(("finish-step", {}))
-    events.append(("finish", {"messageMetadata": finish_metadata} if finish_metadata else {}))
+    finish: dict[str, Any] = {"finishReason": finish_reason} if finish_reason else {}
+    if finish_metadata:
+        finish["messageMetadata"] = finish_metadata
+    events.append(("finish", finish))
     return events
 
 

@@ -27,7 +27,7 @@ def test_session_change_page_shows_the_transcript(staff):
     assert b"Accurate" in page.content
 
 
-def test_feedback_list_filters_by_rating_and_links_to_the_transcript(staff):
+def test_feedback_list_filters_by_rating_and_links_to_the_rated_message_in_its_conversation(staff):
     good = FeedbackFactory(rating="positive", body="great")
     FeedbackFactory(rating="negative", body="awful")
 
@@ -36,7 +36,8 @@ def test_feedback_list_filters_by_rating_and_links_to_the_transcript(staff):
     assert page.status_code == 200
     assert b"great" in page.content
     assert b"awful" not in page.content
-    assert f"/admin/chat/session/{good.message.session_id}/change/".encode() in page.content
+    link = f"/admin/chat/session/{good.message.session_id}/conversation/#message-{good.message.uuid}"
+    assert link.encode() in page.content
 
 
 @pytest.mark.parametrize(

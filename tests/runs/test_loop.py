@@ -10,11 +10,14 @@ import pytest
 from django.db import connection
 
 from chat.models import Message
+from genie.models import AccessToken
+from genie.services import create_access_token
 from runs import loop, services
 from runs.exceptions import ActionAlreadyAnswered
 from runs.models import Run, ToolCall
 from runs.providers import Chunk, ProviderError, ProviderRequest
 from runs.recovery import sweep_runs
+from tests.conftest import bearer_client
 from tests.factories import RunFactory
 from tests.runs.conftest import published_data, published_ids, published_types, stored_types, text, tool_call
 
@@ -57,6 +60,50 @@ def test_a_text_reply_is_one_step_and_ends_with_finish_after_the_message_is_stor
     assert run.agent_message.status == Message.Status.COMPLETE
     assert (run.agent_message.prompt_tokens, run.agent_message.completion_tokens) == (7, 2)
     assert enqueued["generate_title"] == [run.session_id]  # the session's title was blank
+
+
+def test_a_reply_cut_by_the_token_cap_is_stored_incomplete_and_its_finish_says_length(script, enqueued, member):
+    run = RunFactory(session__agent__max_tokens=3, session__team=member.team, session__owner=member.user)
+    script([*text("Miso, Luna,"), Chunk(finish_reason="length", prompt_tokens=9, completion_tokens=3)])
+
+    loop.execute_run(run.pk)
+
+    run = reload(run)
+    assert run.status == Run.Status.SUCCEEDED  # the run did its work; the reply is what is cut
+    assert run.agent_message.status == Message.Status.INCOMPLETE
+    assert run.agent_message.text == "Miso, Luna,"
+    (finish,) = published_data(run, "finish")
+    assert finish["finishReason"] == "length"
+    assert published_types(run)[-2:] == ["finish-step", "finish"]
+    _, key = create_access_token(team=member.team, kind=AccessToken.Kind.PERSONAL, user=member.user)
+    listed = bearer_client(key).get(f"/api/v1/sessions/{run.session.uuid}/messages").json()["results"]
+    assert [message["status"] for message in listed] == ["complete", "incomplete"]
+
+
+def test_a_reply_the_model_ended_itself_is_complete_and_its_finish_says_stop(script, enqueued):
+    run = RunFactory()
+    script([*text("Miso."), Chunk(finish_reason="stop")])
+
+    loop.execute_run(run.pk)
+
+    run = reload(run)
+    assert run.agent_message.status == Message.Status.COMPLETE
+    (finish,) = published_data(run, "finish")
+    assert finish["finishReason"] == "stop"
+
+
+def test_the_last_model_call_decides_whether_a_turn_with_tools_was_cut(script, enqueued):
+    run = run_with_tools()
+    script(tool_call("lookup", '{"q": "cats"}'), [*text("Found"), Chunk(finish_reason="length")])
+
+    loop.execute_run(run.pk)
+    services.submit_tool_result(session=run.session, call_id=call_ids(run)[0], output={"n": 3})
+    loop.execute_run(run.pk)
+
+    run = reload(run)
+    assert run.agent_message.status == Message.Status.INCOMPLETE
+    (finish,) = published_data(run, "finish")
+    assert finish["finishReason"] == "length"
 
 
 def test_a_client_tool_call_pauses_the_run_without_a_lease_and_its_result_continues_it(script, enqueued):
