@@ -3,7 +3,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
 from genie.exceptions import handler404 as json_not_found
-from genie.views import ApiKeyViewSet, healthz
+from genie.views import ApiKeyViewSet, LivenessView, MetricsView, ReadinessView, healthz
 
 api = [
     path("", include("chat.urls")),
@@ -23,6 +23,9 @@ urlpatterns = [
     re_path(r"^api/", json_not_found),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("livez", LivenessView.as_view(), name="livez"),
+    path("readyz", ReadinessView.as_view(), name="readyz"),
+    path("metrics", MetricsView.as_view(), name="metrics"),
 ]
 
 handler400 = "genie.exceptions.handler400"
