@@ -435,8 +435,8 @@ async def relay_stream(
     finally:
         watcher.cancel()
         await fanout.remove(channel, subscriber)
+        await relayed_events.flush(async_redis())  # before the slot: a closed stream's events are counted
         await release_slot(*plan.slot)
-        await relayed_events.flush(async_redis())
         if started:
             # Ended before its finish (Redis went away, a gap not stored yet, the stream's
             # time limit): the format says so, so that a client resumes with Last-Event-ID.
