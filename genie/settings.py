@@ -283,7 +283,13 @@ SPECTACULAR_SETTINGS = {
     # Request bodies are JSON (multipart is for uploads, whose views declare it themselves).
     "PARSER_WHITELIST": ["rest_framework.parsers.JSONParser"],
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "genie.schema.add_error_responses"],
-    "ENUM_NAME_OVERRIDES": {"AccessTokenKindEnum": "genie.models.AccessToken.Kind"},
+    "ENUM_NAME_OVERRIDES": {
+        "AccessTokenKindEnum": "genie.models.AccessToken.Kind",
+        # The probes' answers (genie.views).
+        "LivenessStatusEnum": ["ok"],
+        "AvailabilityEnum": ["ok", "unavailable"],
+        "MigrationsCheckEnum": ["ok", "pending", "unavailable"],
+    },
 }
 
 # Celery: long, I/O-bound streaming turns on the threads pool.

@@ -19,6 +19,7 @@ from genie.auth import Caller, IsSecretKey
 from genie.connections import redis_client
 from genie.metrics import CanScrapeMetrics, MetricsTokenAuthentication, registry
 from genie.models import AccessToken
+from genie.schema import error_response
 from genie.serializers import ApiKeyCreatedSerializer, ApiKeyCreateSerializer, ApiKeySerializer
 from genie.services import create_access_token
 
@@ -99,8 +100,11 @@ READINESS = inline_serializer(
 
 
 class LivenessView(OperationsView):
+    """For an orchestrator's liveness probe: restart the process when this fails."""
+
     @extend_schema(
         operation_id="livez",
+        auth=[],
         tags=["operations"],
         summary="The process is up (no dependency is checked)",
         responses={200: LIVENESS},
@@ -110,8 +114,11 @@ class LivenessView(OperationsView):
 
 
 class ReadinessView(OperationsView):
+    """For a readiness probe or a load balancer: send traffic only while this is 200."""
+
     @extend_schema(
         operation_id="readyz",
+        auth=[],
         tags=["operations"],
         summary="Ready for traffic: PostgreSQL and Redis answer, every migration is applied",
         responses={
@@ -130,6 +137,8 @@ class ReadinessView(OperationsView):
 
 
 class MetricsView(OperationsView):
+    """For Prometheus: any process answers for the whole deployment (runs.metrics)."""
+
     authentication_classes = [MetricsTokenAuthentication]
     permission_classes = [CanScrapeMetrics]
 
@@ -144,6 +153,13 @@ class MetricsView(OperationsView):
         responses={
             (200, "text/plain"): OpenApiTypes.STR,
             (200, "application/openmetrics-text"): OpenApiTypes.STR,
+            401: error_response(
+                "GENIE_METRICS_TOKEN is set and the request did not send it "
+                "(`not_authenticated`) or sent another (`authentication_failed`)."
+            ),
+            403: error_response(
+                "No GENIE_METRICS_TOKEN is set and the request is not a local one (`metrics_forbidden`)."
+            ),
         },
     )
     def get(self, request: Request) -> HttpResponse:
