@@ -199,7 +199,8 @@ SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if SERVED_OVER_HTT
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SERVED_OVER_HTTPS
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", SERVED_OVER_HTTPS)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if GENIE_BEHIND_PROXY else None
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Probes and scrapers call each process directly over http, behind the TLS proxy.
+SECURE_REDIRECT_EXEMPT = [r"^(healthz|livez|readyz|metrics)$"]
 
 # Secrets at rest (the OAuth tokens of connections, providers' client secrets): one or
 # more comma-separated Fernet keys; the first encrypts, all decrypt (rotate by prepending
@@ -286,7 +287,13 @@ SPECTACULAR_SETTINGS = {
     # Request bodies are JSON (multipart is for uploads, whose views declare it themselves).
     "PARSER_WHITELIST": ["rest_framework.parsers.JSONParser"],
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "genie.schema.add_error_responses"],
-    "ENUM_NAME_OVERRIDES": {"AccessTokenKindEnum": "genie.models.AccessToken.Kind"},
+    "ENUM_NAME_OVERRIDES": {
+        "AccessTokenKindEnum": "genie.models.AccessToken.Kind",
+        # The probes' answers (genie.views).
+        "LivenessStatusEnum": ["ok"],
+        "AvailabilityEnum": ["ok", "unavailable"],
+        "MigrationsCheckEnum": ["ok", "pending", "unavailable"],
+    },
 }
 
 # Celery: long, I/O-bound streaming turns on the threads pool.
@@ -305,14 +312,30 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 
+# Logs on stderr, as lines of text or (GENIE_LOG_FORMAT=json) one JSON object per line
+# for a log collector: {"time", "level", "logger", "message", ...}, with an exception's
+# traceback in "exc_info" and a call's ``extra`` fields as keys of their own.
+GENIE_LOG_FORMAT = env_str("GENIE_LOG_FORMAT", "plain")
+if GENIE_LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"GENIE_LOG_FORMAT={GENIE_LOG_FORMAT!r} is not a log format (use plain or json).")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": GENIE_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("GENIE_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+# A Celery worker replaces the root logger's handlers with its own text format unless told
+# not to: in JSON, it keeps these.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = GENIE_LOG_FORMAT != "json"
 
 # Genie's own knobs.
 GENIE_MAX_MESSAGE_CHARS = env_int("GENIE_MAX_MESSAGE_CHARS", 32_000)
@@ -370,6 +393,8 @@ GENIE_QUEUED_RUN_GRACE = env_float("GENIE_QUEUED_RUN_GRACE", 30.0)  # re-enqueue
 GENIE_MAX_STEPS = env_int("GENIE_MAX_STEPS", 8)  # model calls per turn
 GENIE_ACTION_TTL = env_float("GENIE_ACTION_TTL", 24 * 3600.0)  # how long a paused run waits for an answer
 GENIE_OAUTH_TIMEOUT = env_float("GENIE_OAUTH_TIMEOUT", 15.0)  # a request to a provider's token endpoint
+# The bearer token a Prometheus scrape of /metrics sends; empty: loopback only (genie.metrics).
+GENIE_METRICS_TOKEN = env_str("GENIE_METRICS_TOKEN", "")
 
 CELERY_BEAT_SCHEDULE = {
     "sweep-runs": {"task": "runs.sweep_runs", "schedule": GENIE_SWEEP_INTERVAL},

@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 from chat.adapters.aisdk import AISDKChatView, ChatMessagesView, ChatStopView
 from chat.pages import chat_page, widget_script
 from genie.exceptions import handler404 as json_not_found
-from genie.views import ApiKeyViewSet, healthz
+from genie.views import ApiKeyViewSet, LivenessView, MetricsView, ReadinessView, healthz
 
 api = [
     path("", include("chat.urls")),
@@ -36,6 +36,9 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("widget.js", widget_script, name="widget-script"),
+    path("livez", LivenessView.as_view(), name="livez"),
+    path("readyz", ReadinessView.as_view(), name="readyz"),
+    path("metrics", MetricsView.as_view(), name="metrics"),
 ]
 
 handler400 = "genie.exceptions.handler400"

@@ -28,6 +28,8 @@ from runs.events import StreamEvent
 
 logger = logging.getLogger(__name__)
 
+EVENTS_RELAYED_KEY = "genie:metrics:events_relayed"
+
 
 class Subscriber:
     """One stream's buffer of live events, bounded by GENIE_SSE_BUFFER_EVENTS."""
@@ -220,6 +222,32 @@ class LiveFanout:
                     sub.tick()
             if self._protocol is not None:
                 self._protocol.command("PING")  # finds a dead connection while all is quiet
+            await relayed_events.flush(async_redis())  # the events of streams still open
+
+
+class RelayedEvents:
+    """Events this process relayed to clients since it last added them to the deployment's
+    counter in Redis (``genie_events_relayed_total``, runs.metrics). Counting is a plain
+    addition on the event loop's thread; ``flush`` (a stream's end, the heartbeat tick) is
+    one INCRBY, never one per event."""
+
+    def __init__(self) -> None:
+        self.pending = 0
+
+    def add(self, count: int) -> None:
+        self.pending += count
+
+    async def flush(self, client: aioredis.Redis) -> None:
+        count, self.pending = self.pending, 0
+        if not count:
+            return
+        try:
+            await client.incrby(EVENTS_RELAYED_KEY, count)
+        except (aioredis.RedisError, OSError):
+            self.pending += count  # the next flush carries them
+
+
+relayed_events = RelayedEvents()
 
 
 _fanouts: dict[int, LiveFanout] = {}

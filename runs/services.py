@@ -20,6 +20,7 @@ from genie.connections import redis_client
 from runs import tasks
 from runs.events import OpenParts, RunEventWriter, StreamEvent, logged_text, read_run_log, stop_key
 from runs.exceptions import ActionAlreadyAnswered, RunActive
+from runs.metrics import record_run_end
 from runs.models import ConnectionAttempt, Run, ToolCall
 
 logger = logging.getLogger(__name__)
@@ -156,7 +157,15 @@ def end_run(
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
         )
-        for name in ("status", "error_code", "error_message", "finished_at", "lease_owner", "lease_expires_at"):
+        for name in (
+            "status",
+            "error_code",
+            "error_message",
+            "first_token_at",
+            "finished_at",
+            "lease_owner",
+            "lease_expires_at",
+        ):
             setattr(run, name, getattr(locked, name))
         transaction.on_commit(partial(_after_run_end, run=run, writer=writer, events=recorded, close=own_writer))
     return True
@@ -197,6 +206,7 @@ def _after_run_end(*, run: Run, writer: RunEventWriter, events: list[StreamEvent
     if close:
         writer.close()
     enqueue_next_run(session_id=run.session_id)
+    record_run_end(run)
     if run.status == Run.Status.SUCCEEDED and settings.GENIE_GENERATE_TITLES and not run.session.title:
         tasks.generate_title.delay(run.session_id)
     with contextlib.suppress(redis.RedisError):

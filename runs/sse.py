@@ -38,7 +38,7 @@ from genie.cors import Headers, asgi_cors
 from genie.exceptions import error_body
 from genie.throttles import client_ip, throttle_wait
 from runs.events import FINISH, StreamEvent, channel_name, stream_key
-from runs.fanout import Subscriber, async_redis, live_fanout
+from runs.fanout import Subscriber, async_redis, live_fanout, relayed_events
 from runs.formats import StreamFormat, UIMessageFormat
 from runs.models import Run, RunEvent
 from runs.stream_slots import credential_ident, release_slot, take_slot
@@ -310,7 +310,7 @@ class StreamRelay:
         """Send the new events, joined into as few ASGI sends as possible (each send costs
         the same whatever its size), each at most SEND_CHUNK_BYTES."""
         parts: list[str] = []
-        size = 0
+        size = sent = 0
         for event in events:
             if event.seq <= self.sent_seq or self.overflowed:
                 continue
@@ -318,16 +318,20 @@ class StreamRelay:
             if self.plan.run_filter is not None and event.run_uuid != self.plan.run_filter:
                 continue
             frame = self.wire.frame(event)
-            parts.append(frame)
-            size += len(frame)
+            if frame:
+                parts.append(frame)
+                size += len(frame)
             if (event.type == FINISH and event.run_uuid == self.plan.close_after_run) or self.wire.ends_after(event):
                 self.done = True
                 break
             if size >= SEND_CHUNK_BYTES:
                 await self.send({"type": "http.response.body", "body": "".join(parts).encode(), "more_body": True})
+                sent += len(parts)
                 parts, size = [], 0
         if parts and not self.overflowed:
             await self.send({"type": "http.response.body", "body": "".join(parts).encode(), "more_body": True})
+            sent += len(parts)
+        relayed_events.add(sent)  # in memory: flushed to Redis when the stream ends and on the fan-out's tick
 
     async def catch_up(self) -> None:
         await self.write(self.plan.backlog)
@@ -435,6 +439,7 @@ async def relay_stream(
     finally:
         watcher.cancel()
         await fanout.remove(channel, subscriber)
+        await relayed_events.flush(async_redis())  # before the slot: a closed stream's events are counted
         await release_slot(*plan.slot)
         if started:
             # Ended before its finish (Redis went away, a gap not stored yet, the stream's

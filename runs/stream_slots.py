@@ -1,7 +1,9 @@
 """Open streams per credential, capped at GENIE_MAX_STREAMS_PER_KEY across every ASGI
 process: a Redis sorted set per credential whose members are the open streams, scored
 by when each would end at the latest (GENIE_SSE_MAX_DURATION), so the slots of a process
-that died without releasing them expire by themselves."""
+that died without releasing them expire by themselves. Every slot is also a member of one
+set of all open streams (``OPEN_STREAMS_KEY``), which ``/metrics`` counts: the figure of
+the whole deployment, whichever Daphne process answers the scrape."""
 
 from __future__ import annotations
 
@@ -22,12 +24,18 @@ from runs.fanout import async_redis
 
 logger = logging.getLogger(__name__)
 
-# Drop the expired slots, refuse at the cap, else take one: one atomic command.
+OPEN_STREAMS_KEY = "genie:streams:open"
+
+# Drop the expired slots, refuse at the cap (0: none), else take one, in the credential's
+# set and in the set of all open streams: one atomic command.
 TAKE_SLOT = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+local cap = tonumber(ARGV[2])
+if cap > 0 and redis.call('ZCARD', KEYS[1]) >= cap then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 return 1
 """
 
@@ -50,17 +58,18 @@ def slots_key(ident: str) -> str:
 
 
 def take_slot(ident: str) -> str | None:
-    """A slot for one more open stream: its id ('' when uncapped or Redis cannot count),
-    or None when the credential is at its cap."""
-    cap = settings.GENIE_MAX_STREAMS_PER_KEY
-    if cap <= 0:
-        return ""
+    """A slot for one more open stream: its id ('' when Redis cannot count), or None
+    when the credential is at its cap. Uncapped streams take a slot too: they are counted
+    in ``OPEN_STREAMS_KEY``. One Redis round trip, when the stream opens."""
+    cap = max(settings.GENIE_MAX_STREAMS_PER_KEY, 0)
     now = time.time()
     lifetime = settings.GENIE_SSE_MAX_DURATION + 60
     slot = uuid.uuid4().hex
     try:
         taken = take_slot_script()(
-            keys=[slots_key(ident)], args=[now, cap, now + lifetime, slot, int(lifetime)], client=redis_client()
+            keys=[slots_key(ident), OPEN_STREAMS_KEY],
+            args=[now, cap, now + lifetime, slot, int(lifetime)],
+            client=redis_client(),
         )
     except redis.RedisError:
         logger.warning("Stream slots not counted: Redis is unavailable")
@@ -71,11 +80,19 @@ def take_slot(ident: str) -> str | None:
 async def release_slot(ident: str, slot: str) -> None:
     if slot:
         with contextlib.suppress(aioredis.RedisError, OSError):
-            await async_redis().zrem(slots_key(ident), slot)
+            async with async_redis().pipeline(transaction=False) as pipe:
+                await pipe.zrem(slots_key(ident), slot).zrem(OPEN_STREAMS_KEY, slot).execute()
 
 
 def release_slot_now(ident: str, slot: str) -> None:
     """``release_slot`` for sync code: a stream that was never opened gives its slot back."""
     if slot:
         with contextlib.suppress(redis.RedisError):
-            redis_client().zrem(slots_key(ident), slot)
+            pipe = redis_client().pipeline(transaction=False)
+            pipe.zrem(slots_key(ident), slot).zrem(OPEN_STREAMS_KEY, slot).execute()
+
+
+def count_open_streams() -> int:
+    """Streams open now across every ASGI process (the expired slots of dead processes
+    left out)."""
+    return redis_client().zcount(OPEN_STREAMS_KEY, time.time(), "+inf")
