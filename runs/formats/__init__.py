@@ -11,10 +11,12 @@ durability and resume, and none copies the relay.
 from __future__ import annotations
 
 from runs.formats.base import StreamFormat
+from runs.formats.seed001 import Seed001Format
 from runs.formats.ui_message import UIMessageFormat
 
 FORMATS: dict[str, type[StreamFormat]] = {
     UIMessageFormat.name: UIMessageFormat,
+    Seed001Format.name: Seed001Format,
 }
 
-__all__ = ["FORMATS", "StreamFormat", "UIMessageFormat"]
+__all__ = ["FORMATS", "Seed001Format", "StreamFormat", "UIMessageFormat"]
