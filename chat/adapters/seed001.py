@@ -12,12 +12,20 @@ Errors take the one error path in this API's voice (``seed001_error``).
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.urls import path
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
@@ -114,7 +122,20 @@ def seed001_errors(*statuses: int) -> dict[int, OpenApiResponse]:
 
 
 HANDLE = OpenApiParameter("handle", str, OpenApiParameter.PATH, description="The genie (agent): its handle or uuid.")
-CONVERSATION = OpenApiParameter("session_uuid", str, OpenApiParameter.PATH, description="The `conversation_id`.")
+CONVERSATION = OpenApiParameter(
+    "session_uuid", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The `conversation_id`."
+)
+
+# One event of seed 001's stream as an SSE client parses it.
+SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The event's id in its conversation."},
+        "event": {"type": "string", "description": "`processing.started`, `skill.confirmation_required`…"},
+        "data": {"type": "string", "description": "The event's JSON; it names its `genie_run_id`."},
+    },
+    "required": ["id", "event", "data"],
+}
 
 
 class Seed001Mixin:
@@ -274,6 +295,7 @@ class ConversationCreateView(Seed001Mixin, generics.GenericAPIView):
 
 
 @extend_schema(tags=TAGS, parameters=[HANDLE, CONVERSATION])
+@extend_schema_view(list=extend_schema(responses={200: ConversationMessageSerializer(many=True), **seed001_errors()}))
 class ConversationMessagesView(Seed001Mixin, MessageViewSet):
     """``GET conversations/{id}/messages``: the history, oldest first; ``POST``: send the
     next message (``stream: true`` answers with the turn's SSE stream)."""
@@ -289,7 +311,7 @@ class ConversationMessagesView(Seed001Mixin, MessageViewSet):
         responses={
             201: GenieRunStartedSerializer,
             (200, "text/event-stream"): OpenApiResponse(
-                {"type": "string"},
+                SSE_EVENT,
                 description="`stream: true`: the turn's events, `id:` + `event:` + `data:`, from "
                 "`processing.started` to `processing.finished`; header `Genie-Run-Id`, `Location` to resume.",
             ),
@@ -384,11 +406,17 @@ class SkillApprovalView(Seed001Mixin, ToolCallApprovalView):
 
 class RuntimeConnectionMixin(Seed001Mixin):
     def check_attempt(self, attempt_id: str) -> Agent:
-        """The attempt must be reachable and wait for a call of this genie's conversation."""
+        """The attempt must be reachable and wait for a call of this genie's conversation.
+        (The route takes any text, so that a malformed id is this API's 404 too.)"""
+        not_found = NotFound("No such runtime connection attempt for this genie.", code="runtime_connection_not_found")
+        try:
+            uuid.UUID(attempt_id)
+        except ValueError:
+            raise not_found from None
         attempts = ConnectionAttempt.objects.reachable_by(self.request.auth)
         agent = self.genie_agents().first()
         if agent is None or not attempts.filter(attempt_id=attempt_id, tool_calls__run__session__agent=agent).exists():
-            raise NotFound("No such runtime connection attempt for this genie.", code="runtime_connection_not_found")
+            raise not_found
         return agent
 
     def in_seed_voice(self, response: Response, agent: Agent) -> Response:
@@ -402,7 +430,9 @@ class RuntimeConnectionMixin(Seed001Mixin):
 
 
 RUNTIME_CONNECTION = {200: RuntimeConnectionSerializer, **seed001_errors(409)}
-ATTEMPT = OpenApiParameter("attempt_id", str, OpenApiParameter.PATH, description="The `runtime_connection_attempt_id`.")
+ATTEMPT = OpenApiParameter(
+    "attempt_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The `runtime_connection_attempt_id`."
+)
 
 
 @extend_schema(tags=TAGS, parameters=[HANDLE, ATTEMPT])
@@ -480,7 +510,7 @@ class GenieRunStreamView(Seed001Mixin, generics.GenericAPIView):
         parameters=[
             HANDLE,
             CONVERSATION,
-            OpenApiParameter("run_uuid", str, OpenApiParameter.PATH, description="The `genie_run_id`."),
+            OpenApiParameter("run_uuid", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The `genie_run_id`."),
             OpenApiParameter(
                 "Last-Event-ID",
                 {"type": "integer", "minimum": 0},
@@ -489,7 +519,7 @@ class GenieRunStreamView(Seed001Mixin, generics.GenericAPIView):
             ),
         ],
         responses={
-            (200, "text/event-stream"): OpenApiResponse({"type": "string"}, description="The run's events."),
+            (200, "text/event-stream"): OpenApiResponse(SSE_EVENT, description="The run's events."),
             204: OpenApiResponse(description="The client has every event up to `processing.finished`."),
             **seed001_errors(501),
         },
@@ -518,12 +548,12 @@ urlpatterns = [
         name="skill-approval",
     ),
     path(
-        f"{PREFIX}runtime_connection/<uuid:attempt_id>/link",
+        f"{PREFIX}runtime_connection/<str:attempt_id>/link",
         RuntimeConnectionLinkView.as_view(),
         name="runtime-connection-link",
     ),
     path(
-        f"{PREFIX}runtime_connection/<uuid:attempt_id>/reject",
+        f"{PREFIX}runtime_connection/<str:attempt_id>/reject",
         RuntimeConnectionRejectView.as_view(),
         name="runtime-connection-reject",
     ),
