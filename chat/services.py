@@ -50,18 +50,9 @@ def start_session(
     secret (shown once).
     """
     sources = _find_uploads(Upload.objects.filter(session__in=Session.objects.reachable_by(caller)), file_ids)
-    session = Session(
-        team=caller.team,
-        agent=agent,
-        owner=caller.user if caller.is_user else None,
-        user_id=user_id,
-        created_by_token=caller.token,
-        title=title.strip(),
-        metadata=metadata or {},
-        chat_id=chat_id,
+    session, client_secret = open_session(
+        caller=caller, agent=agent, title=title, metadata=metadata, user_id=user_id, chat_id=chat_id
     )
-    client_secret = session.issue_client_secret() if caller.is_publishable else None
-    session.save()
     Message.objects.bulk_create(
         Message(session=session, sender_role=role, text=text, status=Message.Status.COMPLETE)
         for role, text in history or []
@@ -76,6 +67,34 @@ def start_session(
         uploads=uploads,
     )
     return session, run, client_secret
+
+
+@transaction.atomic
+def open_session(
+    *,
+    caller: Caller,
+    agent: Agent,
+    title: str = "",
+    metadata: dict[str, Any] | None = None,
+    user_id: str = "",
+    chat_id: str = "",
+) -> tuple[Session, str | None]:
+    """Create a session with no turn yet (seed 001 creates a conversation, then sends
+    its first message; ``chat_id``: an AI SDK client's own id for it). Returns it and,
+    for a publishable key, its client secret (shown once)."""
+    session = Session(
+        team=caller.team,
+        agent=agent,
+        owner=caller.user if caller.is_user else None,
+        user_id=user_id,
+        created_by_token=caller.token,
+        title=title.strip(),
+        metadata=metadata or {},
+        chat_id=chat_id,
+    )
+    client_secret = session.issue_client_secret() if caller.is_publishable else None
+    session.save()
+    return session, client_secret
 
 
 @transaction.atomic

@@ -264,6 +264,7 @@ CORS_ALLOWED_ORIGINS: list[str] = []
 CORS_ALLOW_CREDENTIALS = False
 CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "idempotency-key", "last-event-id", "x-session-secret"]
 CORS_EXPOSE_HEADERS = [
+    "genie-run-id",  # seed 001's streamed send
     "genie-message-uuid",
     "genie-run-uuid",
     "genie-session-uuid",

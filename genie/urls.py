@@ -12,6 +12,8 @@ api = [
     path("", include("chat.urls")),
     path("", include("feedback.urls")),
     path("", include("runs.urls")),
+    # The documented APIs served as written (chat/adapters/), beside the canonical one.
+    path("", include("chat.adapters.seed001")),
     path("api-keys", ApiKeyViewSet.as_view({"get": "list", "post": "create"}), name="api-key-list"),
     path(
         "api-keys/<uuid:uuid>", ApiKeyViewSet.as_view({"get": "retrieve", "delete": "destroy"}), name="api-key-detail"

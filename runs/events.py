@@ -106,6 +106,11 @@ class StreamEvent:
         what a reader that has every id up to ``after`` already saw."""
         return cls(row.seq, run_uuid, row.type, json.dumps(row.data_after(after), separators=(",", ":")))
 
+    @classmethod
+    def from_row_through(cls, row: RunEvent, run_uuid: str, seq: int) -> StreamEvent:
+        """The part of a merged delta up to ``seq``, as the event ``seq``."""
+        return cls(seq, run_uuid, row.type, json.dumps(row.data_through(seq), separators=(",", ":")))
+
     def sse(self) -> str:
         return f"id: {self.seq}\ndata: {self.data_json}\n\n"
 

@@ -98,12 +98,14 @@ def stream_turn(
     headers: Callable[[Request, Response, Run], dict[str, str]],
     session: Session | None = None,
     after_seq: int | None = None,
+    run_field: str = "run_uuid",
 ) -> HttpResponse | Response:
-    """Start a turn with ``start`` (a view's JSON answer naming ``run_uuid``) and answer
-    with its stream instead (from after ``after_seq`` when given: a paused turn goes on).
-    ``session``: the session the turn goes to, when known before ``start`` (which may
-    create it). The stream's slot is taken first, so a caller at its cap gets 429 before
-    anything is written; an error answer (4xx) is returned as it is."""
+    """Start a turn with ``start`` (a view's JSON answer naming the run in ``run_field``:
+    an adapter names it in its own words) and answer with its stream instead (from after
+    ``after_seq`` when given: a paused turn goes on). ``session``: the session the turn
+    goes to, when known before ``start`` (which may create it). The stream's slot is taken
+    first, so a caller at its cap gets 429 before anything is written; an error answer
+    (4xx) is returned as it is."""
     ident = credential_ident(request.auth, client_ip(request.META))
     slot = take_slot(ident)
     if slot is None:
@@ -114,10 +116,10 @@ def stream_turn(
     except BaseException:
         release_slot_now(ident, slot)
         raise
-    if response.status_code >= 300 or "run_uuid" not in (response.data or {}):
+    if response.status_code >= 300 or run_field not in (response.data or {}):
         release_slot_now(ident, slot)
         return response
-    run = Run.objects.select_related("session", "agent_message").get(uuid=response.data["run_uuid"])
+    run = Run.objects.select_related("session", "agent_message").get(uuid=response.data[run_field])
     # What the JSON answer said in its headers (an idempotent replay says so) still holds.
     said = {name: value for name, value in response.items() if name.lower() != "content-type"}
     fresh = response.get("Idempotent-Replayed") != "true"

@@ -265,6 +265,14 @@ class RunEvent(models.Model):
         seen = sum(self.delta_lengths[: seq - self.first_seq + 1])
         return {**self.data, "delta": self.data["delta"][seen:]}
 
+    def data_through(self, seq: int) -> dict[str, Any]:
+        """The complement of ``data_after``: what a reader that has every id up to ``seq``
+        saw of this event (a merged delta's pieces up to ``seq``)."""
+        if seq >= self.seq or not self.delta_lengths:
+            return self.data
+        seen = sum(self.delta_lengths[: seq - self.first_seq + 1])
+        return {**self.data, "delta": self.data["delta"][:seen]}
+
 
 class ToolCallQuerySet(models.QuerySet["ToolCall"]):
     def open(self) -> ToolCallQuerySet:

@@ -32,10 +32,10 @@ from django.db.models import Max, Min
 from django.http import HttpRequest
 from django.http.cookie import parse_cookie
 
-from chat.models import Session
+from chat.models import Agent, Session
 from genie.auth import Caller, OriginNotAllowed, caller_for_user, parse_bearer, resolve_bearer_key
 from genie.cors import Headers, asgi_cors
-from genie.exceptions import error_body
+from genie.exceptions import ErrorVoice, error_body_for_status
 from genie.throttles import client_ip, throttle_wait
 from runs.events import FINISH, StreamEvent, channel_name, stream_key
 from runs.fanout import Subscriber, async_redis, live_fanout, relayed_events
@@ -60,6 +60,7 @@ class StreamPlan:
     run_filter: str | None  # a run's own stream shows only that run
     backlog: list[StreamEvent]
     slot: tuple[str, str] = ("", "")  # (credential, slot id) held while the stream is open
+    delivered_seq: int = 0  # the client has these already (a format that reads the whole run)
 
 
 @dataclass(frozen=True)
@@ -126,9 +127,13 @@ def plan_stream(
     run_uuid: str | None,
     client: tuple[str, int] | None = None,
     chat_id: str | None = None,
+    agent_handle: str | None = None,
+    whole_run: bool = False,
 ) -> StreamPlan | StreamRefusal:
     """Authenticate, apply the caller's rate limit and open-stream cap, find what this
-    stream covers, and load its stored backlog.
+    stream covers, and load its stored backlog. ``agent_handle`` (a handle or uuid):
+    the session must be that agent's (an adapter's URL names it); ``whole_run``: see
+    ``StreamFormat.reads_whole_run``.
 
     Queries: auth (1-2), the session, its runs, the backlog from PostgreSQL.
     """
@@ -147,15 +152,18 @@ def plan_stream(
     if wait is not None:
         return StreamRefusal(429, "rate_limited", "Request was throttled.", retry_after=math.ceil(wait))
     if chat_id is not None:  # an AI SDK client names its session by its own chat id
-        session = Session.objects.with_chat_id(caller, chat_id).first()
+        sessions = Session.objects.with_chat_id(caller, chat_id)
     else:
-        session = Session.objects.reachable_by(caller).filter(uuid=session_uuid).first()
+        sessions = Session.objects.reachable_by(caller).filter(uuid=session_uuid)
+    if agent_handle is not None:
+        sessions = sessions.filter(agent__in=Agent.objects.by_handle_or_uuid(agent_handle))
+    session = sessions.first()
     if session is None:
         return StreamRefusal(404, "not_found", "Not found.")
     last_event_id = parse_last_event_id(headers, query)
     if isinstance(last_event_id, StreamRefusal):
         return last_event_id
-    plan = plan_backlog(session=session, last_event_id=last_event_id, run_uuid=run_uuid)
+    plan = plan_backlog(session=session, last_event_id=last_event_id, run_uuid=run_uuid, whole_run=whole_run)
     if isinstance(plan, StreamRefusal):
         return plan
     ident = credential_ident(caller, client_ip(meta))
@@ -174,14 +182,21 @@ def forwarded_for(headers: dict[bytes, bytes]) -> str:
     return headers.get(b"x-forwarded-for", b"").decode("latin-1")
 
 
-def plan_backlog(*, session: Session, last_event_id: int | None, run_uuid: str | None) -> StreamPlan | StreamRefusal:
-    """What a stream of ``session`` covers from ``last_event_id``, with its stored backlog."""
+def plan_backlog(
+    *, session: Session, last_event_id: int | None, run_uuid: str | None, whole_run: bool = False
+) -> StreamPlan | StreamRefusal:
+    """What a stream of ``session`` covers from ``last_event_id``, with its stored backlog.
+    ``whole_run`` (a run's own stream): read from the run's start and mark what the client
+    has as delivered (a merged delta it has part of is split at ``last_event_id``)."""
     runs = session.runs.all()
+    delivered = 0
     if run_uuid is not None:
         run = runs.filter(uuid=run_uuid).first()
         if run is None:
             return StreamRefusal(404, "not_found", "Not found.")
         after = last_event_id if last_event_id is not None else events_before(run)
+        if whole_run and last_event_id is not None:
+            delivered, after = last_event_id, min(events_before(run), last_event_id)
     elif last_event_id is not None:
         run = runs.order_by("-created_at", "-id").first()
         if run is None:
@@ -196,10 +211,17 @@ def plan_backlog(*, session: Session, last_event_id: int | None, run_uuid: str |
         # The session's latest run closes the stream, so queued turns behind it follow on.
         run = runs.order_by("-created_at", "-id").first()
     rows = RunEvent.objects.filter(session=session, seq__gt=after).select_related("run").order_by("seq")
-    backlog = [StreamEvent.from_row(row, str(row.run.uuid), after=after) for row in rows]
-    if run.is_finished and not any(e.type == FINISH and e.run_uuid == str(run.uuid) for e in backlog):
+    backlog = []
+    for row in rows:
+        if row.first_seq <= delivered < row.seq:
+            backlog.append(StreamEvent.from_row_through(row, str(row.run.uuid), delivered))
+            backlog.append(StreamEvent.from_row(row, str(row.run.uuid), after=delivered))
+        else:
+            backlog.append(StreamEvent.from_row(row, str(row.run.uuid), after=after))
+    known = max(after, delivered)
+    if run.is_finished and not any(e.type == FINISH and e.run_uuid == str(run.uuid) and e.seq > known for e in backlog):
         finished_seq = RunEvent.objects.filter(run=run, type=FINISH).aggregate(m=Max("seq"))["m"]
-        if finished_seq is not None and finished_seq <= after:
+        if finished_seq is not None and finished_seq <= known:
             return StreamRefusal(204)
     return StreamPlan(
         session_uuid=str(session.uuid),
@@ -207,6 +229,7 @@ def plan_backlog(*, session: Session, last_event_id: int | None, run_uuid: str |
         close_after_run=str(run.uuid),
         run_filter=str(run.uuid) if run_uuid is not None else None,
         backlog=backlog,
+        delivered_seq=delivered,
     )
 
 
@@ -220,12 +243,14 @@ def events_before(run: Run) -> int:
     return RunEvent.objects.filter(session_id=run.session_id).aggregate(m=Max("seq"))["m"] or 0
 
 
-async def send_json_error(send: Any, refusal: StreamRefusal, cors: Headers | None = None) -> None:
+async def send_json_error(
+    send: Any, refusal: StreamRefusal, cors: Headers | None = None, voice: ErrorVoice = error_body_for_status
+) -> None:
     if refusal.status == 204:
         await send({"type": "http.response.start", "status": 204, "headers": [*(cors or [])]})
         await send({"type": "http.response.body", "body": b""})
         return
-    body = json.dumps(error_body(refusal.code, refusal.message)).encode()
+    body = json.dumps(voice(refusal.code, refusal.message, None, refusal.status)).encode()
     headers = [(b"content-type", b"application/json"), *(cors or [])]
     if refusal.status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="genie"'))
@@ -318,7 +343,7 @@ class StreamRelay:
             if self.plan.run_filter is not None and event.run_uuid != self.plan.run_filter:
                 continue
             frame = self.wire.frame(event)
-            if frame:
+            if frame and event.seq > self.plan.delivered_seq:  # the format read it either way
                 parts.append(frame)
                 size += len(frame)
             if (event.type == FINISH and event.run_uuid == self.plan.close_after_run) or self.wire.ends_after(event):
@@ -453,10 +478,14 @@ async def relay_stream(
 
 class StreamApp:
     """ASGI app for the stream URLs (``run_uuid`` in the route selects a run's own
-    stream), written in ``wire``'s protocol."""
+    stream; ``handle``, in an adapter's route, the agent the session must be of), written
+    in ``wire``'s protocol, its errors in ``error_voice``."""
 
-    def __init__(self, wire: type[StreamFormat] = UIMessageFormat) -> None:
+    def __init__(
+        self, wire: type[StreamFormat] = UIMessageFormat, error_voice: ErrorVoice = error_body_for_status
+    ) -> None:
         self.wire = wire
+        self.error_voice = error_voice
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -466,15 +495,14 @@ class StreamApp:
             await send_json_error(send, StreamRefusal(204), cors.headers)
             return
         if scope["method"] not in {"GET", "HEAD"}:
-            await send_json_error(
-                send, StreamRefusal(405, "method_not_allowed", f'Method "{scope["method"]}" not allowed.'), cors.headers
-            )
+            refusal = StreamRefusal(405, "method_not_allowed", f'Method "{scope["method"]}" not allowed.')
+            await send_json_error(send, refusal, cors.headers, self.error_voice)
             return
         # Not thread-sensitive: streams open in parallel on the executor's threads instead
         # of queueing behind every other sync call of the process on one thread.
         plan, wire = await database_sync_to_async(self.prepare, thread_sensitive=False)(scope)
         if isinstance(plan, StreamRefusal):
-            await send_json_error(send, plan, cors.headers)
+            await send_json_error(send, plan, cors.headers, self.error_voice)
             return
         await relay_stream(plan, receive, send, cors.headers, wire)
 
@@ -489,6 +517,8 @@ class StreamApp:
             session_uuid=str(kwargs["session_uuid"]),
             run_uuid=str(run_uuid) if run_uuid else None,
             client=scope.get("client"),
+            agent_handle=kwargs.get("handle"),
+            whole_run=self.wire.reads_whole_run,
         )
         return plan, self.wire()
 

@@ -94,19 +94,22 @@ class SessionEventsView(mixins.ListModelMixin, viewsets.GenericViewSet):
     first, kept GENIE_EVENT_RETENTION."""
 
     serializer_class = RunEventSerializer
+    query_serializer_class = EventQuerySerializer
 
     @cached_property
     def event_query(self) -> dict[str, Any]:
         """The validated query parameters (400 on bad ones), read once per request."""
-        query = EventQuerySerializer(data=self.request.query_params.dict())
+        query = self.query_serializer_class(data=self.request.query_params.dict())
         query.is_valid(raise_exception=True)
         return query.validated_data
+
+    def get_session(self) -> Session:
+        return get_object_or_404(Session.objects.reachable_by(self.request.auth), uuid=self.kwargs["session_uuid"])
 
     def get_queryset(self) -> QuerySet[RunEvent]:
         if getattr(self, "swagger_fake_view", False):  # schema generation
             return RunEvent.objects.none()
-        session = get_object_or_404(Session.objects.reachable_by(self.request.auth), uuid=self.kwargs["session_uuid"])
-        events = session.events.select_related("run").order_by("seq")
+        events = self.get_session().events.select_related("run").order_by("seq")
         if "since_id" in self.event_query:
             events = events.filter(seq__gt=self.event_query["since_id"])
         if "since_created_at" in self.event_query:

@@ -1,2 +1,3 @@
-"""Request adapters: other documented APIs (OpenAI, the AI SDK, the seeds) served over the
-same services and event log, one module each; their wire formats are in ``runs.formats``."""
+"""Request adapters: other documented APIs served as written, one module each, each a thin
+layer over the canonical services, access rule and relay (its wire format lives beside
+the relay, in ``runs.formats``). Each module holds its views and its ``urlpatterns``."""

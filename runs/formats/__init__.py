@@ -13,12 +13,21 @@ from __future__ import annotations
 from runs.formats.ai_sdk_chat import AISDKChatFormat
 from runs.formats.base import StreamFormat
 from runs.formats.openai import ChatCompletionChunkFormat
+from runs.formats.seed001 import Seed001Format
 from runs.formats.ui_message import UIMessageFormat
 
 FORMATS: dict[str, type[StreamFormat]] = {
     UIMessageFormat.name: UIMessageFormat,
     AISDKChatFormat.name: AISDKChatFormat,
     ChatCompletionChunkFormat.name: ChatCompletionChunkFormat,
+    Seed001Format.name: Seed001Format,
 }
 
-__all__ = ["FORMATS", "AISDKChatFormat", "ChatCompletionChunkFormat", "StreamFormat", "UIMessageFormat"]
+__all__ = [
+    "FORMATS",
+    "AISDKChatFormat",
+    "ChatCompletionChunkFormat",
+    "Seed001Format",
+    "StreamFormat",
+    "UIMessageFormat",
+]

@@ -24,6 +24,11 @@ class StreamFormat:
     content_type: bytes = b"text/event-stream"
     extra_headers: tuple[Header, ...] = ()
     heartbeat: bytes = b": ping\n\n"
+    # A format whose frames sum up earlier events of the run (seed 001's ``agent.message``
+    # holds the whole reply) reads a run's own stream from the run's start even when the
+    # client resumes with Last-Event-ID; the relay then leaves out on the wire what the
+    # client has (``StreamPlan.delivered_seq``), after the format has read it.
+    reads_whole_run: bool = False
 
     def headers(self) -> list[Header]:
         return [

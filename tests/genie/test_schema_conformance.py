@@ -83,7 +83,8 @@ JSON_CONFIG = schemathesis.Config.from_dict(
         "operations": [{"include-name": "PATCH /api/v1/agents/{handle}", "phases": {"coverage": {"enabled": False}}}],
     }
 )
-STREAM_PATHS = r"/stream$"
+# The relay's SSE GETs: the canonical two and seed 001's genie run.
+STREAM_PATHS = r"/stream$|/genie-runs/"
 json_operations = schemathesis.openapi.from_wsgi("/api/v1/schema?format=json", application, config=JSON_CONFIG).exclude(
     path_regex=STREAM_PATHS
 )
@@ -185,9 +186,10 @@ def as_named(operations) -> Iterator:
         yield operation.Case(path_parameters={name: PATH_PARAMETERS.get(name, str(uuid.UUID(int=0))) for name in names})
 
 
-# What the other credentials get, all operations together (the probes and /metrics take
-# no API credential: tests/genie/test_operations.py covers who may read them).
-REFUSALS = {"invalid": {401}, "personal": {200, 400, 403, 404}, "publishable": {400, 403, 404}}
+# What the other credentials get, all operations together (201: seed 001's POST
+# conversations needs no body, and a user or a publishable key may open one; the probes
+# and /metrics take no API credential: tests/genie/test_operations.py covers who may read them).
+REFUSALS = {"invalid": {401}, "personal": {200, 201, 400, 403, 404}, "publishable": {201, 400, 403, 404}}
 API_OPERATIONS = json_operations.exclude(tag="operations")
 
 
@@ -209,9 +211,7 @@ def test_json_responses_match_the_schema(case, in_process):
 def test_json_refusals_match_the_schema(in_process, member, credential):
     headers = other_credential(member, credential)
 
-    statuses = {
-        case.call_and_validate(headers=headers, checks=CHECKS).status_code for case in as_named(API_OPERATIONS)
-    }
+    statuses = {case.call_and_validate(headers=headers, checks=CHECKS).status_code for case in as_named(API_OPERATIONS)}
 
     assert statuses == REFUSALS[credential]
 

@@ -1,0 +1,561 @@
+"""Seed 001, the headless "genies" API, under ``/api/v1/genies/{handle}/chat/``.
+
+A conversation is a session of the agent the URL names (by handle, or uuid); a genie run
+is a run. Every write goes through the canonical services (``chat.services``,
+``runs.services``, ``runs.connections``) and every read through the one access rule
+(``Session.objects.reachable_by``), further scoped to the URL's agent. Streams are the
+relay's, in seed 001's wire format (``runs.formats.seed001``): a message sent with
+``stream: true`` answers with its turn's stream, and ``…/genie-runs/{run}`` (routed by
+``genie.asgi`` to ``runs.sse.StreamApp``) replays or resumes one run with Last-Event-ID.
+Errors take the one error path in this API's voice (``seed001_error``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import HttpResponse
+from django.urls import path
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from chat import services
+from chat.models import Agent, Message, Session, Upload
+from chat.serializers import MessageTextField, UploadSerializer, validate_message_text
+from chat.views import MessageViewSet, UploadViewSet
+from genie.idempotency import run_idempotently
+from genie.links import absolute_url
+from genie.schema import IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, SECURITY
+from genie.serializers import JSONObjectField, StrictSerializer
+from runs.events import require_redis
+from runs.formats import Seed001Format
+from runs.formats.seed001 import Reply, seed001_events
+from runs.handoff import stream_turn
+from runs.models import ConnectionAttempt, Run, RunEvent
+from runs.serializers import AuthLinkSerializer, EventQuerySerializer, ToolCallApprovalSerializer
+from runs.views import ConnectionLinkView, ConnectionRejectView, SessionEventsView, ToolCallApprovalView
+
+app_name = "seed001"
+
+TAGS = ["seed 001"]
+PREFIX = "genies/<str:handle>/chat/"
+# Routed to the relay by genie.asgi (the Django view below only names it and answers under WSGI).
+GENIE_RUN_STREAM_PATH = f"{PREFIX}conversations/<uuid:session_uuid>/genie-runs/<uuid:run_uuid>"
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+def field_errors(details: Any, prefix: str = "") -> list[dict[str, str]]:
+    """A validation error's details as ``[{field, message}]``; nested fields dotted."""
+    if not isinstance(details, dict):
+        return []
+    errors: list[dict[str, str]] = []
+    for name, value in details.items():
+        field = f"{prefix}.{name}" if prefix else str(name)
+        if isinstance(value, dict):
+            errors += field_errors(value, field)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict):
+                    errors += field_errors(item, field)
+                else:
+                    errors.append({"field": field, "message": str(item)})
+        else:
+            errors.append({"field": field, "message": str(value)})
+    return errors
+
+
+def seed001_error(code: str, message: str, details: Any, status_code: int) -> dict[str, Any]:
+    """Seed 001's error body (the document shows none; this one is flat, with the status,
+    and names each bad field): ``{status, code, message, errors: [{field, message}],
+    details}``. A validation error's message names its first field."""
+    errors = field_errors(details) if code == "validation_error" else []
+    if errors:
+        message = f"{errors[0]['field']}: {errors[0]['message']}"
+    return {"status": status_code, "code": code, "message": message, "errors": errors, "details": details}
+
+
+class Seed001ErrorSerializer(serializers.Serializer):
+    class FieldErrorSerializer(serializers.Serializer):
+        field = serializers.CharField()
+        message = serializers.CharField()
+
+    status = serializers.IntegerField(help_text="The HTTP status.")
+    code = serializers.CharField(help_text="Stable, snake_case: `conversation_not_found`, `validation_error`…")
+    message = serializers.CharField()
+    errors = FieldErrorSerializer(many=True, help_text="The fields a 400 refuses; empty otherwise.")
+    details = serializers.JSONField(allow_null=True, help_text="Null, or what the code needs.")
+
+
+def seed001_errors(*statuses: int) -> dict[int, OpenApiResponse]:
+    descriptions = {
+        400: "A bad body or query: `validation_error`, each field named in `errors`.",
+        401: "No credentials, or invalid ones (`not_authenticated`, `authentication_failed`).",
+        403: "Credentials that may not do this (`permission_denied`, `origin_not_allowed`).",
+        404: "No such genie, conversation, genie run, skill call or attempt, or not the caller's.",
+        409: "The state does not allow it: `run_active`, `already_decided`, `connection_attempt_closed`.",
+        413: "Too large: `text_too_long`, `file_too_large`, `request_too_large`.",
+        415: "`unsupported_file_type`, `unsupported_media_type`.",
+        422: "`idempotency_key_reused`: the Idempotency-Key came with another body.",
+        429: "Too many requests or open streams (`rate_limited`, `too_many_streams`).",
+        501: "`asgi_required`: this server runs under WSGI, which cannot serve streams.",
+        503: "`redis_unavailable`: nothing was created; retry shortly.",
+    }
+    common = (400, 401, 403, 404, 413, 415, 429)
+    return {
+        code: OpenApiResponse(Seed001ErrorSerializer, description=descriptions[code])
+        for code in sorted({*common, *statuses})
+    }
+
+
+HANDLE = OpenApiParameter("handle", str, OpenApiParameter.PATH, description="The genie (agent): its handle or uuid.")
+CONVERSATION = OpenApiParameter(
+    "session_uuid", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The `conversation_id`."
+)
+
+# One event of seed 001's stream as an SSE client parses it.
+SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The event's id in its conversation."},
+        "event": {"type": "string", "description": "`processing.started`, `skill.confirmation_required`…"},
+        "data": {"type": "string", "description": "The event's JSON; it names its `genie_run_id`."},
+    },
+    "required": ["id", "event", "data"],
+}
+
+
+class Seed001Mixin:
+    """What every seed 001 view shares: its error voice, JSON whatever the Accept header
+    asks (a client that accepts only SSE still reads its errors), and the lookups scoped
+    to the URL's genie."""
+
+    error_voice = staticmethod(seed001_error)
+    kwargs: dict[str, Any]
+    request: Request
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:  # noqa: FBT001, FBT002
+        return super().perform_content_negotiation(request, force=True)  # type: ignore[misc]
+
+    def genie_agents(self) -> QuerySet[Agent]:
+        return Agent.objects.for_team(self.request.auth.team).by_handle_or_uuid(self.kwargs["handle"])
+
+    def get_conversation(self, session_uuid: Any = None) -> Session:
+        if not hasattr(self, "_conversation"):
+            sessions = Session.objects.reachable_by(self.request.auth).filter(agent__in=self.genie_agents())
+            found = sessions.select_related("agent").filter(uuid=session_uuid or self.kwargs["session_uuid"]).first()
+            if found is None:
+                raise NotFound("No such conversation with this genie.", code="conversation_not_found")
+            self._conversation = found
+        return self._conversation
+
+
+# --- serializers -------------------------------------------------------------------------
+
+
+class ConversationCreateSerializer(StrictSerializer):
+    title = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+    user_id = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+    metadata = JSONObjectField(required=False, default=dict)
+
+
+class ConversationSerializer(serializers.Serializer):
+    conversation_id = serializers.UUIDField(source="uuid")
+    genie_handle = serializers.CharField(source="agent.handle")
+    title = serializers.CharField()
+    user_id = serializers.CharField()
+    metadata = serializers.JSONField()
+    created_at = serializers.DateTimeField()
+    client_secret = serializers.CharField(
+        required=False, help_text="Publishable keys only, shown once: send it as X-Session-Secret."
+    )
+
+
+class SendMessageSerializer(StrictSerializer):
+    text = MessageTextField()
+    stream = serializers.BooleanField(
+        required=False, default=False, help_text="`true`: the answer is the turn's SSE stream."
+    )
+    file_id = serializers.UUIDField(
+        required=False, allow_null=True, default=None, help_text="A file from `…/upload` to attach."
+    )
+    metadata = JSONObjectField(required=False, default=dict)
+
+    def validate_text(self, value: str) -> str:
+        return validate_message_text(value)
+
+
+class GenieRunStartedSerializer(serializers.Serializer):
+    conversation_id = serializers.UUIDField()
+    genie_handle = serializers.CharField()
+    genie_run_id = serializers.UUIDField()
+    message_id = serializers.UUIDField(help_text="The genie's reply, pending until the run ends.")
+    status = serializers.CharField()
+    stream_url = serializers.URLField(help_text="`GET …/genie-runs/{genie_run_id}`: the run's stream.")
+
+
+class ConversationMessageSerializer(serializers.ModelSerializer):
+    message_id = serializers.UUIDField(source="uuid")
+    conversation_id = serializers.UUIDField(source="session.uuid")
+    role = serializers.CharField(source="sender_role", help_text="`user` or `agent` (the genie).")
+    genie_run_id = serializers.SerializerMethodField()
+    file_ids = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Message
+        fields = ["message_id", "conversation_id", "role", "text", "status", "genie_run_id", "file_ids", "created_at"]
+        read_only_fields = fields
+
+    def get_genie_run_id(self, obj: Message) -> str | None:
+        run = getattr(obj, "run", None) if obj.is_agent else None
+        return str(run.uuid) if run is not None else None
+
+    def get_file_ids(self, obj: Message) -> list[str]:
+        return [str(upload.file_id) for upload in obj.attachments.all()]
+
+
+class ConversationUploadSerializer(UploadSerializer):
+    conversation_id = serializers.UUIDField(source="session.uuid", read_only=True)
+
+    class Meta(UploadSerializer.Meta):
+        fields = ["file_id", "conversation_id", *UploadSerializer.Meta.fields[1:]]
+        read_only_fields = fields
+
+
+class ConversationEventQuerySerializer(EventQuerySerializer):
+    conversation_id = serializers.UUIDField()
+
+
+class ConversationEventSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="The event's id in its conversation (the stream's SSE id).")
+    event = serializers.CharField(help_text="The stream's event name: `agent.message`, `processing.finished`…")
+    genie_run_id = serializers.UUIDField()
+    data = serializers.JSONField()
+    created_at = serializers.DateTimeField()
+
+
+class RuntimeConnectionSerializer(serializers.Serializer):
+    runtime_connection_attempt_id = serializers.UUIDField()
+    status = serializers.CharField(help_text="`auth_required` (present `auth_link.url`), `authorized` or `rejected`.")
+    auth_link = AuthLinkSerializer(required=False)
+    genie_handle = serializers.CharField()
+
+
+# --- views ---------------------------------------------------------------------------------
+
+
+def genie_run_url(request: Request, run: Run) -> str:
+    kwargs = {"handle": run.session.agent.handle, "session_uuid": run.session.uuid, "run_uuid": run.uuid}
+    return absolute_url(request, "seed001:genie-run", **kwargs)
+
+
+def turn_headers(request: Request, response: Response, run: Run) -> dict[str, str]:
+    """A streamed send names its run (the stream's first event does too) and where to resume."""
+    return {"Genie-Run-Id": str(run.uuid), "Location": genie_run_url(request, run)}
+
+
+@extend_schema(tags=TAGS, parameters=[HANDLE])
+class ConversationCreateView(Seed001Mixin, generics.GenericAPIView):
+    """``POST conversations``: a conversation with the genie, with no message yet."""
+
+    serializer_class = ConversationSerializer
+
+    @extend_schema(
+        request=ConversationCreateSerializer,
+        parameters=[IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED],
+        responses={201: ConversationSerializer, **seed001_errors(422)},
+    )
+    def post(self, request: Request, handle: str) -> Response:
+        return run_idempotently(request, lambda: self._create(request))
+
+    def _create(self, request: Request) -> Response:
+        data = ConversationCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        agent = self.genie_agents().live().first()
+        if agent is None or (request.auth.is_publishable and not agent.is_public):
+            raise NotFound("No such genie.", code="genie_not_found")
+        session, client_secret = services.open_session(caller=request.auth, agent=agent, **data.validated_data)
+        body = ConversationSerializer(session).data
+        if client_secret:
+            body["client_secret"] = client_secret
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=TAGS, parameters=[HANDLE, CONVERSATION])
+@extend_schema_view(list=extend_schema(responses={200: ConversationMessageSerializer(many=True), **seed001_errors()}))
+class ConversationMessagesView(Seed001Mixin, MessageViewSet):
+    """``GET conversations/{id}/messages``: the history, oldest first; ``POST``: send the
+    next message (``stream: true`` answers with the turn's SSE stream)."""
+
+    serializer_class = ConversationMessageSerializer
+
+    def get_session(self) -> Session:
+        return self.get_conversation()
+
+    @extend_schema(
+        request=SendMessageSerializer,
+        parameters=[IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED],
+        responses={
+            201: GenieRunStartedSerializer,
+            (200, "text/event-stream"): OpenApiResponse(
+                SSE_EVENT,
+                description="`stream: true`: the turn's events, `id:` + `event:` + `data:`, from "
+                "`processing.started` to `processing.finished`; header `Genie-Run-Id`, `Location` to resume.",
+            ),
+            **seed001_errors(409, 422, 503),
+        },
+    )
+    def create(self, request: Request, handle: str, session_uuid: str) -> Response | HttpResponse:
+        data = SendMessageSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        start = lambda: run_idempotently(request, lambda: self._send(request, data.validated_data))  # noqa: E731
+        if data.validated_data["stream"]:
+            return stream_turn(request, start, wire=Seed001Format(), headers=turn_headers, run_field="genie_run_id")
+        return start()
+
+    def _send(self, request: Request, data: dict[str, Any]) -> Response:
+        conversation = self.get_conversation()
+        require_redis()
+        run = services.post_message(
+            session=conversation,
+            text=data["text"],
+            metadata=data["metadata"],
+            file_ids=[data["file_id"]] if data["file_id"] else [],
+        )
+        body = {
+            "conversation_id": str(conversation.uuid),
+            "genie_handle": conversation.agent.handle,
+            "genie_run_id": str(run.uuid),
+            "message_id": str(run.agent_message.uuid),
+            "status": run.status,
+            "stream_url": genie_run_url(request, run),
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=TAGS, parameters=[HANDLE, CONVERSATION])
+class ConversationUploadView(Seed001Mixin, UploadViewSet):
+    """``POST conversations/{id}/upload`` (multipart ``file``): its ``file_id`` goes in a
+    message's ``file_id``."""
+
+    serializer_class = ConversationUploadSerializer
+
+    def get_session(self) -> Session:
+        return self.get_conversation()
+
+    def get_queryset(self) -> QuerySet[Upload]:
+        return super().get_queryset().select_related("session__agent")
+
+    @extend_schema(
+        request={
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+                "required": ["file"],
+            }
+        },
+        parameters=[IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED],
+        responses={201: ConversationUploadSerializer, **seed001_errors(422)},
+    )
+    def create(self, request: Request, handle: str, session_uuid: str) -> Response:
+        return super().create(request, session_uuid=session_uuid)
+
+
+@extend_schema(tags=TAGS, parameters=[HANDLE, CONVERSATION])
+class SkillApprovalView(Seed001Mixin, ToolCallApprovalView):
+    """``POST conversations/{id}/skill_approval/{call_id} {approved, reason?}``: approve or
+    reject the skill call a ``skill.confirmation_required`` event named."""
+
+    @extend_schema(
+        request=ToolCallApprovalSerializer,
+        responses={
+            200: inline_serializer(
+                "Seed001SkillDecision",
+                {
+                    "call_id": serializers.CharField(),
+                    "status": serializers.CharField(help_text="`approved` or `denied`."),
+                    "conversation_id": serializers.UUIDField(),
+                    "genie_handle": serializers.CharField(),
+                },
+            ),
+            **seed001_errors(409),
+        },
+    )
+    def post(self, request: Request, handle: str, session_uuid: str, call_id: str) -> Response:
+        conversation = self.get_conversation()
+        try:
+            response = super().post(request, session_uuid=session_uuid, call_id=call_id)
+        except NotFound as exc:
+            raise NotFound("No such skill call in this conversation.", code="skill_call_not_found") from exc
+        response.data.update(conversation_id=str(conversation.uuid), genie_handle=conversation.agent.handle)
+        return response
+
+
+class RuntimeConnectionMixin(Seed001Mixin):
+    def check_attempt(self, attempt_id: str) -> Agent:
+        """The attempt must be reachable and wait for a call of this genie's conversation.
+        (The route takes any text, so that a malformed id is this API's 404 too.)"""
+        not_found = NotFound("No such runtime connection attempt for this genie.", code="runtime_connection_not_found")
+        try:
+            uuid.UUID(attempt_id)
+        except ValueError:
+            raise not_found from None
+        attempts = ConnectionAttempt.objects.reachable_by(self.request.auth)
+        agent = self.genie_agents().first()
+        if agent is None or not attempts.filter(attempt_id=attempt_id, tool_calls__run__session__agent=agent).exists():
+            raise not_found
+        return agent
+
+    def in_seed_voice(self, response: Response, agent: Agent) -> Response:
+        body = dict(response.data)
+        response.data = {
+            "runtime_connection_attempt_id": str(body.pop("attempt_id")),
+            **body,
+            "genie_handle": agent.handle,
+        }
+        return response
+
+
+RUNTIME_CONNECTION = {200: RuntimeConnectionSerializer, **seed001_errors(409)}
+ATTEMPT = OpenApiParameter(
+    "attempt_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The `runtime_connection_attempt_id`."
+)
+
+
+@extend_schema(tags=TAGS, parameters=[HANDLE, ATTEMPT])
+class RuntimeConnectionLinkView(RuntimeConnectionMixin, ConnectionLinkView):
+    """``POST runtime_connection/{attempt_id}/link``: ``auth_required`` with an
+    ``auth_link`` to present, or ``authorized`` when it is done."""
+
+    @extend_schema(request=None, responses=RUNTIME_CONNECTION)
+    def post(self, request: Request, handle: str, attempt_id: str) -> Response:
+        agent = self.check_attempt(attempt_id)
+        return self.in_seed_voice(super().post(request, attempt_id=attempt_id), agent)
+
+
+@extend_schema(tags=TAGS, parameters=[HANDLE, ATTEMPT])
+class RuntimeConnectionRejectView(RuntimeConnectionMixin, ConnectionRejectView):
+    """``POST runtime_connection/{attempt_id}/reject``: the skill call fails ("connection
+    declined") and the genie goes on."""
+
+    @extend_schema(request=None, responses=RUNTIME_CONNECTION)
+    def post(self, request: Request, handle: str, attempt_id: str) -> Response:
+        agent = self.check_attempt(attempt_id)
+        return self.in_seed_voice(super().post(request, attempt_id=attempt_id), agent)
+
+
+@extend_schema(
+    tags=TAGS,
+    parameters=[
+        HANDLE,
+        OpenApiParameter("conversation_id", str, required=True, description="The conversation."),
+        OpenApiParameter("since_created_at", str, description="Only events stored after this time (ISO 8601)."),
+        OpenApiParameter("since_id", int, description="Only events after this id; not with since_created_at."),
+    ],
+    responses={200: ConversationEventSerializer(many=True), **seed001_errors()},
+)
+class ConversationEventsView(Seed001Mixin, SessionEventsView):
+    """``GET conversations/events?conversation_id=&since_created_at=``: the stream's
+    events, stored 24 h, oldest first. A page covers ``page_size`` stored events; a run's
+    end is two (``agent.message``, ``processing.finished``)."""
+
+    query_serializer_class = ConversationEventQuerySerializer
+
+    def get_session(self) -> Session:
+        return self.get_conversation(self.event_query["conversation_id"])
+
+    def get_queryset(self) -> QuerySet[RunEvent]:
+        return super().get_queryset().select_related("run__agent_message")
+
+    def list(self, request: Request, handle: str) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        since_id = self.event_query.get("since_id", 0)
+        events = [event for row in page for event in self.seed_events(row, since_id)]
+        return self.get_paginated_response(ConversationEventSerializer(events, many=True).data)
+
+    @staticmethod
+    def seed_events(row: RunEvent, since_id: int) -> list[dict[str, Any]]:
+        message = row.run.agent_message
+        reply = Reply(message_id=str(message.uuid), text=message.text, status=row.run.status)
+        named = seed001_events(row.data_after(since_id), genie_run_id=str(row.run.uuid), reply=reply)
+        run_id = row.run.uuid
+        return [
+            {"id": row.seq, "event": name, "genie_run_id": run_id, "data": data, "created_at": row.created_at}
+            for name, data in named
+        ]
+
+
+@extend_schema(tags=TAGS)
+class GenieRunStreamView(Seed001Mixin, generics.GenericAPIView):
+    """Served by the relay under ASGI (``genie.asgi``); this answers only under WSGI and
+    gives the URL its name and schema."""
+
+    @extend_schema(
+        description="The genie run's events as SSE (`id:`, `event:`, `data:`), from its start or, with "
+        "`Last-Event-ID`, the events after that id; it ends after `processing.finished`.",
+        auth=SECURITY,
+        parameters=[
+            HANDLE,
+            CONVERSATION,
+            OpenApiParameter("run_uuid", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The `genie_run_id`."),
+            OpenApiParameter(
+                "Last-Event-ID",
+                {"type": "integer", "minimum": 0},
+                location=OpenApiParameter.HEADER,
+                description="Resume after this event id.",
+            ),
+        ],
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(SSE_EVENT, description="The run's events."),
+            204: OpenApiResponse(description="The client has every event up to `processing.finished`."),
+            **seed001_errors(501),
+        },
+    )
+    def get(self, request: Request, **kwargs: str) -> Response:
+        message = "Streams are served by the ASGI server (Daphne)."
+        return Response(seed001_error("asgi_required", message, None, 501), status=501)
+
+
+urlpatterns = [
+    path(f"{PREFIX}conversations", ConversationCreateView.as_view(), name="conversation-list"),
+    path(f"{PREFIX}conversations/events", ConversationEventsView.as_view({"get": "list"}), name="conversation-events"),
+    path(
+        f"{PREFIX}conversations/<uuid:session_uuid>/messages",
+        ConversationMessagesView.as_view({"get": "list", "post": "create"}),
+        name="conversation-messages",
+    ),
+    path(
+        f"{PREFIX}conversations/<uuid:session_uuid>/upload",
+        ConversationUploadView.as_view({"post": "create"}),
+        name="conversation-upload",
+    ),
+    path(
+        f"{PREFIX}conversations/<uuid:session_uuid>/skill_approval/<str:call_id>",
+        SkillApprovalView.as_view(),
+        name="skill-approval",
+    ),
+    path(
+        f"{PREFIX}runtime_connection/<str:attempt_id>/link",
+        RuntimeConnectionLinkView.as_view(),
+        name="runtime-connection-link",
+    ),
+    path(
+        f"{PREFIX}runtime_connection/<str:attempt_id>/reject",
+        RuntimeConnectionRejectView.as_view(),
+        name="runtime-connection-reject",
+    ),
+    path(GENIE_RUN_STREAM_PATH, GenieRunStreamView.as_view(), name="genie-run"),
+]

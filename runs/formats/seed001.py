@@ -1,0 +1,120 @@
+"""Seed 001's stream (the headless "genies" API): SSE with named events.
+
+``id: <seq>``, ``event: <name>``, ``data: <json>``. The names are the document's
+(``skill.confirmation_required``, ``runtime_connection.auth_required``,
+``runtime_connection.auth_success``, ``agent.message``, ``processing.finished``) plus
+Genie's own where the document is silent (``processing.started`` first, naming the run;
+``agent.message.delta`` per token; the skill's outcome; ``processing.error``). Every
+event's data names its ``genie_run_id``. ``agent.message`` holds the whole reply, so a
+run's stream is read from the run's start even on a resume (``reads_whole_run``).
+
+``seed001_events`` is the one mapping from the event log to these events: the stream and
+the events endpoint (``chat.adapters.seed001``) both use it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from runs.events import StreamEvent
+from runs.formats.base import StreamFormat
+from runs.models import Run
+
+SeedEvent = tuple[str, dict[str, Any]]
+
+
+@dataclass
+class Reply:
+    """What seed 001's closing events say of a run: its agent message and how it ended.
+    The stream learns it from the events it reads; the events endpoint from the run row."""
+
+    message_id: str = ""
+    text: str = ""
+    status: str = Run.Status.SUCCEEDED
+
+    def read(self, chunk: dict[str, Any]) -> None:
+        kind = chunk.get("type")
+        if kind == "start":
+            self.message_id = chunk.get("messageId", "")
+        elif kind == "text-delta":
+            self.text += chunk.get("delta", "")
+        elif kind == "error":
+            self.status = Run.Status.FAILED
+        elif kind == "abort":
+            self.status = Run.Status.STOPPED
+
+
+def _from_data(**names: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Fields of seed 001's event from a Genie ``data-*`` part's ``data`` (seed name=Genie name)."""
+    return lambda chunk: {seed: (chunk.get("data") or {}).get(genie) for seed, genie in names.items()}
+
+
+def _from_chunk(**names: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Fields of seed 001's event from an AI SDK chunk's own fields."""
+    return lambda chunk: {seed: chunk.get(genie) for seed, genie in names.items()}
+
+
+# Events whose data is the chunk's alone (no reply state), by the chunk's type.
+NAMED: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "tool-input-available": ("skill.called", _from_chunk(call_id="toolCallId", skill_name="toolName", input="input")),
+    "data-approval-required": (
+        "skill.confirmation_required",
+        _from_data(call_id="call_id", skill_name="tool_name", input="input", expires_at="expires_at"),
+    ),
+    "tool-approval-response": ("skill.confirmation_resolved", _from_chunk(call_id="approvalId", approved="approved")),
+    "tool-output-available": ("skill.completed", _from_chunk(call_id="toolCallId", output="output")),
+    "tool-output-error": ("skill.failed", _from_chunk(call_id="toolCallId", error="errorText")),
+    "tool-output-denied": ("skill.rejected", _from_chunk(call_id="toolCallId")),
+    "data-connection-auth-required": (
+        "runtime_connection.auth_required",
+        _from_data(
+            runtime_connection_attempt_id="attempt_id", auth_link="auth_link", provider="provider", call_id="call_id"
+        ),
+    ),
+    "data-connection-auth-success": (
+        "runtime_connection.auth_success",
+        _from_data(runtime_connection_attempt_id="attempt_id", provider="provider"),
+    ),
+    "error": ("processing.error", _from_chunk(message="errorText")),
+}
+
+
+def seed001_events(chunk: dict[str, Any], *, genie_run_id: str, reply: Reply) -> list[SeedEvent]:
+    """The seed 001 events for one stored chunk (none for the AI SDK's bookkeeping:
+    steps, text parts, tool input deltas). ``reply`` is what is known of the run's reply
+    (``agent.message`` at the finish holds all of it)."""
+    run = {"genie_run_id": genie_run_id}
+    kind = chunk.get("type", "")
+    if kind == "start":
+        return [("processing.started", {**run, "message_id": reply.message_id})]
+    if kind == "text-delta":
+        return [("agent.message.delta", {**run, "message_id": reply.message_id, "delta": chunk.get("delta", "")})]
+    if kind == "finish":
+        closing = [("processing.finished", {**run, "status": reply.status})]
+        if reply.text or reply.status == Run.Status.SUCCEEDED:
+            closing.insert(0, ("agent.message", {**run, "message_id": reply.message_id, "text": reply.text}))
+        return closing
+    if kind in NAMED:
+        name, fields = NAMED[kind]
+        return [(name, {**run, **fields(chunk)})]
+    return []
+
+
+class Seed001Format(StreamFormat):
+    name = "seed001"
+    reads_whole_run = True
+
+    def __init__(self) -> None:
+        self.replies: dict[str, Reply] = {}  # by run: a session stream may cover several
+
+    def frame(self, event: StreamEvent) -> str:
+        chunk = json.loads(event.data_json)
+        reply = self.replies.setdefault(event.run_uuid, Reply())
+        reply.read(chunk)
+        return "".join(
+            f"id: {event.seq}\nevent: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+            for name, data in seed001_events(chunk, genie_run_id=event.run_uuid, reply=reply)
+        )
