@@ -43,6 +43,31 @@ def start_session(
     secret (shown once).
     """
     sources = _find_uploads(Upload.objects.filter(session__in=Session.objects.reachable_by(caller)), file_ids)
+    session, client_secret = open_session(caller=caller, agent=agent, title=title, metadata=metadata, user_id=user_id)
+    uploads = [_copy_upload(upload, session=session) for upload in sources]
+    run = _add_turn(
+        session=session,
+        text=text,
+        metadata=metadata or {},
+        ui_context=ui_context,
+        scan_context=scan_context,
+        uploads=uploads,
+    )
+    return session, run, client_secret
+
+
+@transaction.atomic
+def open_session(
+    *,
+    caller: Caller,
+    agent: Agent,
+    title: str = "",
+    metadata: dict[str, Any] | None = None,
+    user_id: str = "",
+) -> tuple[Session, str | None]:
+    """Create a session with no message yet (seed 002's ``POST /chat``; ``start_session``
+    adds the first turn to one). Owned as ``start_session``'s are: a user's own, a
+    publishable key's reachable only with the client secret returned (shown once)."""
     session = Session(
         team=caller.team,
         agent=agent,
@@ -54,16 +79,7 @@ def start_session(
     )
     client_secret = session.issue_client_secret() if caller.is_publishable else None
     session.save()
-    uploads = [_copy_upload(upload, session=session) for upload in sources]
-    run = _add_turn(
-        session=session,
-        text=text,
-        metadata=metadata or {},
-        ui_context=ui_context,
-        scan_context=scan_context,
-        uploads=uploads,
-    )
-    return session, run, client_secret
+    return session, client_secret
 
 
 @transaction.atomic

@@ -19,8 +19,12 @@ api = [
 
 urlpatterns = [
     path("api/v1/", include(api)),
+    # The seed documents' own APIs, as written (chat/adapters/): seed 003 under /api/v1/chat/,
+    # seed 002 at /chat.
+    path("api/v1/chat/", include("chat.adapters.seed003")),
     # Any other /api/ URL is the JSON 404, DEBUG or not (Django's own 404 page is HTML).
     re_path(r"^api/", json_not_found),
+    path("", include("chat.adapters.seed002")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
 ]

@@ -11,10 +11,12 @@ durability and resume, and none copies the relay.
 from __future__ import annotations
 
 from runs.formats.base import StreamFormat
+from runs.formats.seed003 import Seed003Format
 from runs.formats.ui_message import UIMessageFormat
 
 FORMATS: dict[str, type[StreamFormat]] = {
     UIMessageFormat.name: UIMessageFormat,
+    Seed003Format.name: Seed003Format,
 }
 
-__all__ = ["FORMATS", "StreamFormat", "UIMessageFormat"]
+__all__ = ["FORMATS", "Seed003Format", "StreamFormat", "UIMessageFormat"]
