@@ -15,7 +15,13 @@ from typing import Any
 import django_filters
 from django.db.models import QuerySet
 from django.urls import path
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+    extend_schema_view,
+)
 from rest_framework import serializers, status, viewsets
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
@@ -89,6 +95,7 @@ class ChatListItemSerializer(serializers.Serializer):
     createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
 
 
+@extend_schema_serializer(many=False)  # the list is one object, {chats: [...]}, not an array
 class ChatListSerializer(serializers.Serializer):
     chats = ChatListItemSerializer(many=True)
 
@@ -103,6 +110,7 @@ class ChatMessageSerializer(serializers.Serializer):
         return "assistant" if obj.is_agent else "user"
 
 
+@extend_schema_serializer(many=False)  # {messages: [...]}
 class ChatMessageListSerializer(serializers.Serializer):
     messages = ChatMessageSerializer(many=True)
 
