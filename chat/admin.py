@@ -126,8 +126,8 @@ class AgentForm(forms.ModelForm):
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
     form = AgentForm
-    list_display = ["name", "handle", "team", "provider", "model", "is_public", "is_default", "archived_at"]
-    list_filter = ["provider", "is_public", "team"]
+    list_display = ["name", "handle", "type", "team", "provider", "model", "is_public", "is_default", "archived_at"]
+    list_filter = ["provider", "type", "is_public", "team"]
     list_select_related = ["team"]
     search_fields = ["name", "handle", "model"]
     readonly_fields = ["uuid", "created_at", "updated_at"]

@@ -28,6 +28,12 @@ class AgentQuerySet(models.QuerySet["Agent"]):
     def live(self) -> AgentQuerySet:
         return self.filter(archived_at__isnull=True)
 
+    def startable_by(self, caller: Caller) -> AgentQuerySet:
+        """The agents ``caller`` may open a session with: the team's live agents; for a
+        publishable key (a browser), only the public ones."""
+        agents = self.for_team(caller.team).live()
+        return agents.filter(is_public=True) if caller.is_publishable else agents
+
     def by_handle_or_uuid(self, value: str) -> AgentQuerySet:
         try:
             return self.filter(uuid=uuid.UUID(str(value)))
@@ -44,6 +50,12 @@ class Agent(models.Model):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="agents")
     handle = models.SlugField(max_length=100)
     name = models.CharField(max_length=200)
+    type = models.CharField(
+        max_length=50,
+        blank=True,
+        default="",
+        help_text="A free label grouping agents (support, sales…); seed 002 lists chats by it (?agentType=).",
+    )
     instructions = models.TextField(blank=True)
     provider = models.CharField(max_length=20, choices=provider_choices, default="local")
     model = models.CharField(max_length=200, help_text="Model id sent to the provider.")
@@ -155,6 +167,14 @@ class SessionQuerySet(models.QuerySet["Session"]):
         the team's sessions, but its chat ids are its own)."""
         qs = self.reachable_by(caller).filter(chat_id=chat_id)
         return qs if caller.is_user else qs.filter(owner__isnull=True, created_by_token=caller.token)
+
+    def named(self, value: str) -> SessionQuerySet:
+        """The session whose uuid ``value`` spells; none when it spells no uuid (an adapter's
+        path takes the document's string id, and an unknown one is a 404 like any other)."""
+        try:
+            return self.filter(uuid=uuid.UUID(str(value)))
+        except ValueError:
+            return self.none()
 
 
 class Session(models.Model):

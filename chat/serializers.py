@@ -419,6 +419,9 @@ class AgentSerializer(serializers.ModelSerializer):
 
     url = serializers.SerializerMethodField()
     handle = serializers.SlugField(max_length=100)
+    type = serializers.CharField(
+        max_length=50, required=False, allow_blank=True, help_text="A free label (support, sales…); blank by default."
+    )
     api_key = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=500)
     has_api_key = serializers.SerializerMethodField()
     temperature = serializers.FloatField(min_value=0.0, max_value=2.0, required=False)
@@ -431,6 +434,7 @@ class AgentSerializer(serializers.ModelSerializer):
             "url",
             "handle",
             "name",
+            "type",
             "instructions",
             "provider",
             "model",

@@ -108,6 +108,16 @@ def run_urls(request: Request, run: Run) -> dict[str, str]:
     return {"run_uuid": str(run.uuid), "run_url": absolute_url(request, "runs:run-detail", **kwargs)}
 
 
+def reply_when_done(request: Request, run_uuid: str) -> Message:
+    """The agent message of a turn, once its run ended (a synchronous reply: ``stream:
+    false``, seed 002). Holds no database connection while it waits; ``RunTimeout`` (504)
+    after GENIE_SYNC_TIMEOUT, naming the run, which goes on."""
+    run = Run.objects.select_related("session").get(uuid=run_uuid)
+    if not wait_for_finish(run=run, timeout=settings.GENIE_SYNC_TIMEOUT):
+        raise RunTimeout(details={"run_uuid": run_uuid, **run_urls(request, run)})
+    return Message.objects.select_related("session", "feedback").get(pk=run.agent_message_id)
+
+
 class SessionViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
 ):
@@ -150,8 +160,8 @@ class SessionViewSet(
         data = SessionCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         caller: Caller = request.auth
-        agent = Agent.objects.for_team(caller.team).live().pick(data.validated_data.get("agent"))
-        if agent is None or (caller.is_publishable and not agent.is_public):
+        agent = Agent.objects.startable_by(caller).pick(data.validated_data.get("agent"))
+        if agent is None:
             raise ValidationError({"agent": ["No such agent."]}, code="unknown_agent")
         require_redis()
         session, run, client_secret = services.start_session(
@@ -212,7 +222,7 @@ class SessionViewSet(
             409: error_response("`run_active`: a run is active; compact after it ends."),
         },
     )
-    def compact(self, request: Request, session_uuid: str) -> StreamingHttpResponse:
+    def compact(self, request: Request, **kwargs: str) -> StreamingHttpResponse:
         """Summarise the session's earlier messages (all but ``keep_last``) with its model,
         streamed; later prompts use the summary and the messages after it. The same
         ``Idempotency-Key`` replays the stored summary instead of writing another."""
@@ -241,7 +251,7 @@ class SessionViewSet(
         return response
 
     @extend_schema(responses=ContextUsageSerializer)
-    def context_usage(self, request: Request, session_uuid: str) -> Response:
+    def context_usage(self, request: Request, **kwargs: str) -> Response:
         """The tokens the session's next prompt takes of the model's context, by part."""
         usage = context.context_usage(self.get_object())
         return Response(ContextUsageSerializer(usage).data)
@@ -301,11 +311,8 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return response
 
     def _reply_when_done(self, request: Request, run_uuid: str) -> Response:
-        """``stream: false`` (seed 002): wait for the run, answer with the agent message."""
-        run = Run.objects.select_related("session").get(uuid=run_uuid)
-        if not wait_for_finish(run=run, timeout=settings.GENIE_SYNC_TIMEOUT):
-            raise RunTimeout(details={"run_uuid": run_uuid, **run_urls(request, run)})
-        message = Message.objects.select_related("session", "feedback").get(pk=run.agent_message_id)
+        """``stream: false``: wait for the run, answer with the agent message."""
+        message = reply_when_done(request, run_uuid)
         return Response(MessageSerializer(message, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
     def _create(self, request: Request) -> Response:

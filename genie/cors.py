@@ -3,7 +3,7 @@
 Publishable keys are the browser's credential, and each lists the origins of the pages
 that may use it (``AccessToken.allowed_origins``). The rule, in ``cors_allowed``:
 
-- outside ``/api/`` there is no CORS at all;
+- outside the API (``/api/``, and seed 002's ``/chat``: ``CORS_URLS_REGEX``) there is no CORS at all;
 - a preflight (``OPTIONS`` with ``Access-Control-Request-Method``; a browser sends no
   credentials with it, so it cannot tell which key follows) is answered for an origin
   that some usable publishable key, of any team, lists;
@@ -50,7 +50,6 @@ from genie.models import AccessToken
 
 logger = logging.getLogger(__name__)
 
-API_PREFIX = "/api/"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 CACHE_KEY = "genie-cors:origin:{}"
@@ -170,7 +169,7 @@ def is_preflight(method: str, request_method: str | bytes | None) -> bool:
 def cors_allowed(*, path: str, origin: str | None, preflight: bool, key: Callable[[], AccessToken | None]) -> bool:
     """The rule (see the module docstring). ``key`` returns the request's bearer key; it is
     called only for an actual request from an origin that could be listed."""
-    if not path.startswith(API_PREFIX) or not origin or not is_canonical_origin(origin):
+    if not re.match(settings.CORS_URLS_REGEX, path) or not origin or not is_canonical_origin(origin):
         return False
     if preflight:
         return origin_is_listed(origin)

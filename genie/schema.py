@@ -66,6 +66,25 @@ IDEMPOTENT_REPLAYED = OpenApiParameter(
 )
 
 
+# Adapters that serve another document's API answer errors in its voice (a view's
+# ``error_voice``, genie.exceptions): each registers the voice's body under its schema tag,
+# and the operations under that tag document their errors with it.
+ERROR_VOICES: dict[str, tuple[str, dict[str, Any]]] = {}
+
+
+def register_error_voice(*, tag: str, component: str, schema: dict[str, Any]) -> None:
+    """Document the errors of the operations tagged ``tag`` with ``schema`` (as ``component``)."""
+    ERROR_VOICES[tag] = (component, schema)
+
+
+def error_ref_of(operation: dict[str, Any]) -> dict[str, str]:
+    """The error body an operation answers: its tag's voice, else Genie's ``Error``."""
+    for tag in operation.get("tags", []):
+        if tag in ERROR_VOICES:
+            return {"$ref": f"#/components/schemas/{ERROR_VOICES[tag][0]}"}
+    return ERROR_REF
+
+
 def error_response(description: str) -> OpenApiResponse:
     """One documented error status of an operation: the error body, and which codes it carries."""
     return OpenApiResponse(response=ERROR_REF, description=description)
@@ -94,14 +113,22 @@ def common_errors(path: str, operation: dict[str, Any]) -> list[str]:
 def add_error_responses(*, result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
     """Postprocessing hook: the Error component, and the common error responses of every
     operation (a view's own description of a status wins)."""
-    result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Error"] = ERROR_SCHEMA
+    for component, schema in ERROR_VOICES.values():
+        schemas[component] = schema
     for path, item in result["paths"].items():
         for operation in item.values():
             responses = operation.setdefault("responses", {})
+            error_ref = error_ref_of(operation)
+            for status, response in responses.items():  # a view's own errors (error_response), in its voice
+                body = response.get("content", {}).get("application/json", {})
+                if status[0] in "45" and body.get("schema") == ERROR_REF:
+                    body["schema"] = error_ref
             for status in common_errors(path, operation):
                 response = {
                     "description": COMMON_ERRORS[status],
-                    "content": {"application/json": {"schema": ERROR_REF}},
+                    "content": {"application/json": {"schema": error_ref}},
                 }
                 responses.setdefault(status, response)
             if "429" in responses:

@@ -257,9 +257,10 @@ REST_FRAMEWORK = {
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
 
-# CORS (django-cors-headers): only under /api/, and only for the origins a publishable key
-# lists; genie.cors decides each request (no origin is allowed here), credentials never cross.
-CORS_URLS_REGEX = r"^/api/"
+# CORS (django-cors-headers): only under /api/ (and seed 002's /chat), and only for the origins
+# a publishable key lists; genie.cors decides each request (no origin is allowed here),
+# credentials never cross.
+CORS_URLS_REGEX = r"^/(api/|chat(/|$))"
 CORS_ALLOWED_ORIGINS: list[str] = []
 CORS_ALLOW_CREDENTIALS = False
 CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "idempotency-key", "last-event-id", "x-session-secret"]

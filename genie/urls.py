@@ -28,8 +28,12 @@ urlpatterns = [
     path("api/chat", AISDKChatView.as_view(), name="ai-sdk-chat"),
     path("api/chat/<str:chat_id>/messages", ChatMessagesView.as_view(), name="ai-sdk-chat-messages"),
     path("api/chat/<str:chat_id>/stop", ChatStopView.as_view(), name="ai-sdk-chat-stop"),
+    # The seed documents' own APIs, as written (chat/adapters/): seed 003 under /api/v1/chat/,
+    # seed 002 at /chat (seed 001 is under /api/v1/genies/, in the API's URLs).
+    path("api/v1/chat/", include("chat.adapters.seed003")),
     # Any other /api/ URL is the JSON 404, DEBUG or not (Django's own 404 page is HTML).
     re_path(r"^api/", json_not_found),
+    path("", include("chat.adapters.seed002")),
     # The OpenAI-compatible endpoint, where OpenAI clients look for it (base URL `<host>/v1`).
     path("v1/", include("chat.adapters.openai")),
     path("admin/", admin.site.urls),

@@ -14,6 +14,7 @@ from runs.formats.ai_sdk_chat import AISDKChatFormat
 from runs.formats.base import StreamFormat
 from runs.formats.openai import ChatCompletionChunkFormat
 from runs.formats.seed001 import Seed001Format
+from runs.formats.seed003 import Seed003Format
 from runs.formats.ui_message import UIMessageFormat
 
 FORMATS: dict[str, type[StreamFormat]] = {
@@ -21,6 +22,7 @@ FORMATS: dict[str, type[StreamFormat]] = {
     AISDKChatFormat.name: AISDKChatFormat,
     ChatCompletionChunkFormat.name: ChatCompletionChunkFormat,
     Seed001Format.name: Seed001Format,
+    Seed003Format.name: Seed003Format,
 }
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "AISDKChatFormat",
     "ChatCompletionChunkFormat",
     "Seed001Format",
+    "Seed003Format",
     "StreamFormat",
     "UIMessageFormat",
 ]

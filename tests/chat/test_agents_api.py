@@ -65,6 +65,22 @@ def test_agent_validation(admin_api, team):
     assert Agent.objects.filter(team=team).count() == 1
 
 
+def test_an_agents_type_is_a_free_label_blank_by_default(admin_api, team):
+    plain = admin_api.post("/api/v1/agents", {"handle": "plain", "name": "x", "model": "m"}, format="json")
+    labelled = admin_api.post(
+        "/api/v1/agents", {"handle": "desk", "name": "x", "model": "m", "type": " Support desk "}, format="json"
+    )
+    relabelled = admin_api.patch("/api/v1/agents/desk", {"type": "sales"}, format="json")
+    too_long = admin_api.patch("/api/v1/agents/desk", {"type": "x" * 51}, format="json")
+
+    assert plain.json()["type"] == ""
+    assert labelled.json()["type"] == "Support desk"
+    assert relabelled.json()["type"] == "sales"
+    assert too_long.status_code == 400
+    assert "type" in too_long.json()["error"]["details"]
+    assert Agent.objects.get(team=team, handle="desk").type == "sales"
+
+
 def test_delete_agent_with_sessions_is_409_unless_forced(admin_api, team):
     agent = AgentFactory(team=team, handle="busy")
     SessionFactory(agent=agent)

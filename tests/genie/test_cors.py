@@ -235,3 +235,14 @@ def test_an_invalid_key_gets_no_cors_headers(shop_key):
 
     assert response.status_code == 401
     assert "Access-Control-Allow-Origin" not in response
+
+
+def test_seed_002s_chat_api_answers_cors_for_a_listed_origin(shop_key):
+    asked = preflight("/chat")
+    created = bearer_client(shop_key, HTTP_ORIGIN=SHOP).post("/chat", {"agentId": "", "userId": "v"}, format="json")
+    elsewhere = preflight("/chatroom")
+
+    assert asked["Access-Control-Allow-Origin"] == SHOP
+    assert created.status_code == 400  # an answer the page may read, in seed 002's voice
+    assert created["Access-Control-Allow-Origin"] == SHOP
+    assert "Access-Control-Allow-Origin" not in elsewhere

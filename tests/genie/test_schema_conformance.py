@@ -68,6 +68,8 @@ PATH_PARAMETERS = {
     "message_uuid": str(MESSAGE),
     "handle": AGENT,
     "uuid": str(OTHER_KEY),
+    "chat_id": str(SESSION),  # seed 002
+    "session_id": str(SESSION),  # seed 003
 }
 
 SETTINGS = {

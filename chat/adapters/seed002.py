@@ -1,0 +1,280 @@
+"""Seed 002, the "Chat API", at ``/chat`` as its document writes it: a chat is a session, a
+message's answer is the assistant's reply, synchronously.
+
+A thin layer: sessions are opened, posted to and deleted by ``chat.services``, reached by
+the one access rule (``Session.objects.reachable_by``), and the reply is awaited as the
+canonical ``stream: false`` awaits it (``chat.views.reply_when_done``). Field names are the
+document's (camelCase); ids are Genie's uuids; ``agentId`` names an agent by handle (its
+uuid is accepted too) and is answered with the handle.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django.db.models import QuerySet
+from django.urls import path
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+    extend_schema_view,
+)
+from rest_framework import serializers, status, viewsets
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from chat import services
+from chat.models import Agent, Message, Session
+from chat.serializers import MessageTextField, validate_message_text
+from chat.views import REDIS_UNAVAILABLE, TEXT_TOO_LONG, reply_when_done
+from genie.auth import Caller, NotPublishable
+from genie.idempotency import run_idempotently
+from genie.schema import IDEMPOTENCY_ERRORS, IDEMPOTENCY_KEY, error_response, register_error_voice
+from genie.serializers import JSONObjectField, StrictSerializer
+from runs.events import require_redis
+
+TAG = "seed 002"
+
+
+def seed002_error(code: str, message: str, details: Any, status_code: int) -> dict[str, Any]:
+    """Seed 002's error body: flat, like its other answers (``details`` names bad fields)."""
+    return {"statusCode": status_code, "code": code, "message": message, "details": details}
+
+
+register_error_voice(
+    tag=TAG,
+    component="Seed002Error",
+    schema={
+        "type": "object",
+        "description": "Every error of the Chat API (/chat): the HTTP status, a stable code, a message, "
+        "and details or null (for validation_error, the fields and their errors).",
+        "properties": {
+            "statusCode": {"type": "integer"},
+            "code": {"type": "string", "example": "validation_error"},
+            "message": {"type": "string"},
+            "details": {},
+        },
+        "required": ["statusCode", "code", "message", "details"],
+    },
+)
+
+
+# --- shapes ------------------------------------------------------------------------------
+
+
+class ChatCreateSerializer(StrictSerializer):
+    agentId = serializers.CharField(max_length=100, help_text="The agent's handle (its uuid is accepted too).")  # noqa: N815
+    userId = serializers.CharField(  # noqa: N815
+        required=False, allow_blank=True, max_length=200, default="", help_text="Your own id for the end user."
+    )
+    metadata = JSONObjectField(required=False, default=dict)
+
+
+class ChatSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="uuid")
+    agentId = serializers.CharField(source="agent.handle")  # noqa: N815
+    teamId = serializers.UUIDField(source="team.uuid")  # noqa: N815
+    createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
+
+
+class ChatCreatedSerializer(ChatSerializer):
+    clientSecret = serializers.CharField(  # noqa: N815
+        required=False,
+        help_text="Publishable keys only, shown once: send it as X-Session-Secret to act on this chat.",
+    )
+
+
+class ChatListItemSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="uuid")
+    agentId = serializers.CharField(source="agent.handle")  # noqa: N815
+    userId = serializers.CharField(source="user_id")  # noqa: N815
+    createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
+
+
+@extend_schema_serializer(many=False)  # the list is one object, {chats: [...]}, not an array
+class ChatListSerializer(serializers.Serializer):
+    chats = ChatListItemSerializer(many=True)
+
+
+class ChatMessageSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="uuid")
+    content = serializers.CharField(source="text")
+    role = serializers.SerializerMethodField()
+    createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
+
+    def get_role(self, obj: Message) -> str:
+        return "assistant" if obj.is_agent else "user"
+
+
+@extend_schema_serializer(many=False)  # {messages: [...]}
+class ChatMessageListSerializer(serializers.Serializer):
+    messages = ChatMessageSerializer(many=True)
+
+
+class ChatDetailSerializer(ChatSerializer):
+    messages = ChatMessageSerializer(source="messages.transcript", many=True)
+
+
+class ReplySerializer(ChatMessageSerializer):
+    """The assistant's reply to a message."""
+
+    chatId = serializers.UUIDField(source="session.uuid")  # noqa: N815
+
+
+class ChatMessageCreateSerializer(StrictSerializer):
+    content = MessageTextField()
+    role = serializers.ChoiceField(
+        choices=["user"], required=False, default="user", help_text="Only `user`: the assistant answers."
+    )
+
+    def validate_content(self, value: str) -> str:
+        return validate_message_text(value)
+
+
+class ChatFilter(django_filters.FilterSet):
+    userId = django_filters.CharFilter(field_name="user_id", help_text="Only this end user's chats.")  # noqa: N815
+    agentType = django_filters.CharFilter(  # noqa: N815
+        field_name="agent__type", help_text="Only chats with agents of this `type` (exact)."
+    )
+
+    class Meta:
+        model = Session
+        fields = ["userId", "agentType"]
+
+
+# --- views -------------------------------------------------------------------------------
+
+
+class ChatScoped:
+    """The chat named in the path, by the one access rule; 404 in the document's voice."""
+
+    error_voice = staticmethod(seed002_error)
+    pagination_class = None  # the document's lists are whole: {chats: [...]}, {messages: [...]}
+
+    def get_queryset(self) -> QuerySet[Session]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return Session.objects.none()
+        return Session.objects.reachable_by(self.request.auth).select_related("agent", "team")
+
+    def get_chat(self) -> Session:
+        chat = self.get_queryset().named(self.kwargs["chat_id"]).first()
+        if chat is None:
+            raise NotFound("No such chat.")
+        return chat
+
+
+@extend_schema(tags=[TAG])
+class ChatViewSet(ChatScoped, viewsets.GenericViewSet):
+    """``/chat``: the team's chats (sessions)."""
+
+    filterset_class = ChatFilter
+    serializer_class = ChatSerializer
+
+    @extend_schema(
+        request=ChatCreateSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        examples=[
+            OpenApiExample("Create a chat", {"agentId": "support", "userId": "u_42", "metadata": {}}, request_only=True)
+        ],
+        responses={200: ChatCreatedSerializer, **IDEMPOTENCY_ERRORS},
+    )
+    def create(self, request: Request) -> Response:
+        """Create a chat with no message yet."""
+        return run_idempotently(request, lambda: self._create(request))
+
+    def _create(self, request: Request) -> Response:
+        data = ChatCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        caller: Caller = request.auth
+        agent = Agent.objects.startable_by(caller).pick(data.validated_data["agentId"])
+        if agent is None:
+            raise ValidationError({"agentId": ["No such agent."]}, code="unknown_agent")
+        session, client_secret = services.open_session(
+            caller=caller,
+            agent=agent,
+            metadata=data.validated_data["metadata"],
+            user_id=data.validated_data["userId"],
+        )
+        body = ChatSerializer(session).data
+        if client_secret:
+            body["clientSecret"] = client_secret
+        return Response(body, status=status.HTTP_200_OK)
+
+    @extend_schema(responses=ChatListSerializer)
+    def list(self, request: Request) -> Response:
+        """The team's chats (a user's own), newest first; a publishable key may not list."""
+        if not NotPublishable().has_permission(request, self):
+            self.permission_denied(request, NotPublishable.message, NotPublishable.code)
+        chats = self.filter_queryset(self.get_queryset())
+        return Response({"chats": ChatListItemSerializer(chats, many=True).data})
+
+    @extend_schema(responses=ChatDetailSerializer)
+    def retrieve(self, request: Request, chat_id: str) -> Response:
+        """One chat with its messages, oldest first."""
+        return Response(ChatDetailSerializer(self.get_chat()).data)
+
+    @extend_schema(responses={204: OpenApiResponse(description="Deleted, with its messages.")})
+    def destroy(self, request: Request, chat_id: str) -> Response:
+        """Delete a chat (its running reply is stopped first)."""
+        services.delete_session(session=self.get_chat())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(tags=[TAG])
+@extend_schema_view(list=extend_schema(responses=ChatMessageListSerializer))
+class ChatMessageViewSet(ChatScoped, viewsets.GenericViewSet):
+    """``/chat/{chatId}/message``: a chat's messages; a new one answers with the reply."""
+
+    serializer_class = ChatMessageSerializer
+
+    def list(self, request: Request, chat_id: str) -> Response:
+        """The chat's messages, oldest first."""
+        messages = self.get_chat().messages.transcript()
+        return Response({"messages": ChatMessageSerializer(messages, many=True).data})
+
+    @extend_schema(
+        request=ChatMessageCreateSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        examples=[
+            OpenApiExample("Ask", {"content": "What are your opening hours?", "role": "user"}, request_only=True)
+        ],
+        responses={
+            200: ReplySerializer,
+            409: error_response("`run_active`: the chat's previous reply is still being written."),
+            413: TEXT_TOO_LONG,
+            **IDEMPOTENCY_ERRORS,
+            503: REDIS_UNAVAILABLE,
+            504: error_response("`run_timeout`: no reply within GENIE_SYNC_TIMEOUT; it goes on and is stored."),
+        },
+    )
+    def create(self, request: Request, chat_id: str) -> Response:
+        """Send a user message; the answer is the assistant's reply, once it is written."""
+        turn = run_idempotently(request, lambda: self._create(request))
+        if turn.status_code != status.HTTP_201_CREATED:
+            return turn
+        return Response(ReplySerializer(reply_when_done(request, turn.data["run_uuid"])).data)
+
+    def _create(self, request: Request) -> Response:
+        chat = self.get_chat()
+        data = ChatMessageCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        require_redis()
+        run = services.post_message(session=chat, text=data.validated_data["content"])
+        return Response({"run_uuid": str(run.uuid)}, status=status.HTTP_201_CREATED)
+
+
+app_name = "seed002"
+
+urlpatterns = [
+    path("chat", ChatViewSet.as_view({"get": "list", "post": "create"}), name="chat-list"),
+    path("chat/<str:chat_id>", ChatViewSet.as_view({"get": "retrieve", "delete": "destroy"}), name="chat-detail"),
+    path(
+        "chat/<str:chat_id>/message",
+        ChatMessageViewSet.as_view({"get": "list", "post": "create"}),
+        name="chat-message-list",
+    ),
+]

@@ -1,0 +1,244 @@
+"""Seed 003, "messages and streaming", under ``/api/v1/chat/`` as its document writes it.
+
+A session is Genie's session (its uuid is the document's ``session_id``); the document
+creates none: a client opens one with seed 002's ``POST /chat`` or ``POST /api/v1/sessions``.
+A thin layer over the sessions API: a message is ``chat.services.post_message`` answered
+with its turn's stream in seed 003's format (``runs.formats.seed003``) by the one relay;
+``uiContext`` and ``scanContext`` are the canonical ``ui_context`` and ``scan_context``;
+compaction and context usage are the canonical views with their bodies unchanged; a UI
+command is a client tool call, answered by ``runs.services.submit_tool_result``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpResponse
+from django.urls import path
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chat import services
+from chat.models import Session
+from chat.serializers import CompactSerializer, ContextUsageSerializer, MessageTextField, validate_message_text
+from chat.views import COMPACTION_EVENT, REDIS_UNAVAILABLE, TEXT_TOO_LONG, SessionViewSet, turn_headers
+from genie.idempotency import run_idempotently
+from genie.schema import IDEMPOTENCY_ERRORS, IDEMPOTENCY_KEY, error_response, register_error_voice
+from genie.serializers import JSONObjectField, StrictSerializer
+from runs import services as run_services
+from runs.events import require_redis
+from runs.formats import Seed003Format
+from runs.handoff import stream_turn
+from runs.models import ToolCall
+from runs.serializers import ToolCallResultSerializer
+
+TAG = "seed 003"
+
+
+def seed003_error(code: str, message: str, details: Any, status_code: int) -> dict[str, Any]:
+    """Seed 003's error body: the shape of its stream's ``error`` event, so a client reads
+    an error the same way whether it comes before the stream or in it."""
+    return {"type": "error", "code": code, "message": message, "details": details}
+
+
+register_error_voice(
+    tag=TAG,
+    component="Seed003Error",
+    schema={
+        "type": "object",
+        "description": "Every error of the seed 003 API, shaped as its stream's `error` event: a stable code, "
+        "a message, and details or null (for validation_error, the fields and their errors).",
+        "properties": {
+            "type": {"type": "string", "enum": ["error"]},
+            "code": {"type": "string", "example": "validation_error"},
+            "message": {"type": "string"},
+            "details": {},
+        },
+        "required": ["type", "code", "message", "details"],
+    },
+)
+
+# One event of the message stream as an SSE client parses it: ``data`` only.
+SEED003_EVENT = {
+    "type": "object",
+    "properties": {
+        "data": {
+            "type": "string",
+            "description": 'JSON: `{"type": "token", "content"}`, `{"type": "command", "call_id", "name", "input"}`, '
+            '`{"type": "error", "code", "message"}`, `{"type": "done", "message": {"id", "role", "content"}, '
+            '"metadata": {"run_id", "status", "usage", "context"}}`.',
+        }
+    },
+    "required": ["data"],
+}
+
+
+def reachable_session(request: Request, session_id: str) -> Session:
+    session = Session.objects.reachable_by(request.auth).select_related("agent").named(session_id).first()
+    if session is None:
+        raise NotFound("No such session.")
+    return session
+
+
+class SendMessageSerializer(StrictSerializer):
+    content = MessageTextField(help_text="The message text.")
+    uiContext = JSONObjectField(  # noqa: N815
+        required=False, allow_null=True, default=None, help_text="currentPage, selectedElements, formData…"
+    )
+    scanContext = JSONObjectField(  # noqa: N815
+        required=False, allow_null=True, default=None, help_text="tabTitle, pageUrl…: how the visitor arrived."
+    )
+
+    def validate_content(self, value: str) -> str:
+        return validate_message_text(value)
+
+
+class SessionMessageView(APIView):
+    """``POST sessions/{session_id}/messages``: a message, answered with the reply's stream."""
+
+    error_voice = staticmethod(seed003_error)
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:  # noqa: FBT001, FBT002
+        # The answer is a stream whatever the Accept header asks; errors are JSON.
+        return super().perform_content_negotiation(request, force=True)
+
+    @extend_schema(
+        tags=[TAG],
+        request=SendMessageSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        examples=[
+            OpenApiExample(
+                "On the pricing page",
+                {
+                    "content": "Which plan fits a team of five?",
+                    "uiContext": {"currentPage": "/pricing", "selectedElements": ["plan-team"]},
+                    "scanContext": {"tabTitle": "Pricing", "pageUrl": "https://example.com/pricing"},
+                },
+                request_only=True,
+            )
+        ],
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                SEED003_EVENT,
+                description="`data:` lines: `token` events, `command` for a UI command, `error`, then `done` "
+                "with the whole message and its metadata.",
+            ),
+            409: error_response("`run_active`: the session's previous reply is still being written."),
+            413: TEXT_TOO_LONG,
+            **IDEMPOTENCY_ERRORS,
+            503: REDIS_UNAVAILABLE,
+        },
+    )
+    def post(self, request: Request, session_id: str) -> HttpResponse | Response:
+        start = lambda: run_idempotently(request, lambda: self._send(request, session_id))  # noqa: E731
+        return stream_turn(request, start, wire=Seed003Format(), headers=turn_headers)
+
+    def _send(self, request: Request, session_id: str) -> Response:
+        session = reachable_session(request, session_id)
+        data = SendMessageSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        require_redis()
+        run = services.post_message(
+            session=session,
+            text=data.validated_data["content"],
+            ui_context=data.validated_data["uiContext"],
+            scan_context=data.validated_data["scanContext"],
+        )
+        return Response({"run_uuid": str(run.uuid)}, status=status.HTTP_201_CREATED)
+
+
+class SessionContextViewSet(SessionViewSet):
+    """``compact`` and ``context-usage``: the canonical views (their bodies unchanged), at
+    the document's paths and in its voice."""
+
+    error_voice = staticmethod(seed003_error)
+
+    def get_object(self) -> Session:
+        return reachable_session(self.request, self.kwargs["session_id"])
+
+    @extend_schema(
+        tags=[TAG],
+        request=CompactSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                COMPACTION_EVENT,
+                description="As `POST /api/v1/sessions/{s}/compact`: `start`, the summary as `text-start`/"
+                "`text-delta`/`text-end`, `data-compaction`, `finish`.",
+            ),
+            409: error_response("`run_active`: a run is active; compact after it ends."),
+        },
+    )
+    def compact(self, request: Request, **kwargs: str) -> HttpResponse:
+        """Summarise the session's earlier messages to free context (SSE)."""
+        return super().compact(request, **kwargs)
+
+    @extend_schema(tags=[TAG], responses=ContextUsageSerializer)
+    def context_usage(self, request: Request, **kwargs: str) -> Response:
+        """The session's token usage, as `GET /api/v1/sessions/{s}/context-usage`."""
+        return super().context_usage(request, **kwargs)
+
+
+class CommandSerializer(ToolCallResultSerializer):
+    """A UI command's result: ``output`` (any JSON), or ``error`` when the client could not run it."""
+
+    session_id = serializers.UUIDField()
+    call_id = serializers.CharField(max_length=100, help_text="The `call_id` of the stream's `command` event.")
+
+
+class CommandResultSerializer(serializers.Serializer):
+    session_id = serializers.UUIDField()
+    call_id = serializers.CharField()
+    status = serializers.CharField(help_text="The call's status: `succeeded`, or `failed` with an `error`.")
+
+
+class CommandView(APIView):
+    """``POST command``: the client's result of a UI command; the reply goes on."""
+
+    error_voice = staticmethod(seed003_error)
+
+    @extend_schema(
+        tags=[TAG],
+        request=CommandSerializer,
+        examples=[
+            OpenApiExample(
+                "Navigated",
+                {"session_id": "3f2c…", "call_id": "call_1", "output": {"navigated": "/pricing"}},
+                request_only=True,
+            )
+        ],
+        responses={
+            200: CommandResultSerializer,
+            404: error_response("`not_found`: no such session, or no such command in it."),
+            409: error_response("`already_decided`: the command was answered before, or waits for no result."),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        data = CommandSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        session = reachable_session(request, str(fields.pop("session_id")))
+        call_id = fields.pop("call_id")
+        try:
+            call = run_services.submit_tool_result(session=session, call_id=call_id, **fields)
+        except ToolCall.DoesNotExist as exc:
+            raise NotFound("No such command in this session.") from exc
+        return Response({"session_id": str(session.uuid), "call_id": call_id, "status": call.status})
+
+
+app_name = "seed003"
+
+urlpatterns = [
+    path("sessions/<str:session_id>/messages", SessionMessageView.as_view(), name="session-messages"),
+    path("sessions/<str:session_id>/compact", SessionContextViewSet.as_view({"post": "compact"}), name="compact"),
+    path(
+        "sessions/<str:session_id>/context-usage",
+        SessionContextViewSet.as_view({"get": "context_usage"}),
+        name="context-usage",
+    ),
+    path("command", CommandView.as_view(), name="command"),
+]
