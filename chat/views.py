@@ -66,6 +66,14 @@ def turn_urls(request: Request, session: Session) -> dict[str, str]:
     }
 
 
+# An upload's body, for the schema: one multipart field, ``file``.
+UPLOAD_REQUEST = {
+    "multipart/form-data": {
+        "type": "object",
+        "properties": {"file": {"type": "string", "format": "binary"}},
+        "required": ["file"],
+    }
+}
 TEXT_TOO_LONG = error_response("`text_too_long`: the text is longer than GENIE_MAX_MESSAGE_CHARS; `request_too_large`.")
 REDIS_UNAVAILABLE = error_response("`redis_unavailable`: nothing was created; retry shortly.")
 
@@ -364,13 +372,7 @@ class UploadViewSet(viewsets.GenericViewSet):
         return super().perform_content_negotiation(request, force=True)
 
     @extend_schema(
-        request={
-            "multipart/form-data": {
-                "type": "object",
-                "properties": {"file": {"type": "string", "format": "binary"}},
-                "required": ["file"],
-            }
-        },
+        request=UPLOAD_REQUEST,
         parameters=[IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED],
         responses={
             201: UploadSerializer,

@@ -34,7 +34,7 @@ from rest_framework.response import Response
 from chat import services
 from chat.models import Agent, Message, Session, Upload
 from chat.serializers import MessageTextField, UploadSerializer, validate_message_text
-from chat.views import MessageViewSet, UploadViewSet
+from chat.views import UPLOAD_REQUEST, MessageViewSet, UploadViewSet
 from genie.idempotency import run_idempotently
 from genie.links import absolute_url
 from genie.schema import IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, SECURITY
@@ -360,13 +360,7 @@ class ConversationUploadView(Seed001Mixin, UploadViewSet):
         return super().get_queryset().select_related("session__agent")
 
     @extend_schema(
-        request={
-            "multipart/form-data": {
-                "type": "object",
-                "properties": {"file": {"type": "string", "format": "binary"}},
-                "required": ["file"],
-            }
-        },
+        request=UPLOAD_REQUEST,
         parameters=[IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED],
         responses={201: ConversationUploadSerializer, **seed001_errors(422)},
     )
