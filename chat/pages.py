@@ -3,10 +3,12 @@ JavaScript over the REST API, its only backend) and the embeddable widget's scri
 
 from __future__ import annotations
 
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.staticfiles import finders
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import path
 from django.views.decorators.http import require_GET
 
 from chat.models import Agent
@@ -43,3 +45,11 @@ def widget_script(request: HttpRequest) -> HttpResponse:
     response = HttpResponse(body, content_type="text/javascript; charset=utf-8")
     response["Cache-Control"] = "public, max-age=300"
     return response
+
+
+urlpatterns = [
+    path("", chat_page, name="chat-page"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("widget.js", widget_script, name="widget-script"),
+]

@@ -1,10 +1,7 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
-from chat.adapters.aisdk import AISDKChatView, ChatMessagesView, ChatStopView
-from chat.pages import chat_page, widget_script
 from genie.exceptions import handler404 as json_not_found
 from genie.views import ApiKeyViewSet, LivenessView, MetricsView, ReadinessView, healthz
 
@@ -25,9 +22,7 @@ api = [
 urlpatterns = [
     path("api/v1/", include(api)),
     # The AI SDK's own default path for useChat (chat.adapters.aisdk; its resume GET is in genie.asgi).
-    path("api/chat", AISDKChatView.as_view(), name="ai-sdk-chat"),
-    path("api/chat/<str:chat_id>/messages", ChatMessagesView.as_view(), name="ai-sdk-chat-messages"),
-    path("api/chat/<str:chat_id>/stop", ChatStopView.as_view(), name="ai-sdk-chat-stop"),
+    path("api/", include("chat.adapters.aisdk")),
     # The seed documents' own APIs, as written (chat/adapters/): seed 003 under /api/v1/chat/,
     # seed 002 at /chat (seed 001 is under /api/v1/genies/, in the API's URLs).
     path("api/v1/chat/", include("chat.adapters.seed003")),
@@ -38,10 +33,8 @@ urlpatterns = [
     path("v1/", include("chat.adapters.openai")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
-    path("", chat_page, name="chat-page"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("widget.js", widget_script, name="widget-script"),
+    # The web chat page, its sign-in, and the embeddable widget's script.
+    path("", include("chat.pages")),
     path("livez", LivenessView.as_view(), name="livez"),
     path("readyz", ReadinessView.as_view(), name="readyz"),
     path("metrics", MetricsView.as_view(), name="metrics"),
