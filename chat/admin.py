@@ -112,9 +112,25 @@ class CompactionInline(ReadOnlyInline):
 
 
 class AgentForm(forms.ModelForm):
+    # The provider key is never shown again: a blank field keeps the stored one.
+    api_key = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="The provider's key, never shown. Blank keeps the stored key (cleared when the base URL changes).",
+    )
+    clear_api_key = forms.BooleanField(required=False, label="Clear the stored key")
+
     class Meta:
         model = Agent
         fields = "__all__"  # noqa: DJ007  (the admin shows every editable field)
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("clear_api_key"):
+            data["api_key"] = ""
+        elif not data.get("api_key"):
+            data["api_key"] = self.instance.api_key
+        return data
 
     def clean_tools(self) -> list[dict]:
         try:
@@ -153,6 +169,15 @@ class SessionAdmin(admin.ModelAdmin):
     readonly_fields = ["uuid", "created_at", "updated_at", "title_generated"]
     date_hierarchy = "created_at"
     inlines = [TranscriptInline, CompactionInline]
+    # Each inline row posts two hidden fields with the change form: a long transcript would
+    # pass Django's DATA_UPLOAD_MAX_NUMBER_FIELDS (and make a heavy page). Past this many
+    # messages the change form leaves it to the conversation view.
+    transcript_inline_limit = 200
+
+    def get_inlines(self, request: HttpRequest, obj: Session | None) -> list:
+        if obj is not None and obj.messages.count() > self.transcript_inline_limit:
+            return [CompactionInline]
+        return super().get_inlines(request, obj)
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
         queryset, _ = super().get_search_results(request, queryset, search_term)
@@ -189,6 +214,14 @@ class SessionAdmin(admin.ModelAdmin):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
+    """Messages, read-only: they are written by the API and the worker, never by hand."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
     list_display = ["__str__", "session_link", "sender_role", "status", "model_id", "rating", "created_at"]
     list_filter = ["sender_role", "status", "feedback__rating", "created_at"]
     list_select_related = ["session", "feedback"]

@@ -47,9 +47,20 @@ def widget_script(request: HttpRequest) -> HttpResponse:
     return response
 
 
+class SignInView(auth_views.LoginView):
+    """Django's sign-in; a signed-in user is sent on, and a ``next`` naming this page itself
+    goes to the chat page (Django refuses that redirect loop with an error)."""
+
+    redirect_authenticated_user = True
+
+    def get_redirect_url(self) -> str:
+        url = super().get_redirect_url()
+        return "" if url == self.request.path else url
+
+
 urlpatterns = [
     path("", chat_page, name="chat-page"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", SignInView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("widget.js", widget_script, name="widget-script"),
 ]

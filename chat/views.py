@@ -101,14 +101,19 @@ async def step_in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
 
 def turn_headers(request: Request, response: Response, run: Run) -> dict[str, str]:
     """A streaming POST's headers: where to resume (the run's own stream, with
-    Last-Event-ID) and the uuids the JSON answer would have named."""
+    Last-Event-ID) and what the JSON answer would have named (a publishable key's new
+    session's ``client_secret`` in ``Genie-Client-Secret``)."""
     kwargs = {"session_uuid": run.session.uuid, "run_uuid": run.uuid}
-    return {
+    headers = {
         "Location": absolute_url(request, "runs:run-stream", **kwargs),
         "Genie-Session-Uuid": str(run.session.uuid),
         "Genie-Message-Uuid": str(run.agent_message.uuid),
         "Genie-Run-Uuid": str(run.uuid),
     }
+    if (response.data or {}).get("client_secret"):
+        # A publishable key's new session: the secret the JSON would have shown, once.
+        headers["Genie-Client-Secret"] = response.data["client_secret"]
+    return headers
 
 
 def run_urls(request: Request, run: Run) -> dict[str, str]:

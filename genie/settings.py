@@ -265,6 +265,7 @@ CORS_ALLOWED_ORIGINS: list[str] = []
 CORS_ALLOW_CREDENTIALS = False
 CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "idempotency-key", "last-event-id", "x-session-secret"]
 CORS_EXPOSE_HEADERS = [
+    "genie-client-secret",  # a publishable key's new session, on a streaming POST
     "genie-run-id",  # seed 001's streamed send
     "genie-message-uuid",
     "genie-run-uuid",
@@ -333,7 +334,14 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": GENIE_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("GENIE_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # At INFO they log each outbound request's whole URL: a webhook's or MCP server's
+        # URL may hold its secret, an OAuth callback its code.
+        "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
 }
 # A Celery worker replaces the root logger's handlers with its own text format unless told
 # not to: in JSON, it keeps these.

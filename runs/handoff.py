@@ -66,7 +66,7 @@ def take_handoff(token: str) -> tuple[StreamPlan, StreamFormat] | None:
 
 def turn_plan(
     run: Run, slot: tuple[str, str], *, stored_before: int | None = None, after_seq: int | None = None
-) -> StreamPlan:
+) -> StreamPlan | None:
     """The stream of one turn from its start (or from after ``after_seq``, a paused
     turn's continuation) to its finish (only its own events).
 
@@ -85,8 +85,8 @@ def turn_plan(
         )
     after = events_before(run) if after_seq is None else after_seq
     plan = plan_backlog(session=run.session, last_event_id=after, run_uuid=str(run.uuid))
-    if not isinstance(plan, StreamPlan):  # the run exists: its own stream always has a plan
-        raise TypeError(f"no stream plan for run {run.uuid}: {plan}")
+    if not isinstance(plan, StreamPlan):
+        return None  # the run is over and nothing of it is left to send (its events were purged)
     return replace(plan, slot=slot)
 
 
@@ -113,18 +113,22 @@ def stream_turn(
     try:
         stored_before = stored_seq(session) if session is not None else 0
         response = start()
+        if response.status_code >= 300 or run_field not in (response.data or {}):
+            release_slot_now(ident, slot)
+            return response
+        run = Run.objects.select_related("session", "agent_message").get(uuid=response.data[run_field])
+        # What the JSON answer said in its headers (an idempotent replay says so) still holds.
+        said = {name: value for name, value in response.items() if name.lower() != "content-type"}
+        fresh = response.get("Idempotent-Replayed") != "true"
+        plan = turn_plan(run, (ident, slot), stored_before=stored_before if fresh else None, after_seq=after_seq)
+        said.update(headers(request, response, run))
     except BaseException:
         release_slot_now(ident, slot)
         raise
-    if response.status_code >= 300 or run_field not in (response.data or {}):
+    if plan is None:  # a replayed turn whose events are no longer kept: its JSON answer is all there is
         release_slot_now(ident, slot)
         return response
-    run = Run.objects.select_related("session", "agent_message").get(uuid=response.data[run_field])
-    # What the JSON answer said in its headers (an idempotent replay says so) still holds.
-    said = {name: value for name, value in response.items() if name.lower() != "content-type"}
-    fresh = response.get("Idempotent-Replayed") != "true"
-    plan = turn_plan(run, (ident, slot), stored_before=stored_before if fresh else None, after_seq=after_seq)
-    return hand_off(plan=plan, wire=wire, headers={**said, **headers(request, response, run)})
+    return hand_off(plan=plan, wire=wire, headers=said)
 
 
 def stored_seq(session: Session) -> int:

@@ -221,7 +221,8 @@ def plan_backlog(
     known = max(after, delivered)
     if run.is_finished and not any(e.type == FINISH and e.run_uuid == str(run.uuid) and e.seq > known for e in backlog):
         finished_seq = RunEvent.objects.filter(run=run, type=FINISH).aggregate(m=Max("seq"))["m"]
-        if finished_seq is not None and finished_seq <= known:
+        # A finished run always stored its finish: none left means its events were purged.
+        if finished_seq is None or finished_seq <= known:
             return StreamRefusal(204)
     return StreamPlan(
         session_uuid=str(session.uuid),

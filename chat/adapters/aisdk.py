@@ -7,9 +7,15 @@
   responses and client tool outputs, applied with the tool-call services, and the
   response continues that same message after its pause. Answers with the turn's stream
   in ``AISDKChatFormat`` (handed to the relay, like every streaming POST).
-- ``GET /api/chat/{id}/stream``: the resume ``useChat`` sends (204 when idle).
-- ``GET /api/chat/{id}/messages``: the chat as ``UIMessage[]``, for the client's initial messages.
+- ``GET /api/chat/{id}/stream``: the resume ``useChat`` sends (204 when idle, or when
+  the chat id is new).
+- ``GET /api/chat/{id}/messages``: the chat as ``UIMessage[]``, for the client's initial
+  messages (``[]`` for a new chat id).
 - ``POST /api/chat/{id}/stop``: stop the chat's run (``Chat.stop()`` only drops the connection).
+
+A page Genie serves calls these with its session cookie and no other client code: a
+cookie request whose ``Origin`` is the site's own (or a CSRF-trusted one) needs no CSRF
+token (``SameOriginSessionAuthentication``).
 
 Errors are the one error body with the AI SDK's error chunk fields beside it
 (``{"type": "error", "errorText", "error": {code, message, details}}``): the SDK shows the
@@ -25,6 +31,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.http import Http404, HttpResponse
+from django.middleware.csrf import CsrfViewMiddleware
 from django.urls import path
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -38,7 +45,7 @@ from chat.exceptions import ChatHistoryMismatch, ChatIdTaken, NoToolAnswer, NoUs
 from chat.models import Agent, Message, Session
 from chat.serializers import validate_message_text
 from chat.views import turn_headers
-from genie.auth import Caller
+from genie.auth import BearerTokenAuthentication, Caller, CsrfSessionAuthentication
 from genie.exceptions import error_body
 from genie.idempotency import run_idempotently
 from genie.schema import error_response
@@ -54,6 +61,21 @@ from runs.models import Run, ToolCall
 from runs.sse import StreamApp, StreamPlan, StreamRefusal, plan_stream
 
 ANSWERED_STATES = {"approval-responded", "output-available", "output-error"}
+
+
+class SameOriginSessionAuthentication(CsrfSessionAuthentication):
+    """The session cookie, where a request from the site's own origin (or one in
+    ``CSRF_TRUSTED_ORIGINS``) needs no CSRF token: ``useChat()`` on a page Genie serves
+    sends none. Browsers send ``Origin`` with every POST and a page cannot set it, so it
+    is Django's own origin check that decides; without an ``Origin`` the token is required."""
+
+    def enforce_csrf(self, request: Request) -> None:
+        if request.META.get("HTTP_ORIGIN") and CsrfViewMiddleware(lambda _: None)._origin_verified(request):
+            return
+        super().enforce_csrf(request)
+
+
+AUTHENTICATION = [BearerTokenAuthentication, SameOriginSessionAuthentication]
 
 
 def ai_sdk_error(code: str, message: str, details: Any, status_code: int) -> dict[str, Any]:
@@ -90,6 +112,17 @@ class ChatMessage:
             )
         if not all(isinstance(part, dict) and isinstance(part.get("type"), str) for part in parts):
             raise ValidationError({"messages": {index: ["Each part is an object with a `type`."]}})
+        if not all(valid_tool_part(part) for part in parts if is_tool_part(part)):
+            raise ValidationError(
+                {
+                    "messages": {
+                        index: [
+                            "A tool part has a string `toolCallId` and `state`; its `approval`, if any, is an "
+                            "object, with a boolean `approved` once responded."
+                        ]
+                    }
+                }
+            )
         return cls(id=str(raw.get("id", "")), role=role, parts=parts)
 
     def text(self, index: int) -> str:
@@ -106,16 +139,33 @@ class ChatMessage:
         """Its tool parts that carry an answer (an approval response, a client's output),
         by call id."""
         return {
-            str(part.get("toolCallId")): part
-            for part in self.parts
-            if (part["type"].startswith("tool-") or part["type"] == "dynamic-tool")
-            and part.get("state") in ANSWERED_STATES
+            part["toolCallId"]: part for part in self.parts if is_tool_part(part) and part["state"] in ANSWERED_STATES
         }
+
+
+def is_tool_part(part: dict[str, Any]) -> bool:
+    return part["type"].startswith("tool-") or part["type"] == "dynamic-tool"
+
+
+def valid_tool_part(part: dict[str, Any]) -> bool:
+    """A tool part as the AI SDK writes it, as far as Genie reads it."""
+    if not isinstance(part.get("toolCallId"), str) or not isinstance(part.get("state"), str):
+        return False
+    approval = part.get("approval")
+    if approval is None:
+        return part["state"] != "approval-responded"
+    if not isinstance(approval, dict):
+        return False
+    approved, reason = approval.get("approved"), approval.get("reason")
+    if part["state"] == "approval-responded" and not isinstance(approved, bool):
+        return False
+    return (approved is None or isinstance(approved, bool)) and (reason is None or isinstance(reason, str))
 
 
 class AISDKChatView(APIView):
     """``POST /api/chat``: one ``useChat`` request, answered with the turn's stream."""
 
+    authentication_classes = AUTHENTICATION
     error_voice = staticmethod(ai_sdk_error)
 
     @extend_schema(
@@ -151,7 +201,13 @@ class AISDKChatView(APIView):
             start = lambda: self.start_chat(request, agent, body["id"], text)  # noqa: E731
         else:
             start = lambda: self.next_turn(session, text)  # noqa: E731
-        return stream_turn(request, lambda: run_idempotently(request, start), wire=AISDKChatFormat(), headers=headers)
+        return stream_turn(
+            request,
+            lambda: run_idempotently(request, start),
+            wire=AISDKChatFormat(),
+            headers=headers,
+            session=session,
+        )
 
     def start_chat(self, request: Request, agent: Agent, chat_id: str, text: str) -> Response:
         require_event_log()
@@ -192,7 +248,13 @@ class AISDKChatView(APIView):
             run = services.regenerate_reply(session=session, reply=reply)
             return Response({"uuid": str(session.uuid), "run_uuid": str(run.uuid)}, status=status.HTTP_201_CREATED)
 
-        return stream_turn(request, lambda: run_idempotently(request, start), wire=AISDKChatFormat(), headers=headers)
+        return stream_turn(
+            request,
+            lambda: run_idempotently(request, start),
+            wire=AISDKChatFormat(),
+            headers=headers,
+            session=session,
+        )
 
     def continue_reply(self, request: Request, session: Session | None, messages: list[ChatMessage]) -> HttpResponse:
         """The last message is a paused reply with answers: apply them (the tool-call
@@ -211,10 +273,14 @@ class AISDKChatView(APIView):
         if not calls:
             raise NoToolAnswer()
         wire = AISDKChatFormat(continues=(str(run.agent_message.uuid), str(run.uuid)))
+        if run.is_finished:
+            # The reply is over (the SDK sent it again, say after its last tool step):
+            # nothing to apply, nothing more to stream.
+            return answer_at_once(wire, run, FINISH_REASONS.get(run.status, "stop"))
         if run.status == Run.Status.REQUIRES_ACTION and not any(answers_now(calls[c], answers[c]) for c in calls):
             # The SDK sends the message again with answers the run has (say, an approved
             # client tool whose output is still to come): the turn still waits.
-            return still_waiting(wire, run)
+            return answer_at_once(wire, run, "tool-calls")
         pending = [call_id for call_id, call in calls.items() if call.is_open] or list(calls)
         after = pause_point(run, pending)
 
@@ -223,7 +289,12 @@ class AISDKChatView(APIView):
             return Response({"uuid": str(session.uuid), "run_uuid": str(run.uuid)})
 
         return stream_turn(
-            request, lambda: run_idempotently(request, start), wire=wire, headers=headers, after_seq=after
+            request,
+            lambda: run_idempotently(request, start),
+            wire=wire,
+            headers=headers,
+            session=session,
+            after_seq=after,
         )
 
 
@@ -235,8 +306,8 @@ def headers(request: Request, response: Response, run: Run) -> dict[str, str]:
 
 
 def pick_agent(caller: Caller, handle: str | None) -> Agent:
-    agent = Agent.objects.for_team(caller.team).live().pick(handle)
-    if agent is None or (caller.is_publishable and not agent.is_public):
+    agent = Agent.objects.startable_by(caller).pick(handle)
+    if agent is None:
         raise ValidationError({"agent": ["No such agent."]}, code="unknown_agent")
     return agent
 
@@ -286,11 +357,15 @@ def answers_now(call: ToolCall, part: dict[str, Any]) -> bool:
     return call.status == ToolCall.Status.AWAITING_RESULT and part["state"] in {"output-available", "output-error"}
 
 
-def still_waiting(wire: AISDKChatFormat, run: Run) -> HttpResponse:
-    """The continuation of a turn that still waits: its ``start``, then the pause's
-    ``finish`` at once (no stream to relay: nothing happened since the pause)."""
-    pause = {"type": "finish", "finishReason": "tool-calls", "messageMetadata": {"run_uuid": str(run.uuid)}}
-    body = wire.preamble() + data_frame(pause).encode() + wire.epilogue(complete=True)
+# How a finished run's reply ended, as a ``finish`` chunk's ``finishReason``.
+FINISH_REASONS = {Run.Status.FAILED: "error", Run.Status.STOPPED: "other"}
+
+
+def answer_at_once(wire: AISDKChatFormat, run: Run, finish_reason: str) -> HttpResponse:
+    """A continuation with nothing to relay (the turn still waits, or is over): its
+    ``start``, then ``finish`` at once."""
+    finish = {"type": "finish", "finishReason": finish_reason, "messageMetadata": {"run_uuid": str(run.uuid)}}
+    body = wire.preamble() + data_frame(finish).encode() + wire.epilogue(complete=True)
     response = HttpResponse(body, content_type=wire.content_type.decode())
     for name, value in wire.headers():
         if name != b"content-type":
@@ -322,8 +397,8 @@ def apply_answers(
         for call_id, part in answers.items():
             call = calls[call_id]
             if part["state"] == "approval-responded":
-                approval = part.get("approval") or {}
-                approved = approval.get("approved") is True
+                approval = part["approval"]  # an object with a boolean ``approved`` (ChatMessage.parse)
+                approved = approval["approved"]
                 if call.status == ToolCall.Status.PENDING_APPROVAL:
                     reason = str(approval.get("reason") or "")
                     run_services.decide_tool_call(
@@ -340,12 +415,17 @@ def apply_answers(
 
 
 class ChatSessionView(APIView):
-    """A view on the session a chat id names (404 when the caller has none)."""
+    """A view on the session a chat id names."""
 
+    authentication_classes = AUTHENTICATION
     error_voice = staticmethod(ai_sdk_error)
 
+    def find_session(self, chat_id: str) -> Session | None:
+        return Session.objects.with_chat_id(self.request.auth, chat_id).select_related("agent").first()
+
     def get_session(self, chat_id: str) -> Session:
-        session = Session.objects.with_chat_id(self.request.auth, chat_id).select_related("agent").first()
+        """The session, or 404 when the caller has none with this chat id."""
+        session = self.find_session(chat_id)
         if session is None:
             raise Http404
         return session
@@ -355,12 +435,16 @@ class ChatMessagesView(ChatSessionView):
     @extend_schema(
         responses=OpenApiResponse(
             {"type": "array", "items": {"type": "object"}},
-            description="`UIMessage[]`: `{id, role, parts, metadata?}`, oldest first (replaced replies left out).",
+            description=(
+                "`UIMessage[]`: `{id, role, parts, metadata?}`, oldest first (replaced replies left out); "
+                "`[]` for a new chat id."
+            ),
         )
     )
     def get(self, request: Request, chat_id: str) -> Response:
         """``GET /api/chat/{id}/messages``: the chat as ``UIMessage[]`` (``useChat({messages})``)."""
-        return Response([ui_message(message) for message in visible(self.get_session(chat_id))])
+        session = self.find_session(chat_id)
+        return Response([] if session is None else [ui_message(message) for message in visible(session)])
 
 
 class ChatStopView(ChatSessionView):
@@ -430,11 +514,12 @@ def tool_part(call: ToolCall) -> dict[str, Any]:
 
 class ChatStreamApp(StreamApp):
     """``GET /api/chat/{id}/stream``: the resume ``useChat`` sends. Replays the chat's
-    active turn from its ``start`` and tails it (204 when none is active); during a pause
-    it replays the turn up to the request and ends as the POST did."""
+    active turn from its ``start`` and tails it (204 when none is active, or when the
+    caller has no chat with this id yet: ``useChat({id, resume: true})`` on a new chat);
+    during a pause it replays the turn up to the request and ends as the POST did."""
 
     def __init__(self) -> None:
-        super().__init__(wire=AISDKChatFormat)
+        super().__init__(wire=AISDKChatFormat, error_voice=ai_sdk_error)
 
     def prepare(self, scope: dict) -> tuple[StreamPlan | StreamRefusal, AISDKChatFormat]:
         plan = plan_stream(
@@ -445,6 +530,8 @@ class ChatStreamApp(StreamApp):
             client=scope.get("client"),
             chat_id=scope["url_route"]["kwargs"]["chat_id"],
         )
+        if isinstance(plan, StreamRefusal) and plan.status == 404:  # no session has this chat id (yet)
+            return StreamRefusal(204), AISDKChatFormat()
         if isinstance(plan, StreamRefusal):
             return plan, AISDKChatFormat()
         # Pauses the replay passes that were answered already do not end it.

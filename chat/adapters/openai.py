@@ -301,7 +301,7 @@ def session_headers(request: Request, response: Response, run: Run) -> dict[str,
     and for a publishable key the new session's secret (send it as ``X-Session-Secret``)."""
     headers = {SESSION_HEADER: str(run.session.uuid)}
     if response.data.get("client_secret"):
-        headers["Genie-Session-Secret"] = response.data["client_secret"]
+        headers["Genie-Client-Secret"] = response.data["client_secret"]
     return headers
 
 

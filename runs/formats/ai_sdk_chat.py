@@ -28,8 +28,9 @@ class AISDKChatFormat(UIMessageFormat):
     """What ``useChat`` reads from ``/api/chat``.
 
     - ``start`` and ``finish`` carry ``messageMetadata`` with the ``run_uuid`` (``finish``
-      also the usage the run stored), and ``finish`` a ``finishReason`` (``stop``,
-      ``error`` after an ``error`` chunk, ``other`` after an ``abort``).
+      also the usage the run stored), and ``finish`` a ``finishReason``: ``error`` after an
+      ``error`` chunk, ``other`` after an ``abort``, else the one the run stored (``stop``,
+      ``length``, ``content-filter``, …), ``stop`` when it stored none.
     - A step that ends with a tool call waiting for an approval or a client's result ends
       the response: ``finish-step``, then ``finish {finishReason: "tool-calls"}``, while
       the run waits ``requires_action`` (a request made between steps, as a continuation
@@ -48,7 +49,7 @@ class AISDKChatFormat(UIMessageFormat):
         self.waiting: set[str] = set()
         self.step_open = False
         self.approved: set[str] = set()
-        self.finish_reason = "stop"
+        self.ended_by: str | None = None  # the finishReason an ``error`` or ``abort`` gives
         self.ending = False
 
     def preamble(self) -> bytes:
@@ -76,7 +77,7 @@ class AISDKChatFormat(UIMessageFormat):
             if not self.step_open and self.waiting:
                 return event.sse() + self.pause(event)
         else:  # error, abort: how the turn ends
-            self.finish_reason = "error" if event.type == "error" else "other"
+            self.ended_by = "error" if event.type == "error" else "other"
         return event.sse()
 
     def request(self, event: StreamEvent, chunk: dict[str, Any]) -> str:
@@ -101,7 +102,7 @@ class AISDKChatFormat(UIMessageFormat):
         chunk["messageMetadata"] = {"run_uuid": event.run_uuid, **chunk.get("messageMetadata", {})}
         if event.type == FINISH:
             self.ending = True
-            chunk["finishReason"] = self.finish_reason
+            chunk["finishReason"] = self.ended_by or chunk.get("finishReason") or "stop"
         return f"id: {event.seq}\n{data_frame(chunk)}"
 
     def pause(self, event: StreamEvent) -> str:

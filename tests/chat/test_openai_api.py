@@ -314,7 +314,7 @@ def test_a_publishable_key_uses_public_agents_only(team, agent):
     assert refused.status_code == 404
     assert refused.json()["error"]["code"] == "model_not_found"
     assert served.status_code == 200
-    assert served["Genie-Session-Secret"].startswith("cs_")
+    assert served["Genie-Client-Secret"].startswith("cs_")
 
 
 def test_over_the_rate_limit_is_rate_limit_exceeded(api, agent, settings, fresh_rate_counters):

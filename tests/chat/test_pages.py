@@ -63,3 +63,12 @@ def test_widget_js_is_one_script_with_the_client_and_the_widget(client):
     assert "const GenieClient" in script
     assert script.index("const GenieClient") < script.index("const GenieWidget")
     assert client.post("/widget.js").status_code == 405
+
+
+def test_a_signed_in_user_sent_back_to_the_sign_in_page_goes_to_the_chat(client, member):
+    client.force_login(member.user)
+
+    response = client.get("/login/?next=/login/")
+
+    assert response.status_code == 302
+    assert response["Location"] == "/"

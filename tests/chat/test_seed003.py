@@ -88,6 +88,33 @@ def test_a_ui_command_and_a_failure_in_the_stream():
     assert (cut["type"], cut["code"]) == ("error", "stream_interrupted")
 
 
+def test_a_reply_cut_by_the_token_cap_is_done_incomplete():
+    wire = Seed003Format()
+
+    seen = frames(wire, event(1, "start", messageId="m-1"), event(2, "finish", finishReason="length"))
+
+    assert seen[-1]["metadata"]["status"] == "incomplete"
+
+
+def test_an_approval_ends_the_stream_with_what_waits_and_where_to_answer():
+    wire = Seed003Format()
+    waiting = event(2, "data-approval-required", data={"call_id": "c-1", "approval_url": "http://x/approval"})
+
+    seen = frames(wire, event(1, "start", messageId="m-1"), waiting)
+
+    assert seen == [
+        {
+            "type": "error",
+            "code": "action_required",
+            "message": seen[0]["message"],
+            "call_id": "c-1",
+            "url": "http://x/approval",
+        }
+    ]
+    assert wire.ends_after(waiting)
+    assert not wire.ends_after(event(3, "text-delta", id="t", delta="x"))
+
+
 @pytest.fixture
 def session(member, agent):
     return SessionFactory(agent=agent, owner=member.user)

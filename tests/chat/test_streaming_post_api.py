@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from chat.models import Session
+from chat.models import Session, hash_client_secret
+from genie.models import AccessToken
+from genie.services import create_access_token
 from runs.handoff import HANDOFF_HEADER, take_handoff
 from runs.models import Run
+from tests.conftest import bearer_client
+from tests.factories import AgentFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -44,3 +48,17 @@ def test_a_refused_streaming_post_gives_its_slot_back(api, settings):
     assert bad.status_code == 400
     assert bad["Content-Type"] == "application/json"
     assert good.status_code == 200
+
+
+def test_a_publishable_keys_streaming_post_carries_its_new_sessions_secret(team):
+    AgentFactory(team=team, handle="public", is_public=True)
+    _, key = create_access_token(team=team, kind=AccessToken.Kind.PUBLISHABLE)
+    client = bearer_client(key)
+
+    response = client.post(
+        "/api/v1/sessions", {"text": "Hi", "agent": "public"}, format="json", HTTP_ACCEPT="text/event-stream"
+    )
+
+    assert response.status_code == 200
+    session = Session.objects.get(uuid=response["Genie-Session-Uuid"])
+    assert session.client_secret_hash == hash_client_secret(response["Genie-Client-Secret"])

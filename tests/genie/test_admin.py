@@ -94,3 +94,40 @@ def test_the_agent_form_refuses_a_bad_tool_definition(staff):
     assert b"needs a url" in response.content
     agent.refresh_from_db()
     assert agent.tools == []
+
+
+def test_the_agent_form_never_shows_the_provider_key_and_keeps_it_when_left_blank(staff):
+    agent = AgentFactory(api_key="sk-provider-secret", base_url="https://models.example/v1")
+    fields = {
+        "team": agent.team.pk,
+        "handle": agent.handle,
+        "name": agent.name,
+        "provider": "openai",
+        "model": agent.model,
+        "base_url": agent.base_url,
+        "temperature": 0,
+        "max_steps": 8,
+        "metadata": "{}",
+        "tools": "[]",
+    }
+
+    page = staff.get(f"/admin/chat/agent/{agent.pk}/change/")
+    kept = staff.post(f"/admin/chat/agent/{agent.pk}/change/", {**fields, "api_key": ""})
+    agent.refresh_from_db()
+    key_after_blank = agent.api_key
+    staff.post(f"/admin/chat/agent/{agent.pk}/change/", {**fields, "clear_api_key": "on"})
+    agent.refresh_from_db()
+
+    assert b"sk-provider-secret" not in page.content
+    assert kept.status_code == 302
+    assert key_after_blank == "sk-provider-secret"
+    assert agent.api_key == ""
+
+
+def test_messages_cannot_be_added_or_edited_in_the_admin(staff):
+    message = MessageFactory()
+
+    assert staff.get("/admin/chat/message/add/").status_code == 403
+    assert staff.post(f"/admin/chat/message/{message.pk}/change/", {"text": "edited"}).status_code == 403
+    message.refresh_from_db()
+    assert message.text != "edited"

@@ -40,7 +40,19 @@ const GenieClient = (() => {
 
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-  // Server-Sent Events of a fetch response, one {id, data, retry} per event block.
+  // ``path`` under the API root ``base`` ("/api/v1", or a full URL for the widget), or a URL
+  // the server sent (built on its public URL, e.g. an event's approval_url): either way on
+  // ``base``'s own origin. Of a server's URL only the path and query are kept, so requests
+  // carrying the page's cookie or key go only to the API the page already talks to.
+  function apiUrl(base, path) {
+    const root = new URL(base, location.href);
+    if (!/^https?:/i.test(path)) return `${root.href.replace(/\/$/, "")}/${path}`;
+    const given = new URL(path);
+    return root.origin + given.pathname + given.search;
+  }
+
+  // Server-Sent Events of a fetch response, one {id, data, retry} per event block; ``data``
+  // is the raw text (undefined for none or "[DONE]"). It throws only what the network does.
   async function* parse(response) {
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
@@ -65,7 +77,7 @@ const GenieClient = (() => {
             else if (field === "data") data.push(text);
             else if (field === "retry") event.retry = Number(text);
           }
-          if (data.length && data.join("\n") !== "[DONE]") event.data = JSON.parse(data.join("\n"));
+          if (data.length && data.join("\n") !== "[DONE]") event.data = data.join("\n");
           yield event;
         }
       }
@@ -79,6 +91,9 @@ const GenieClient = (() => {
   // so every event reaches ``onChunk`` once and in order. ``resumable: false`` for a POST's
   // own stream (compaction), which has no ids to resume from.
   // Resolves {outcome: "finished" | "idle" (204: nothing to follow), lastEventId}.
+  // Only a network error (or a stream's end) is resumed; a chunk that is not JSON, or an
+  // error thrown by ``onChunk``, is logged and rejects, so no chunk is skipped or retried
+  // forever. ``lastEventId`` passes an event only once ``onChunk`` has taken it.
   async function follow({
     url,
     method = "GET",
@@ -104,21 +119,42 @@ const GenieClient = (() => {
         response = await fetch(url, init);
       } catch (error) {
         if (signal && signal.aborted) throw error;
+        // a network error: resumed below
       }
       if (response && response.status === 204) return { outcome: "idle", lastEventId };
       if (response && !response.ok) throw await errorOf(response);
       if (response) {
+        const events = parse(response);
         try {
-          for await (const event of parse(response)) {
+          for (;;) {
+            let next;
+            try {
+              next = await events.next();
+            } catch (error) {
+              if (signal && signal.aborted) throw error;
+              break; // the connection dropped: resumed below
+            }
+            if (next.done) break;
+            const event = next.value;
             if (event.retry) retryMs = event.retry;
-            if (event.id !== null) lastEventId = event.id;
-            if (event.data === undefined) continue;
-            attempts = 0;
-            onChunk(event.data, event.id);
-            if (event.data.type === "finish") return { outcome: "finished", lastEventId };
+            if (event.data !== undefined) {
+              let chunk;
+              try {
+                chunk = JSON.parse(event.data);
+                onChunk(chunk, event.id);
+              } catch (error) {
+                console.error("Genie: a stream event could not be shown.", event, error);
+                throw error;
+              }
+              attempts = 0;
+              if (event.id !== null) lastEventId = event.id;
+              if (chunk.type === "finish") return { outcome: "finished", lastEventId };
+            } else if (event.id !== null) {
+              lastEventId = event.id;
+            }
           }
-        } catch (error) {
-          if (signal && signal.aborted) throw error;
+        } finally {
+          events.return().catch(() => {}); // cancels the reader if the loop left early
         }
       }
       if (!resumable) throw new ApiError(0, { error: { message: "The stream ended early." } });
@@ -130,9 +166,10 @@ const GenieClient = (() => {
 
   // The state of one agent message as its chunks arrive. Parts: {kind: "text", id, text}
   // and {kind: "tool", callId, name, input, state, output, errorText, approval, clientCall,
-  // connection}. ``state``: streaming, done, stopped or error.
+  // connection}. ``state``: streaming, done, stopped or error; ``cut``: the reply stopped at
+  // the token limit (a ``finish`` with finishReason "length", or a stored ``incomplete``).
   function newMessage(id) {
-    return { id, parts: [], state: "streaming", errorText: "", compaction: null };
+    return { id, parts: [], state: "streaming", errorText: "", compaction: null, cut: false };
   }
 
   function toolPart(message, callId, name) {
@@ -163,6 +200,7 @@ const GenieClient = (() => {
         message.parts = [];
         message.state = "streaming";
         message.errorText = "";
+        message.cut = false;
         if (chunk.messageId) message.id = chunk.messageId;
         return null;
       case "text-start":
@@ -238,6 +276,7 @@ const GenieClient = (() => {
         return null;
       case "finish":
         if (message.state === "streaming") message.state = "done";
+        if (chunk.finishReason === "length") message.cut = true;
         return null;
       default:
         return null; // start-step, finish-step, text-end, tool-input-delta: nothing to show
@@ -247,7 +286,7 @@ const GenieClient = (() => {
   // A stored agent message (the transcript's JSON) in the same shape.
   function fromTranscript(stored) {
     const message = newMessage(stored.uuid);
-    const states = { pending_approval: "awaiting-approval", awaiting_result: "awaiting-result" };
+    const toolStates = { pending_approval: "awaiting-approval", awaiting_result: "awaiting-result" };
     for (const call of stored.tool_calls || []) {
       message.parts.push({
         kind: "tool",
@@ -256,11 +295,14 @@ const GenieClient = (() => {
         input: call.input,
         output: call.output,
         errorText: call.error || "",
-        state: states[call.status] || call.status,
+        state: toolStates[call.status] || call.status,
       });
     }
     if (stored.text) message.parts.push({ kind: "text", id: "stored", text: stored.text });
-    message.state = { complete: "done", stopped: "stopped", failed: "error" }[stored.status] || "streaming";
+    // pending and streaming: the run is still going (its stream replays and finishes it).
+    const states = { complete: "done", incomplete: "done", stopped: "stopped", failed: "error" };
+    message.state = states[stored.status] || "streaming";
+    message.cut = stored.status === "incomplete";
     return message;
   }
 
@@ -284,5 +326,8 @@ const GenieClient = (() => {
     'd="M1 21h4V9H1v12zm22-11c0-1.1-.9-2-2-2h-6.31l.95-4.57.03-.32c0-.41-.17-.79-.44-1.06L14.17 1 7.59 7.59C7.22 ' +
     '7.95 7 8.45 7 9v10c0 1.1.9 2 2 2h9c.83 0 1.54-.5 1.84-1.22l3.02-7.05c.09-.23.14-.47.14-.73v-2z"/></svg>';
 
-  return { ApiError, request, follow, newMessage, applyChunk, fromTranscript, TOOL_STATES, THUMB_SVG };
+  // The note under a reply cut by the token limit, shared by the page and the widget.
+  const CUT_NOTE = "Cut at the token limit.";
+
+  return { ApiError, apiUrl, request, follow, newMessage, applyChunk, fromTranscript, TOOL_STATES, THUMB_SVG, CUT_NOTE };
 })();

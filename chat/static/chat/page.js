@@ -40,11 +40,13 @@
     files: [], // uploads to attach to the next message: {file_id, filename}
     views: new Map(), // agent message uuid → {message, el, parts: Map(part → element)}
     sessionsNext: null,
+    opening: 0, // counts the chats opened: a slow answer for one opened before is dropped
   };
 
   // --- the API ------------------------------------------------------------------------
 
-  const url = (path) => (path.startsWith("http") ? path : `${API}/${path}`);
+  // A path under the API, or a URL the server sent: on this page's origin either way.
+  const url = (path) => GenieClient.apiUrl(API, path);
   const call = (path, options = {}) =>
     GenieClient.request(url(path), { ...options, headers: { "X-CSRFToken": CSRF, ...(options.headers || {}) } });
 
@@ -101,6 +103,7 @@
   }
 
   function startNewChat({ push = false } = {}) {
+    state.opening += 1;
     stopFollowing();
     state.session = null;
     state.views.clear();
@@ -116,16 +119,22 @@
     ui.text.focus();
   }
 
+  // Another chat opened (or a new one started) while this one loaded: its answers are dropped.
   async function openSession(uuid, { push = false } = {}) {
+    const opening = ++state.opening;
+    const current = () => state.opening === opening;
     stopFollowing();
+    state.session = null;
     state.views.clear();
     state.files = [];
     renderAttachments();
     ui.messages.replaceChildren();
     announce("Loading the chat…");
+    let session;
     try {
-      state.session = await call(`sessions/${uuid}`);
+      session = await call(`sessions/${uuid}`);
     } catch (error) {
+      if (!current()) return;
       if (error.status === 404) {
         announce("That chat does not exist or is not yours.", { error: true });
         startNewChat({ push: true });
@@ -133,10 +142,13 @@
       }
       throw error;
     }
+    if (!current()) return;
+    state.session = session;
     if (push) history.pushState({}, "", `?session=${uuid}`);
     showSession();
     for (let page = `sessions/${uuid}/messages?page_size=100`; page; ) {
       const batch = await call(page);
+      if (!current()) return;
       for (const stored of batch.results) renderStored(stored);
       page = batch.next;
     }
@@ -144,7 +156,19 @@
     refreshContext();
     // A reply still running (or paused for an action) is replayed from its start and
     // followed; an idle session answers 204.
-    follow(state.session.stream_url);
+    const outcome = await follow(session.stream_url);
+    // A run that ended between reading the messages and opening the stream left its reply
+    // drawn as it was then (still streaming, maybe empty): read such replies again, once.
+    if (outcome === "idle" && current()) await rereadUnfinished(session);
+  }
+
+  async function rereadUnfinished(session) {
+    for (const view of [...state.views.values()]) {
+      if (view.message.state !== "streaming") continue;
+      const stored = await call(`sessions/${session.uuid}/messages/${view.message.id}`);
+      if (state.session !== session) return;
+      renderStored(stored);
+    }
   }
 
   function showSession() {
@@ -157,8 +181,20 @@
 
   // --- messages -----------------------------------------------------------------------
 
+  // Model text may carry HTML a prompt injection wrote: only what Markdown makes is kept (no
+  // images, which would load an attacker's URL; no forms, styles or attributes but links'
+  // http(s)/mailto href and lists' and tables' layout). Links open apart (a hook below).
+  const MARKDOWN_HTML = {
+    ALLOWED_TAGS: [
+      "p", "br", "hr", "strong", "em", "del", "code", "pre", "blockquote", "ul", "ol", "li", "a",
+      "h1", "h2", "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td",
+    ],
+    ALLOWED_ATTR: ["href", "start", "align"],
+    ALLOWED_URI_REGEXP: /^(?:https?|mailto):/i,
+  };
+
   function renderMarkdown(element, text) {
-    element.innerHTML = DOMPurify.sanitize(marked.parse(text, { gfm: true, breaks: true }));
+    element.innerHTML = DOMPurify.sanitize(marked.parse(text, { gfm: true, breaks: true }), MARKDOWN_HTML);
   }
 
   function bubble(role, uuid) {
@@ -406,13 +442,14 @@
   function drawFoot(view) {
     const foot = view.el.querySelector(".foot");
     const { message } = view;
-    const key = `${message.state}|${message.errorText}|${view.stored ? view.stored.feedback_url : ""}`;
+    const key = `${message.state}|${message.cut}|${message.errorText}|${view.stored ? view.stored.feedback_url : ""}`;
     if (foot.dataset.key === key) return;
     foot.dataset.key = key;
     foot.replaceChildren();
     view.el.setAttribute("aria-busy", String(message.state === "streaming"));
     if (message.state === "stopped") foot.append(note("Stopped."));
     if (message.state === "error") foot.append(note(message.errorText, "error"));
+    if (message.cut) foot.append(note(GenieClient.CUT_NOTE));
     if (message.state !== "streaming" && view.stored && view.stored.feedback_url) {
       foot.append(ratingForm(view.stored));
     }
@@ -511,6 +548,7 @@
 
   // Follow ``streamUrl`` to the finish of its run, drawing each chunk into the agent
   // message its ``start`` names (a replay from the start rebuilds that message).
+  // Resolves the stream's outcome ("finished" or "idle"), or null when it failed or was left.
   async function follow(streamUrl, { started = false } = {}) {
     stopFollowing();
     const controller = new AbortController();
@@ -528,7 +566,7 @@
     setStreaming(started);
     try {
       const result = await GenieClient.follow({
-        url: streamUrl,
+        url: url(streamUrl),
         signal: controller.signal,
         onChunk(chunk) {
           if (!started) {
@@ -545,10 +583,12 @@
           }
         },
       });
-      if (state.session !== session) return;
+      if (state.session !== session) return null;
       if (result.outcome === "finished" && view) await finished(view);
+      return result.outcome;
     } catch (error) {
       if (!controller.signal.aborted) explain(error);
+      return null;
     } finally {
       if (state.stream === controller) {
         state.stream = null;
@@ -558,11 +598,13 @@
   }
 
   async function finished(view) {
+    const session = state.session;
     try {
-      view.stored = await call(`sessions/${state.session.uuid}/messages/${view.message.id}`);
+      view.stored = await call(`sessions/${session.uuid}/messages/${view.message.id}`);
     } catch (error) {
       explain(error);
     }
+    if (state.session !== session) return;
     drawMessage(view);
     announce(view.message.state === "done" ? "The reply is complete." : "");
     refreshContext();
@@ -676,9 +718,11 @@
   // --- context ------------------------------------------------------------------------
 
   async function refreshContext() {
-    if (!state.session) return;
+    const session = state.session;
+    if (!session) return;
     try {
-      const usage = await call(`sessions/${state.session.uuid}/context-usage`);
+      const usage = await call(`sessions/${session.uuid}/context-usage`);
+      if (state.session !== session) return;
       ui.context.hidden = false;
       ui.contextMeter.value = Math.min(usage.percent, 100);
       ui.contextMeter.textContent = `${usage.percent}%`;
