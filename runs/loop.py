@@ -609,7 +609,9 @@ class Turn:
             call_id=call.call_id,
             session_uuid=str(session.uuid),
             run_uuid=str(self.run.uuid),
-            user_id=session.user_id,
+            # Whom the session's creator vouches for (a browser's user_id is not proof): the
+            # same end user connections act for.
+            user_id=connections.end_user_of(session),
             webhook_secret=session.agent.webhook_secret,
             access_token=access_token,
         )

@@ -15,6 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from chat.models import Session
+from genie.models import AccessToken
+from genie.services import create_access_token
 from runs import loop, services
 from runs.exceptions import ActionAlreadyAnswered
 from runs.models import Run, ToolCall
@@ -83,6 +86,19 @@ def webhook_run(receiver: WebhookReceiver, **spec: object) -> Run:
     run = RunFactory(session__agent__tools=[tool], session__user_id="customer-42")
     receiver.secret = run.session.agent.webhook_secret
     return run
+
+
+def test_a_webhook_gets_the_end_user_the_sessions_creator_vouches_for(script, enqueued, receiver):
+    # A browser's publishable key may send any user_id: the webhook is told only "this visitor".
+    run = webhook_run(receiver)
+    publishable, _ = create_access_token(team=run.session.team, kind=AccessToken.Kind.PUBLISHABLE)
+    Session.objects.filter(pk=run.session.pk).update(created_by_token=publishable, user_id="the-ceo")
+    script(tool_call("weather", '{"city": "Oslo"}'), text("Sunny."))
+
+    loop.execute_run(run.pk)
+
+    (call,) = receiver.calls
+    assert call["user_id"] == f"session:{run.session.uuid}"
 
 
 def reload(run: Run) -> Run:
