@@ -52,10 +52,11 @@ from genie.schema import IDEMPOTENCY_ERRORS, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYE
 from genie.views import TeamConfigViewSet
 from runs import compaction, context
 from runs.events import require_redis
-from runs.exceptions import RunActive, RunTimeout
+from runs.exceptions import RunActive, RunRequiresAction, RunTimeout
 from runs.formats import UIMessageFormat
 from runs.handoff import stream_turn, wants_event_stream
 from runs.models import Run
+from runs.serializers import pending_actions
 from runs.waiting import wait_for_finish
 
 
@@ -124,10 +125,16 @@ def run_urls(request: Request, run: Run) -> dict[str, str]:
 def reply_when_done(request: Request, run_uuid: str) -> Message:
     """The agent message of a turn, once its run ended (a synchronous reply: ``stream:
     false``, seed 002). Holds no database connection while it waits; ``RunTimeout`` (504)
-    after GENIE_SYNC_TIMEOUT, naming the run, which goes on."""
+    after GENIE_SYNC_TIMEOUT, naming the run, which goes on; ``RunRequiresAction`` (409) as
+    soon as the turn pauses for an answer, naming what it waits for."""
     run = Run.objects.select_related("session").get(uuid=run_uuid)
-    if not wait_for_finish(run=run, timeout=settings.GENIE_SYNC_TIMEOUT):
+    if not wait_for_finish(run=run, timeout=settings.GENIE_SYNC_TIMEOUT, or_pause=True):
         raise RunTimeout(details={"run_uuid": run_uuid, **run_urls(request, run)})
+    run.refresh_from_db(fields=["status"])
+    if run.status == Run.Status.REQUIRES_ACTION:
+        calls = run.tool_calls.open().select_related("run__session", "connection_attempt")
+        waiting = pending_actions(list(calls), request)
+        raise RunRequiresAction(details={"run_uuid": run_uuid, **run_urls(request, run), "pending_actions": waiting})
     return Message.objects.select_related("session", "feedback").get(pk=run.agent_message_id)
 
 
@@ -307,7 +314,10 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
                 resource_type_field_name=None,
                 help_text="The queued turn; with `stream: false`, the agent message once the run ended.",
             ),
-            409: error_response("`run_active`: a run is active (details: its run_uuid, status and stream_url)."),
+            409: error_response(
+                "`run_active`: a run is active (details: its run_uuid, status and stream_url); "
+                "`requires_action` (`stream: false`): the turn waits for an answer (details: its pending_actions)."
+            ),
             413: TEXT_TOO_LONG,
             **IDEMPOTENCY_ERRORS,
             503: REDIS_UNAVAILABLE,

@@ -12,6 +12,14 @@ class RunActive(Conflict):
     default_detail = "A run is still active in this session; stop it or wait for its finish."
 
 
+class RunRequiresAction(Conflict):
+    """A synchronous reply whose turn paused for a person or the client (an approval, a
+    client tool, a sign-in): the run waits; the details say for what and where to answer."""
+
+    default_code = "requires_action"
+    default_detail = "The turn waits for an answer (an approval, a client tool's result or a sign-in)."
+
+
 class RunTimeout(GenieError):
     status_code = status.HTTP_504_GATEWAY_TIMEOUT
     default_code = "run_timeout"

@@ -244,7 +244,10 @@ class ChatMessageViewSet(ChatScoped, viewsets.GenericViewSet):
         ],
         responses={
             200: ReplySerializer,
-            409: error_response("`run_active`: the chat's previous reply is still being written."),
+            409: error_response(
+                "`run_active`: the chat's previous reply is still being written; "
+                "`requires_action`: the reply waits for an approval or a client tool (details: pending_actions)."
+            ),
             413: TEXT_TOO_LONG,
             **IDEMPOTENCY_ERRORS,
             503: REDIS_UNAVAILABLE,

@@ -26,7 +26,7 @@ def replies():
     where the view waits for it (no worker here)."""
     provider = ScriptedProvider([])
 
-    def run_now(*, run: Run, timeout: float) -> bool:
+    def run_now(*, run: Run, timeout: float, or_pause: bool = False) -> bool:
         loop.execute_run(run.pk)
         return True
 

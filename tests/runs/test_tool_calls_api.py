@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import pytest
 
+from chat.views import reply_when_done
 from genie.models import AccessToken
 from genie.services import create_access_token
 from runs import loop
+from runs.exceptions import RunRequiresAction
 from runs.models import Run, ToolCall
 from runs.services import queue_run
 from tests.conftest import bearer_client
@@ -197,3 +199,15 @@ def test_a_connection_must_name_a_provider_of_the_team_and_not_a_client_tool(sec
     assert "nowhere" in str(first.json()["error"]["details"])
     assert second.status_code == 400
     assert "client tool" in str(second.json()["error"]["details"])
+
+
+def test_a_synchronous_reply_that_pauses_is_409_requires_action_naming_what_waits(api, paused, rf):
+    request = rf.get("/")
+    with pytest.raises(RunRequiresAction) as raised:
+        reply_when_done(request, str(paused.uuid))
+
+    (action,) = raised.value.details["pending_actions"]
+    assert raised.value.status_code == 409
+    assert action["call_id"] == ToolCall.objects.get(run=paused).call_id
+    assert action["type"] == "approval"
+    assert raised.value.details["run_uuid"] == str(paused.uuid)
