@@ -205,7 +205,7 @@ class AISDKChatView(APIView):
             request,
             lambda: run_idempotently(request, start),
             wire=AISDKChatFormat(),
-            headers=headers,
+            headers=turn_headers,
             session=session,
         )
 
@@ -252,7 +252,7 @@ class AISDKChatView(APIView):
             request,
             lambda: run_idempotently(request, start),
             wire=AISDKChatFormat(),
-            headers=headers,
+            headers=turn_headers,
             session=session,
         )
 
@@ -292,17 +292,10 @@ class AISDKChatView(APIView):
             request,
             lambda: run_idempotently(request, start),
             wire=wire,
-            headers=headers,
+            headers=turn_headers,
             session=session,
             after_seq=after,
         )
-
-
-def headers(request: Request, response: Response, run: Run) -> dict[str, str]:
-    """The streaming POST's headers, and a new chat's client secret (publishable keys
-    send it back as ``X-Session-Secret``)."""
-    secret = (response.data or {}).get("client_secret")
-    return {**turn_headers(request, response, run), **({"Genie-Client-Secret": secret} if secret else {})}
 
 
 def pick_agent(caller: Caller, handle: str | None) -> Agent:

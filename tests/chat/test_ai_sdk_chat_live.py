@@ -101,6 +101,26 @@ def test_a_dropped_connection_resumes_the_same_message(live, aisdk_chat):
     assert idle["requests"][0]["status"] == 204
 
 
+def test_a_new_chat_resumes_idle_and_loads_no_messages(live, aisdk_chat):
+    """``useChat({id, resume: true})`` on a chat id not used yet: 204, no error."""
+    chat_id = f"chat-{uuid.uuid4().hex[:8]}"
+
+    resumed, loaded = use_chat(aisdk_chat, live, chat_id, [{"resume": True}, {"load": True}])
+    refused = httpx.get(
+        f"{live.base_url}/api/chat/{chat_id}/stream", headers={"Authorization": "Bearer sk_wrong"}, timeout=10
+    )
+
+    assert [(r["method"], r["status"]) for r in resumed["requests"]] == [("GET", 204)]
+    assert resumed["status"] == "ready"
+    assert resumed.get("error") is None
+    assert loaded["messages"] == []
+    assert not Session.objects.filter(chat_id=chat_id).exists()
+    # The resume's errors are in the SDK's error shape, as the POST's are.
+    assert refused.status_code == 401
+    assert refused.json()["type"] == "error"
+    assert refused.json()["error"]["code"] == "not_authenticated"
+
+
 def test_an_approval_and_a_client_tool_continue_the_same_message(live, aisdk_chat):
     live.agent.tools = [DELETE_ORDER]
     live.agent.save()
