@@ -441,8 +441,8 @@ class ChatCompletionView(APIView):
         data.is_valid(raise_exception=True)
         body = data.validated_data
         caller: Caller = request.auth
-        agent = Agent.objects.for_team(caller.team).live().by_handle_or_uuid(body["model"]).first()
-        if agent is None or (caller.is_publishable and not agent.is_public):
+        agent = Agent.objects.startable_by(caller).pick(body["model"])
+        if agent is None:
             raise ModelNotFound(
                 f"The model `{body['model']}` does not exist or you do not have access to it.",
                 details={"param": "model"},
@@ -452,7 +452,7 @@ class ChatCompletionView(APIView):
         if body["stream"]:
             include_usage = bool(body["stream_options"] and body["stream_options"]["include_usage"])
             wire = ChatCompletionChunkFormat(model=agent.handle, include_usage=include_usage)
-            return stream_turn(request, start, wire=wire, headers=session_headers)
+            return stream_turn(request, start, wire=wire, headers=session_headers, session=session)
         return self._reply_when_done(request, start(), model=agent.handle)
 
     def continued_session(self, request: Request, agent: Agent) -> Session | None:

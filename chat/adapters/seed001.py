@@ -284,8 +284,8 @@ class ConversationCreateView(Seed001Mixin, generics.GenericAPIView):
     def _create(self, request: Request) -> Response:
         data = ConversationCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        agent = self.genie_agents().live().first()
-        if agent is None or (request.auth.is_publishable and not agent.is_public):
+        agent = Agent.objects.startable_by(request.auth).by_handle_or_uuid(self.kwargs["handle"]).first()
+        if agent is None:
             raise NotFound("No such genie.", code="genie_not_found")
         session, client_secret = services.open_session(caller=request.auth, agent=agent, **data.validated_data)
         body = ConversationSerializer(session).data
@@ -319,11 +319,19 @@ class ConversationMessagesView(Seed001Mixin, MessageViewSet):
         },
     )
     def create(self, request: Request, handle: str, session_uuid: str) -> Response | HttpResponse:
+        conversation = self.get_conversation()  # an unknown conversation is 404 before a bad body is 400
         data = SendMessageSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         start = lambda: run_idempotently(request, lambda: self._send(request, data.validated_data))  # noqa: E731
         if data.validated_data["stream"]:
-            return stream_turn(request, start, wire=Seed001Format(), headers=turn_headers, run_field="genie_run_id")
+            return stream_turn(
+                request,
+                start,
+                wire=Seed001Format(),
+                headers=turn_headers,
+                run_field="genie_run_id",
+                session=conversation,
+            )
         return start()
 
     def _send(self, request: Request, data: dict[str, Any]) -> Response:

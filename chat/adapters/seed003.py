@@ -134,11 +134,11 @@ class SessionMessageView(APIView):
         },
     )
     def post(self, request: Request, session_id: str) -> HttpResponse | Response:
-        start = lambda: run_idempotently(request, lambda: self._send(request, session_id))  # noqa: E731
-        return stream_turn(request, start, wire=Seed003Format(), headers=turn_headers)
-
-    def _send(self, request: Request, session_id: str) -> Response:
         session = reachable_session(request, session_id)
+        start = lambda: run_idempotently(request, lambda: self._send(request, session))  # noqa: E731
+        return stream_turn(request, start, wire=Seed003Format(), headers=turn_headers, session=session)
+
+    def _send(self, request: Request, session: Session) -> Response:
         data = SendMessageSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         require_redis()
