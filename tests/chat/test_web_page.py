@@ -8,6 +8,7 @@ screenshots there at the moments they show.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -89,18 +90,19 @@ def open_tab(chromium) -> Iterator[Callable[..., Tab]]:
 
 @pytest.fixture
 def sign_in(live, open_tab) -> Callable[..., Tab]:
-    """Sign the live stack's member in through the login form; the page then shows ``/``."""
+    """Sign the live stack's member in through the login form; the page then shows ``/``.
+    ``base_url``: the server under another name than its GENIE_PUBLIC_URL."""
     user = Member.objects.select_related("user").get(team=live.agent.team).user
     user.set_password(PASSWORD)
     user.save()
 
-    def sign_in(**options) -> Tab:
-        tab = open_tab(f"{live.base_url}/", **options)
-        assert tab.page.url.startswith(f"{live.base_url}/login/")  # anonymous: sent to sign in
+    def sign_in(*, base_url: str = live.base_url, **options) -> Tab:
+        tab = open_tab(f"{base_url}/", **options)
+        assert tab.page.url.startswith(f"{base_url}/login/")  # anonymous: sent to sign in
         tab.page.get_by_label("Username").fill(user.username)
         tab.page.get_by_label("Password").fill(PASSWORD)
         tab.page.get_by_role("button", name="Sign in").click()
-        tab.page.wait_for_url(f"{live.base_url}/")
+        tab.page.wait_for_url(f"{base_url}/")
         return tab
 
     sign_in.user = user
@@ -156,6 +158,40 @@ def test_sign_in_chat_and_see_the_reply_stream_as_sanitised_markdown(live, sign_
     assert tab.errors == [], tab.errors
 
 
+def test_model_html_beyond_markdown_is_dropped(live, sign_in):
+    # A prompt injection's image would send the chat to its URL as soon as it is drawn.
+    live.script(
+        [
+            ("text", f'Look <img src="{live.base_url}/leak?q=secret"> ![chart]({live.base_url}/leak.png)\n\n'),
+            (
+                "text",
+                '<style>body { display: none }</style><form action="/x"><input name="q"><button>Go</button></form>\n\n',
+            ),
+            ("text", '<b style="color: red">bold</b> [docs](https://example.com/docs) [bad](javascript:alert(1))'),
+        ],
+        [("text", "Pictures")],
+    )
+    tab = sign_in()
+    requested: list[str] = []
+    tab.page.call(lambda page: page.on("request", lambda request: requested.append(request.url)))
+
+    send(tab, "Show me")
+    wait_complete(tab)
+
+    reply = tab.page.locator("#messages .agent .markdown")
+    assert reply.locator("img, style, form, input, button, [style]").count() == 0
+    assert reply.locator("a").evaluate_all(
+        "links => links.map(a => [a.textContent, a.getAttribute('href'), a.rel])"
+    ) == [
+        ["docs", "https://example.com/docs", "noopener noreferrer"],
+        ["bad", None, "noopener noreferrer"],
+    ]
+    assert "Look" in reply.inner_text()
+    assert not [url for url in requested if "/leak" in url], requested
+    assert tab.page.locator("body").is_visible()
+    assert tab.errors == [], tab.errors
+
+
 def test_reload_mid_reply_on_a_phone_shows_the_reply_once(live, sign_in):
     live.script(
         [("text", "Alpha "), ("delay", 1.5), ("text", "Beta "), ("delay", 0.5), ("text", "Gamma")],
@@ -176,6 +212,84 @@ def test_reload_mid_reply_on_a_phone_shows_the_reply_once(live, sign_in):
     chats.click()
     tab.expect(lambda page: expect(page.locator("#sessions")).to_be_visible())
     assert chats.get_attribute("aria-expanded") == "true"
+
+
+def test_a_reply_that_ended_before_its_stream_opened_is_read_again(live, sign_in):
+    live.script([("text", "All done here.")], [("text", "Done")])
+    tab = sign_in()
+    send(tab, "Finish quickly")
+    wait_complete(tab)
+
+    def as_still_streaming(route) -> None:
+        # The messages as read while the run still went: the reply empty and streaming.
+        response = route.fetch()
+        body = response.json()
+        for message in body["results"]:
+            if message["sender_role"] == "agent":
+                message.update(status="streaming", text="", tool_calls=[])
+        route.fulfill(response=response, json=body)
+
+    tab.page.route(re.compile(r"/messages\?page_size=100$"), as_still_streaming)
+    tab.page.reload()  # the run has ended: the session's stream answers 204
+    tab.page.get_by_role("button", name="Good reply").wait_for()
+
+    assert agent_bubbles(tab).all_inner_texts() == ["All done here."]
+    assert tab.page.locator("#messages .agent").get_attribute("aria-busy") == "false"
+    assert tab.page.get_by_role("button", name="Send").is_enabled()
+    assert tab.errors == [], tab.errors
+
+
+def test_a_reply_cut_at_the_token_limit_says_so_live_and_after_a_reload(live, sign_in):
+    live.script([("text", "The first half of")], [("text", "Cut")])
+    tab = sign_in()
+
+    def finished_at_the_length(route) -> None:
+        # The fake model always stops by itself: make its finish the token cap's.
+        response = route.fetch()
+        lines = []
+        for line in response.text().split("\n"):
+            if line.startswith("data: {"):
+                chunk = json.loads(line[len("data: ") :])
+                if chunk["type"] == "finish":
+                    line = "data: " + json.dumps({**chunk, "finishReason": "length"})
+            lines.append(line)
+        route.fulfill(response=response, body="\n".join(lines))
+
+    tab.page.route(re.compile(r"/runs/[^/]+/stream$"), finished_at_the_length)
+    send(tab, "Write a long essay")
+    tab.expect(lambda page: expect(page.locator("#messages .agent .note")).to_have_text("Cut at the token limit."))
+    tab.page.get_by_role("button", name="Good reply").wait_for()
+
+    Message.objects.filter(session__owner=sign_in.user, sender_role="agent").update(status=Message.Status.INCOMPLETE)
+    tab.page.reload()
+    tab.expect(lambda page: expect(page.locator("#messages .agent .note")).to_have_text("Cut at the token limit."))
+
+    assert tab.page.get_by_role("button", name="Good reply").is_visible()
+    assert tab.page.locator("#messages .agent").get_attribute("aria-busy") == "false"
+    assert agent_bubbles(tab).inner_text().strip() == "The first half of"
+    assert tab.errors == [], tab.errors
+
+
+def test_switching_chats_quickly_shows_only_the_last_one(live, sign_in):
+    live.script([("text", "An answer")])
+    for text in ("Question A", "Question B"):
+        live.wait_run(live.start_session(text)["run_uuid"])
+    tab = sign_in()
+    tab.expect(lambda page: expect(page.locator("#session-list a")).to_have_count(2))
+    first, second = (Session.objects.get(messages__text=text).uuid for text in ("Question A", "Question B"))
+
+    # Both clicks before either chat has loaded: the first one's answers arrive too late.
+    tab.page.evaluate(
+        "([a, b]) => { for (const uuid of [a, b]) document.querySelector(`a[data-uuid='${uuid}']`).click(); }",
+        [str(first), str(second)],
+    )
+    tab.page.get_by_role("button", name="Good reply").wait_for()
+    time.sleep(0.5)
+
+    assert tab.page.locator("#messages .message.user .body").all_inner_texts() == ["Question B"]
+    assert tab.page.locator("#messages .message.agent").count() == 1
+    assert tab.page.url.endswith(f"?session={second}")
+    assert tab.errors == [], tab.errors
 
 
 def test_stop_keeps_the_partial_reply(live, sign_in):
@@ -236,6 +350,9 @@ def test_rate_a_reply_with_a_comment(live, sign_in):
 
 
 def test_approve_a_tool_then_answer_it_as_a_client_tool(live, sign_in):
+    # The page on "localhost" while the server's public URL (in the events' approval_url and
+    # result_url) says 127.0.0.1: the page posts to its own origin all the same.
+    localhost = live.base_url.replace("127.0.0.1", "localhost")
     live.agent.tools = [
         {"name": "delete_order", "kind": "client", "requires_approval": True, "description": "Delete an order."}
     ]
@@ -245,7 +362,7 @@ def test_approve_a_tool_then_answer_it_as_a_client_tool(live, sign_in):
         [("text", "Order 7 is deleted.")],
         [("text", "Orders")],
     )
-    tab = sign_in()
+    tab = sign_in(base_url=localhost)
 
     send(tab, "Delete order 7")
     tab.page.get_by_role("button", name="Approve").wait_for()
@@ -263,6 +380,7 @@ def test_approve_a_tool_then_answer_it_as_a_client_tool(live, sign_in):
     assert "Order 7 is deleted." in agent_bubbles(tab).inner_text()
     assert tab.page.locator(".tool .tool-state").inner_text() == "done"
     assert tab.page.get_by_role("button", name="Approve").count() == 0
+    assert tab.errors == [], tab.errors
 
 
 def test_upload_a_file_see_context_usage_and_compact(live, sign_in, tmp_path):
@@ -371,6 +489,23 @@ def test_widget_on_another_origin_chats_rates_and_resumes_after_a_reload(live, s
     session = Session.objects.get(team=live.agent.team, owner=None)
     assert session.messages.get(sender_role="agent").feedback.rating == "positive"
     assert tab.errors == []
+
+
+def test_widget_refuses_a_secret_key_without_sending_it(live, shop, open_tab):
+    _, key = create_access_token(team=live.agent.team, kind=AccessToken.Kind.SECRET)
+    shop.html = readme_widget_page(base_url=live.base_url, key=key)
+    tab = open_tab(f"{shop.origin}/")
+    requested: list[str] = []
+    tab.page.call(lambda page: page.on("request", lambda request: requested.append(request.url)))
+
+    tab.page.get_by_role("button", name="Chat").click()
+    tab.expect(lambda page: expect(page.get_by_role("status")).to_have_text("The chat is not available on this site."))
+
+    assert key.startswith("sk_live_")
+    assert tab.page.get_by_label("Message", exact=True).is_disabled()
+    assert tab.page.get_by_role("button", name="Send").is_disabled()
+    assert requested == []
+    assert tab.errors == ["Genie widget: data-key must be a publishable key (pk_live_…); it was not sent."]
 
 
 def test_widget_is_refused_on_an_origin_its_key_does_not_list(live, shop, open_tab):

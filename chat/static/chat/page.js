@@ -82,7 +82,7 @@
     link.append(" ", when);
     link.addEventListener("click", (event) => {
       event.preventDefault();
-      openSession(session.uuid, { push: true });
+      openSession(session.uuid, { push: true }).catch(explain);
       closeSessionsOnNarrow();
     });
     item.append(link);
@@ -648,6 +648,7 @@
       } else {
         const agent = ui.agent.value;
         started = await call("sessions", { method: "POST", headers, json: agent ? { text, agent } : { text } });
+        state.opening += 1; // a chat still loading is no longer wanted
         state.session = await call(`sessions/${started.uuid}`);
         history.pushState({}, "", `?session=${started.uuid}`);
         showSession();

@@ -9,7 +9,10 @@ const GenieWidget = (() => {
   const script = document.currentScript;
   const options = script.dataset;
   const API = `${new URL(script.src).origin}/api/v1`;
-  const storageKey = `genie-widget:${(options.key || "").slice(0, 24)}:${options.agent || ""}`;
+  // Only a publishable key belongs on a public page. Anything else (a pasted secret key) is
+  // never sent: the widget shows that the chat is not available.
+  const usable = (options.key || "").startsWith("pk_live_");
+  const storageKey = `genie-widget:${usable ? options.key.slice(0, 24) : ""}:${options.agent || ""}`;
   const clientTools = {};
 
   const STYLE = `
@@ -79,17 +82,19 @@ const GenieWidget = (() => {
   ui.launcher.textContent = title;
   $("#title").textContent = title;
 
-  let saved = JSON.parse(sessionStorage.getItem(storageKey) || "null"); // {uuid, secret, open}
+  let saved = usable ? JSON.parse(sessionStorage.getItem(storageKey) || "null") : null; // {uuid, secret, open}
   let loaded = false;
   let following = null;
 
   const headers = () => {
-    const auth = { Authorization: `Bearer ${options.key}` };
+    const auth = usable ? { Authorization: `Bearer ${options.key}` } : {};
     if (saved) auth["X-Session-Secret"] = saved.secret;
     return auth;
   };
+  // A path under the API, or a URL from an event: sent to the API's origin either way.
+  const url = (path) => GenieClient.apiUrl(API, path);
   const call = (path, init = {}) =>
-    GenieClient.request(path.startsWith("http") ? path : `${API}/${path}`, {
+    GenieClient.request(url(path), {
       ...init,
       headers: { ...headers(), ...(init.headers || {}) },
     });
@@ -148,6 +153,7 @@ const GenieWidget = (() => {
     }
     if (message.state === "stopped") li.append(note("Stopped."));
     if (message.state === "error") li.append(note(message.errorText));
+    if (message.cut) li.append(note(GenieClient.CUT_NOTE));
     if (message.state !== "streaming" && view.stored && view.stored.feedback_url) li.append(rating(view.stored));
     ui.messages.scrollTop = ui.messages.scrollHeight;
   }
@@ -213,7 +219,8 @@ const GenieWidget = (() => {
     return view;
   }
 
-  async function follow(url) {
+  // Follow a stream to its run's finish; resolves its outcome ("finished", "idle"), or null.
+  async function follow(streamUrl) {
     if (following) following.abort();
     const controller = new AbortController();
     following = controller;
@@ -222,7 +229,7 @@ const GenieWidget = (() => {
     let view = null;
     try {
       const result = await GenieClient.follow({
-        url,
+        url: url(streamUrl),
         headers: headers(),
         signal: controller.signal,
         onChunk(chunk) {
@@ -236,8 +243,10 @@ const GenieWidget = (() => {
         view.stored = await call(`sessions/${saved.uuid}/messages/${view.message.id}`);
         draw(view);
       }
+      return result.outcome;
     } catch (error) {
       if (!controller.signal.aborted) explain(error);
+      return null;
     } finally {
       if (following === controller) {
         following = null;
@@ -247,22 +256,24 @@ const GenieWidget = (() => {
     }
   }
 
+  function showStored(stored) {
+    if (stored.sender_role === "user") {
+      item("user").textContent = stored.text;
+      return;
+    }
+    const view = agentView(stored.uuid);
+    view.message = GenieClient.fromTranscript(stored);
+    view.stored = stored;
+    draw(view);
+  }
+
   async function load() {
     loaded = true;
     if (!saved) return;
     try {
       for (let page = `sessions/${saved.uuid}/messages?page_size=100`; page; ) {
         const batch = await call(page);
-        for (const stored of batch.results) {
-          if (stored.sender_role === "user") {
-            item("user").textContent = stored.text;
-          } else {
-            const view = agentView(stored.uuid);
-            view.message = GenieClient.fromTranscript(stored);
-            view.stored = stored;
-            draw(view);
-          }
-        }
+        for (const stored of batch.results) showStored(stored);
         page = batch.next;
       }
     } catch (error) {
@@ -275,13 +286,24 @@ const GenieWidget = (() => {
       explain(error);
       return;
     }
-    follow(`${API}/sessions/${saved.uuid}/stream`); // a reply still running is replayed, then followed
+    // A reply still running is replayed, then followed. One whose run ended between reading
+    // the messages and opening the stream (204) is read again, once.
+    const outcome = await follow(`sessions/${saved.uuid}/stream`);
+    if (outcome !== "idle") return;
+    try {
+      for (const view of [...agentItems.values()]) {
+        if (view.message.state !== "streaming") continue;
+        showStored(await call(`sessions/${saved.uuid}/messages/${view.message.id}`));
+      }
+    } catch (error) {
+      explain(error);
+    }
   }
 
   async function send(event) {
     event.preventDefault();
     const text = ui.text.value;
-    if (!text.trim()) return;
+    if (!text.trim() || !usable) return;
     ui.send.disabled = true;
     const idempotency = { "Idempotency-Key": crypto.randomUUID() };
     try {
@@ -342,6 +364,13 @@ const GenieWidget = (() => {
   ui.stop.addEventListener("click", () =>
     call(`sessions/${saved.uuid}/stream/stop`, { method: "POST" }).catch(explain),
   );
+
+  if (!usable) {
+    console.error("Genie widget: data-key must be a publishable key (pk_live_…); it was not sent.");
+    announce("The chat is not available on this site.", true);
+    ui.text.disabled = true;
+    ui.send.disabled = true;
+  }
 
   const mount = () => {
     document.body.append(host);
