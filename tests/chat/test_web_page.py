@@ -8,9 +8,12 @@ screenshots there at the moments they show.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +33,9 @@ from tests.browser import BrowserThread, Remote
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.live
+# What the page shows after a turn (a worker, the model, the title's call) may take longer
+# than Playwright's 5 s default on a loaded machine; a wait still ends at the first match.
+expect.set_options(timeout=15_000)
 
 PASSWORD = "correct horse battery staple"
 PHONE = {"width": 390, "height": 844}
@@ -212,6 +218,135 @@ def test_reload_mid_reply_on_a_phone_shows_the_reply_once(live, sign_in):
     chats.click()
     tab.expect(lambda page: expect(page.locator("#sessions")).to_be_visible())
     assert chats.get_attribute("aria-expanded") == "true"
+
+
+class Cable:
+    """A TCP relay in front of the live server, for the browser to reach it through:
+    ``unplug()`` resets every open connection (the stream's too) and each new one until
+    ``plug()``, as a dropped network does. Playwright's ``set_offline`` (CDP's offline
+    emulation) fails only new requests in Chromium: a response already streaming goes on."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.rsplit("//", 1)[1].rsplit(":", 1)
+        self.target = (host, int(port))
+        self.plugged = True
+        self.cut = 0  # connections reset by unplug()
+        self.open: set[socket.socket] = set()
+        self.lock = threading.Lock()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                browser, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            with self.lock:
+                if not self.plugged:
+                    self._reset(browser)
+                    continue
+                server = socket.create_connection(self.target)
+                self.open |= {browser, server}
+            for source, sink in ((browser, server), (server, browser)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+            if self.plugged:  # the other side closed: pass it on (unplug() resets both instead)
+                sink.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # reset by unplug(), or the other side went
+
+    @staticmethod
+    def _reset(sock: socket.socket) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with an RST
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RD)  # wakes its pump's recv(), which holds the socket open
+        sock.close()
+
+    def unplug(self) -> None:
+        with self.lock:
+            self.plugged = False
+            sockets, self.open = self.open, set()
+        for sock in sockets:
+            self.cut += 1
+            self._reset(sock)
+
+    def plug(self) -> None:
+        self.plugged = True
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        self.listener.close()
+        self.unplug()
+
+
+@pytest.fixture
+def cable(live) -> Iterator[Cable]:
+    relay = Cable(live.base_url)
+    yield relay
+    relay.stop()
+
+
+def test_a_dropped_connection_mid_reply_resumes_with_last_event_id_and_shows_the_reply_once(live, sign_in, cable):
+    words = ["Opening ", *(f"word{n:02d} " for n in range(1, 13)), "Closing."]
+    # The words come 0.3 s apart (under the provider timeout, 2 s): about 4 s of reply.
+    live.script(
+        [("text", words[0]), *[step for word in words[1:] for step in (("delay", 0.3), ("text", word))]],
+        [("text", "Dropped")],
+    )
+    tab = sign_in(base_url=cable.base_url)
+    stream = re.compile(r"/api/v1/sessions/[^/]+/runs/[^/]+/stream$")
+    opened: list[dict[str, str]] = []  # each request for the run's stream: its headers
+    failed: list[str] = []  # how those that did not finish failed
+    tab.page.call(
+        lambda page: page.on(
+            "request", lambda request: opened.append(request.headers) if stream.search(request.url) else None
+        )
+    )
+    tab.page.call(
+        lambda page: page.on(
+            "requestfailed", lambda request: failed.append(request.failure) if stream.search(request.url) else None
+        )
+    )
+
+    send(tab, "Count slowly")
+    tab.expect(lambda page: expect(page.locator("#messages .agent")).to_contain_text("word01"))
+    cable.unplug()  # mid-reply: the open stream is reset
+    wait_until(lambda: tab.page.wait_for_timeout(50) or failed, timeout=5)  # events come while Playwright runs
+    time.sleep(1.5)  # the run goes on meanwhile; the page's first retry (after 1 s) is refused too
+    shown_offline = agent_bubbles(tab).inner_text()
+    cable.plug()
+    wait_complete(tab)
+
+    stored = Message.objects.get(session__owner=sign_in.user, sender_role="agent").text
+    shown = agent_bubbles(tab).inner_text()
+    assert stored == "".join(words)
+    assert " ".join(shown.split()) == " ".join(stored.split())  # nothing missing, nothing twice
+    assert all(shown.count(word.strip()) == 1 for word in words)
+    assert tab.page.locator("#messages .message.agent").count() == 1
+    # The drop cut the stream midway: the rest of the reply came through a resumed one.
+    assert cable.cut
+    assert failed
+    assert "word01" in shown_offline
+    assert "Closing." not in shown_offline, shown_offline
+    # Every stream after the first asked for what followed the last event shown.
+    assert len(opened) >= 2, opened
+    assert "last-event-id" not in opened[0]
+    resumed = {int(headers.get("last-event-id", 0)) for headers in opened[1:]}
+    assert len(resumed) == 1, opened
+    assert resumed.pop() > 0
+    # The console's only errors are the dropped requests' own.
+    assert all(error.startswith("Failed to load resource: net::ERR_") for error in tab.errors), tab.errors
+    wait_until(lambda: Session.objects.filter(owner=sign_in.user).exclude(title="").exists())  # the title's call
 
 
 def test_a_reply_that_ended_before_its_stream_opened_is_read_again(live, sign_in):
