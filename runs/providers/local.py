@@ -58,13 +58,22 @@ class LocalProvider:
                     stream=True,
                 )
                 completion_tokens = 0
+                prompt_tokens = None
                 for piece in pieces:
+                    if prompt_tokens is None:
+                        # llama.cpp's stream reports no usage; when the first piece comes out,
+                        # the context holds exactly the evaluated prompt.
+                        prompt_tokens = llm.n_tokens
                     choice = piece["choices"][0]
                     text = choice.get("delta", {}).get("content") or ""
                     if text:
                         completion_tokens += 1
                         yield Chunk(text=text)
                     if choice.get("finish_reason"):
-                        yield Chunk(finish_reason=choice["finish_reason"], completion_tokens=completion_tokens)
+                        yield Chunk(
+                            finish_reason=choice["finish_reason"],
+                            prompt_tokens=prompt_tokens,
+                            completion_tokens=completion_tokens,
+                        )
             except ValueError as exc:  # e.g. the prompt exceeds the context window
                 raise ProviderError("local_model_error", str(exc)) from exc
