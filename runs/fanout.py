@@ -122,6 +122,10 @@ class LiveFanout:
     def __init__(self) -> None:
         self._subscribers: dict[str, set[Subscriber]] = {}
         self._confirmations: dict[str, asyncio.Future] = {}
+        # SUBSCRIBE commands sent per channel whose reply has not come back: a channel
+        # unsubscribed and subscribed again in quick succession gets the reply of its first
+        # SUBSCRIBE before Redis has even seen the UNSUBSCRIBE; only the last reply confirms.
+        self._unanswered: dict[str, int] = {}
         self._protocol: PubSubProtocol | None = None
         self._ticker: asyncio.Task | None = None
         self._lock = asyncio.Lock()
@@ -161,6 +165,7 @@ class LiveFanout:
             if confirmation is None:
                 confirmation = asyncio.get_running_loop().create_future()
                 self._confirmations[channel] = confirmation
+                self._unanswered[channel] = self._unanswered.get(channel, 0) + 1
                 protocol.command("SUBSCRIBE", channel)
         try:
             await asyncio.wait_for(asyncio.shield(confirmation), timeout=5)
@@ -195,7 +200,13 @@ class LiveFanout:
                 for sub in subs:
                     sub.push(event)
         elif kind == b"subscribe":
-            confirmation = self._confirmations.get(reply[1].decode())
+            channel = reply[1].decode()
+            left = self._unanswered.get(channel, 1) - 1
+            if left > 0:
+                self._unanswered[channel] = left
+                return  # an earlier SUBSCRIBE's reply: an UNSUBSCRIBE may still follow it
+            self._unanswered.pop(channel, None)
+            confirmation = self._confirmations.get(channel)
             if confirmation is not None and not confirmation.done():
                 confirmation.set_result(True)
 
@@ -213,6 +224,7 @@ class LiveFanout:
                 confirmation.set_exception(ConnectionError("Redis unavailable"))
         self._subscribers.clear()
         self._confirmations.clear()
+        self._unanswered.clear()
 
     async def _tick(self) -> None:
         while True:

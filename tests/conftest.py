@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pytest
 import redis
 from django.conf import settings
 from django.core.cache import cache
+from django.core.management.base import CommandError
+from django.core.management.commands import flush
 from django.db import connection
 from rest_framework.test import APIClient
 
@@ -45,6 +48,29 @@ def _loopback_egress_allowed(settings) -> None:
 def _require_real_services() -> None:
     assert connection.vendor == "postgresql", "The suite runs on PostgreSQL: set DATABASE_URL (see README)."
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flush_survives_a_deadlock() -> Iterator[None]:
+    """A transactional test's teardown TRUNCATEs every table while the live processes may
+    be inside a transaction of their own (the sweeper every second, a title task), and
+    PostgreSQL breaks such a deadlock by failing one side: when it picks the flush, the
+    flush is tried again, as the worker's side would be."""
+    original = flush.Command.handle
+
+    def handle(self: flush.Command, **options: object) -> None:
+        for attempt in range(3):
+            try:
+                return original(self, **options)
+            except CommandError as exc:
+                if attempt == 2 or "deadlock" not in str(exc.__cause__).lower():
+                    raise
+                time.sleep(0.2)
+        return None
+
+    flush.Command.handle = handle
+    yield
+    flush.Command.handle = original
 
 
 @pytest.fixture
