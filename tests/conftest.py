@@ -22,7 +22,9 @@ from genie.models import AccessToken
 from genie.services import create_access_token
 from tests.factories import AgentFactory, MemberFactory, TeamFactory
 from tests.fakellm import FakeLLM
+from tests.oauthserver import OAuthServer
 from tests.processes import LiveProcess, free_port, start_daphne, start_worker
+from tests.webhooks import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,6 +73,22 @@ def _flush_survives_a_deadlock() -> Iterator[None]:
     flush.Command.handle = handle
     yield
     flush.Command.handle = original
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    """A team's webhook server on loopback (tools of kind ``webhook``)."""
+    server = WebhookReceiver()
+    yield server
+    server.server.shutdown()
+
+
+@pytest.fixture
+def oauth() -> Iterator[OAuthServer]:
+    """A provider's OAuth authorization server on loopback (connections)."""
+    server = OAuthServer().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

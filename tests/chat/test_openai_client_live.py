@@ -8,7 +8,6 @@ import pytest
 
 from chat.models import Session
 from runs.models import Run
-from tests.runs.test_tools import WebhookReceiver
 
 pytestmark = pytest.mark.live
 
@@ -24,13 +23,6 @@ def warm(live) -> None:
     worker's start-up (its first turn can take longer than the live stack's 3-second
     GENIE_SYNC_TIMEOUT on a loaded machine). Titled: no title task asks the model."""
     live.wait_run(live.start_session("Warm up", title="Warm-up")["run_uuid"])
-
-
-@pytest.fixture
-def receiver():
-    server = WebhookReceiver()
-    yield server
-    server.server.shutdown()
 
 
 def model_requests_with(live, text: str) -> list[dict]:

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -31,25 +30,11 @@ from tests.conftest import bearer_client
 from tests.factories import AgentFactory, RunFactory, TeamFactory
 from tests.oauthserver import OAuthServer
 from tests.runs.conftest import published_data, published_types, text, tool_call
-from tests.runs.test_tools import WebhookReceiver
+from tests.webhooks import WebhookReceiver
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_settings")]
 
 SCHEMA = {"type": "object", "properties": {"day": {"type": "string"}}}
-
-
-@pytest.fixture
-def oauth() -> Iterator[OAuthServer]:
-    server = OAuthServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver()
-    yield server
-    server.server.shutdown()
 
 
 def sk_client(team) -> APIClient:
@@ -76,6 +61,11 @@ def calendar_run(receiver: WebhookReceiver, oauth: OAuthServer, *, user_id: str 
         },
     )
     return run
+
+
+def next_run(first: Run) -> Run:
+    """The session's next turn (its messages in the same session)."""
+    return RunFactory(session=first.session, user_message__session=first.session, agent_message__session=first.session)
 
 
 def reload(run: Run) -> Run:
@@ -159,9 +149,7 @@ def test_the_next_call_reuses_the_connection_without_a_pause(script, enqueued, r
     browser_leg(client, auth_required(first)["auth_link"]["url"])
     loop.execute_run(first.pk)
 
-    second = RunFactory(
-        session=first.session, user_message__session=first.session, agent_message__session=first.session
-    )
+    second = next_run(first)
     script(tool_call("agenda", "{}"), text("still ok"))
     loop.execute_run(second.pk)
 
@@ -297,9 +285,7 @@ def test_an_expired_token_is_refreshed_without_a_pause(script, enqueued, receive
     loop.execute_run(first.pk)
     Connection.objects.update(expires_at=timezone.now() - timedelta(minutes=1))
 
-    second = RunFactory(
-        session=first.session, user_message__session=first.session, agent_message__session=first.session
-    )
+    second = next_run(first)
     script(tool_call("agenda", "{}"), text("ok again"))
     loop.execute_run(second.pk)
 
@@ -320,9 +306,7 @@ def test_a_refused_refresh_asks_the_user_again(script, enqueued, receiver, oauth
     Connection.objects.update(expires_at=timezone.now() - timedelta(minutes=1))
     oauth.refuse_refresh = True
 
-    second = RunFactory(
-        session=first.session, user_message__session=first.session, agent_message__session=first.session
-    )
+    second = next_run(first)
     script(tool_call("agenda", "{}"), text("ok again"))
     loop.execute_run(second.pk)
 

@@ -7,7 +7,6 @@ followed with httpx, and once in headless Chromium."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
@@ -19,25 +18,9 @@ from genie.models import AccessToken
 from genie.services import create_access_token
 from runs.models import Connection, Run
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
-from tests.oauthserver import OAuthServer
-from tests.runs.test_tools import WebhookReceiver
 from tests.runs.test_tools_live import rescript, wait_status
 
 pytestmark = pytest.mark.live
-
-
-@pytest.fixture
-def oauth() -> Iterator[OAuthServer]:
-    server = OAuthServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver()
-    yield server
-    server.server.shutdown()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -25,57 +24,9 @@ from runs.tools import CallContext, ToolError, ToolSpec
 from runs.tools.webhook import WebhookTool, signature
 from tests.factories import RunFactory
 from tests.runs.conftest import published_data, published_types, text, tool_call
+from tests.webhooks import WebhookReceiver
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_settings")]
-
-
-class WebhookReceiver:
-    """Answers each signed call with ``{"echo": input}``; refuses a bad signature with 401.
-    Records each call's body and its ``Authorization`` header (a connection's token)."""
-
-    def __init__(self) -> None:
-        self.secret = ""
-        self.calls: list[dict] = []
-        self.authorizations: list[str | None] = []  # each signed call's Authorization header
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers["content-length"]))
-                stamp, _, digest = self.headers.get("Genie-Signature", "").partition(",v1=")
-                timestamp = int(stamp.removeprefix("t=") or 0)
-                expected = hmac.new(receiver.secret.encode(), f"{timestamp}.".encode() + raw, hashlib.sha256)
-                if not hmac.compare_digest(expected.hexdigest(), digest) or abs(time.time() - timestamp) > 300:
-                    self.send_response(401)
-                    self.send_header("content-length", "0")
-                    self.end_headers()
-                    return
-                body = json.loads(raw)
-                receiver.calls.append(body)
-                receiver.authorizations.append(self.headers.get("Authorization"))
-                answer = json.dumps({"echo": body["input"]}).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver()
-    yield server
-    server.server.shutdown()
 
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}

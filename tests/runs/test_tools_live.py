@@ -11,18 +11,10 @@ import pytest
 from runs.loop import execute_run
 from runs.models import Run, ToolCall
 from tests.runs.test_mcp_tool import mcp_server  # noqa: F401  (a module fixture: the real MCP server)
-from tests.runs.test_tools import WebhookReceiver
 
 pytestmark = pytest.mark.live
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-
-
-@pytest.fixture
-def receiver():
-    server = WebhookReceiver()
-    yield server
-    server.server.shutdown()
 
 
 def with_tools(live, *tools: dict) -> None:

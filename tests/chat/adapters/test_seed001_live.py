@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 from runs.models import Run, RunEvent
-from tests.runs.test_tools import WebhookReceiver
 
 pytestmark = pytest.mark.live
 
@@ -66,13 +65,6 @@ def read_seed_stream(
                     on_event(event)
             fields = {}
     return read
-
-
-@pytest.fixture
-def receiver():
-    server = WebhookReceiver()
-    yield server
-    server.server.shutdown()
 
 
 def test_the_documents_flow_end_to_end(live, receiver):
