@@ -12,7 +12,6 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import redis
@@ -44,9 +43,11 @@ def stop_key(run_uuid: str) -> str:
     return f"genie:stop:{run_uuid}"
 
 
-# XADD with the event's own id, PUBLISH, and EXPIRE when asked: one command, one round
-# trip, which also answers whether the run's stop flag is set (the turn loop's poll rides
-# on it). A rejected id (a redelivered duplicate) stops the script before the PUBLISH.
+# XADD with the event's own id, PUBLISH, and EXPIRE when asked: one command, which also
+# answers whether the run's stop flag is set (the turn loop's poll rides on it). A
+# rejected id (a redelivered duplicate) stops the script before the PUBLISH. Sent as EVAL
+# with its text (Redis caches it by its digest): no NOSCRIPT to recover from when replies
+# are read long after the command was sent.
 PUBLISH_EVENT = """
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[2], 'r', ARGV[3], 't', ARGV[4], 'd', ARGV[5])
 redis.call('PUBLISH', KEYS[2], ARGV[6])
@@ -54,10 +55,8 @@ if ARGV[7] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[7]) end
 return redis.call('EXISTS', KEYS[3])
 """
 
-
-@cache
-def publish_event_script() -> Any:
-    return redis_client().register_script(PUBLISH_EVENT)
+# Replies a writer leaves unread at most before it reads them (each is a few bytes).
+UNREAD_REPLIES_MAX = 256
 
 
 def release_connection() -> None:
@@ -130,9 +129,13 @@ def last_seq(session_id: int, session_uuid: str) -> int:
 class RunEventWriter:
     """Writes one run's events. Not thread-safe: one writer per executing run.
 
-    ``emit`` costs one Redis round trip; PostgreSQL sees a bulk insert every
-    ``GENIE_EVENT_FLUSH_INTERVAL`` seconds or ``GENIE_EVENT_FLUSH_SIZE`` rows, with the
-    deltas of each batch merged (see ``RunEvent``).
+    ``emit`` sends one Redis command and does not wait for its reply: a streamed token
+    costs the worker one wake-up (the model's bytes arriving), not two. Commands on the
+    writer's one connection run in order, so the Stream's order is the order of ``emit``;
+    the replies (whether the stop flag is set, or a rejected duplicate id) are read in a
+    batch when the stop flag is asked for, when ``UNREAD_REPLIES_MAX`` are waiting, and at
+    ``close``. PostgreSQL sees a bulk insert every ``GENIE_EVENT_FLUSH_INTERVAL`` seconds or
+    ``GENIE_EVENT_FLUSH_SIZE`` rows, with the deltas of each batch merged (see ``RunEvent``).
     """
 
     def __init__(self, *, run: Run, next_seq: int) -> None:
@@ -148,21 +151,31 @@ class RunEventWriter:
         self._key = stream_key(self.session_uuid)
         self._channel = channel_name(self.session_uuid)
         self._stop_key = stop_key(self.run_uuid)
-        self.stop_flag_seen: tuple[float, bool] | None = None  # (when, set?) as the last publish saw it
+        self._unread: list[int] = []  # the seq of each event whose reply is still on the socket
+        self._last_sent_at = 0.0
+        self.stop_flag_seen: tuple[float, bool] | None = None  # (when, set?) as the last read reply said
 
     @property
     def redis(self) -> redis.Redis:
         """This run's own connection from the process pool, held until ``close``: dozens of
         runs per worker contended on the pool's lock twice per command. Connects on first
-        use (raises RedisError while Redis is down)."""
+        use (raises RedisError while Redis is down). Its replies are read in order, so any
+        other command on it goes after ``read_replies``."""
         if self._redis is None:
             self._redis = redis.Redis(connection_pool=redis_client().connection_pool, single_connection_client=True)
         return self._redis
 
     def close(self) -> None:
-        if self._redis is not None:
-            self._redis.close()
-            self._redis = None
+        """Read what is still unread and give the connection back to the pool; one whose
+        replies cannot be read is dropped, never handed to another user mid-reply."""
+        if self._redis is None:
+            return
+        self.read_replies()
+        if self._unread:
+            self._redis.connection.disconnect()
+            self._unread = []
+        self._redis.close()
+        self._redis = None
 
     @classmethod
     def open(cls, run: Run) -> RunEventWriter:
@@ -198,31 +211,73 @@ class RunEventWriter:
         return StreamEvent(seq, self.run_uuid, type_, json.dumps(data, separators=(",", ":")))
 
     def publish(self, event: StreamEvent) -> None:
+        """Send the event to the session's Stream and channel; its reply is read later."""
         expire = settings.GENIE_STREAM_TTL if event.seq == 1 or event.type in {"start", FINISH} else 0
         try:
-            stop_flag = publish_event_script()(
-                keys=[self._key, self._channel, self._stop_key],
-                args=[
-                    settings.GENIE_STREAM_MAXLEN,
-                    f"{event.seq}-0",
-                    event.run_uuid,
-                    event.type,
-                    event.data_json,
-                    event.pack(),
-                    expire,
-                ],
-                client=self.redis,
+            connection = self.redis.connection
+            connection.send_command(
+                "EVAL",
+                PUBLISH_EVENT,
+                3,
+                self._key,
+                self._channel,
+                self._stop_key,
+                settings.GENIE_STREAM_MAXLEN,
+                f"{event.seq}-0",
+                event.run_uuid,
+                event.type,
+                event.data_json,
+                event.pack(),
+                expire,
+                check_health=False,  # a health check's PING would read an unread reply as its own
             )
-            self.stop_flag_seen = (time.monotonic(), bool(stop_flag))
-            self._redis_ok = True
-        except redis.ResponseError:
-            # Our id is not above the Stream's top: a redelivered duplicate. PostgreSQL's
-            # unique (session, seq) is the final word; keep going.
-            logger.warning("Redis rejected event %s of run %s", event.seq, self.run_uuid)
         except redis.RedisError:
-            if self._redis_ok:
-                logger.warning("Redis unavailable; run %s events go to PostgreSQL only", self.run_uuid)
-            self._redis_ok = False
+            self._redis_down()
+            return
+        self._redis_ok = True
+        self._unread.append(event.seq)
+        self._last_sent_at = time.monotonic()
+        if len(self._unread) >= UNREAD_REPLIES_MAX:
+            self.read_replies()
+
+    def read_replies(self) -> None:
+        """Read the replies of the events sent so far: the last says whether the run's
+        stop flag was set when that event was written."""
+        if not self._unread or self._redis is None:
+            return
+        connection = self._redis.connection
+        while self._unread:
+            seq = self._unread.pop(0)
+            try:
+                flag = connection.read_response()
+            except redis.ResponseError:
+                # Our id is not above the Stream's top: a redelivered duplicate. PostgreSQL's
+                # unique (session, seq) is the final word; keep going.
+                logger.warning("Redis rejected event %s of run %s", seq, self.run_uuid)
+            except redis.RedisError:  # the connection is gone (read_response dropped it)
+                self._unread = []
+                self._redis_down()
+                return
+            else:
+                if not self._unread:
+                    self.stop_flag_seen = (self._last_sent_at, bool(flag))
+
+    def stop_requested(self, *, fresh_for: float) -> bool:
+        """Whether the run's stop flag is set: as the last event's reply said, when that
+        event went out within ``fresh_for`` seconds; asked of Redis otherwise. Raises
+        RedisError while Redis is down."""
+        self.read_replies()
+        seen = self.stop_flag_seen
+        if seen is not None and time.monotonic() - seen[0] < fresh_for:
+            return seen[1]
+        if not self._redis_ok:
+            raise redis.ConnectionError("Redis is unavailable")
+        return bool(self.redis.exists(self._stop_key))
+
+    def _redis_down(self) -> None:
+        if self._redis_ok:
+            logger.warning("Redis unavailable; run %s events go to PostgreSQL only", self.run_uuid)
+        self._redis_ok = False
 
     def flush(self) -> None:
         if self._pending:

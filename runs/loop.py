@@ -39,7 +39,7 @@ from genie.links import absolute_url
 from runs import connections
 from runs.compaction import DEFAULT_KEEP_LAST, compact_before_turn, compaction_data
 from runs.context import PromptParts, count_usage, prompt_parts
-from runs.events import OpenParts, RunEventWriter, read_run_log, release_connection, stop_key
+from runs.events import OpenParts, RunEventWriter, read_run_log, release_connection
 from runs.models import Run, ToolCall
 from runs.providers import Chunk, ProviderError, ProviderRequest, ToolCallDelta, ToolDefinition, get_provider
 from runs.services import Usage, end_run, pause_run
@@ -176,12 +176,8 @@ class StopWatch:
         now = time.monotonic()
         if now >= self._next_poll:
             self._next_poll = now + settings.GENIE_STOP_POLL_INTERVAL
-            seen = self.writer.stop_flag_seen
             try:
-                if seen is not None and now - seen[0] < settings.GENIE_STOP_POLL_INTERVAL:
-                    self.stopped = self.stopped or seen[1]  # the last event's write looked already
-                else:
-                    self.stopped = self.stopped or bool(self.writer.redis.exists(stop_key(str(self.run.uuid))))
+                self.stopped = self.stopped or self.writer.stop_requested(fresh_for=settings.GENIE_STOP_POLL_INTERVAL)
             except redis.RedisError:
                 self.stopped = (
                     self.stopped or Run.objects.filter(pk=self.run.pk, stop_requested_at__isnull=False).exists()

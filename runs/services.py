@@ -203,6 +203,7 @@ def closing_events(
 def _after_run_end(*, run: Run, writer: RunEventWriter, events: list[StreamEvent], close: bool) -> None:
     for event in events:  # stored first, published after commit
         writer.publish(event)
+    writer.read_replies()  # the end is in the Stream before the session's next run starts
     if close:
         writer.close()
     enqueue_next_run(session_id=run.session_id)

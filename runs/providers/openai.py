@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -58,8 +58,8 @@ def _error(exc: Exception) -> ProviderError:
 
 class OpenAIProvider:
     """Streams through the ``openai`` client (base URL, auth, status errors) but reads the
-    SSE lines itself: the SDK builds a pydantic model per chunk, 90-120 µs of worker CPU
-    per token against 9-15 µs for the bare lines."""
+    SSE lines itself, from the response's bytes: the SDK builds a pydantic model per chunk
+    (90-120 µs of worker CPU per token), and its text and line decoders cost 60 µs more."""
 
     name = "openai"
     supports_tools = True
@@ -79,14 +79,14 @@ class OpenAIProvider:
                 **options,
             ) as response:
                 finished = False
-                for line in response.iter_lines():
-                    if line.startswith(":"):
+                for line in sse_lines(response.http_response.iter_bytes()):
+                    if line.startswith(b":"):
                         yield Chunk()  # a keep-alive: the turn loop may check its stop and time limits
                         continue
-                    if not line.startswith("data:"):
+                    if not line.startswith(b"data:"):
                         continue
                     payload = line[5:].strip()
-                    if payload == "[DONE]":
+                    if payload == b"[DONE]":
                         break
                     chunk = parse_chunk(json.loads(payload))
                     finished = finished or bool(chunk.finish_reason)
@@ -104,6 +104,23 @@ class OpenAIProvider:
             raise ProviderError("provider_bad_response", "The model provider's stream ended early.") from exc
         except (ValueError, KeyError, AttributeError, TypeError, IndexError) as exc:
             raise _error(exc) from exc
+
+
+def sse_lines(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of an SSE body as bytes, from the pieces the connection delivers (a line
+    may span pieces). Split here rather than through httpx's text and line decoders, which
+    cost about 60 µs of worker CPU per streamed token (a token is a read of its own)."""
+    rest = b""
+    for piece in pieces:
+        if b"\n" not in piece:
+            rest += piece
+            continue
+        *lines, tail = (rest + piece).split(b"\n")
+        rest = tail
+        for line in lines:
+            yield line[:-1] if line.endswith(b"\r") else line
+    if rest:
+        yield rest
 
 
 def tool_spec(tool: ToolDefinition) -> dict[str, Any]:

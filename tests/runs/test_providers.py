@@ -9,6 +9,7 @@ import pytest
 
 from chat.models import Message
 from runs.models import Run
+from runs.providers.openai import sse_lines
 
 pytestmark = pytest.mark.live
 
@@ -76,3 +77,9 @@ def test_failure_after_the_first_token_keeps_the_partial_text(live):
     assert run.status == Run.Status.FAILED
     assert run.agent_message.text == "partial"
     assert len(live.fake_llm.requests[live.agent.model]) == 1
+
+
+def test_sse_lines_joins_a_line_split_across_reads_and_drops_carriage_returns():
+    pieces = [b'data: {"a"', b": 1}\r\n", b"\r\n: keep-alive\n\ndata: [DO", b"NE]\n", b"data: tail"]
+
+    assert list(sse_lines(pieces)) == [b'data: {"a": 1}', b"", b": keep-alive", b"", b"data: [DONE]", b"data: tail"]
