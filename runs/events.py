@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import hiredis
 import redis
 from django.conf import settings
 from django.db import connection
@@ -54,6 +55,7 @@ redis.call('PUBLISH', KEYS[2], ARGV[6])
 if ARGV[7] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[7]) end
 return redis.call('EXISTS', KEYS[3])
 """
+PUBLISH_EVENT_BYTES = PUBLISH_EVENT.encode()
 
 # Replies a writer leaves unread at most before it reads them (each is a few bytes).
 UNREAD_REPLIES_MAX = 256
@@ -114,10 +116,12 @@ class StreamEvent:
         return f"id: {self.seq}\ndata: {self.data_json}\n\n"
 
 
-def last_seq(session_id: int, session_uuid: str) -> int:
-    """The session's last event id: the larger of PostgreSQL's and Redis's (which runs ahead
-    of PostgreSQL by at most one unflushed batch)."""
-    pg = RunEvent.objects.filter(session_id=session_id).aggregate(m=Max("seq"))["m"] or 0
+def last_seq(session_id: int, session_uuid: str, *, stored: int | None = None) -> int:
+    """The session's last event id: the larger of PostgreSQL's (``stored``, when the caller
+    has read it already) and Redis's (which runs ahead of PostgreSQL by at most one
+    unflushed batch)."""
+    pg = stored if stored is not None else RunEvent.objects.filter(session_id=session_id).aggregate(m=Max("seq"))["m"]
+    pg = pg or 0
     try:
         entries = redis_client().xrevrange(stream_key(session_uuid), count=1)
     except redis.RedisError:
@@ -178,10 +182,11 @@ class RunEventWriter:
         self._redis = None
 
     @classmethod
-    def open(cls, run: Run) -> RunEventWriter:
+    def open(cls, run: Run, *, stored_seq: int | None = None) -> RunEventWriter:
         """A writer continuing the session's ids. Call with the session row locked, or from
-        the one worker holding the run's lease."""
-        return cls(run=run, next_seq=last_seq(run.session_id, str(run.session.uuid)) + 1)
+        the one worker holding the run's lease. ``stored_seq``: the session's last id in
+        PostgreSQL, when the caller read it with the lock."""
+        return cls(run=run, next_seq=last_seq(run.session_id, str(run.session.uuid), stored=stored_seq) + 1)
 
     def emit(self, type_: str, **fields: Any) -> int:
         event = self.record(type_, **fields)
@@ -213,11 +218,10 @@ class RunEventWriter:
     def publish(self, event: StreamEvent) -> None:
         """Send the event to the session's Stream and channel; its reply is read later."""
         expire = settings.GENIE_STREAM_TTL if event.seq == 1 or event.type in {"start", FINISH} else 0
-        try:
-            connection = self.redis.connection
-            connection.send_command(
-                "EVAL",
-                PUBLISH_EVENT,
+        command = hiredis.pack_command(
+            (
+                b"EVAL",
+                PUBLISH_EVENT_BYTES,
                 3,
                 self._key,
                 self._channel,
@@ -229,8 +233,11 @@ class RunEventWriter:
                 event.data_json,
                 event.pack(),
                 expire,
-                check_health=False,  # a health check's PING would read an unread reply as its own
             )
+        )
+        try:
+            # check_health=False: a health check's PING would read an unread reply as its own.
+            self.redis.connection.send_packed_command([command], check_health=False)
         except redis.RedisError:
             self._redis_down()
             return

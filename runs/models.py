@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import models
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 from genie.encryption import EncryptedTextField, decrypt, encrypt
 
@@ -121,9 +122,10 @@ class Run(models.Model):
         ]
         return [(label, at, (at - self.created_at).total_seconds() if at else None) for label, at in moments]
 
-    @property
+    @cached_property
     def text_part_id(self) -> str:
-        """The id of the reply's text part in the stream (AI SDK ``text-start`` … ``text-end``)."""
+        """The id of the reply's text part in the stream (AI SDK ``text-start`` … ``text-end``);
+        cached: every streamed token names it."""
         return f"pending-message-{self.agent_message.uuid}"
 
     def mark_started(self, *, lease_owner: str, lease_until: datetime) -> None:
