@@ -98,3 +98,10 @@ def get_provider(name: str) -> Provider:
     except KeyError as exc:
         raise ProviderError("unknown_provider", f"No provider named {name!r}.") from exc
     return import_string(path)()
+
+
+def preload_providers() -> None:
+    """Import every provider's module now: a worker calls this at start, so its first turn
+    does not pay for the import (the ``openai`` SDK alone takes about 0.3 s)."""
+    for _, path in PROVIDERS.values():
+        import_string(path)

@@ -4,7 +4,12 @@ tool definitions go out in OpenAI's shape, streamed ``delta.tool_calls`` come ba
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
+from django.conf import settings
 
 from runs.providers import PROVIDERS, ProviderError, ProviderRequest, ToolDefinition, get_provider
 
@@ -62,3 +67,18 @@ def test_the_agent_offers_exactly_the_providers_the_registry_runs():
         assert get_provider(name).name == name
     with pytest.raises(ProviderError, match="unknown_provider"):
         get_provider("nope")
+
+
+def test_a_worker_imports_its_providers_when_it_is_ready_not_at_its_first_turn():
+    """The ``openai`` SDK takes about 0.3 s to import: a worker's first turn must not wait for it."""
+    from celery.signals import worker_ready
+
+    from genie.celery import preload_providers
+
+    assert any(receiver() is preload_providers for _, receiver in worker_ready.receivers)
+    script = (
+        "import sys, django; django.setup(); from genie.celery import preload_providers; "
+        "assert 'openai' not in sys.modules; preload_providers(); assert 'openai' in sys.modules"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "genie.settings"}
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, cwd=settings.BASE_DIR, timeout=60)
