@@ -33,7 +33,7 @@ from django.http import HttpRequest
 from django.http.cookie import parse_cookie
 
 from chat.models import Agent, Session
-from genie.auth import Caller, OriginNotAllowed, caller_for_user, parse_bearer, resolve_bearer_key
+from genie.auth import Caller, OriginNotAllowed, auth_epoch, caller_for_user, parse_bearer, resolve_bearer_key
 from genie.cors import Headers, asgi_cors
 from genie.exceptions import ErrorVoice, error_body_for_status
 from genie.throttles import client_ip, throttle_wait
@@ -90,11 +90,12 @@ def header_text(headers: dict[bytes, bytes], name: bytes) -> str:
 
 def authenticate_scope(headers: dict[bytes, bytes]) -> Caller | None:
     """Bearer key or Django session cookie, the same rules as the REST API. Raises
-    UndecodableHeader for a credential header that is not text."""
+    UndecodableHeader for a credential header that is not text. A bearer key is looked up
+    in the process's cache under the current revocation epoch (``genie.auth.BearerKeyCache``)."""
     secret = header_text(headers, b"x-session-secret") or None
     key = parse_bearer(header_text(headers, b"authorization"))
     if key is not None:
-        return resolve_bearer_key(key, session_secret=secret)
+        return resolve_bearer_key(key, session_secret=secret, epoch=auth_epoch())
     cookies = parse_cookie(headers.get(b"cookie", b"").decode("latin-1"))
     session_key = cookies.get(settings.SESSION_COOKIE_NAME)
     if not session_key:
