@@ -32,6 +32,28 @@ class RunQuerySet(models.QuerySet["Run"]):
         value = self.model._meta.get_field("uuid").get_db_prep_value(run_uuid, connections[self.db])
         return next(iter(self.raw(sql, [session_id, value])), None)
 
+    def stream_span(self, *, session_id: int) -> tuple[Run, Run] | None:
+        """What a session's stream covers when the client names no event: its first
+        active run, annotated with ``seq_before`` (the session's last event id of the runs
+        created before it, or None), and its latest run (whose finish ends the stream:
+        queued turns behind the active one follow on); None when no run is active. One
+        query, written as SQL for the same reason as ``stream_target``."""
+        runs, events = self.model._meta.db_table, RunEvent._meta.db_table
+        active = ", ".join(["%s"] * len(Run.ACTIVE_STATUSES))
+        sql = (
+            "SELECT r.id, r.uuid, r.status, r.created_at, r.session_id,"  # noqa: S608 (table names only)
+            f" (SELECT MAX(e.seq) FROM {events} e JOIN {runs} p ON p.id = e.run_id"
+            " WHERE e.session_id = r.session_id AND p.created_at < r.created_at) AS seq_before"
+            f" FROM {runs} r WHERE r.session_id = %s AND ("
+            f" r.id = (SELECT id FROM {runs} WHERE session_id = %s AND status IN ({active})"
+            " ORDER BY created_at, id LIMIT 1)"
+            f" OR r.id = (SELECT id FROM {runs} WHERE session_id = %s ORDER BY created_at DESC, id DESC LIMIT 1))"
+        )
+        rows = list(self.raw(sql, [session_id, session_id, *Run.ACTIVE_STATUSES, session_id]))
+        ordered = sorted(rows, key=lambda run: (run.created_at, run.pk))
+        first_active = next((run for run in ordered if run.is_active), None)
+        return None if first_active is None else (first_active, ordered[-1])
+
     def lease_expired(self, now: datetime) -> RunQuerySet:
         """Running runs whose worker stopped renewing its lease (presumed dead)."""
         return self.filter(status=Run.Status.RUNNING, lease_expires_at__lt=now)

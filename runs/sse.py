@@ -194,9 +194,8 @@ def plan_backlog(
     """What a stream of ``session`` covers from ``last_event_id``, with its stored backlog.
     ``whole_run`` (a run's own stream): read from the run's start and mark what the client
     has as delivered (a merged delta it has part of is split at ``last_event_id``)."""
-    # Only the fields the plan reads: opening a stream is hot, and the ORM's work per
-    # query (more with each field) is most of its cost.
-    runs = Run.objects.filter(session_id=session.pk).only("id", "uuid", "status", "created_at", "session_id")
+    # Opening a stream is hot, and compiling querysets was most of its cost: the reads
+    # here are lean (the fields the plan uses), most of them one SQL statement each.
     delivered = 0
     rows = None
     if run_uuid is not None:
@@ -210,18 +209,21 @@ def plan_backlog(
         if whole_run and last_event_id is not None:
             delivered, after = last_event_id, min(events_before(run), last_event_id)
     elif last_event_id is not None:
-        run = runs.order_by("-created_at", "-id").first()
+        run = (
+            Run.objects.filter(session_id=session.pk)
+            .only("id", "uuid", "status", "created_at", "session_id")
+            .order_by("-created_at", "-id")
+            .first()
+        )
         if run is None:
             return StreamRefusal(204)
         after = last_event_id
     else:
-        run = runs.active().order_by("created_at", "id").first()
-        if run is None:
+        span = Run.objects.stream_span(session_id=session.pk)
+        if span is None:
             return StreamRefusal(204)
-        earlier = RunEvent.objects.filter(session_id=session.pk, run__created_at__lt=run.created_at)
-        after = earlier.aggregate(m=Max("seq"))["m"] or 0
-        # The session's latest run closes the stream, so queued turns behind it follow on.
-        run = runs.order_by("-created_at", "-id").first()
+        active, run = span  # the latest run closes the stream, so queued turns behind it follow on
+        after = active.seq_before or 0
     if rows is None:
         rows = RunEvent.objects.stream_backlog(session_id=session.pk, after=after)
     backlog = backlog_events(rows, after=after, delivered=delivered)

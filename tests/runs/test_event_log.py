@@ -6,12 +6,13 @@ import json
 from unittest import mock
 
 import pytest
+from django.db.models import Max
 
 from chat.services import start_session
 from genie.auth import caller_for_user
 from runs import tasks
 from runs.events import RunEventWriter, StreamEvent
-from runs.models import RunEvent
+from runs.models import Run, RunEvent
 from runs.sse import backlog_from_start, events_before
 from tests.factories import RunFactory
 
@@ -111,3 +112,29 @@ def test_a_runs_backlog_from_its_start_starts_where_events_before_says(run, befo
     assert start == events_before(run)
     expected = RunEvent.objects.filter(session=run.session, seq__gt=start).order_by("seq") if own else []
     assert [(row.seq, str(row.run_uuid)) for row in rows] == [(row.seq, str(row.run.uuid)) for row in expected]
+
+
+@pytest.mark.parametrize(
+    "statuses",
+    [
+        pytest.param(("succeeded",), id="none-active"),
+        pytest.param(("succeeded", "running"), id="the-latest-active"),
+        pytest.param(("succeeded", "running", "queued", "queued"), id="turns-queued-behind"),
+        pytest.param(("requires_action", "succeeded", "failed"), id="an-earlier-run-paused"),
+    ],
+)
+def test_a_session_stream_spans_its_first_active_run_to_its_latest(run, statuses):
+    runs = [run, *(RunFactory(session=run.session) for _ in statuses[1:])]
+    for each, status in zip(runs, statuses, strict=True):
+        Run.objects.filter(pk=each.pk).update(status=status)
+        stored(each, "start", "finish")
+
+    span = Run.objects.stream_span(session_id=run.session_id)
+
+    active = Run.objects.filter(session=run.session).active().order_by("created_at", "id").first()
+    if active is None:
+        assert span is None
+        return
+    earlier = RunEvent.objects.filter(session=run.session, run__created_at__lt=active.created_at)
+    latest = Run.objects.filter(session=run.session).order_by("-created_at", "-id").first()
+    assert (span[0].pk, span[0].seq_before, span[1].pk) == (active.pk, earlier.aggregate(m=Max("seq"))["m"], latest.pk)
