@@ -158,10 +158,6 @@ class BearerKeyCache:
                 self._entries.clear()  # rare: a process sees more live keys than this
             self._entries[digest] = (epoch, time.monotonic(), caller)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
 
 bearer_keys = BearerKeyCache()
 
