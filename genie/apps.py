@@ -6,4 +6,6 @@ class GenieConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from genie import checks, cors, schema  # noqa: F401  (registers system checks, the CORS rule, schema extensions)
+        # Registers system checks, the CORS rule, schema extensions, and the signals that
+        # invalidate cached bearer keys (genie.auth.BearerKeyCache) in every process.
+        from genie import auth, checks, cors, schema  # noqa: F401

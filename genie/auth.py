@@ -6,20 +6,31 @@ Both DRF views and the SSE relay resolve credentials to a ``Caller`` here: a bea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import redis
+from django.conf import settings
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions, status
 
+from genie.connections import redis_client
 from genie.models import AccessToken, Member, Team
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
     from rest_framework.request import Request
 
+logger = logging.getLogger(__name__)
+
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+AUTH_EPOCH_KEY = "genie:auth:epoch"
 
 
 class OriginNotAllowed(exceptions.APIException):
@@ -73,26 +84,117 @@ class Caller:
         return self.token is None or self.token.allows_origin(origin)
 
 
-def resolve_bearer_key(key: str, *, session_secret: str | None = None) -> Caller | None:
+def resolve_bearer_key(key: str, *, session_secret: str | None = None, epoch: str | None = None) -> Caller | None:
     """Return the caller for a raw bearer key, or None when it is unknown, revoked or expired.
 
-    One indexed query (plus at most one UPDATE a minute for ``last_used_at``).
+    One indexed query (plus at most one UPDATE a minute for ``last_used_at``). With the
+    revocation ``epoch`` (``auth_epoch()``, read before this call) a key resolved under the
+    same epoch is served from this process's ``bearer_keys`` without a query.
     """
     if len(key) < AccessToken.LOOKUP_LENGTH:
         return None
-    token = (
-        AccessToken.objects.usable()
-        .select_related("team", "user", "user__member")
-        .filter(prefix=key[: AccessToken.LOOKUP_LENGTH])
-        .first()
-    )
-    if token is None or not token.matches(key):
-        return None
+    digest = AccessToken.hash_key(key)
+    caller = bearer_keys.get(digest, epoch) if epoch is not None else None
+    if caller is None:
+        token = (
+            AccessToken.objects.usable()
+            .select_related("team", "user", "user__member")
+            .filter(prefix=key[: AccessToken.LOOKUP_LENGTH])
+            .first()
+        )
+        if token is None or not token.matches(key):
+            return None
+        kind = "user" if token.kind == AccessToken.Kind.PERSONAL else token.kind
+        caller = Caller(team=token.team, kind=kind, user=token.user, token=token)
+        if epoch is not None:
+            bearer_keys.put(digest, epoch, caller)
+    token = caller.token
     now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         AccessToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    kind = "user" if token.kind == AccessToken.Kind.PERSONAL else token.kind
-    return Caller(team=token.team, kind=kind, user=token.user, token=token, session_secret=session_secret)
+        token.last_used_at = now  # a cached token writes once a minute too
+    return replace(caller, session_secret=session_secret)
+
+
+class BearerKeyCache:
+    """Callers of bearer keys resolved by this process, for the SSE relay's stream opens
+    (a query per open was the largest part of its cost).
+
+    Revocation takes effect at once: every entry is tagged with the revocation epoch
+    (``AUTH_EPOCH_KEY`` in Redis) read *before* its key was looked up, and is served only
+    while the epoch read for the request is still that one. Every change that can end or
+    narrow a key's reach (a token, user, membership or team saved or deleted: revoked,
+    expired early, deactivated, moved, its origins edited) bumps the epoch at once and
+    again when its transaction commits (``on_credentials_changed``): the first bump stops
+    every process serving the old caller, the second drops what a lookup that read the
+    row before the commit cached in between. Without Redis (no epoch can be read) nothing
+    is served from here. ``expires_at`` is checked on every hit; entries also expire
+    after ``TTL`` seconds, a bound for a change made outside the ORM's signals (a raw SQL
+    UPDATE) or while Redis could not be told.
+    """
+
+    TTL = 60.0
+    MAX_ENTRIES = 4096
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[str, float, Caller]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: str, epoch: str) -> Caller | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        tagged, stored_at, caller = entry
+        expires_at = caller.token.expires_at if caller.token is not None else None
+        if tagged != epoch or time.monotonic() - stored_at > self.TTL or (expires_at and expires_at <= timezone.now()):
+            with self._lock:
+                self._entries.pop(digest, None)
+            return None
+        return caller
+
+    def put(self, digest: str, epoch: str, caller: Caller) -> None:
+        with self._lock:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()  # rare: a process sees more live keys than this
+            self._entries[digest] = (epoch, time.monotonic(), caller)
+
+
+bearer_keys = BearerKeyCache()
+
+
+def auth_epoch() -> str | None:
+    """The revocation epoch now ('0' before the first bump), or None when Redis cannot
+    say (then ``resolve_bearer_key`` queries the database). One Redis round trip."""
+    try:
+        value = redis_client().get(AUTH_EPOCH_KEY)
+    except redis.RedisError:
+        return None
+    return value.decode() if value is not None else "0"
+
+
+def bump_auth_epoch() -> None:
+    """Invalidate every process's cached bearer keys (``BearerKeyCache``)."""
+    try:
+        redis_client().incr(AUTH_EPOCH_KEY)
+    except redis.RedisError:
+        # The cached callers still expire within BearerKeyCache.TTL.
+        logger.warning("Could not bump the auth epoch: Redis is unavailable")
+
+
+def on_credentials_changed(sender: type, instance: Any, **kwargs: Any) -> None:
+    """A token, user, membership or team changed: cached bearer keys are looked up again,
+    now and once the change is committed (see ``BearerKeyCache``; a login's
+    ``last_login`` write changes no reach)."""
+    update_fields = kwargs.get("update_fields")
+    if update_fields is not None and set(update_fields) <= {"last_login", "last_used_at"}:
+        return
+    bump_auth_epoch()
+    transaction.on_commit(bump_auth_epoch, using=kwargs.get("using"))
+
+
+for model in (AccessToken, Member, Team, settings.AUTH_USER_MODEL):
+    post_save.connect(on_credentials_changed, sender=model, dispatch_uid=f"auth-epoch-save-{model}")
+    post_delete.connect(on_credentials_changed, sender=model, dispatch_uid=f"auth-epoch-delete-{model}")
 
 
 def caller_for_user(user: AbstractBaseUser) -> Caller | None:

@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.db import models
+from django.db import connections, models
 from django.utils import timezone
 from django.utils.functional import cached_property
 
@@ -21,6 +21,39 @@ if TYPE_CHECKING:
 class RunQuerySet(models.QuerySet["Run"]):
     def active(self) -> RunQuerySet:
         return self.filter(status__in=Run.ACTIVE_STATUSES)
+
+    def stream_target(self, *, session_id: int, run_uuid: str) -> Run | None:
+        """The run ``run_uuid`` of session ``session_id`` with the fields a stream's plan
+        reads (``runs.sse.plan_backlog``), or None. Written as SQL: opening a stream is
+        hot, and this queryset cost three times the query itself to compile."""
+        sql = (
+            f"SELECT id, uuid, status, created_at, session_id FROM {self.model._meta.db_table}"  # noqa: S608 (the table's name)
+            " WHERE session_id = %s AND uuid = %s"
+        )
+        value = self.model._meta.get_field("uuid").get_db_prep_value(run_uuid, connections[self.db])
+        return next(iter(self.raw(sql, [session_id, value])), None)
+
+    def stream_span(self, *, session_id: int) -> tuple[Run, Run] | None:
+        """What a session's stream covers when the client names no event: its first
+        active run, annotated with ``seq_before`` (the session's last event id of the runs
+        created before it, or None), and its latest run (whose finish ends the stream:
+        queued turns behind the active one follow on); None when no run is active. One
+        query, written as SQL for the same reason as ``stream_target``."""
+        runs, events = self.model._meta.db_table, RunEvent._meta.db_table
+        active = ", ".join(["%s"] * len(Run.ACTIVE_STATUSES))
+        sql = (
+            "SELECT r.id, r.uuid, r.status, r.created_at, r.session_id,"  # noqa: S608 (table names only)
+            f" (SELECT MAX(e.seq) FROM {events} e JOIN {runs} p ON p.id = e.run_id"
+            " WHERE e.session_id = r.session_id AND p.created_at < r.created_at) AS seq_before"
+            f" FROM {runs} r WHERE r.session_id = %s AND ("
+            f" r.id = (SELECT id FROM {runs} WHERE session_id = %s AND status IN ({active})"
+            " ORDER BY created_at, id LIMIT 1)"
+            f" OR r.id = (SELECT id FROM {runs} WHERE session_id = %s ORDER BY created_at DESC, id DESC LIMIT 1))"
+        )
+        rows = list(self.raw(sql, [session_id, session_id, *Run.ACTIVE_STATUSES, session_id]))
+        ordered = sorted(rows, key=lambda run: (run.created_at, run.pk))
+        first_active = next((run for run in ordered if run.is_active), None)
+        return None if first_active is None else (first_active, ordered[-1])
 
     def lease_expired(self, now: datetime) -> RunQuerySet:
         """Running runs whose worker stopped renewing its lease (presumed dead)."""
@@ -215,6 +248,34 @@ class Run(models.Model):
 class RunEventQuerySet(models.QuerySet["RunEvent"]):
     def after(self, seq: int) -> RunEventQuerySet:
         return self.filter(seq__gt=seq).order_by("seq")
+
+    def stream_backlog(self, *, session_id: int, after: int = 0, run_id: int | None = None) -> list[RunEvent]:
+        """A stream's stored backlog in order, each row with its run's uuid (``run_uuid``):
+        the session's events after ``after``; or (``run_id``) from run ``run_id``'s first
+        stored event on, and when it has none, the session's last event alone (its id is
+        where a reader of the run starts: ``runs.sse.events_before``).
+
+        One query, written as SQL: opening a stream is hot, and compiling it as a queryset
+        (with the run's first event as a subquery) cost ten times the query itself.
+        """
+        events, runs = self.model._meta.db_table, Run._meta.db_table
+        if run_id is None:
+            start, params = "e.seq > %s", [session_id, after]
+        else:
+            start = (
+                f"e.seq >= COALESCE((SELECT MIN(seq) FROM {events} WHERE run_id = %s),"  # noqa: S608
+                f" (SELECT MAX(seq) FROM {events} WHERE session_id = %s), 0)"
+            )
+            params = [session_id, run_id, session_id]
+        sql = (
+            "SELECT e.id, e.run_id, e.first_seq, e.seq, e.type, e.data, e.delta_lengths, r.uuid AS run_uuid"  # noqa: S608 (table names only)
+            f" FROM {events} e JOIN {runs} r ON r.id = e.run_id WHERE e.session_id = %s AND {start} ORDER BY e.seq"
+        )
+        rows = list(self.raw(sql, params))
+        for row in rows:  # a joined column is not converted: SQLite gives the uuid's hex
+            if not isinstance(row.run_uuid, uuid.UUID):
+                row.run_uuid = uuid.UUID(row.run_uuid)
+        return rows
 
 
 class RunEvent(models.Model):

@@ -28,12 +28,12 @@ import redis.asyncio as aioredis
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib import auth
-from django.db.models import Max, Min
+from django.db.models import Max
 from django.http import HttpRequest
 from django.http.cookie import parse_cookie
 
 from chat.models import Agent, Session
-from genie.auth import Caller, OriginNotAllowed, caller_for_user, parse_bearer, resolve_bearer_key
+from genie.auth import Caller, OriginNotAllowed, auth_epoch, caller_for_user, parse_bearer, resolve_bearer_key
 from genie.cors import Headers, asgi_cors
 from genie.exceptions import ErrorVoice, error_body_for_status
 from genie.throttles import client_ip, throttle_wait
@@ -90,11 +90,12 @@ def header_text(headers: dict[bytes, bytes], name: bytes) -> str:
 
 def authenticate_scope(headers: dict[bytes, bytes]) -> Caller | None:
     """Bearer key or Django session cookie, the same rules as the REST API. Raises
-    UndecodableHeader for a credential header that is not text."""
+    UndecodableHeader for a credential header that is not text. A bearer key is looked up
+    in the process's cache under the current revocation epoch (``genie.auth.BearerKeyCache``)."""
     secret = header_text(headers, b"x-session-secret") or None
     key = parse_bearer(header_text(headers, b"authorization"))
     if key is not None:
-        return resolve_bearer_key(key, session_secret=secret)
+        return resolve_bearer_key(key, session_secret=secret, epoch=auth_epoch())
     cookies = parse_cookie(headers.get(b"cookie", b"").decode("latin-1"))
     session_key = cookies.get(settings.SESSION_COOKIE_NAME)
     if not session_key:
@@ -135,7 +136,9 @@ def plan_stream(
     the session must be that agent's (an adapter's URL names it); ``whole_run``: see
     ``StreamFormat.reads_whole_run``.
 
-    Queries: auth (1-2), the session, its runs, the backlog from PostgreSQL.
+    Queries: auth (none for a bearer key this process holds under the current revocation
+    epoch, else 1-2), the session, its run(s), the backlog from PostgreSQL (a run's own
+    stream from its start: one query finds where that is too).
     """
     try:
         caller = authenticate_scope(headers)
@@ -157,8 +160,11 @@ def plan_stream(
         sessions = Session.objects.reachable_by(caller).filter(uuid=session_uuid)
     if agent_handle is not None:
         sessions = sessions.filter(agent__in=Agent.objects.by_handle_or_uuid(agent_handle))
-    session = sessions.first()
-    if session is None:
+    try:
+        # One row (a uuid, or a chat id unique per caller); get() orders nothing, and the
+        # plan reads no other field.
+        session = sessions.only("id", "uuid").get()
+    except Session.DoesNotExist:
         return StreamRefusal(404, "not_found", "Not found.")
     last_event_id = parse_last_event_id(headers, query)
     if isinstance(last_event_id, StreamRefusal):
@@ -188,36 +194,39 @@ def plan_backlog(
     """What a stream of ``session`` covers from ``last_event_id``, with its stored backlog.
     ``whole_run`` (a run's own stream): read from the run's start and mark what the client
     has as delivered (a merged delta it has part of is split at ``last_event_id``)."""
-    runs = session.runs.all()
+    # Opening a stream is hot, and compiling querysets was most of its cost: the reads
+    # here are lean (the fields the plan uses), most of them one SQL statement each.
     delivered = 0
+    rows = None
     if run_uuid is not None:
-        run = runs.filter(uuid=run_uuid).first()
+        run = Run.objects.stream_target(session_id=session.pk, run_uuid=run_uuid)
         if run is None:
             return StreamRefusal(404, "not_found", "Not found.")
-        after = last_event_id if last_event_id is not None else events_before(run)
+        if last_event_id is None:
+            after, rows = backlog_from_start(run)
+        else:
+            after = last_event_id
         if whole_run and last_event_id is not None:
             delivered, after = last_event_id, min(events_before(run), last_event_id)
     elif last_event_id is not None:
-        run = runs.order_by("-created_at", "-id").first()
+        run = (
+            Run.objects.filter(session_id=session.pk)
+            .only("id", "uuid", "status", "created_at", "session_id")
+            .order_by("-created_at", "-id")
+            .first()
+        )
         if run is None:
             return StreamRefusal(204)
         after = last_event_id
     else:
-        run = runs.active().order_by("created_at", "id").first()
-        if run is None:
+        span = Run.objects.stream_span(session_id=session.pk)
+        if span is None:
             return StreamRefusal(204)
-        earlier = RunEvent.objects.filter(session=session, run__created_at__lt=run.created_at)
-        after = earlier.aggregate(m=Max("seq"))["m"] or 0
-        # The session's latest run closes the stream, so queued turns behind it follow on.
-        run = runs.order_by("-created_at", "-id").first()
-    rows = RunEvent.objects.filter(session=session, seq__gt=after).select_related("run").order_by("seq")
-    backlog = []
-    for row in rows:
-        if row.first_seq <= delivered < row.seq:
-            backlog.append(StreamEvent.from_row_through(row, str(row.run.uuid), delivered))
-            backlog.append(StreamEvent.from_row(row, str(row.run.uuid), after=delivered))
-        else:
-            backlog.append(StreamEvent.from_row(row, str(row.run.uuid), after=after))
+        active, run = span  # the latest run closes the stream, so queued turns behind it follow on
+        after = active.seq_before or 0
+    if rows is None:
+        rows = RunEvent.objects.stream_backlog(session_id=session.pk, after=after)
+    backlog = backlog_events(rows, after=after, delivered=delivered)
     known = max(after, delivered)
     if run.is_finished and not any(e.type == FINISH and e.run_uuid == str(run.uuid) and e.seq > known for e in backlog):
         finished_seq = RunEvent.objects.filter(run=run, type=FINISH).aggregate(m=Max("seq"))["m"]
@@ -234,10 +243,33 @@ def plan_backlog(
     )
 
 
+def backlog_from_start(run: Run) -> tuple[int, list[RunEvent]]:
+    """``events_before(run)`` and the stored backlog after it, in one query."""
+    rows = RunEvent.objects.stream_backlog(session_id=run.session_id, run_id=run.pk)
+    if rows and rows[0].run_id == run.pk:
+        return rows[0].seq - 1, rows
+    # Nothing of the run is stored yet: its events, if any, are in Redis after the last.
+    return (rows[-1].seq if rows else 0), []
+
+
+def backlog_events(rows: list[RunEvent], *, after: int, delivered: int) -> list[StreamEvent]:
+    """Stored rows (with ``run_uuid``) as the events a reader that has every id up to
+    ``after`` lacks; a merged delta the client has up to ``delivered`` is split there."""
+    backlog = []
+    for row in rows:
+        run_uuid = str(row.run_uuid)
+        if row.first_seq <= delivered < row.seq:
+            backlog.append(StreamEvent.from_row_through(row, run_uuid, delivered))
+            backlog.append(StreamEvent.from_row(row, run_uuid, after=delivered))
+        else:
+            backlog.append(StreamEvent.from_row(row, run_uuid, after=after))
+    return backlog
+
+
 def events_before(run: Run) -> int:
     """The session's last event id before ``run``'s first: a run's own stream from its
     start reads from there (the events of other runs after it are filtered out)."""
-    first = RunEvent.objects.filter(run=run).aggregate(m=Min("seq"))["m"]
+    first = RunEvent.objects.filter(run_id=run.pk).order_by("seq").values_list("seq", flat=True).first()
     if first is not None:
         return first - 1
     # Nothing of the run is stored yet: its events, if any, are in Redis after these.
@@ -487,6 +519,10 @@ class StreamApp:
     ) -> None:
         self.wire = wire
         self.error_voice = error_voice
+        # Not thread-sensitive: streams open in parallel on the executor's threads instead
+        # of queueing behind every other sync call of the process on one thread. Wrapped
+        # once: building the wrapper per stream was a tenth of the event loop's share.
+        self._prepare = database_sync_to_async(self.prepare, thread_sensitive=False)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -499,9 +535,7 @@ class StreamApp:
             refusal = StreamRefusal(405, "method_not_allowed", f'Method "{scope["method"]}" not allowed.')
             await send_json_error(send, refusal, cors.headers, self.error_voice)
             return
-        # Not thread-sensitive: streams open in parallel on the executor's threads instead
-        # of queueing behind every other sync call of the process on one thread.
-        plan, wire = await database_sync_to_async(self.prepare, thread_sensitive=False)(scope)
+        plan, wire = await self._prepare(scope)
         if isinstance(plan, StreamRefusal):
             await send_json_error(send, plan, cors.headers, self.error_voice)
             return

@@ -4,11 +4,14 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from genie.models import AccessToken
 from genie.services import create_access_token
+from runs.sse import NOT_AUTHENTICATED, StreamPlan, StreamRefusal, plan_stream
 from tests.conftest import bearer_client
 from tests.factories import AgentFactory, MemberFactory, MessageFactory, SessionFactory
 
@@ -113,3 +116,67 @@ def test_user_without_team_cannot_use_the_api(agent):
 
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "no_team"
+
+
+# --- the SSE relay's cached bearer keys (genie.auth.BearerKeyCache) --------------------
+
+
+def open_session_stream(key: str, session) -> StreamPlan | StreamRefusal:
+    return plan_stream(
+        headers={b"authorization": f"Bearer {key}".encode()},
+        query={},
+        session_uuid=str(session.uuid),
+        run_uuid=None,
+        client=("127.0.0.1", 5555),
+    )
+
+
+def token_lookups(queries: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries if 'FROM "genie_accesstoken"' in q["sql"]]
+
+
+def test_a_stream_open_serves_a_known_key_without_a_query(member, agent, own_session, personal_key):
+    open_session_stream(personal_key, own_session)  # looks the key up and keeps it
+
+    with CaptureQueriesContext(connection) as queries:
+        refusal = open_session_stream(personal_key, own_session)
+
+    assert refusal == StreamRefusal(204)  # found the session: it has no active run
+    assert token_lookups(queries) == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda token: token.revoke(), id="revoked"),
+        pytest.param(lambda token: setattr(token.user, "is_active", False) or token.user.save(), id="user-deactivated"),
+        pytest.param(lambda token: token.user.member.delete(), id="removed-from-team"),
+        pytest.param(lambda token: token.delete(), id="deleted"),
+    ],
+)
+def test_a_cached_key_is_refused_at_once_after_it_loses_its_reach(member, agent, own_session, personal_key, change):
+    assert open_session_stream(personal_key, own_session) == StreamRefusal(204)  # cached now
+
+    change(AccessToken.objects.select_related("user__member").get())
+
+    assert open_session_stream(personal_key, own_session) == NOT_AUTHENTICATED
+
+
+def test_a_cached_key_is_refused_once_it_expires(member, agent, own_session, personal_key, monkeypatch):
+    AccessToken.objects.update(expires_at=timezone.now() + timedelta(minutes=5))  # no signal: the cache holds on
+    assert open_session_stream(personal_key, own_session) == StreamRefusal(204)
+
+    later = timezone.now() + timedelta(minutes=6)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+
+    assert open_session_stream(personal_key, own_session) == NOT_AUTHENTICATED
+
+
+def test_without_redis_every_stream_open_looks_the_key_up(member, agent, own_session, personal_key, monkeypatch):
+    open_session_stream(personal_key, own_session)
+    monkeypatch.setattr("runs.sse.auth_epoch", lambda: None)  # what auth_epoch says when Redis is down
+
+    with CaptureQueriesContext(connection) as queries:
+        assert open_session_stream(personal_key, own_session) == StreamRefusal(204)
+
+    assert len(token_lookups(queries)) == 1

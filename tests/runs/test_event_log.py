@@ -6,12 +6,15 @@ import json
 from unittest import mock
 
 import pytest
+from django.db.models import Max
 
 from chat.services import start_session
 from genie.auth import caller_for_user
 from runs import tasks
 from runs.events import RunEventWriter, StreamEvent
-from runs.models import RunEvent
+from runs.models import Run, RunEvent
+from runs.sse import backlog_from_start, events_before
+from tests.factories import RunFactory
 
 
 @pytest.fixture
@@ -79,3 +82,59 @@ def test_the_next_turn_continues_after_the_last_merged_id(run):
     write_turn(run, ["a", "b", "c"])
 
     assert RunEventWriter.open(run).next_seq == 8
+
+
+def stored(run, *types: str) -> None:
+    last = RunEvent.objects.filter(session=run.session).order_by("-seq").values_list("seq", flat=True).first() or 0
+    for seq, type_ in enumerate(types, last + 1):
+        RunEvent.objects.create(session=run.session, run=run, first_seq=seq, seq=seq, type=type_, data={"type": type_})
+
+
+@pytest.mark.parametrize(
+    ("before", "own", "after"),
+    [
+        pytest.param((), (), (), id="nothing-stored"),
+        pytest.param(("start", "finish"), (), (), id="only-an-earlier-run"),
+        pytest.param((), ("start",), (), id="only-its-own"),
+        pytest.param(("start", "finish"), ("start", "finish"), ("start",), id="between-two-runs"),
+        pytest.param((), (), ("start",), id="only-a-later-run"),
+    ],
+)
+def test_a_runs_backlog_from_its_start_starts_where_events_before_says(run, before, own, after):
+    earlier = RunFactory(session=run.session)
+    later = RunFactory(session=run.session)
+    stored(earlier, *before)
+    stored(run, *own)
+    stored(later, *after)
+
+    start, rows = backlog_from_start(run)
+
+    assert start == events_before(run)
+    expected = RunEvent.objects.filter(session=run.session, seq__gt=start).order_by("seq") if own else []
+    assert [(row.seq, str(row.run_uuid)) for row in rows] == [(row.seq, str(row.run.uuid)) for row in expected]
+
+
+@pytest.mark.parametrize(
+    "statuses",
+    [
+        pytest.param(("succeeded",), id="none-active"),
+        pytest.param(("succeeded", "running"), id="the-latest-active"),
+        pytest.param(("succeeded", "running", "queued", "queued"), id="turns-queued-behind"),
+        pytest.param(("requires_action", "succeeded", "failed"), id="an-earlier-run-paused"),
+    ],
+)
+def test_a_session_stream_spans_its_first_active_run_to_its_latest(run, statuses):
+    runs = [run, *(RunFactory(session=run.session) for _ in statuses[1:])]
+    for each, status in zip(runs, statuses, strict=True):
+        Run.objects.filter(pk=each.pk).update(status=status)
+        stored(each, "start", "finish")
+
+    span = Run.objects.stream_span(session_id=run.session_id)
+
+    active = Run.objects.filter(session=run.session).active().order_by("created_at", "id").first()
+    if active is None:
+        assert span is None
+        return
+    earlier = RunEvent.objects.filter(session=run.session, run__created_at__lt=active.created_at)
+    latest = Run.objects.filter(session=run.session).order_by("-created_at", "-id").first()
+    assert (span[0].pk, span[0].seq_before, span[1].pk) == (active.pk, earlier.aggregate(m=Max("seq"))["m"], latest.pk)
