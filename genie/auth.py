@@ -223,7 +223,9 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         key = parse_bearer(request.META.get("HTTP_AUTHORIZATION"))
         if key is None:
             return None
-        caller = resolve_bearer_key(key, session_secret=request.META.get("HTTP_X_SESSION_SECRET"))
+        # The same per-process cache as a stream open (``BearerKeyCache``): a revoked key is
+        # refused at the next request all the same, and a turn's POST saves its slowest query.
+        caller = resolve_bearer_key(key, session_secret=request.META.get("HTTP_X_SESSION_SECRET"), epoch=auth_epoch())
         if caller is None:
             raise exceptions.AuthenticationFailed("Invalid, revoked or expired token.", code="invalid_token")
         if not caller.allows_origin(request.META.get("HTTP_ORIGIN")):

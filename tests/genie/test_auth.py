@@ -118,7 +118,7 @@ def test_user_without_team_cannot_use_the_api(agent):
     assert response.json()["error"]["code"] == "no_team"
 
 
-# --- the SSE relay's cached bearer keys (genie.auth.BearerKeyCache) --------------------
+# --- cached bearer keys (genie.auth.BearerKeyCache): stream opens and the REST API -----
 
 
 def open_session_stream(key: str, session) -> StreamPlan | StreamRefusal:
@@ -180,3 +180,18 @@ def test_without_redis_every_stream_open_looks_the_key_up(member, agent, own_ses
         assert open_session_stream(personal_key, own_session) == StreamRefusal(204)
 
     assert len(token_lookups(queries)) == 1
+
+
+def test_the_rest_api_serves_a_known_key_without_a_query_and_refuses_it_at_once_when_revoked(member, personal_key):
+    client = bearer_client(personal_key)
+    assert client.get("/api/v1/sessions").status_code == 200  # looks the key up and keeps it
+
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/api/v1/sessions").status_code == 200
+    assert token_lookups(queries) == []
+
+    AccessToken.objects.get().revoke()
+
+    response = client.get("/api/v1/sessions")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_token"
