@@ -174,12 +174,14 @@ class RunEventWriter:
         replies cannot be read is dropped, never handed to another user mid-reply."""
         if self._redis is None:
             return
-        self.read_replies()
-        if self._unread:
-            self._redis.connection.disconnect()
-            self._unread = []
-        self._redis.close()
-        self._redis = None
+        try:
+            self.read_replies()
+        finally:
+            if self._unread:  # an exception left replies on the socket
+                self._redis.connection.disconnect()
+                self._unread = []
+            self._redis.close()
+            self._redis = None
 
     @classmethod
     def open(cls, run: Run, *, stored_seq: int | None = None) -> RunEventWriter:
