@@ -48,7 +48,10 @@ def test_killed_worker_run_is_failed_by_the_sweeper_and_the_stream_ends(live, ce
 
 
 def test_a_run_re_queued_after_a_crash_before_its_first_token_starts_once(live, celery_worker, live_env, tmp_path):
-    live.script([("delay", 30.0), ("text", "never")], [("text", "second try")])
+    # Keep-alives, not silence: a silent model times out (GENIE_PROVIDER_TIMEOUT is 2 s in
+    # the tests) and the worker's own retry would get the second reply before the kill
+    # when starting the survivor takes longer than that.
+    live.script([("quiet", 30.0), ("text", "never")], [("text", "second try")])
     created = live.start_session()
     head = live.read_stream(created["stream_url"], max_events=2)  # start, start-step; the model is thinking
     tail = kill_its_worker_and_resume(live, created, head, celery_worker, live_env, tmp_path)
