@@ -32,16 +32,15 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
-from chat.models import Message, Session
+from chat.models import Message
 from genie.links import absolute_url
 from runs import connections
 from runs.compaction import DEFAULT_KEEP_LAST, compact_before_turn, compaction_data
 from runs.context import PromptParts, count_usage, prompt_parts
 from runs.events import OpenParts, RunEventWriter, read_run_log, release_connection
-from runs.models import Run, RunEvent, ToolCall
+from runs.models import Run, ToolCall
 from runs.providers import Chunk, ProviderError, ProviderRequest, ToolCallDelta, ToolDefinition, get_provider
 from runs.services import Usage, end_run, pause_run
 from runs.tools import CallContext, OfferedTool, ToolError, get_tool, offered_tools
@@ -113,26 +112,13 @@ def claim_run(run_id: int, *, worker_id: str) -> tuple[Run, RunEventWriter] | No
             return None
         # The session row serialises event ids. One query locks it and reads whether an
         # earlier turn is still going and the session's last stored event id.
-        session = (
-            Session.objects.select_for_update()
-            .filter(pk=run.session_id)
-            .annotate(
-                earlier_active=Exists(
-                    Run.objects.active().filter(session_id=OuterRef("pk"), created_at__lt=run.created_at)
-                ),
-                stored_seq=Subquery(
-                    RunEvent.objects.filter(session_id=OuterRef("pk")).order_by("-seq").values("seq")[:1]
-                ),
-            )
-            .values("earlier_active", "stored_seq")
-            .first()
-        )
-        if session is None or session["earlier_active"]:
+        session = Run.objects.lock_session_of(run)
+        if session is None or session.earlier_active:
             return None  # an earlier turn is still going; its end enqueues this run
         if run.stop_requested_at is not None and run.status == Run.Status.QUEUED:
             end_run(run=run, status=Run.Status.STOPPED)  # stopped before any worker started it
             return None
-        writer = RunEventWriter.open(run, stored_seq=session["stored_seq"] or 0)
+        writer = RunEventWriter.open(run, stored_seq=session.stored_seq)
         run.mark_started(lease_owner=worker_id, lease_until=now + timedelta(seconds=settings.GENIE_RUN_LEASE))
         Message.objects.filter(pk=run.agent_message_id).update(status=Message.Status.STREAMING, updated_at=now)
         return run, writer
@@ -366,8 +352,8 @@ class Turn:
         compacted first (``runs.compaction``), reported as ``data-compaction``. A model
         failure here leaves the prompt whole: the turn goes on."""
         session = self.run.session
-        if Message.objects.filter(session_id=session.pk).count() <= DEFAULT_KEEP_LAST + 1:
-            return  # nothing to compact: the last messages are kept (and the pending reply)
+        if len(self.prompt_parts().history) <= DEFAULT_KEEP_LAST:
+            return  # nothing to compact: the last messages are kept (the step reuses this read)
         try:
             # Its own read of the prompt, not the steps' cached one: a run re-queued before its
             # first token (tests/runs/test_recovery.py) failed its retry timing with the shared read.

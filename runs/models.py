@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,14 @@ from genie.encryption import EncryptedTextField, decrypt, encrypt
 
 if TYPE_CHECKING:
     from genie.auth import Caller
+
+
+@dataclass(frozen=True)
+class SessionLock:
+    """What a run's claim reads while it holds its session's row lock."""
+
+    earlier_active: bool  # a run created before this one is still active
+    stored_seq: int  # the session's last event id in PostgreSQL (0: none)
 
 
 class RunQuerySet(models.QuerySet["Run"]):
@@ -54,6 +63,29 @@ class RunQuerySet(models.QuerySet["Run"]):
         ordered = sorted(rows, key=lambda run: (run.created_at, run.pk))
         first_active = next((run for run in ordered if run.is_active), None)
         return None if first_active is None else (first_active, ordered[-1])
+
+    def lock_session_of(self, run: Run) -> SessionLock | None:
+        """Lock ``run``'s session row (it serialises the session's event ids) and read
+        whether a run created before ``run`` is still active and the session's last stored
+        event id; None when the session is gone. The worker's claim runs this before every
+        turn's first token: as SQL it costs a third of the annotated queryset."""
+        connection = connections[self.db]
+        runs, events = self.model._meta.db_table, RunEvent._meta.db_table
+        sessions = self.model._meta.get_field("session").related_model._meta.db_table
+        active = ", ".join(["%s"] * len(Run.ACTIVE_STATUSES))
+        sql = (
+            f"SELECT EXISTS(SELECT 1 FROM {runs} r WHERE r.session_id = s.id"  # noqa: S608 (table names only)
+            f" AND r.status IN ({active}) AND r.created_at < %s),"
+            f" (SELECT MAX(e.seq) FROM {events} e WHERE e.session_id = s.id)"
+            f" FROM {sessions} s WHERE s.id = %s"
+        )
+        if connection.features.has_select_for_update:
+            sql += " FOR UPDATE"
+        created_at = self.model._meta.get_field("created_at").get_db_prep_value(run.created_at, connection)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*Run.ACTIVE_STATUSES, created_at, run.session_id])
+            row = cursor.fetchone()
+        return None if row is None else SessionLock(earlier_active=bool(row[0]), stored_seq=row[1] or 0)
 
     def lease_expired(self, now: datetime) -> RunQuerySet:
         """Running runs whose worker stopped renewing its lease (presumed dead)."""

@@ -6,8 +6,10 @@ import json
 from unittest import mock
 
 import pytest
+from django.db import transaction
 from django.db.models import Max
 
+from chat.models import Session
 from chat.services import start_session
 from genie.auth import caller_for_user
 from runs import tasks
@@ -138,3 +140,32 @@ def test_a_session_stream_spans_its_first_active_run_to_its_latest(run, statuses
     earlier = RunEvent.objects.filter(session=run.session, run__created_at__lt=active.created_at)
     latest = Run.objects.filter(session=run.session).order_by("-created_at", "-id").first()
     assert (span[0].pk, span[0].seq_before, span[1].pk) == (active.pk, earlier.aggregate(m=Max("seq"))["m"], latest.pk)
+
+
+@pytest.mark.parametrize(
+    ("statuses", "earlier_active"),
+    [
+        pytest.param(("running",), False, id="alone"),
+        pytest.param(("succeeded", "queued"), False, id="after-an-ended-turn"),
+        pytest.param(("running", "queued"), True, id="behind-a-running-turn"),
+        pytest.param(("requires_action", "queued"), True, id="behind-a-paused-turn"),
+    ],
+)
+def test_a_claim_reads_what_it_needs_under_the_session_lock(run, statuses, earlier_active):
+    """``lock_session_of`` (the claim's one query) against the querysets it stands for."""
+    runs = [run, *(RunFactory(session=run.session) for _ in statuses[1:])]
+    for each, status in zip(runs, statuses, strict=True):
+        Run.objects.filter(pk=each.pk).update(status=status)
+    stored(runs[0], "start", "text-start")
+    claimed = Run.objects.get(pk=runs[-1].pk)
+
+    with transaction.atomic():
+        lock = Run.objects.lock_session_of(claimed)
+
+    assert lock.earlier_active is earlier_active
+    assert lock.earlier_active == (
+        Run.objects.active().filter(session=run.session, created_at__lt=claimed.created_at).exists()
+    )
+    assert lock.stored_seq == RunEvent.objects.filter(session=run.session).aggregate(m=Max("seq"))["m"]
+    Session.objects.filter(pk=run.session_id).delete()
+    assert Run.objects.lock_session_of(claimed) is None
