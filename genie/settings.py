@@ -97,19 +97,15 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "genie.cors.CorsMiddleware",  # first, as django-cors-headers asks: it answers preflights
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the app itself (the admin's CSS under Daphne, in make run and in
+    # production), before anything that would touch a session.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Static files from the app itself (the admin's CSS under Daphne, in make run and in
-    # production). Last on purpose: it is sync-only, and a sync-only middleware innermost
-    # makes Django run the whole chain on the request's thread under ASGI. Anywhere above
-    # the others it put them in async mode, where every process_request/process_response
-    # is a thread hop: ~14 hops, 6 ms of Daphne CPU for the cheapest request (now ~3).
-    # The session and auth middlewares above it are lazy: a static file touches neither.
-    "whitenoise.middleware.WhiteNoiseMiddleware",
 ]
 
 ROOT_URLCONF = "genie.urls"

@@ -146,9 +146,12 @@ def end_run(
             message.prompt_tokens, message.completion_tokens = usage.prompt_tokens, usage.completion_tokens
             fields += ["prompt_tokens", "completion_tokens"]
         message.save(update_fields=fields)
-        for call in run.tool_calls.open():  # nobody will answer them now
-            call.mark_expired()
-        ConnectionAttempt.objects.unwaited_after(run).expire()
+        calls = list(run.tool_calls.all())
+        for call in calls:
+            if call.is_open:  # nobody will answer it now
+                call.mark_expired()
+        if calls:  # only a tool call can have asked for a connection (most turns call none)
+            ConnectionAttempt.objects.unwaited_after(run).expire()
         usage = usage or Usage()
         locked.mark_finished(
             status=status,
