@@ -91,12 +91,7 @@ def claim_run(run_id: int, *, worker_id: str) -> tuple[Run, RunEventWriter] | No
     ``finish``), once the runs before it in its session have ended.
     """
     with transaction.atomic():
-        run = (
-            Run.objects.select_for_update(of=("self",))
-            .select_related("session__agent", "agent_message", "user_message")
-            .filter(pk=run_id)
-            .first()
-        )
+        run = Run.objects.select_related("session__agent", "agent_message", "user_message").locked(run_id)
         if run is None or run.is_finished:
             return None
         if run.status == Run.Status.REQUIRES_ACTION and run.tool_calls.open().exists():

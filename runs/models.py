@@ -64,6 +64,12 @@ class RunQuerySet(models.QuerySet["Run"]):
         first_active = next((run for run in ordered if run.is_active), None)
         return None if first_active is None else (first_active, ordered[-1])
 
+    def locked(self, pk: int) -> Run | None:
+        """Run ``pk`` locked for the transaction (``FOR UPDATE OF`` its own row), or None.
+        Not ``first()``: one primary key needs no ORDER BY, whose compiling cost more
+        than the query on a turn's way to its first token."""
+        return next(iter(self.select_for_update(of=("self",)).filter(pk=pk)), None)
+
     def lock_session_of(self, run: Run) -> SessionLock | None:
         """Lock ``run``'s session row (it serialises the session's event ids) and read
         whether a run created before ``run`` is still active and the session's last stored

@@ -113,7 +113,7 @@ def end_run(
     was taken from it). Locks the run row; queries: about six.
     """
     with transaction.atomic():
-        locked = Run.objects.select_for_update(of=("self",)).filter(pk=run.pk).first()
+        locked = Run.objects.locked(run.pk)
         if locked is None or locked.is_finished:
             return False
         if worker_id is not None and (locked.status != Run.Status.RUNNING or locked.lease_owner != worker_id):
@@ -226,7 +226,7 @@ def pause_run(
     the worker was finishing the step ends the run ``stopped`` instead. Returns whether
     the run now waits."""
     with transaction.atomic():
-        locked = Run.objects.select_for_update(of=("self",)).filter(pk=run.pk).first()
+        locked = Run.objects.locked(run.pk)
         if locked is None or locked.status != Run.Status.RUNNING or locked.lease_owner != worker_id:
             return False
         if locked.stop_requested_at is None:
@@ -285,7 +285,7 @@ def submit_tool_result(*, session: Session, call_id: str, output: Any = None, er
 def _locked_call(*, session: Session, call_id: str) -> ToolCall:
     """The call, with its run's row locked: answers to one run are serialised."""
     call = ToolCall.objects.select_related("run").get(run__session=session, call_id=call_id)
-    Run.objects.select_for_update(of=("self",)).filter(pk=call.run_id).first()
+    Run.objects.locked(call.run_id)
     call.refresh_from_db()
     return call
 
