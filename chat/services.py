@@ -69,7 +69,9 @@ def start_session(
     return session, run, client_secret
 
 
-@transaction.atomic
+# No savepoint of its own: inside start_session (every new session's POST) one cost two
+# round trips, and a failure here fails the caller's transaction anyway.
+@transaction.atomic(savepoint=False)
 def open_session(
     *,
     caller: Caller,
