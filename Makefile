@@ -33,7 +33,8 @@ run: install
 	bash scripts/run.sh $(PORT)
 
 worker: install
-	$(VENV)/bin/celery -A genie worker --pool threads --concurrency 20 --loglevel INFO
+	$(VENV)/bin/celery -A genie worker --pool threads --concurrency 20 --loglevel INFO \
+		--without-gossip --without-mingle --without-heartbeat
 
 token: install
 	@$(PY) manage.py create_token $(or $(USERNAME_FOR_TOKEN),demo)

@@ -100,6 +100,7 @@ def start_worker(env: dict[str, str], log: Path, *, concurrency: int = 8, loglev
             loglevel,
             "--without-gossip",
             "--without-mingle",
+            "--without-heartbeat",
             "--hostname",
             f"w{uuid.uuid4().hex[:8]}@%h",
         ],
