@@ -222,7 +222,7 @@ if not GENIE_ENCRYPTION_KEY:
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "genie.connections.RedisCache",  # one connection pool per process
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "genie-cache",
         "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},

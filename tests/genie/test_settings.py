@@ -72,3 +72,33 @@ def test_asgi_requests_cross_to_their_thread_once():
     assert [type(link).__name__ for link in links if isinstance(link, SyncToAsync | AsyncToSync)] == []
     assert [type(link).__name__ for link in links if isinstance(link, MiddlewareMixin) and link.async_mode] == []
     assert len([link for link in links if type(link).__name__.endswith("Middleware")]) == len(settings.MIDDLEWARE)
+
+
+def test_requests_under_asgi_share_one_redis_connection_for_the_cache(monkeypatch):
+    """Django's cache handler gives each request context its own cache instance; the rate
+    limits read the cache on every request, and each instance used to open (and shake
+    hands on) a Redis connection of its own."""
+    import asyncio
+    import contextvars
+
+    import redis
+    from asgiref.sync import sync_to_async
+    from django.core.cache import cache
+
+    connects = []  # sockets opened to Redis
+    open_socket = redis.connection.Connection._connect
+
+    def counting_open_socket(self: redis.connection.Connection) -> object:
+        connects.append(self)
+        return open_socket(self)
+
+    monkeypatch.setattr(redis.connection.Connection, "_connect", counting_open_socket)
+
+    async def request() -> None:
+        await sync_to_async(cache.set)("genie-test:shared-pool", 1, 5)
+        await sync_to_async(cache.get)("genie-test:shared-pool")
+
+    for _ in range(5):  # five requests, each in a context of its own, as Daphne runs them
+        contextvars.Context().run(asyncio.run, request())
+
+    assert len(connects) <= 1
