@@ -426,6 +426,14 @@ async def peer_ttft_scenario(url: str, model: str, fake: Any, turns: int) -> dic
     return {"peer_ttft_ms": summary_ms(peer), "floor_ttft_ms": summary_ms(floor), "added_ttft_ms": summary_ms(added)}
 
 
+def celery_hop_floor(stack: Stack, samples: int) -> dict[str, Any]:
+    """The floor of "queued → started": a no-op Celery task's publish → start through the
+    same broker, on a worker with Genie's settings (``bench/celery_floor.py``)."""
+    from bench.celery_floor import celery_hops
+
+    return summary_ms(celery_hops(stack.env, ROOT / "var" / "bench" / "celery-floor.log", samples))
+
+
 def redis_hop_floor(samples: int) -> dict[str, Any]:
     """The floor of a relayed token: one XADD → XREAD hop through the same Redis."""
     import redis
@@ -622,6 +630,8 @@ def print_table(results: dict[str, Any], output: Path) -> None:
     row("added TTFT p50/p95/p99 ms", f"{added['p50']} / {added['p95']} / {added['p99']}")
     row("  floor: fake LLM direct p50 ms", ttft["floor_ttft_ms"]["p50"])
     row("  p50 ms: POST, queued, to 1st token, to client", " / ".join(map(str, ttft["breakdown_p50_ms"].values())))
+    celery_floor = ttft["celery_hop_floor_ms"]
+    row("  floor: no-op Celery task publish->start p50/p99 ms", f"{celery_floor['p50']} / {celery_floor['p99']}")
     streamed = ttft["added_ttft_streaming_post_ms"]
     row("added TTFT p50/p95/p99 ms, streaming POST", f"{streamed['p50']} / {streamed['p95']} / {streamed['p99']}")
     if "scale_out" in results:
@@ -764,6 +774,9 @@ def main() -> None:
         fx = make_fixture(fake.base_url)
         if wanted("ttft"):
             results["ttft"] = run("ttft", lambda: asyncio.run(ttft_scenario(stack, fx, fake, sizes["turns"])))
+            results["ttft"]["celery_hop_floor_ms"] = run(
+                "celery floor", lambda: celery_hop_floor(stack, sizes["turns"])
+            )
             # Beside the single-process figures: the same turns across two Daphne processes.
             results["scale_out"] = run(
                 "scale-out", lambda: asyncio.run(scale_out_scenario(stack, fx, fake, sizes["turns"]))

@@ -28,4 +28,5 @@ def test_bench_quick_run_writes_its_results(tmp_path):
     assert scenarios <= set(results)
     assert all(run["streams_finished"] == run["streams"] for run in results["relay"])
     assert results["relay"][0]["events_relayed"] > 0
+    assert results["ttft"]["celery_hop_floor_ms"]["n"] == results["sizes"]["turns"]  # every no-op task started
     assert "added TTFT" in done.stdout
