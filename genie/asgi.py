@@ -1,4 +1,4 @@
-"""ASGI entry point: Channels routes the SSE paths (the canonical two, the adapters') to the
+"""ASGI entry point: Channels routes the SSE paths (the canonical two, the protocols') to the
 lean relay, the rest to Django (through the edge that relays the streams its views hand off)."""
 
 import os
@@ -15,11 +15,9 @@ django_application = SyncChainASGIHandler()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path, re_path  # noqa: E402
 
-from chat.adapters import seed001  # noqa: E402
-from chat.adapters.aisdk import chat_stream_app  # noqa: E402
-from runs.formats import Seed001Format  # noqa: E402
+from protocols.routing import stream_routes  # noqa: E402
 from runs.handoff import HandoffEdge  # noqa: E402
-from runs.sse import StreamApp, stream_app  # noqa: E402
+from runs.sse import stream_app  # noqa: E402
 from runs.urls import RUN_STREAM_PATH, SESSION_STREAM_PATH  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -28,11 +26,7 @@ application = ProtocolTypeRouter(
             [
                 path(f"api/v1/{SESSION_STREAM_PATH}", stream_app),
                 path(f"api/v1/{RUN_STREAM_PATH}", stream_app),
-                path("api/chat/<str:chat_id>/stream", chat_stream_app),  # the AI SDK's resume
-                path(
-                    f"api/v1/{seed001.GENIE_RUN_STREAM_PATH}",
-                    StreamApp(wire=Seed001Format, error_voice=seed001.seed001_error),
-                ),
+                *stream_routes,  # every protocol's resumable streams
                 # Django, with the edge that relays a view's handed-off stream (a POST that
                 # answers with its turn's stream).
                 re_path(r"", HandoffEdge(django_application)),

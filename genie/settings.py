@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "chat",
     "feedback",
     "runs",
+    "protocols",  # the top floor: nothing below imports it
 ]
 
 MIDDLEWARE = [

@@ -9,7 +9,7 @@ event's data names its ``genie_run_id``. ``agent.message`` holds the whole reply
 run's stream is read from the run's start even on a resume (``reads_whole_run``).
 
 ``seed001_events`` is the one mapping from the event log to these events: the stream and
-the events endpoint (``chat.adapters.seed001``) both use it.
+the events endpoint (``protocols.seed001.views``) both use it.
 """
 
 from __future__ import annotations

@@ -8,10 +8,10 @@ import json
 import pytest
 from rest_framework.test import APIClient
 
-from chat.adapters.aisdk import chat_stream_app
 from chat.models import Message, Session
 from genie.models import AccessToken
 from genie.services import create_access_token
+from protocols.aisdk.views import chat_stream_app
 from runs.events import StreamEvent
 from runs.formats import AISDKChatFormat
 from runs.models import Run, ToolCall

@@ -155,7 +155,7 @@ def in_process(db, offline, team, agent) -> Iterator[dict[str, str]]:
     try:
         with (
             mock.patch("chat.views.wait_for_finish", side_effect=finish_at_once),
-            mock.patch("chat.adapters.openai.wait_for_finish", side_effect=finish_at_once),
+            mock.patch("protocols.openai.views.wait_for_finish", side_effect=finish_at_once),
         ):
             yield {"Authorization": f"Bearer {build_world(team, agent)}"}
     finally:

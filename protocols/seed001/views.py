@@ -17,7 +17,6 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.http import HttpResponse
-from django.urls import path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -529,35 +528,3 @@ class GenieRunStreamView(Seed001Mixin, generics.GenericAPIView):
     def get(self, request: Request, **kwargs: str) -> Response:
         message = "Streams are served by the ASGI server (Daphne)."
         return Response(seed001_error("asgi_required", message, None, 501), status=501)
-
-
-urlpatterns = [
-    path(f"{PREFIX}conversations", ConversationCreateView.as_view(), name="conversation-list"),
-    path(f"{PREFIX}conversations/events", ConversationEventsView.as_view({"get": "list"}), name="conversation-events"),
-    path(
-        f"{PREFIX}conversations/<uuid:session_uuid>/messages",
-        ConversationMessagesView.as_view({"get": "list", "post": "create"}),
-        name="conversation-messages",
-    ),
-    path(
-        f"{PREFIX}conversations/<uuid:session_uuid>/upload",
-        ConversationUploadView.as_view({"post": "create"}),
-        name="conversation-upload",
-    ),
-    path(
-        f"{PREFIX}conversations/<uuid:session_uuid>/skill_approval/<str:call_id>",
-        SkillApprovalView.as_view(),
-        name="skill-approval",
-    ),
-    path(
-        f"{PREFIX}runtime_connection/<str:attempt_id>/link",
-        RuntimeConnectionLinkView.as_view(),
-        name="runtime-connection-link",
-    ),
-    path(
-        f"{PREFIX}runtime_connection/<str:attempt_id>/reject",
-        RuntimeConnectionRejectView.as_view(),
-        name="runtime-connection-reject",
-    ),
-    path(GENIE_RUN_STREAM_PATH, GenieRunStreamView.as_view(), name="genie-run"),
-]

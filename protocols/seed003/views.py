@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpResponse
-from django.urls import path
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
@@ -231,14 +230,3 @@ class CommandView(APIView):
 
 
 app_name = "seed003"
-
-urlpatterns = [
-    path("sessions/<str:session_id>/messages", SessionMessageView.as_view(), name="session-messages"),
-    path("sessions/<str:session_id>/compact", SessionContextViewSet.as_view({"post": "compact"}), name="compact"),
-    path(
-        "sessions/<str:session_id>/context-usage",
-        SessionContextViewSet.as_view({"get": "context_usage"}),
-        name="context-usage",
-    ),
-    path("command", CommandView.as_view(), name="command"),
-]

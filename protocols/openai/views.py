@@ -18,7 +18,6 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import path, re_path
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -550,11 +549,3 @@ class AgentModelViewSet(viewsets.GenericViewSet):
                 f"The model `{model}` does not exist or you do not have access to it.", details={"param": "model"}
             )
         return Response(self.get_serializer(agent).data)
-
-
-urlpatterns = [
-    path("chat/completions", ChatCompletionView.as_view(), name="chat-completions"),
-    path("models", AgentModelViewSet.as_view({"get": "list"}), name="model-list"),
-    path("models/<str:model>", AgentModelViewSet.as_view({"get": "retrieve"}), name="model-detail"),
-    re_path(r"^.*$", unknown_url),
-]

@@ -32,7 +32,6 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.http import Http404, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
-from django.urls import path
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
@@ -540,8 +539,3 @@ chat_stream_app = ChatStreamApp()
 
 
 # Under ``/api/`` (genie.urls): the AI SDK's default path is ``/api/chat``.
-urlpatterns = [
-    path("chat", AISDKChatView.as_view(), name="ai-sdk-chat"),
-    path("chat/<str:chat_id>/messages", ChatMessagesView.as_view(), name="ai-sdk-chat-messages"),
-    path("chat/<str:chat_id>/stop", ChatStopView.as_view(), name="ai-sdk-chat-stop"),
-]

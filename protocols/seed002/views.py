@@ -14,7 +14,6 @@ from typing import Any
 
 import django_filters
 from django.db.models import QuerySet
-from django.urls import path
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiResponse,
@@ -271,13 +270,3 @@ class ChatMessageViewSet(ChatScoped, viewsets.GenericViewSet):
 
 
 app_name = "seed002"
-
-urlpatterns = [
-    path("chat", ChatViewSet.as_view({"get": "list", "post": "create"}), name="chat-list"),
-    path("chat/<str:chat_id>", ChatViewSet.as_view({"get": "retrieve", "delete": "destroy"}), name="chat-detail"),
-    path(
-        "chat/<str:chat_id>/message",
-        ChatMessageViewSet.as_view({"get": "list", "post": "create"}),
-        name="chat-message-list",
-    ),
-]
