@@ -43,7 +43,7 @@ test: install
 	GENIE_NEEDS_POSTGRES=1 GENIE_NEEDS_BROWSER=1 bash scripts/services.sh
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(VENV)/bin/pytest $(ARGS)
 
-# The README's screenshots (docs/screenshots/), written by the browser tests as they run.
+# The docs' screenshots (docs/screenshots/), written by the browser tests as they run.
 screenshots: install
 	GENIE_NEEDS_POSTGRES=1 GENIE_NEEDS_BROWSER=1 bash scripts/services.sh
 	GENIE_SCREENSHOTS=docs/screenshots DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \

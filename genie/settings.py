@@ -172,7 +172,7 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 MEDIA_ROOT = Path(env_str("GENIE_MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 # Uploaded files: Django's default storage, the local folder MEDIA_ROOT unless another
 # backend is named (S3 through django-storages: GENIE_STORAGE_BACKEND=storages.backends.s3.S3Storage
-# and GENIE_STORAGE_OPTIONS='{"bucket_name": "genie-files"}'; see the README's Files section).
+# and GENIE_STORAGE_OPTIONS='{"bucket_name": "genie-files"}'; see docs/api/files-and-context.md).
 STORAGES = {
     "default": {
         "BACKEND": env_str("GENIE_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"),

@@ -2,7 +2,7 @@
 Chromium against the live stack (Daphne, a Celery worker, the scripted fake LLM): one
 browser for the module, a fresh browser context per test.
 
-With ``GENIE_SCREENSHOTS=<folder>`` (``make screenshots``) the tests also write the README's
+With ``GENIE_SCREENSHOTS=<folder>`` (``make screenshots``) the tests also write the docs'
 screenshots there at the moments they show.
 """
 
@@ -579,15 +579,15 @@ class PageServer:
 
 @pytest.fixture
 def shop(live) -> Iterator[PageServer]:
-    """A shop's page with the README's widget tag, its ``src`` and key made real."""
+    """A shop's page with the documented widget tag (docs/api/keys.md), its ``src`` and key made real."""
     server = PageServer()
     yield server
     server.stop()
 
 
 def readme_widget_page(*, base_url: str, key: str) -> str:
-    match = WIDGET_TAG.search((ROOT / "README.md").read_text())
-    assert match, "README.md has no widget <script> tag under 'Browser widget'"
+    match = WIDGET_TAG.search((ROOT / "docs" / "api" / "keys.md").read_text())
+    assert match, "docs/api/keys.md has no widget <script> tag under 'Browser widget'"
     tag = (
         match["tag"].replace("https://genie.example.com", base_url).replace('data-key="pk_live_…"', f'data-key="{key}"')
     )
