@@ -4,6 +4,8 @@ from django.urls import path, re_path
 
 from protocols.openai.views import AgentModelViewSet, ChatCompletionView, unknown_url
 
+app_name = "openai"
+
 urlpatterns = [
     path("chat/completions", ChatCompletionView.as_view(), name="chat-completions"),
     path("models", AgentModelViewSet.as_view({"get": "list"}), name="model-list"),

@@ -46,8 +46,6 @@ from runs.handoff import stream_turn
 from runs.models import Run, RunEvent
 from runs.waiting import wait_for_finish
 
-app_name = "openai"
-
 SESSION_HEADER = "Genie-Session"
 ROLES = {"user": Message.SenderRole.USER, "assistant": Message.SenderRole.AGENT}
 TOOLS_UNSUPPORTED = "Client-side tools are not supported: the agent's own tools run on the server."

@@ -15,6 +15,8 @@ from protocols.seed001.views import (
     SkillApprovalView,
 )
 
+app_name = "seed001"
+
 urlpatterns = [
     path(f"{PREFIX}conversations", ConversationCreateView.as_view(), name="conversation-list"),
     path(f"{PREFIX}conversations/events", ConversationEventsView.as_view({"get": "list"}), name="conversation-events"),

@@ -46,8 +46,6 @@ from runs.models import ConnectionAttempt, Run, RunEvent
 from runs.serializers import AuthLinkSerializer, EventQuerySerializer, ToolCallApprovalSerializer
 from runs.views import ConnectionLinkView, ConnectionRejectView, SessionEventsView, ToolCallApprovalView
 
-app_name = "seed001"
-
 TAGS = ["seed 001"]
 PREFIX = "genies/<str:handle>/chat/"
 # Routed to the relay by genie.asgi (the Django view below only names it and answers under WSGI).

@@ -4,6 +4,8 @@ from django.urls import path
 
 from protocols.seed002.views import ChatMessageViewSet, ChatViewSet
 
+app_name = "seed002"
+
 urlpatterns = [
     path("chat", ChatViewSet.as_view({"get": "list", "post": "create"}), name="chat-list"),
     path("chat/<str:chat_id>", ChatViewSet.as_view({"get": "retrieve", "delete": "destroy"}), name="chat-detail"),

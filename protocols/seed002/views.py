@@ -269,4 +269,3 @@ class ChatMessageViewSet(ChatScoped, viewsets.GenericViewSet):
         return Response({"run_uuid": str(run.uuid)}, status=status.HTTP_201_CREATED)
 
 
-app_name = "seed002"

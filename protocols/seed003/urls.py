@@ -4,6 +4,8 @@ from django.urls import path
 
 from protocols.seed003.views import CommandView, SessionContextViewSet, SessionMessageView
 
+app_name = "seed003"
+
 urlpatterns = [
     path("sessions/<str:session_id>/messages", SessionMessageView.as_view(), name="session-messages"),
     path("sessions/<str:session_id>/compact", SessionContextViewSet.as_view({"post": "compact"}), name="compact"),

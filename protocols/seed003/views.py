@@ -229,4 +229,3 @@ class CommandView(APIView):
         return Response({"session_id": str(session.uuid), "call_id": call_id, "status": call.status})
 
 
-app_name = "seed003"
