@@ -140,6 +140,10 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("GENIE_DB_POOL", True):
+    # Django hands the pool a check of each connection taken from it (one round trip):
+    # after a PostgreSQL restart every pooled connection is dead, and without the check
+    # each one failed a request with a 500 before the pool dropped it.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 0,
         "max_size": env_int("GENIE_DB_POOL_SIZE", 20),
