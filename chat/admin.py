@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django import forms
 from django.contrib import admin
@@ -13,7 +14,16 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from rest_framework import serializers
 
-from chat.models import Agent, Compaction, Message, Session, Upload
+from chat.models import (
+    MAX_PROMPT_CHARS,
+    MAX_SUGGESTED_PROMPTS,
+    Agent,
+    Compaction,
+    Message,
+    Session,
+    Upload,
+    validate_suggested_prompts,
+)
 from chat.serializers import clean_tool_definitions
 
 
@@ -119,10 +129,27 @@ class AgentForm(forms.ModelForm):
         help_text="The provider's key, never shown. Blank keeps the stored key (cleared when the base URL changes).",
     )
     clear_api_key = forms.BooleanField(required=False, label="Clear the stored key")
+    # A prompt a line reads better than a JSON list; stored as the list the API returns.
+    suggested_prompts = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6}),
+        help_text=f"One prompt a line, at most {MAX_SUGGESTED_PROMPTS} lines of {MAX_PROMPT_CHARS} characters; "
+        "offered as buttons on an empty chat.",
+    )
 
     class Meta:
         model = Agent
         fields = "__all__"  # noqa: DJ007  (the admin shows every editable field)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and isinstance(self.instance.suggested_prompts, list):
+            self.initial["suggested_prompts"] = "\n".join(self.instance.suggested_prompts)
+
+    def clean_suggested_prompts(self) -> list[str]:
+        prompts = [line.strip() for line in self.cleaned_data["suggested_prompts"].splitlines() if line.strip()]
+        validate_suggested_prompts(prompts)
+        return prompts
 
     def clean(self) -> dict:
         data = super().clean()

@@ -8,8 +8,10 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxLengthValidator
 from django.db import models, transaction
-from django.db.models.functions import Now
+from django.db.models.functions import Now, Substr
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
@@ -19,6 +21,23 @@ from runs.providers import provider_choices
 
 if TYPE_CHECKING:
     from genie.auth import Caller
+
+
+MAX_GREETING_CHARS = 2000
+MAX_SUGGESTED_PROMPTS = 6
+MAX_PROMPT_CHARS = 200
+
+
+def validate_suggested_prompts(value: Any) -> None:
+    """A list of at most six non-blank strings of at most 200 characters (the admin's rule;
+    the API's serializer says the same field by field)."""
+    if not isinstance(value, list) or len(value) > MAX_SUGGESTED_PROMPTS:
+        raise ValidationError(f"A list of at most {MAX_SUGGESTED_PROMPTS} prompts.", code="invalid")
+    for prompt in value:
+        if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > MAX_PROMPT_CHARS:
+            raise ValidationError(
+                f"Each prompt is a non-blank string of at most {MAX_PROMPT_CHARS} characters.", code="invalid"
+            )
 
 
 class AgentQuerySet(models.QuerySet["Agent"]):
@@ -56,7 +75,22 @@ class Agent(models.Model):
         default="",
         help_text="A free label grouping agents (support, sales…); seed 002 lists chats by it (?agentType=).",
     )
+    description = models.CharField(
+        max_length=500, blank=True, default="", help_text="One or two lines under the agent's name on an empty chat."
+    )
     instructions = models.TextField(blank=True)
+    greeting = models.TextField(
+        blank=True,
+        default="",
+        validators=[MaxLengthValidator(MAX_GREETING_CHARS)],
+        help_text="Shown on an empty chat (the page and the widget) before the first message; not sent to the model.",
+    )
+    suggested_prompts = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_suggested_prompts],
+        help_text=f"Up to {MAX_SUGGESTED_PROMPTS} prompts offered as buttons on an empty chat (a JSON list of strings).",
+    )
     provider = models.CharField(max_length=20, choices=provider_choices, default="local")
     model = models.CharField(max_length=200, help_text="Model id sent to the provider.")
     base_url = models.URLField(
@@ -133,6 +167,9 @@ class Agent(models.Model):
         return agent
 
 
+PREVIEW_CHARS = 100
+
+
 def hash_client_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -160,6 +197,16 @@ class SessionQuerySet(models.QuerySet["Session"]):
         if caller.is_secret:
             return qs
         return qs.none()
+
+    def with_preview(self) -> SessionQuerySet:
+        """Annotate ``preview``: the start of the first user message (what a list shows for a
+        chat without a title). One correlated subquery per row, on the messages' index."""
+        first = (
+            Message.objects.filter(session=models.OuterRef("pk"), sender_role=Message.SenderRole.USER)
+            .order_by("created_at", "id")
+            .values("text")[:1]
+        )
+        return self.annotate(preview=Substr(models.Subquery(first), 1, PREVIEW_CHARS))
 
     def with_chat_id(self, caller: Caller, chat_id: str) -> SessionQuerySet:
         """The session an AI SDK client names by its chat id: within what ``caller``
@@ -278,7 +325,9 @@ class Message(models.Model):
         null=True,
         blank=True,
         related_name="+",
-        help_text="A regenerated reply: the agent message that replaces it (later prompts leave this one out).",
+        help_text="The message that replaces this one: a regenerated reply's new reply, or the edited user message "
+        "that replaced this message and every one after it. Replaced messages stay in the transcript; prompts leave "
+        "them out.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -12,11 +12,19 @@ from django.urls import path
 from django.views.decorators.http import require_GET
 
 from chat.models import Agent
+from chat.serializers import AgentProfileSerializer
 from genie.auth import caller_for_user
 
 # ``/widget.js`` is one file for the host page: the stream reader the chat page uses too,
-# then the widget, wrapped so that neither leaves a global behind but ``GenieWidget``.
-WIDGET_PARTS = ("chat/client.js", "chat/widget.js")
+# marked (the Markdown lexer), then the widget, wrapped so that none leaves a global behind
+# but ``GenieWidget``.
+WIDGET_PARTS = ("chat/client.js", "chat/vendor/marked.umd.js", "chat/widget.js")
+# marked's UMD header registers it with a host page's AMD loader or as a global ``marked``:
+# given a CommonJS ``module`` of its own, it fills that instead and touches neither.
+MODULE_SCOPE = (
+    "const marked = (function () {{\nconst module = {{ exports: {{}} }};\nconst exports = module.exports;\n"
+    "{source}\nreturn module.exports;\n}})();"
+)
 
 
 @require_GET
@@ -27,8 +35,10 @@ def chat_page(request: HttpRequest) -> HttpResponse:
     caller = caller_for_user(request.user)
     if caller is None:
         return render(request, "chat/no_team.html", status=403)
-    agents = Agent.objects.for_team(caller.team).live().order_by("-is_default", "name")
-    return render(request, "chat/page.html", {"agents": agents, "team": caller.team})
+    agents = list(Agent.objects.for_team(caller.team).live().order_by("-is_default", "name"))
+    # What an empty chat shows of each agent: JSON in the page (json_script escapes it).
+    profiles = [{**AgentProfileSerializer(agent).data, "is_default": agent.is_default} for agent in agents]
+    return render(request, "chat/page.html", {"agents": agents, "profiles": profiles, "team": caller.team})
 
 
 @require_GET
@@ -40,7 +50,8 @@ def widget_script(request: HttpRequest) -> HttpResponse:
     for name in WIDGET_PARTS:
         path = finders.find(name)
         with open(path, encoding="utf-8") as source:
-            sources.append(source.read())
+            text = source.read()
+        sources.append(MODULE_SCOPE.format(source=text) if name.endswith(".umd.js") else text)
     body = '(function () {\n"use strict";\n' + "\n".join(sources) + "\n})();\n"
     response = HttpResponse(body, content_type="text/javascript; charset=utf-8")
     response["Cache-Control"] = "public, max-age=300"

@@ -9,7 +9,16 @@ from django.core.exceptions import ObjectDoesNotExist
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from chat.models import Agent, Message, Session, Upload
+from chat.models import (
+    MAX_GREETING_CHARS,
+    MAX_PROMPT_CHARS,
+    MAX_SUGGESTED_PROMPTS,
+    PREVIEW_CHARS,
+    Agent,
+    Message,
+    Session,
+    Upload,
+)
 from genie.egress import validate_public_url
 from genie.exceptions import PayloadTooLarge
 from genie.links import absolute_url
@@ -104,6 +113,9 @@ class SessionSerializer(serializers.ModelSerializer):
     agent = serializers.SlugRelatedField(slug_field="handle", read_only=True)
     messages_url = serializers.SerializerMethodField()
     stream_url = serializers.SerializerMethodField()
+    preview = serializers.SerializerMethodField(
+        help_text="The start of the first user message (100 characters): what to show for a chat without a title."
+    )
 
     class Meta:
         model = Session
@@ -111,6 +123,7 @@ class SessionSerializer(serializers.ModelSerializer):
             "uuid",
             "url",
             "title",
+            "preview",
             "user",
             "user_id",
             "agent",
@@ -124,6 +137,12 @@ class SessionSerializer(serializers.ModelSerializer):
 
     def get_url(self, obj: Session) -> str:
         return absolute_url(self.context["request"], "chat:session-detail", session_uuid=obj.uuid)
+
+    def get_preview(self, obj: Session) -> str:
+        if not hasattr(obj, "preview"):  # not read through ``with_preview()``
+            first = obj.messages.filter(sender_role=Message.SenderRole.USER).order_by("created_at", "id").first()
+            return first.text[:PREVIEW_CHARS] if first else ""
+        return obj.preview or ""
 
     def get_messages_url(self, obj: Session) -> str:
         return absolute_url(self.context["request"], "chat:message-list", session_uuid=obj.uuid)
@@ -422,6 +441,20 @@ class AgentSerializer(serializers.ModelSerializer):
     type = serializers.CharField(
         max_length=50, required=False, allow_blank=True, help_text="A free label (support, sales…); blank by default."
     )
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    greeting = serializers.CharField(
+        max_length=MAX_GREETING_CHARS,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="Shown on an empty chat (the page, the widget); not sent to the model. Blank by default.",
+    )
+    suggested_prompts = serializers.ListField(
+        child=serializers.CharField(max_length=MAX_PROMPT_CHARS),
+        max_length=MAX_SUGGESTED_PROMPTS,
+        required=False,
+        help_text="At most 6 prompts offered as buttons on an empty chat.",
+    )
     api_key = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=500)
     has_api_key = serializers.SerializerMethodField()
     temperature = serializers.FloatField(min_value=0.0, max_value=2.0, required=False)
@@ -435,7 +468,10 @@ class AgentSerializer(serializers.ModelSerializer):
             "handle",
             "name",
             "type",
+            "description",
             "instructions",
+            "greeting",
+            "suggested_prompts",
             "provider",
             "model",
             "base_url",
@@ -476,6 +512,16 @@ class AgentSerializer(serializers.ModelSerializer):
         if clash.exists():
             raise serializers.ValidationError("An agent with this handle exists.", code="unique")
         return value
+
+
+class AgentProfileSerializer(serializers.ModelSerializer):
+    """What an empty chat shows of its agent (``GET agent-profile``): readable by every
+    caller that may start a session with it, a publishable key's widget included."""
+
+    class Meta:
+        model = Agent
+        fields = ["handle", "name", "description", "greeting", "suggested_prompts"]
+        read_only_fields = fields
 
 
 class AgentCreatedSerializer(AgentSerializer):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat.views import AgentViewSet, MessageViewSet, SessionViewSet, UploadViewSet
+from chat.views import AgentProfileView, AgentViewSet, MessageViewSet, SessionViewSet, UploadViewSet
 
 app_name = "chat"
 
@@ -16,6 +16,7 @@ urlpatterns = [
         AgentViewSet.as_view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"}),
         name="agent-detail",
     ),
+    path("agent-profile", AgentProfileView.as_view(), name="agent-profile"),
     path("sessions", SessionViewSet.as_view({"get": "list", "post": "create"}), name="session-list"),
     path(
         "sessions/<uuid:session_uuid>",

@@ -20,16 +20,18 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from chat import services
 from chat.filters import SessionFilter
 from chat.models import Agent, Message, Session, Upload
 from chat.serializers import (
     AgentCreatedSerializer,
+    AgentProfileSerializer,
     AgentSerializer,
     CompactSerializer,
     ContextUsageSerializer,
@@ -149,7 +151,7 @@ class SessionViewSet(
     def get_queryset(self) -> QuerySet[Session]:
         if getattr(self, "swagger_fake_view", False):  # schema generation
             return Session.objects.none()
-        return Session.objects.reachable_by(self.request.auth).select_related("agent", "owner__member")
+        return Session.objects.reachable_by(self.request.auth).select_related("agent", "owner__member").with_preview()
 
     def list(self, request: Request) -> Response:
         if not NotPublishable().has_permission(request, self):
@@ -478,3 +480,21 @@ class AgentViewSet(TeamConfigViewSet):
         if services.remove_agent(agent=agent, force=force) == "archived":
             return Response(self.get_serializer(agent).data)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AgentProfileView(APIView):
+    """``GET agent-profile?agent=<handle>``: what an empty chat shows of an agent (its name,
+    description, greeting and suggested prompts), for every caller that may start a session
+    with it: a publishable key (the widget) sees only public agents. Without ``agent``, the
+    team's default agent, as ``POST sessions`` picks it."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("agent", str, description="An agent's handle (or uuid); blank: the default.")],
+        responses={200: AgentProfileSerializer, 404: error_response("`not_found`: no such agent for this caller.")},
+    )
+    def get(self, request: Request) -> Response:
+        handle = request.query_params.get("agent", "").strip()
+        agent = Agent.objects.startable_by(request.auth).pick(handle or None)
+        if agent is None:
+            raise NotFound("No such agent.")
+        return Response(AgentProfileSerializer(agent).data)

@@ -118,3 +118,72 @@ def test_create_api_key_command(team, capsys):
 
     assert key.startswith("sk_live_")
     assert bearer_client(key).get("/api/v1/agents").status_code == 200
+
+
+def test_an_agents_greeting_and_suggested_prompts_are_blank_by_default_and_validated(admin_api, team):
+    plain = admin_api.post("/api/v1/agents", {"handle": "plain", "name": "x", "model": "m"}, format="json")
+    greeted = admin_api.post(
+        "/api/v1/agents",
+        {
+            "handle": "desk",
+            "name": "Help desk",
+            "model": "m",
+            "description": "Answers questions about orders.",
+            "greeting": "Hi! Ask me about **your order**.",
+            "suggested_prompts": ["Where is my order?", "Return an item"],
+        },
+        format="json",
+    )
+    too_many = admin_api.patch("/api/v1/agents/desk", {"suggested_prompts": [f"p{n}" for n in range(7)]}, format="json")
+    blank = admin_api.patch("/api/v1/agents/desk", {"suggested_prompts": ["ok", " "]}, format="json")
+    not_strings = admin_api.patch("/api/v1/agents/desk", {"suggested_prompts": [{"text": "x"}]}, format="json")
+    too_long = admin_api.patch("/api/v1/agents/desk", {"suggested_prompts": ["x" * 201]}, format="json")
+    not_a_list = admin_api.patch("/api/v1/agents/desk", {"suggested_prompts": "Where is my order?"}, format="json")
+
+    assert plain.status_code == 201
+    assert (plain.json()["greeting"], plain.json()["suggested_prompts"], plain.json()["description"]) == ("", [], "")
+    assert greeted.status_code == 201
+    assert greeted.json()["greeting"] == "Hi! Ask me about **your order**."
+    assert greeted.json()["suggested_prompts"] == ["Where is my order?", "Return an item"]
+    for refused in (too_many, blank, not_strings, too_long, not_a_list):
+        assert refused.status_code == 400, refused.content
+        assert refused.json()["error"]["code"] == "validation_error"
+        assert "suggested_prompts" in refused.json()["error"]["details"]
+    assert Agent.objects.get(team=team, handle="desk").suggested_prompts == ["Where is my order?", "Return an item"]
+
+
+def test_the_agent_profile_is_what_an_empty_chat_shows_to_whoever_may_start_a_chat(team, member):
+    AgentFactory(
+        team=team,
+        handle="desk",
+        name="Help desk",
+        is_default=True,
+        description="Orders and returns.",
+        greeting="Hello!",
+        suggested_prompts=["Track my order"],
+        instructions="Secret instructions.",
+    )
+    AgentFactory(team=team, handle="internal", is_public=False, greeting="Staff only")
+    _, pk = create_access_token(team=team, kind=AccessToken.Kind.PUBLISHABLE)
+    _, personal = create_access_token(team=team, kind=AccessToken.Kind.PERSONAL, user=member.user)
+    widget, teammate = bearer_client(pk), bearer_client(personal)
+
+    default = widget.get("/api/v1/agent-profile")
+    named = widget.get("/api/v1/agent-profile?agent=desk")
+    private = widget.get("/api/v1/agent-profile?agent=internal")
+    private_for_a_member = teammate.get("/api/v1/agent-profile?agent=internal")
+    unknown = teammate.get("/api/v1/agent-profile?agent=nobody")
+
+    assert default.status_code == 200
+    assert default.json() == {
+        "handle": "desk",
+        "name": "Help desk",
+        "description": "Orders and returns.",
+        "greeting": "Hello!",
+        "suggested_prompts": ["Track my order"],
+    }
+    assert named.json() == default.json()
+    assert private.status_code == 404
+    assert private.json()["error"]["code"] == "not_found"
+    assert private_for_a_member.json()["greeting"] == "Staff only"
+    assert unknown.status_code == 404

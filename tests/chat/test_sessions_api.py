@@ -154,3 +154,20 @@ def test_delete_removes_the_session_and_its_messages(api, member, agent):
     assert response.status_code == 204
     assert not Session.objects.filter(pk=session.pk).exists()
     assert not Message.objects.exists()
+
+
+def test_list_shows_the_first_user_message_as_the_preview_of_each_chat(api, member, agent):
+    untitled = SessionFactory(agent=agent, owner=member.user, title="")
+    MessageFactory(session=untitled, text="How do I return a parcel that arrived damaged? " * 4)
+    MessageFactory(session=untitled, sender_role="agent", text="Like this.")
+    MessageFactory(session=untitled, text="Thanks")
+    SessionFactory(agent=agent, owner=member.user, title="Empty")
+
+    listed = api.get("/api/v1/sessions").json()["results"]
+    detail = api.get(f"/api/v1/sessions/{untitled.uuid}").json()
+
+    assert [(s["title"], s["preview"]) for s in listed] == [
+        ("Empty", ""),
+        ("", ("How do I return a parcel that arrived damaged? " * 4)[:100]),
+    ]
+    assert detail["preview"] == listed[1]["preview"]

@@ -220,6 +220,42 @@ def test_reload_mid_reply_on_a_phone_shows_the_reply_once(live, sign_in):
     assert chats.get_attribute("aria-expanded") == "true"
 
 
+def test_an_empty_chat_shows_the_agent_and_sends_a_suggested_prompt(live, sign_in):
+    live.agent.name = "Help desk"
+    live.agent.description = "Orders, returns and refunds."
+    live.agent.greeting = "Hello! Ask me about **your order**."
+    live.agent.suggested_prompts = ["Where is my order?", "Return an item"]
+    live.agent.save()
+    live.script([("text", "It ships tomorrow.")], [("text", "Order")])
+    tab = sign_in()
+
+    empty = tab.page.locator("#empty-state")
+    tab.expect(lambda page: expect(page.locator("#empty-state")).to_be_visible())
+    shown = (
+        empty.get_by_role("heading").inner_text(),
+        tab.text_of("#empty-description"),
+        tab.text_of("#empty-greeting"),
+        tab.page.locator("#empty-greeting strong").inner_text(),
+        empty.get_by_role("button").all_inner_texts(),
+    )
+    empty.get_by_role("button", name="Where is my order?").click()
+    wait_complete(tab)
+
+    assert shown == (
+        "Help desk",
+        "Orders, returns and refunds.",
+        "Hello! Ask me about your order.",
+        "your order",
+        ["Where is my order?", "Return an item"],
+    )
+    assert not empty.is_visible()
+    assert tab.page.locator("#messages .message.user .body").all_inner_texts() == ["Where is my order?"]
+    assert Message.objects.get(session__owner=sign_in.user, sender_role="user").text == "Where is my order?"
+    tab.page.get_by_role("button", name="New chat").click()  # empty again
+    tab.expect(lambda page: expect(page.locator("#empty-state")).to_be_visible())
+    assert tab.errors == [], tab.errors
+
+
 class Cable:
     """A TCP relay in front of the live server, for the browser to reach it through:
     ``unplug()`` resets every open connection (the stream's too) and each new one until
@@ -658,3 +694,59 @@ def test_widget_is_refused_on_an_origin_its_key_does_not_list(live, shop, open_t
 
     assert any("blocked by CORS policy" in error for error in tab.errors), tab.errors
     assert not Session.objects.filter(team=live.agent.team).exists()
+
+
+def test_widget_greets_and_shows_markdown_without_letting_model_html_out(live, shop, open_tab):
+    _, key = create_access_token(team=live.agent.team, kind=AccessToken.Kind.PUBLISHABLE, allowed_origins=[shop.origin])
+    live.agent.greeting = "Hi, I am the **shop's** helper."
+    live.agent.suggested_prompts = ["Opening hours?"]
+    live.agent.save()
+    live.script(
+        [
+            ("text", "Here is **bold**, `code <b>`, a [link](https://example.com/a) and "),
+            ("text", "[bad](javascript:window.pwned=1) ![pixel](https://example.com/leak.png)\n\n"),
+            ("text", '<img src="x" onerror="window.pwned=1"><script>window.pwned=2</script>'),
+            ("text", "<style>body { display: none }</style>\n\n"),
+            ("text", "| Day | Hours |\n|---|---|\n| Mon | 9-5 |\n\n```python\nprint('<hi>')\n```\n\n"),
+            ("text", '- one\n- two &amp; three\n\n<iframe src="https://example.com"></iframe>'),
+        ],
+        [("text", "Hours")],
+    )
+    shop.html = readme_widget_page(base_url=live.base_url, key=key)
+    tab = open_tab(f"{shop.origin}/")
+    requested: list[str] = []
+    tab.page.call(lambda page: page.on("request", lambda request: requested.append(request.url)))
+    light_dom = "() => document.querySelectorAll('*').length"
+    before = tab.page.evaluate(light_dom)
+
+    tab.page.get_by_role("button", name="Chat").click()
+    greeting = tab.page.locator("#genie-widget li.greeting")
+    tab.expect(
+        lambda page: expect(page.locator("#genie-widget li.greeting")).to_have_text("Hi, I am the shop's helper.")
+    )
+    greeted_in_bold = greeting.locator("strong").inner_text()
+    tab.page.get_by_role("button", name="Opening hours?").click()
+    tab.page.get_by_role("button", name="Good reply").wait_for()
+    shoot(tab.page, "widget-markdown")
+
+    reply = tab.page.locator("#genie-widget li.agent:not(.greeting)")
+    assert greeted_in_bold == "shop's"
+    assert tab.page.locator("#genie-widget li.user").all_inner_texts() == ["Opening hours?"]
+    assert not tab.page.get_by_role("button", name="Opening hours?").is_visible()
+    assert reply.locator("strong").inner_text() == "bold"
+    assert reply.locator("p code").inner_text() == "code <b>"
+    assert reply.locator("table td").all_inner_texts() == ["Mon", "9-5"]
+    assert reply.locator("pre code").inner_text() == "print('<hi>')"
+    assert reply.locator("li").all_inner_texts() == ["one", "two & three"]
+    assert reply.locator("a").evaluate_all("links => links.map(a => [a.textContent, a.getAttribute('href')])") == [
+        ["link", "https://example.com/a"],
+        ["pixel", "https://example.com/leak.png"],  # an image is a link, never loaded
+    ]
+    # The HTML is shown as the text it is: no element of the model's, inside or out.
+    assert reply.locator("img, script, style, iframe, [onerror]").count() == 0
+    assert '<img src="x" onerror="window.pwned=1">' in reply.inner_text()
+    assert tab.page.evaluate("window.pwned") is None
+    assert tab.page.evaluate(light_dom) == before
+    assert tab.page.locator("body").is_visible()
+    assert not [url for url in requested if "leak" in url or "example.com" in url], requested
+    assert tab.errors == [], tab.errors

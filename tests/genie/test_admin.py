@@ -131,3 +131,36 @@ def test_messages_cannot_be_added_or_edited_in_the_admin(staff):
     assert staff.post(f"/admin/chat/message/{message.pk}/change/", {"text": "edited"}).status_code == 403
     message.refresh_from_db()
     assert message.text != "edited"
+
+
+def test_the_agent_form_takes_a_greeting_and_one_suggested_prompt_a_line(staff):
+    agent = AgentFactory(suggested_prompts=["Old prompt"])
+    fields = {
+        "team": agent.team.pk,
+        "handle": agent.handle,
+        "name": agent.name,
+        "provider": "openai",
+        "model": agent.model,
+        "temperature": 0,
+        "max_steps": 8,
+        "tools": "[]",
+        "greeting": "Welcome!",
+    }
+
+    page = staff.get(f"/admin/chat/agent/{agent.pk}/change/")
+    saved = staff.post(
+        f"/admin/chat/agent/{agent.pk}/change/", {**fields, "suggested_prompts": "Track an order\n\n Return an item \n"}
+    )
+    agent.refresh_from_db()
+    kept = (agent.greeting, agent.suggested_prompts)
+    refused = staff.post(
+        f"/admin/chat/agent/{agent.pk}/change/", {**fields, "suggested_prompts": "\n".join(f"p{n}" for n in range(7))}
+    )
+    agent.refresh_from_db()
+
+    assert b"Old prompt</textarea>" in page.content
+    assert saved.status_code == 302
+    assert kept == ("Welcome!", ["Track an order", "Return an item"])
+    assert refused.status_code == 200  # the form again, with the error
+    assert b"at most 6 prompts" in refused.content
+    assert agent.suggested_prompts == ["Track an order", "Return an item"]

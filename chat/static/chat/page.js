@@ -28,7 +28,14 @@
     contextMeter: $("context-meter"),
     contextText: $("context-text"),
     compact: $("compact"),
+    empty: $("empty-state"),
+    emptyName: $("empty-name"),
+    emptyDescription: $("empty-description"),
+    emptyGreeting: $("empty-greeting"),
+    suggestions: $("suggestions"),
   };
+  // Each agent's name, description, greeting and suggested prompts (the page's JSON).
+  const profiles = JSON.parse($("agent-profiles").textContent);
 
   // Client tools this page runs itself, by tool name: async (input) => output. Other
   // client tools ask the user for a result. A page embedding more can add to it.
@@ -41,6 +48,7 @@
     views: new Map(), // agent message uuid → {message, el, parts: Map(part → element)}
     sessionsNext: null,
     opening: 0, // counts the chats opened: a slow answer for one opened before is dropped
+    loading: false, // a chat's messages are being read: not empty yet
   };
 
   // --- the API ------------------------------------------------------------------------
@@ -104,6 +112,7 @@
 
   function startNewChat({ push = false } = {}) {
     state.opening += 1;
+    state.loading = false;
     stopFollowing();
     state.session = null;
     state.views.clear();
@@ -112,6 +121,7 @@
     ui.title.textContent = "New chat";
     ui.agentPicker.hidden = false;
     ui.context.hidden = true;
+    renderEmptyState();
     renderAttachments();
     setStreaming(false);
     if (push) history.pushState({}, "", location.pathname);
@@ -129,6 +139,8 @@
     state.files = [];
     renderAttachments();
     ui.messages.replaceChildren();
+    state.loading = true;
+    renderEmptyState();
     announce("Loading the chat…");
     let session;
     try {
@@ -152,6 +164,8 @@
       for (const stored of batch.results) renderStored(stored);
       page = batch.next;
     }
+    state.loading = false;
+    renderEmptyState();
     announce("");
     refreshContext();
     // A reply still running (or paused for an action) is replayed from its start and
@@ -177,6 +191,39 @@
     ui.fileInput.disabled = false;
     ui.attachHint.hidden = true;
     markCurrentSession();
+  }
+
+  // --- the empty chat -----------------------------------------------------------------
+
+  function profileOf(handle) {
+    return profiles.find((profile) => profile.handle === handle) || profiles.find((p) => p.is_default) || null;
+  }
+
+  // A chat with no message yet shows its agent: name, description, greeting, and its
+  // suggested prompts as buttons that send the prompt.
+  function renderEmptyState() {
+    const profile = profileOf(state.session ? state.session.agent : ui.agent.value);
+    const empty = !ui.messages.querySelector(".message") && !state.loading;
+    ui.empty.hidden = !empty || !profile;
+    if (ui.empty.hidden || ui.empty.dataset.handle === profile.handle) return;
+    ui.empty.dataset.handle = profile.handle;
+    ui.emptyName.textContent = profile.name;
+    ui.emptyDescription.textContent = profile.description;
+    ui.emptyDescription.hidden = !profile.description;
+    renderMarkdown(ui.emptyGreeting, profile.greeting);
+    ui.emptyGreeting.hidden = !profile.greeting;
+    ui.suggestions.replaceChildren(
+      ...profile.suggested_prompts.map((prompt) => {
+        const item = document.createElement("li");
+        item.append(
+          button(prompt, () => {
+            ui.text.value = prompt;
+            ui.composer.requestSubmit();
+          }, "chip"),
+        );
+        return item;
+      }),
+    );
   }
 
   // --- messages -----------------------------------------------------------------------
@@ -210,6 +257,7 @@
     foot.className = "foot";
     item.append(who, body, foot);
     ui.messages.append(item);
+    ui.empty.hidden = true;
     return item;
   }
 
@@ -793,6 +841,7 @@
   ui.stop.addEventListener("click", stopReply);
   ui.compact.addEventListener("click", compact);
   ui.fileInput.addEventListener("change", upload);
+  ui.agent.addEventListener("change", renderEmptyState);
   ui.newChat.addEventListener("click", () => {
     startNewChat({ push: true });
     closeSessionsOnNarrow();

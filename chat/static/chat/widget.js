@@ -1,10 +1,137 @@
-// The embeddable widget, served as /widget.js after client.js (one closure):
+// The embeddable widget, served as /widget.js after client.js and marked (one closure):
 //   <script src="https://genie.example.com/widget.js" data-key="pk_live_…" async></script>
 // Options (data-*): key (a publishable key listing this page's origin), agent (a public
 // agent's handle; the default agent otherwise), title, user-id. The API is the script's own
-// origin. The widget lives in a shadow root (the host page's CSS does not leak in or out) and
-// shows the model's text as plain text: no HTML from a model reaches the host page.
+// origin. The widget lives in a shadow root (the host page's CSS does not leak in or out).
 // The host page may run client tools: GenieWidget.clientTools.navigate = async (input) => …
+
+// Model text as Markdown, built as DOM nodes from marked's tokens (``marked.lexer``): no
+// string of the model's ever goes through an HTML parser, so nothing it writes can become
+// an element, an attribute or a script. This instead of sanitising HTML inside the shadow
+// root: a shadow root is part of the host page's document (same origin, same cookies), and
+// a sanitiser is a parser race to win on every release; here the only elements are the ones
+// this code creates (p, strong, em, del, code, pre, blockquote, lists, tables, headings,
+// links). Raw HTML in the text shows as text; images show as links, never loaded; links
+// keep only http(s) and mailto addresses.
+const GenieMarkdown = (() => {
+  const SAFE_URL = /^(?:https?:|mailto:)/i;
+  const ENTITIES = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'", nbsp: "\u00a0" };
+
+  // marked keeps a text's character references as written (its HTML renderer leaves them
+  // to the browser): the few an answer uses are decoded here, without a parser.
+  function decode(text) {
+    return text.replace(/&(#\d{1,7}|#x[0-9a-f]{1,6}|[a-z]+);/gi, (whole, name) => {
+      if (name[0] !== "#") return ENTITIES[name.toLowerCase()] ?? whole;
+      const code = name[1] === "x" || name[1] === "X" ? parseInt(name.slice(2), 16) : parseInt(name.slice(1), 10);
+      return code > 0 && code <= 0x10ffff ? String.fromCodePoint(code) : whole;
+    });
+  }
+
+  function element(tag, children = []) {
+    const el = document.createElement(tag);
+    el.append(...children);
+    return el;
+  }
+
+  function link(token) {
+    const href = String(token.href || "").trim();
+    if (!SAFE_URL.test(href)) return element("span", inline(token.tokens));
+    const a = element("a", token.type === "image" ? [decode(token.text || href)] : inline(token.tokens));
+    a.href = href;
+    a.target = "_blank";
+    a.rel = "noopener noreferrer";
+    return a;
+  }
+
+  function inline(tokens = []) {
+    const nodes = [];
+    for (const token of tokens) {
+      switch (token.type) {
+        case "strong":
+        case "em":
+        case "del":
+          nodes.push(element(token.type, inline(token.tokens)));
+          break;
+        case "codespan":
+          nodes.push(element("code", [token.text]));
+          break;
+        case "br":
+          nodes.push(element("br"));
+          break;
+        case "link":
+        case "image":
+          nodes.push(link(token));
+          break;
+        case "text":
+          nodes.push(...(token.tokens ? inline(token.tokens) : [decode(token.text)]));
+          break;
+        case "checkbox":
+          nodes.push(token.checked ? "☑ " : "☐ ");
+          break;
+        default: // escape, html (shown as the text it is), anything newer: its text
+          nodes.push(token.type === "escape" ? token.text : token.raw ?? token.text ?? "");
+      }
+    }
+    return nodes;
+  }
+
+  function cell(token, tag) {
+    const el = element(tag, inline(token.tokens));
+    if (token.align) el.style.textAlign = token.align; // one of left, center, right
+    return el;
+  }
+
+  function block(tokens = []) {
+    const nodes = [];
+    for (const token of tokens) {
+      switch (token.type) {
+        case "space":
+          break;
+        case "paragraph":
+          nodes.push(element("p", inline(token.tokens)));
+          break;
+        case "heading":
+          nodes.push(element(`h${Math.min(Math.max(token.depth, 1), 6)}`, inline(token.tokens)));
+          break;
+        case "code": {
+          const code = element("code", [token.text]);
+          if (token.lang) code.dataset.lang = String(token.lang).split(/\s/)[0];
+          nodes.push(element("pre", [code]));
+          break;
+        }
+        case "blockquote":
+          nodes.push(element("blockquote", block(token.tokens)));
+          break;
+        case "list": {
+          const list = element(token.ordered ? "ol" : "ul", token.items.map((item) => element("li", block(item.tokens))));
+          if (token.ordered && Number(token.start) > 1) list.start = Number(token.start);
+          nodes.push(list);
+          break;
+        }
+        case "table": {
+          const head = element("thead", [element("tr", token.header.map((c) => cell(c, "th")))]);
+          const body = element("tbody", token.rows.map((row) => element("tr", row.map((c) => cell(c, "td")))));
+          nodes.push(element("div", [element("table", [head, body])]));
+          nodes[nodes.length - 1].className = "table";
+          break;
+        }
+        case "hr":
+          nodes.push(element("hr"));
+          break;
+        case "text": // a tight list item's text
+          nodes.push(...(token.tokens ? inline(token.tokens) : [decode(token.text)]));
+          break;
+        default: // html blocks and anything newer: shown as the text they are
+          nodes.push(element("p", [token.raw ?? token.text ?? ""]));
+      }
+    }
+    return nodes;
+  }
+
+  // The nodes of ``text`` as Markdown (GFM, line breaks kept).
+  return { render: (text) => block(marked.lexer(text, { gfm: true, breaks: true })) };
+})();
+
 const GenieWidget = (() => {
   const script = document.currentScript;
   const options = script.dataset;
@@ -33,9 +160,23 @@ const GenieWidget = (() => {
     header button { background: transparent; border: 0; color: #fff; font-size: 1.3rem; min-width: 2.2rem; }
     :focus-visible { outline: 3px solid #f29900; outline-offset: 2px; }
     ol { flex: 1; overflow-y: auto; list-style: none; margin: 0; padding: .75rem; display: flex; flex-direction: column; gap: .6rem; }
-    li { max-width: 90%; padding: .5rem .7rem; border-radius: .6rem; white-space: pre-wrap; overflow-wrap: anywhere; }
-    li.user { align-self: flex-end; background: #dfe7fb; }
+    ol > li { max-width: 90%; padding: .5rem .7rem; border-radius: .6rem; overflow-wrap: anywhere; }
+    li.user { align-self: flex-end; background: #dfe7fb; white-space: pre-wrap; }
     li.agent { align-self: flex-start; background: #f4f5f7; }
+    .markdown > :first-child { margin-top: 0; } .markdown > :last-child { margin-bottom: 0; }
+    .markdown p, .markdown ul, .markdown ol, .markdown pre, .markdown blockquote, .markdown .table { margin: .4rem 0; }
+    .markdown ul, .markdown ol { padding-left: 1.3rem; }
+    .markdown pre { background: #fff; border: 1px solid #d8dbe0; border-radius: .4rem; padding: .4rem .5rem; overflow-x: auto; }
+    .markdown code { font: .85em/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+    .markdown blockquote { border-left: 3px solid #d8dbe0; padding-left: .6rem; color: #5f6368; }
+    .markdown h1, .markdown h2, .markdown h3, .markdown h4, .markdown h5, .markdown h6 { font-size: 1rem; margin: .5rem 0 .3rem; }
+    .markdown .table { overflow-x: auto; }
+    .markdown table { border-collapse: collapse; font-size: .9em; }
+    .markdown th, .markdown td { border: 1px solid #d8dbe0; padding: .2rem .45rem; }
+    .markdown a { color: #2456c7; }
+    .suggestions { list-style: none; margin: 0; padding: 0 .75rem .4rem; display: flex; flex-wrap: wrap; gap: .4rem; }
+    .suggestions li { padding: 0; }
+    .suggestions button { border-radius: 1.1rem; text-align: left; }
     .tool { font-size: .85rem; border: 1px solid #d8dbe0; border-radius: .4rem; padding: .3rem .5rem; margin: .3rem 0; background: #fff; white-space: normal; }
     .actions { display: flex; gap: .4rem; margin-top: .3rem; flex-wrap: wrap; }
     .note { color: #5f6368; font-size: .8rem; margin: .2rem 0 0; }
@@ -58,6 +199,7 @@ const GenieWidget = (() => {
     <section class="panel" id="panel" role="dialog" aria-labelledby="title" hidden>
       <header><h2 id="title"></h2><button type="button" class="close" aria-label="Close the chat">×</button></header>
       <ol class="messages" aria-label="Conversation"></ol>
+      <ul class="suggestions" aria-label="Suggested prompts" hidden></ul>
       <p class="status" role="status" aria-live="polite"></p>
       <form>
         <label for="text" class="visually-hidden">Message</label>
@@ -72,6 +214,7 @@ const GenieWidget = (() => {
     panel: $(".panel"),
     close: $(".close"),
     messages: $(".messages"),
+    suggestions: $(".suggestions"),
     status: $(".status"),
     form: $("form"),
     text: $("textarea"),
@@ -128,13 +271,20 @@ const GenieWidget = (() => {
 
   const agentItems = new Map(); // message uuid → {li, message, stored}
 
+  function markdown(text) {
+    const box = document.createElement("div");
+    box.className = "markdown";
+    box.append(...GenieMarkdown.render(text));
+    return box;
+  }
+
   function draw(view) {
     const { li, message } = view;
     li.replaceChildren();
     li.setAttribute("aria-busy", String(message.state === "streaming"));
     for (const part of message.parts) {
       if (part.kind === "text") {
-        li.append(part.text);
+        li.append(markdown(part.text));
         continue;
       }
       const box = document.createElement("div");
@@ -227,6 +377,7 @@ const GenieWidget = (() => {
     ui.send.disabled = true;
     ui.stop.hidden = false;
     let view = null;
+    let pending = false;
     try {
       const result = await GenieClient.follow({
         url: url(streamUrl),
@@ -236,7 +387,16 @@ const GenieWidget = (() => {
           if (chunk.type === "start") view = agentView(chunk.messageId);
           if (!view) return;
           GenieClient.applyChunk(view.message, chunk);
-          draw(view);
+          // A delta is drawn at the next frame, with the others of that frame.
+          if (chunk.type !== "text-delta") draw(view);
+          else if (!pending) {
+            pending = true;
+            const drawn = view;
+            requestAnimationFrame(() => {
+              pending = false;
+              draw(drawn);
+            });
+          }
         },
       });
       if (result.outcome === "finished" && view) {
@@ -267,8 +427,42 @@ const GenieWidget = (() => {
     draw(view);
   }
 
+  // The agent's greeting heads the conversation (shown, never sent to the model); its
+  // suggested prompts are offered until the first message.
+  async function greet() {
+    if (!usable) return;
+    let profile;
+    try {
+      profile = await call(`agent-profile${options.agent ? `?agent=${encodeURIComponent(options.agent)}` : ""}`);
+    } catch (error) {
+      return; // no greeting: the chat works all the same
+    }
+    if (profile.greeting) {
+      const li = document.createElement("li");
+      li.className = "agent greeting";
+      li.append(markdown(profile.greeting));
+      ui.messages.prepend(li);
+    }
+    if (!saved && profile.suggested_prompts.length && !ui.messages.querySelector("li.user")) {
+      ui.suggestions.replaceChildren(
+        ...profile.suggested_prompts.map((prompt) => {
+          const li = document.createElement("li");
+          li.append(
+            button(prompt, () => {
+              ui.text.value = prompt;
+              ui.form.requestSubmit();
+            }),
+          );
+          return li;
+        }),
+      );
+      ui.suggestions.hidden = false;
+    }
+  }
+
   async function load() {
     loaded = true;
+    await greet();
     if (!saved) return;
     try {
       for (let page = `sessions/${saved.uuid}/messages?page_size=100`; page; ) {
@@ -319,6 +513,7 @@ const GenieWidget = (() => {
         remember();
       }
       ui.text.value = "";
+      ui.suggestions.hidden = true;
       item("user").textContent = text;
       announce("");
       await follow(`${started.run_url}/stream`);
