@@ -21,7 +21,6 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -50,6 +49,7 @@ from genie.auth import Caller, NotPublishable
 from genie.idempotency import HEADER as IDEMPOTENCY_HEADER
 from genie.idempotency import IdempotencyKeyInvalid, run_idempotently
 from genie.links import absolute_url
+from genie.parsers import GenieMultiPartParser
 from genie.schema import IDEMPOTENCY_ERRORS, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, error_response
 from genie.views import TeamConfigViewSet
 from runs import compaction, context
@@ -368,7 +368,7 @@ class UploadViewSet(viewsets.GenericViewSet):
 
     lookup_field = "file_id"
     serializer_class = UploadSerializer
-    parser_classes = [MultiPartParser]  # the create's body; the GETs have none
+    parser_classes = [GenieMultiPartParser]  # the create's body; the GETs have none
 
     def get_session(self) -> Session:
         if not hasattr(self, "_session"):

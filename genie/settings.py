@@ -107,6 +107,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "genie.nul.RefuseNulMiddleware",  # NUL in a path, query or header: 400 before any view
 ]
 
 ROOT_URLCONF = "genie.urls"
@@ -242,7 +243,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["genie.auth.IsTeamCaller"],
     "DEFAULT_PARSER_CLASSES": [
         "genie.parsers.GenieJSONParser",
-        "rest_framework.parsers.MultiPartParser",
+        "genie.parsers.GenieMultiPartParser",
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "genie.pagination.GeniePagination",

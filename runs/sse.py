@@ -33,6 +33,7 @@ from django.http import HttpRequest
 from django.http.cookie import parse_cookie
 
 from chat.models import Agent, Session
+from genie import nul
 from genie.auth import Caller, OriginNotAllowed, auth_epoch, caller_for_user, parse_bearer, resolve_bearer_key
 from genie.cors import Headers, asgi_cors
 from genie.exceptions import ErrorVoice, error_body_for_status
@@ -534,6 +535,10 @@ class StreamApp:
         if scope["method"] not in {"GET", "HEAD"}:
             refusal = StreamRefusal(405, "method_not_allowed", f'Method "{scope["method"]}" not allowed.')
             await send_json_error(send, refusal, cors.headers, self.error_voice)
+            return
+        query = parse_qs(scope.get("query_string", b"").decode(errors="replace"))
+        if nul.contains_nul([scope["url_route"]["kwargs"], query]):  # not a text PostgreSQL can hold
+            await send_json_error(send, StreamRefusal(400, nul.CODE, nul.MESSAGE), cors.headers, self.error_voice)
             return
         plan, wire = await self._prepare(scope)
         if isinstance(plan, StreamRefusal):
