@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import jsonschema
 from django.utils.module_loading import import_string
 
 from runs.providers import ToolDefinition
+from runs.tools.schema import input_problem, schema_problem
 
 # kind → class. Imported on first use (MCP pulls in the ``mcp`` package).
 TOOL_KINDS: dict[str, str] = {
@@ -85,12 +85,7 @@ class OfferedTool:
 
     def input_error(self, arguments: dict[str, Any]) -> str | None:
         """Why ``arguments`` do not match the tool's input schema, or None."""
-        validator = jsonschema.Draft202012Validator(self.input_schema)
-        error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
-        if error is None:
-            return None
-        where = "/".join(str(part) for part in error.absolute_path)
-        return f"Invalid input{f' at {where}' if where else ''}: {error.message}"
+        return input_problem(self.input_schema, arguments)
 
 
 @dataclass(frozen=True)
@@ -140,13 +135,6 @@ def offered_tools(definitions: list[dict[str, Any]]) -> list[OfferedTool]:
 
 
 def check_input_schema(schema: Any) -> str | None:
-    """Why ``schema`` is not a usable JSON Schema for a tool's input, or None."""
-    if not isinstance(schema, dict):
-        return "Must be a JSON Schema object."
-    try:
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except jsonschema.exceptions.SchemaError as exc:
-        return f"Not a valid JSON Schema: {exc.message}"
-    if schema.get("type", "object") != "object":
-        return 'A tool\'s input is a JSON object: "type" must be "object".'
-    return None
+    """Why ``schema`` is not a usable JSON Schema for a tool's input, or None: the rules
+    of ``runs.tools.schema`` (references within the schema, patterns RE2 can run)."""
+    return schema_problem(schema)

@@ -12,7 +12,9 @@ listing is shared by all users of the server), kept in this process for
 then offers nothing from this definition) and forgets the cached one; so does a call
 the server answers with an unknown-tool error. ``allowed_tools`` (when not None) keeps
 only the named tools; a tool whose offered name would not be a valid tool name
-(``^[A-Za-z0-9_-]{1,64}$``) is not offered.
+(``^[A-Za-z0-9_-]{1,64}$``) is not offered, nor one whose ``inputSchema`` the schema
+check refuses (``runs.tools.schema``: a ``$ref`` outside the schema, a pattern RE2
+cannot run).
 
 Result of ``tools/call`` → the call's output:
 - ``is_error`` (``isError``): ToolError with the result's text (what the server wrote for
@@ -48,6 +50,7 @@ from mcp.types import CallToolResult, Implementation, TextContent
 
 from genie.egress import EgressRefused, guarded_async_client
 from runs.tools import CallContext, OfferedTool, ToolError, ToolSpec
+from runs.tools.schema import schema_problem
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +119,10 @@ class McpTool:
                 continue
             name = f"{spec.name}{SEPARATOR}{tool.name}"
             if not OFFERED_NAME.fullmatch(name):
+                continue
+            problem = schema_problem(tool.input_schema)
+            if problem is not None:  # never validated with ``re`` or a fetched $ref: not offered
+                logger.warning("MCP tool %s of %s not offered: %s", tool.name, spec.server_url, problem)
                 continue
             offered.append(
                 OfferedTool(
