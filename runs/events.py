@@ -325,10 +325,15 @@ class LoggedEvent:
     data: dict[str, Any]
 
 
-def read_run_log(run: Run) -> list[LoggedEvent]:
+def read_run_log(run: Run, *, store_unflushed: bool = False) -> list[LoggedEvent]:
     """Every event of ``run`` written so far, in order: PostgreSQL's rows, then what only
     Redis has yet (the last unflushed batch of a worker that died). What a client saw is
-    what this returns."""
+    what this returns.
+
+    ``store_unflushed``: also store what only Redis has, for whoever takes a run over from
+    a dead worker (the sweeper re-queuing it, a bystander ending it): the stored log then
+    holds every event clients saw, and a replay from PostgreSQL after the Stream expired
+    lacks none of them (the dead worker's last batch, a re-queued run's ``start``)."""
     rows = [LoggedEvent(row.seq, row.type, row.data) for row in RunEvent.objects.filter(run=run).order_by("seq")]
     top = rows[-1].seq if rows else 0
     run_uuid = str(run.uuid).encode()
@@ -336,11 +341,20 @@ def read_run_log(run: Run) -> list[LoggedEvent]:
         entries = redis_client().xrange(stream_key(str(run.session.uuid)), min=f"{top + 1}-0")
     except redis.RedisError:
         entries = []
+    unflushed = []
     for entry_id, fields in entries:
         if fields.get(b"r") == run_uuid:
             event = StreamEvent.from_stream_entry(entry_id, fields)
-            rows.append(LoggedEvent(event.seq, event.type, json.loads(event.data_json)))
-    return rows
+            unflushed.append(LoggedEvent(event.seq, event.type, json.loads(event.data_json)))
+    if store_unflushed and unflushed:
+        RunEvent.objects.bulk_create(
+            [
+                RunEvent(session_id=run.session_id, run=run, first_seq=e.seq, seq=e.seq, type=e.type, data=e.data)
+                for e in unflushed
+            ],
+            ignore_conflicts=True,  # a late flush of the same batch by a worker thought dead
+        )
+    return rows + unflushed
 
 
 def logged_text(events: list[LoggedEvent]) -> str:

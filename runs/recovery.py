@@ -23,6 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from runs import tasks
+from runs.events import read_run_log
 from runs.models import Run
 from runs.services import end_run
 
@@ -45,6 +46,7 @@ def sweep_runs() -> dict[str, int]:
         )
         for run in locked.lease_expired(now):
             if run.first_token_at is None and run.attempts < MAX_ATTEMPTS:
+                read_run_log(run, store_unflushed=True)  # its `start`, which the next attempt does not repeat
                 run.mark_requeued()
                 transaction.on_commit(partial(tasks.execute_run.delay, run.pk))
                 counts["requeued"] += 1

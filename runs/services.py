@@ -123,7 +123,7 @@ def end_run(
         if writer is None:
             Session.objects.select_for_update().filter(pk=run.session_id).first()  # serialise event ids
             writer = RunEventWriter.open(run)
-            log = read_run_log(run)
+            log = read_run_log(run, store_unflushed=True)
             open_parts = OpenParts.of([event.type for event in log])
             if text is None and open_parts.started:
                 text = logged_text(log)

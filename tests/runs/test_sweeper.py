@@ -13,7 +13,7 @@ from runs.events import RunEventWriter
 from runs.models import Run, ToolCall
 from runs.recovery import sweep_runs
 from tests.factories import RunFactory
-from tests.runs.conftest import published_types
+from tests.runs.conftest import published_types, stored_events, stored_types
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_settings")]
 
@@ -87,6 +87,52 @@ def test_an_expired_lease_after_text_fails_the_run_keeping_the_text(enqueued):
     assert (message.text, message.status) == ("partial", Message.Status.FAILED)
     assert published_types(run)[-4:] == ["text-end", "error", "finish-step", "finish"]
     assert enqueued["execute_run"] == []
+
+
+def killed_before_its_flush(run: Run, events: list[tuple[str, dict]], settings) -> None:
+    """A worker published ``events`` to Redis and died before its batch reached PostgreSQL."""
+    settings.GENIE_EVENT_FLUSH_INTERVAL = 3600
+    writer = RunEventWriter.open(run)
+    for type_, fields in events:
+        writer.emit(type_, **fields)
+    writer.read_replies()  # in Redis; the batch for PostgreSQL dies with the worker
+    assert stored_types(run) == []
+
+
+def test_the_survivor_stores_the_dead_workers_last_batch(enqueued, settings):
+    run = started(PAST)
+    Run.objects.filter(pk=run.pk).update(first_token_at=timezone.now())
+    part = run.text_part_id
+    killed_before_its_flush(
+        run,
+        [
+            ("start", {"messageId": str(run.agent_message.uuid)}),
+            ("start-step", {}),
+            ("text-start", {"id": part}),
+            ("text-delta", {"id": part, "delta": "seen "}),
+            ("text-delta", {"id": part, "delta": "by clients"}),
+        ],
+        settings,
+    )
+
+    assert sweep_runs()["failed"] == 1
+
+    # PostgreSQL alone (a replay once the Redis Stream expired) holds what clients saw, then the end.
+    stored = stored_events(run)
+    assert [type_ for type_, _ in stored] == [
+        "start", "start-step", "text-start", "text-delta", "text-delta", "text-end", "error", "finish-step", "finish"
+    ]  # fmt: skip
+    assert "".join(data.get("delta", "") for _, data in stored) == "seen by clients"
+    assert published_types(run) == [type_ for type_, _ in stored]
+
+
+def test_a_re_queued_run_keeps_its_start_in_the_stored_log(enqueued, settings):
+    run = started(PAST)
+    killed_before_its_flush(run, [("start", {"messageId": str(run.agent_message.uuid)}), ("start-step", {})], settings)
+
+    assert sweep_runs()["requeued"] == 1
+
+    assert stored_types(run) == ["start", "start-step"]  # the next attempt sends no second start
 
 
 def test_a_paused_run_is_never_re_queued(enqueued):
