@@ -25,6 +25,7 @@ from chat.models import (
     validate_suggested_prompts,
 )
 from chat.serializers import clean_tool_definitions
+from genie.auth import actor_names
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -64,10 +65,10 @@ class TranscriptInline(ReadOnlyInline):
     @admin.display(description="Tool calls")
     def tools_used(self, obj: Message) -> str:
         """Each call: tool, input → outcome, and who decided when it needed approval."""
-        run = getattr(obj, "run", None) if obj.is_agent else None
-        calls = list(run.tool_calls.all()) if run is not None else []
+        calls = tool_calls_of(obj) if obj.is_agent else []
         if not calls:
             return "—"
+        names = actor_names(call.decided_by for call in calls if call.decided_by)
         return format_html_join(
             "",
             "<div><b>{}</b> {} → {} <i>{}</i>{}</div>",
@@ -77,9 +78,7 @@ class TranscriptInline(ReadOnlyInline):
                     json.dumps(call.input),
                     json.dumps(call.output) if call.output is not None else call.error or "",
                     call.status,
-                    f" (decided by {call.decided_by}{': ' + call.reason if call.reason else ''})"
-                    if call.decided_by
-                    else "",
+                    f" ({call.describe_decision(names[call.decided_by])})" if call.decision else "",
                 )
                 for call in calls
             ),
@@ -89,6 +88,12 @@ class TranscriptInline(ReadOnlyInline):
     def rating(self, obj: Message) -> str:
         feedback = getattr(obj, "feedback", None)
         return f"{feedback.rating}: {feedback.body}" if feedback else "—"
+
+
+def tool_calls_of(message: Message) -> list:
+    """An agent message's tool calls (prefetched by ``transcript()``), none without a run."""
+    run = getattr(message, "run", None)
+    return list(run.tool_calls.all()) if run is not None else []
 
 
 def attachment_links(message: Message) -> str:
@@ -226,13 +231,18 @@ class SessionAdmin(admin.ModelAdmin):
             raise Http404("No such session.")
         if not self.has_view_permission(request, session):
             raise PermissionDenied
+        transcript = list(Message.objects.filter(session=session).transcript())
+        calls = [call for message in transcript if message.is_agent for call in tool_calls_of(message)]
+        names = actor_names(call.decided_by for call in calls if call.decided_by)
+        for call in calls:  # the prefetched rows the template reads
+            call.decision_text = call.describe_decision(names.get(call.decided_by, ""))
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": f"Conversation: {session}",
             "subtitle": None,
             "session": session,
-            "transcript": Message.objects.filter(session=session).transcript(),  # not "messages": the admin shows those
+            "transcript": transcript,  # not "messages": the admin shows those
             "has_change_permission": self.has_change_permission(request, session),
         }
         request.current_app = self.admin_site.name

@@ -310,6 +310,9 @@ class Message(models.Model):
     sender_role = models.CharField(max_length=10, choices=SenderRole.choices)
     text = models.TextField(blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.COMPLETE)
+    error = models.JSONField(
+        null=True, blank=True, help_text='Why a failed or stopped reply ended: {"code", "message"}; null otherwise.'
+    )
     provider = models.CharField(max_length=50, blank=True)
     model_id = models.CharField(max_length=200, blank=True)
     temperature = models.FloatField(default=0.0)

@@ -198,6 +198,13 @@ class AttachmentSerializer(UploadSerializer):
         read_only_fields = fields
 
 
+class MessageErrorSerializer(serializers.Serializer):
+    """Why a failed or stopped reply ended (``stopped`` for a stop; else the run's error code)."""
+
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
 class MessageSerializer(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
     session_uuid = serializers.UUIDField(source="session.uuid", read_only=True)
@@ -206,6 +213,7 @@ class MessageSerializer(serializers.ModelSerializer):
     model = serializers.SerializerMethodField()
     tool_calls = serializers.SerializerMethodField()
     attachments = serializers.SerializerMethodField()
+    error = MessageErrorSerializer(read_only=True, allow_null=True)
 
     class Meta:
         model = Message
@@ -218,6 +226,7 @@ class MessageSerializer(serializers.ModelSerializer):
             "sender_role",
             "text",
             "status",
+            "error",
             "tool_calls",
             "attachments",
             "temperature",

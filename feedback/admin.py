@@ -43,7 +43,9 @@ class FeedbackAdmin(admin.ModelAdmin):
     """Ratings review: filter by rating, agent, model and date; jump to the rated message in
     its conversation; export the selection (CSV, JSON); ratings over time per agent."""
 
-    list_display = ["rating", "body", "agent", "model", "message_excerpt", "transcript_link", "created_at"]
+    # Not "model": a display method of that name is shadowed by ``ModelAdmin.model`` (the
+    # column read "Feedback" and showed the class on every row).
+    list_display = ["rating", "body", "agent", "reply_model", "message_excerpt", "transcript_link", "created_at"]
     list_filter = [
         "rating",
         ("message__session__agent", admin.RelatedOnlyFieldListFilter),
@@ -64,8 +66,12 @@ class FeedbackAdmin(admin.ModelAdmin):
         return obj.message.session.agent.name
 
     @admin.display(description="Model", ordering="message__model_id")
-    def model(self, obj: Feedback) -> str:
-        return obj.message.model_id
+    def reply_model(self, obj: Feedback) -> str:
+        """The model that wrote the rated reply."""
+        return obj.message.model_id or "—"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # ratings come from the people who read the replies (the API), not from staff
 
     @admin.display(description="Message")
     def message_excerpt(self, obj: Feedback) -> str:

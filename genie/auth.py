@@ -6,9 +6,12 @@ Both DRF views and the SSE relay resolve credentials to a ``Caller`` here: a bea
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -82,6 +85,31 @@ class Caller:
     def allows_origin(self, origin: str | None) -> bool:
         """A publishable key works from a browser only on the origins it lists."""
         return self.token is None or self.token.allows_origin(origin)
+
+
+def actor_names(labels: Iterable[str]) -> dict[str, str]:
+    """Who each ``Caller.label`` names, in words for a reviewer: a user by its username
+    (``demo``), a key by its kind and prefix (``secret key sk_live_AbC…``); a label this
+    cannot read stays as it is. One query, for the users among them."""
+    labels = set(labels)
+    member_ids = {}
+    for label in labels:
+        kind, _, rest = label.partition(":")
+        if kind == "user":
+            with contextlib.suppress(ValueError):
+                member_ids[label] = uuid.UUID(rest)
+    members = Member.objects.select_related("user").filter(uuid__in=member_ids.values())
+    usernames = {member.uuid: member.user.get_username() for member in members}
+    names = {}
+    for label in labels:
+        kind, _, rest = label.partition(":")
+        if label in member_ids:
+            names[label] = usernames.get(member_ids[label], label)
+        elif kind.endswith("_key") and rest:
+            names[label] = f"{kind.removesuffix('_key')} key {rest}…"
+        else:
+            names[label] = label
+    return names
 
 
 def resolve_bearer_key(key: str, *, session_secret: str | None = None, epoch: str | None = None) -> Caller | None:

@@ -411,6 +411,7 @@ class ToolCall(models.Model):
     error = models.TextField(blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)
     decided_by = models.CharField(max_length=200, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True, help_text="When it was approved or denied.")
     reason = models.TextField(blank=True)
     executed_at = models.DateTimeField(null=True, blank=True, help_text="When the server started executing it.")
     connection_attempt = models.ForeignKey(
@@ -466,10 +467,30 @@ class ToolCall(models.Model):
     def mark_approved(self, *, decided_by: str, reason: str = "") -> None:
         """pending_approval → running (the continuation executes it)."""
         self.status, self.decided_by, self.reason = self.Status.RUNNING, decided_by, reason
-        self.save(update_fields=["status", "decided_by", "reason"])
+        self.decided_at = timezone.now()
+        self.save(update_fields=["status", "decided_by", "decided_at", "reason"])
 
     def mark_denied(self, *, decided_by: str, reason: str = "") -> None:
-        self._finish(self.Status.DENIED, decided_by=decided_by, reason=reason)
+        self._finish(self.Status.DENIED, decided_by=decided_by, decided_at=timezone.now(), reason=reason)
+
+    @property
+    def decision(self) -> str:
+        """``approved`` or ``denied`` once a person (or a key) decided; blank otherwise. The
+        status says what happened next (an approved call then succeeds or fails)."""
+        if not self.decided_by:
+            return ""
+        return "denied" if self.status == self.Status.DENIED else "approved"
+
+    def describe_decision(self, decider: str) -> str:
+        """The decision in words for a reviewer: "Approved by demo at 2026-12-07 14:02:11:
+        reason". ``decider`` is who ``decided_by`` names, in words (``genie.auth.actor_names``)."""
+        if not self.decision:
+            return ""
+        words = f"{self.decision.capitalize()} by {decider or self.decided_by}"
+        at = self.decided_at or (self.finished_at if self.decision == "denied" else None)
+        if at is not None:
+            words += f" at {timezone.localtime(at):%Y-%m-%d %H:%M:%S}"
+        return f"{words}: {self.reason}" if self.reason else words
 
     def claim_execution(self) -> bool:
         """Take the one execution of this call: True once, ever, whoever asks (a

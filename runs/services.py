@@ -32,6 +32,17 @@ MESSAGE_STATUS = {
     Run.Status.FAILED: Message.Status.FAILED,
     Run.Status.STOPPED: Message.Status.STOPPED,
 }
+STOPPED_ERROR = {"code": "stopped", "message": "The reply was stopped before it was complete."}
+
+
+def message_error(status: str, error_code: str, error_message: str) -> dict[str, str] | None:
+    """What a reply's ``error`` keeps of how its run ended: ``{code, message}`` for a failed
+    or stopped run, None for one that succeeded."""
+    if status == Run.Status.FAILED:
+        return {"code": error_code or "failed", "message": error_message or "The reply failed."}
+    if status == Run.Status.STOPPED:
+        return dict(STOPPED_ERROR)
+    return None
 
 
 @dataclass(frozen=True)
@@ -95,7 +106,7 @@ def end_run(
 
     In one transaction: the closing events (``start`` if none went out, ``text-end`` and
     ``finish-step`` for what is open, ``error`` or ``abort``, then ``finish``) are stored,
-    the agent message gets its text, status and usage, the run its final status. After
+    the agent message gets its text, status, error and usage, the run its final status. After
     commit: the events are published (a client that reads the transcript after
     ``finish`` sees the whole text), the session's next queued run is enqueued, a title
     is written for a blank-titled session, and the run's stop flag is cleared.
@@ -138,7 +149,8 @@ def end_run(
         message.status = MESSAGE_STATUS[status]
         if status == Run.Status.SUCCEEDED and finish_reason == "length":
             message.status = Message.Status.INCOMPLETE
-        fields = ["status", "updated_at"]
+        message.error = message_error(status, error_code, error_message)
+        fields = ["status", "error", "updated_at"]
         if text is not None:
             message.text = text
             fields.append("text")

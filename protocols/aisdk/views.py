@@ -468,7 +468,8 @@ def ui_message(message: Message) -> dict[str, Any]:
     if message.text:
         parts += [{"type": "step-start"}, {"type": "text", "text": message.text, "state": "done"}]
     metadata: dict[str, Any] = {
-        "usage": {"prompt_tokens": message.prompt_tokens, "completion_tokens": message.completion_tokens}
+        "usage": {"prompt_tokens": message.prompt_tokens, "completion_tokens": message.completion_tokens},
+        "error": message.error,  # {code, message} of a failed or stopped reply, else null
     }
     if run is not None:
         metadata["run_uuid"] = str(run.uuid)

@@ -32,7 +32,7 @@ from rest_framework.response import Response
 
 from chat import services
 from chat.models import Agent, Message, Session, Upload
-from chat.serializers import MessageTextField, UploadSerializer, validate_message_text
+from chat.serializers import MessageErrorSerializer, MessageTextField, UploadSerializer, validate_message_text
 from chat.views import UPLOAD_REQUEST, MessageViewSet, UploadViewSet
 from genie.idempotency import run_idempotently
 from genie.links import absolute_url
@@ -210,10 +210,21 @@ class ConversationMessageSerializer(serializers.ModelSerializer):
     role = serializers.CharField(source="sender_role", help_text="`user` or `agent` (the genie).")
     genie_run_id = serializers.SerializerMethodField()
     file_ids = serializers.SerializerMethodField()
+    error = MessageErrorSerializer(read_only=True, allow_null=True)
 
     class Meta:
         model = Message
-        fields = ["message_id", "conversation_id", "role", "text", "status", "genie_run_id", "file_ids", "created_at"]
+        fields = [
+            "message_id",
+            "conversation_id",
+            "role",
+            "text",
+            "status",
+            "error",
+            "genie_run_id",
+            "file_ids",
+            "created_at",
+        ]
         read_only_fields = fields
 
     def get_genie_run_id(self, obj: Message) -> str | None:

@@ -28,7 +28,7 @@ from rest_framework.response import Response
 
 from chat import services
 from chat.models import Agent, Message, Session
-from chat.serializers import MessageTextField, validate_message_text
+from chat.serializers import MessageErrorSerializer, MessageTextField, validate_message_text
 from chat.views import REDIS_UNAVAILABLE, TEXT_TOO_LONG, reply_when_done
 from genie.auth import Caller, NotPublishable
 from genie.idempotency import run_idempotently
@@ -104,6 +104,7 @@ class ChatMessageSerializer(serializers.Serializer):
     content = serializers.CharField(source="text")
     role = serializers.SerializerMethodField()
     createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
+    error = MessageErrorSerializer(read_only=True, allow_null=True, help_text="A failed or stopped reply's error.")
 
     def get_role(self, obj: Message) -> str:
         return "assistant" if obj.is_agent else "user"

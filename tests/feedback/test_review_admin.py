@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -15,7 +16,7 @@ from chat import services
 from chat.models import Message
 from feedback.models import Feedback
 from runs.models import Run, ToolCall
-from tests.factories import AgentFactory, FeedbackFactory, RunFactory, SessionFactory, UserFactory
+from tests.factories import AgentFactory, FeedbackFactory, MemberFactory, RunFactory, SessionFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -51,7 +52,8 @@ def test_the_conversation_shows_bubbles_with_anchors_tool_calls_files_rating_and
     upload = services.store_upload(session=run.session, file=io.BytesIO(b"order 7"), filename="order.txt")
     run.user_message.attachments.add(upload)
     call = ToolCall.objects.create(run=run, call_id="call_r", tool_name="refund", kind="webhook", input={"order": 7})
-    call.mark_approved(decided_by="user:ann", reason="checked")
+    ann = MemberFactory(user__username="ann")
+    call.mark_approved(decided_by=f"user:{ann.uuid}", reason="checked")
     call.mark_succeeded({"refunded": True})
     FeedbackFactory(message=run.agent_message, rating="negative", body="Too slow")
 
@@ -67,7 +69,7 @@ def test_the_conversation_shows_bubbles_with_anchors_tool_calls_files_rating_and
     assert "refund" in html
     assert "&quot;order&quot;: 7" in html
     assert "&quot;refunded&quot;: true" in html
-    assert "by user:ann: checked" in html
+    assert f"Approved by ann at {timezone.localtime(call.decided_at):%Y-%m-%d %H:%M:%S}: checked" in html
     assert f"/admin/chat/upload/{upload.pk}/download/" in html
     assert "Negative" in html
     assert "Too slow" in html
@@ -102,6 +104,20 @@ def test_the_conversation_of_a_missing_session_is_404_and_needs_staff(staff, cli
     assert staff.get("/admin/chat/session/999999/conversation/").status_code == 404
     client.logout()
     assert client.get(f"/admin/chat/session/{SessionFactory().pk}/conversation/").status_code == 302  # to login
+
+
+def test_the_feedback_list_shows_each_rated_replys_model_under_a_model_heading(staff):
+    rated = rated_turn(prompt="p", reply="Miso")
+    Message.objects.filter(pk=rated.message_id).update(model_id="gpt-4o-mini")
+
+    html = staff.get("/admin/feedback/feedback/").content.decode()
+
+    headings = [re.sub(r"<[^>]+>", "", th).strip() for th in re.findall(r'<th scope="col".*?</th>', html, re.DOTALL)]
+    cells = re.findall(r'<td class="field-reply_model">(.*?)</td>', html)
+    assert "Model" in headings
+    assert "Feedback" not in headings
+    assert cells == ["gpt-4o-mini"]
+    assert " on None" not in html
 
 
 def test_feedback_filters_by_agent_model_and_date(staff):

@@ -1,9 +1,22 @@
 from __future__ import annotations
 
-import pytest
+import re
+from datetime import timedelta
 
-from runs.models import ToolCall
-from tests.factories import AgentFactory, FeedbackFactory, MessageFactory, RunFactory, SessionFactory, UserFactory
+import pytest
+from django.utils import timezone
+
+from chat.models import Message
+from runs.models import Run, ToolCall
+from tests.factories import (
+    AgentFactory,
+    FeedbackFactory,
+    MemberFactory,
+    MessageFactory,
+    RunFactory,
+    SessionFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -59,15 +72,77 @@ def test_review_pages_load(staff, path):
 
 def test_the_transcript_shows_each_tool_call_with_who_decided(staff):
     run = RunFactory()
+    demo = MemberFactory(user__username="demo")
     call = ToolCall.objects.create(run=run, call_id="call_x", tool_name="refund", input={"order": 7})
-    call.mark_approved(decided_by="user:abc", reason="ok")
+    call.mark_approved(decided_by=f"user:{demo.uuid}", reason="ok")
     call.mark_succeeded({"refunded": True})
+    at = f"{timezone.localtime(call.decided_at):%Y-%m-%d %H:%M:%S}"
 
-    page = staff.get(f"/admin/chat/session/{run.session.pk}/change/")
+    change_page = staff.get(f"/admin/chat/session/{run.session.pk}/change/").content.decode()
+    conversation = staff.get(f"/admin/chat/session/{run.session.pk}/conversation/").content.decode()
+    calls = staff.get("/admin/runs/toolcall/").content.decode()
 
-    assert b"refund" in page.content
-    assert b"refunded" in page.content
-    assert b"decided by user:abc" in page.content
+    assert "refunded" in change_page
+    for html in (change_page, conversation, calls):
+        assert f"Approved by demo at {at}" in html
+        assert f"user:{demo.uuid}" not in html
+
+
+def test_a_denial_by_a_key_names_the_key_by_its_prefix(staff):
+    call = ToolCall.objects.create(run=RunFactory(), call_id="call_y", tool_name="refund", input={})
+    call.mark_denied(decided_by="secret_key:sk_live_AbCdEfGh", reason="not today")
+
+    html = staff.get("/admin/runs/toolcall/").content.decode()
+
+    assert "Denied by secret key sk_live_AbCdEfGh… at" in html
+    assert ": not today" in html
+
+
+def test_the_runs_list_shows_each_runs_duration(staff):
+    run = RunFactory()
+    started = timezone.now()
+    Run.objects.filter(pk=run.pk).update(started_at=started, finished_at=started + timedelta(seconds=2.75))
+    RunFactory()  # still queued
+
+    html = staff.get("/admin/runs/run/?o=9").content.decode()  # sorted by duration
+
+    assert re.findall(r"<td class=\"field-duration\">(.*?)</td>", html) == ["2.75 s", "—"]
+
+
+@pytest.mark.parametrize(
+    "model", ["feedback/feedback", "runs/run", "runs/toolcall", "runs/runevent", "runs/connectionattempt"]
+)
+def test_records_only_the_system_writes_cannot_be_added_by_hand(staff, model):
+    listing = staff.get(f"/admin/{model}/").content.decode()
+
+    assert staff.get(f"/admin/{model}/add/").status_code == 403
+    assert f'href="/admin/{model}/add/"' not in listing
+
+
+def test_staff_may_still_correct_a_ratings_comment(staff):
+    feedback = FeedbackFactory(rating="negative", body="rude words")
+
+    page = staff.get(f"/admin/feedback/feedback/{feedback.pk}/change/")
+
+    assert page.status_code == 200
+    assert b'name="body"' in page.content
+
+
+def test_the_conversation_marks_agent_text_for_safe_markdown_and_shows_a_replys_error(staff):
+    run = RunFactory(user_message__text="**not markdown**", agent_message__text="**Miso** <img src=x onerror=alert(1)>")
+    Message.objects.filter(pk=run.agent_message_id).update(
+        status=Message.Status.FAILED, error={"code": "provider_error", "message": "The model is unreachable."}
+    )
+
+    html = staff.get(f"/admin/chat/session/{run.session.pk}/conversation/").content.decode()
+
+    # Agent text goes out escaped, marked for the page's Markdown renderer (marked + DOMPurify).
+    assert '<div class="bubble-text" data-markdown>**Miso** &lt;img src=x onerror=alert(1)&gt;</div>' in html
+    assert '<div class="bubble-text">**not markdown**</div>' in html
+    assert "chat/vendor/purify.min.js" in html
+    assert "chat/admin-conversation.js" in html
+    assert "provider_error" in html
+    assert "The model is unreachable." in html
 
 
 def test_the_agent_form_refuses_a_bad_tool_definition(staff):

@@ -85,6 +85,28 @@ def test_end_run_by_its_worker_writes_the_closing_events_then_the_final_state(
     assert stored_types(run) == ["start", *closing]
 
 
+@pytest.mark.parametrize(
+    ("status", "error_code", "error_message", "kept"),
+    [
+        (Run.Status.SUCCEEDED, "", "", None),
+        (
+            Run.Status.FAILED,
+            "provider_error",
+            "The model is unreachable.",
+            {"code": "provider_error", "message": "The model is unreachable."},
+        ),
+        (Run.Status.FAILED, "", "", {"code": "failed", "message": "The reply failed."}),
+        (Run.Status.STOPPED, "", "", {"code": "stopped", "message": "The reply was stopped before it was complete."}),
+    ],
+)
+def test_a_failed_or_stopped_reply_keeps_its_error_on_the_message(enqueued, status, error_code, error_message, kept):
+    run = RunFactory()
+
+    services.end_run(run=run, status=status, error_code=error_code, error_message=error_message)
+
+    assert Message.objects.get(pk=run.agent_message_id).error == kept
+
+
 def test_end_run_without_a_writer_reads_what_is_open_and_the_text_from_the_log(enqueued, settings):
     """A sweeper or a stop ends a run its worker left: the text is what clients saw,
     including the deltas only Redis had (the worker died before its next batch)."""

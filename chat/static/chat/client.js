@@ -303,6 +303,8 @@ const GenieClient = (() => {
     const states = { complete: "done", incomplete: "done", stopped: "stopped", failed: "error" };
     message.state = states[stored.status] || "streaming";
     message.cut = stored.status === "incomplete";
+    // A failed reply keeps its error (the stream's ``error`` chunk said the same live).
+    if (stored.status === "failed") message.errorText = (stored.error && stored.error.message) || "The reply failed.";
     return message;
   }
 

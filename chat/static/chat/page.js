@@ -497,10 +497,25 @@
     view.el.setAttribute("aria-busy", String(message.state === "streaming"));
     if (message.state === "stopped") foot.append(note("Stopped."));
     if (message.state === "error") foot.append(note(message.errorText, "error"));
+    if (message.state === "stopped" || message.state === "error") foot.append(retryButton(view));
     if (message.cut) foot.append(note(GenieClient.CUT_NOTE));
-    if (message.state !== "streaming" && view.stored && view.stored.feedback_url) {
+    // A failed reply has nothing to rate: its error and "Retry" say what there is to do.
+    if (message.state !== "streaming" && message.state !== "error" && view.stored && view.stored.feedback_url) {
       foot.append(ratingForm(view.stored));
     }
+  }
+
+  // "Retry": the message this reply answered, sent again as a new turn (the failed reply
+  // stays in the history, as it happened).
+  function retryButton(view) {
+    let asked = view.el.previousElementSibling;
+    while (asked && !asked.classList.contains("user")) asked = asked.previousElementSibling;
+    const retry = button("Retry", () => {
+      ui.text.value = asked.querySelector(".plain").textContent;
+      ui.composer.requestSubmit();
+    }, "retry");
+    retry.hidden = !asked;
+    return retry;
   }
 
   function note(text, className = "") {
