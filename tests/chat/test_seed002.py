@@ -77,12 +77,13 @@ def test_create_list_message_and_delete_as_the_document_writes_them(secret_api, 
         "role": "assistant",
         "createdAt": reply.json()["createdAt"],
         "chatId": chat_id,
+        "error": None,  # a failed or stopped reply's {code, message}
     }
     assert [(m["role"], m["content"]) for m in messages.json()["messages"]] == [
         ("user", "When do you open?"),
         ("assistant", "We open at nine."),
     ]
-    assert set(messages.json()["messages"][0]) == {"id", "content", "role", "createdAt"}
+    assert set(messages.json()["messages"][0]) == {"id", "content", "role", "createdAt", "error"}
     assert detail.json()["messages"] == messages.json()["messages"]
     assert (detail.json()["agentId"], detail.json()["teamId"]) == (agent.handle, str(team.uuid))
     assert deleted.status_code == 204
