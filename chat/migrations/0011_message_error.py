@@ -20,7 +20,7 @@ def keep_past_errors(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0009_agent_type'),
+        ('chat', '0010_agent_greeting_and_prompts'),
         ('runs', '0005_connections'),
     ]
 
