@@ -1,25 +1,29 @@
 """Uploaded files: what a file is (judged from its bytes, never the client's header), the
 text the model reads of it, and how an attachment enters a prompt.
 
-Text and JSON files are read as UTF-8, PDF text is extracted with pypdf; both are cut at
-GENIE_ATTACHMENT_TOKENS (estimated at 4 characters a token) with a visible note. Images
-reach agents marked ``vision`` as OpenAI-style ``image_url`` parts (a base64 data URL);
-other agents get a one-line note that an image was attached.
+Text and JSON files are read as UTF-8 when they are uploaded. A PDF's text is extracted
+with pypdf off the request thread: by the ``chat.extract_upload_text`` task the upload
+enqueues, or by the turn that needs it first (``ensure_text``, in the worker), in a child
+process bounded by GENIE_PDF_MAX_PAGES pages, GENIE_PDF_TIMEOUT seconds and
+GENIE_PDF_MAX_MEMORY bytes (``chat.pdftext``; a crafted 15 KB PDF held a Daphne thread
+7.7 s). Texts are cut at GENIE_ATTACHMENT_TOKENS (estimated at 4 characters a token)
+with a visible note. Images reach agents marked ``vision`` as OpenAI-style ``image_url``
+parts (a base64 data URL); other agents get a one-line note that an image was attached.
 """
 
 from __future__ import annotations
 
 import base64
-import io
 import json
 import logging
+import subprocess
+import sys
 from typing import IO, Any
 
 from django.conf import settings
-from pypdf import PdfReader
-from pypdf.errors import PyPdfError
 
 from chat.models import Upload
+from chat.pdftext import MORE_PAGES as PDF_MORE_PAGES
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +71,8 @@ def text_budget_chars() -> int:
 
 def extract_text(data: bytes, content_type: str) -> tuple[str, bool]:
     """What the model reads of a file, within the budget, and whether it was cut. Images
-    have none; a PDF pypdf cannot read gets a note instead of text."""
+    have none; a PDF pypdf cannot read gets a note instead of text. A PDF is read in a
+    bounded child process (``pdf_text``): never call this for one on a request thread."""
     budget = text_budget_chars()
     if content_type in {"text/plain", "application/json"}:
         text = data.decode("utf-8-sig")
@@ -81,20 +86,40 @@ def extract_text(data: bytes, content_type: str) -> tuple[str, bool]:
 
 
 def pdf_text(data: bytes, *, limit: int) -> str:
-    """The PDF's text, page after page, reading no further than ``limit`` characters."""
-    pages: list[str] = []
-    length = 0
+    """The PDF's text, page after page, reading no further than ``limit`` characters, the
+    first GENIE_PDF_MAX_PAGES pages and GENIE_PDF_TIMEOUT seconds (the pages read by then,
+    with a note), in a child process limited to GENIE_PDF_MAX_MEMORY bytes."""
+    timeout, max_pages = settings.GENIE_PDF_TIMEOUT, settings.GENIE_PDF_MAX_PAGES
+    command = [sys.executable, "-m", "chat.pdftext", str(limit), str(max_pages), str(settings.GENIE_PDF_MAX_MEMORY)]
     try:
-        for page in PdfReader(io.BytesIO(data)).pages:
-            text = page.extract_text() or ""
-            pages.append(text)
-            length += len(text) + 2
-            if length > limit:
-                break
-    except (PyPdfError, ValueError, KeyError, TypeError) as exc:
-        logger.info("PDF text extraction failed: %s", exc)
+        done = subprocess.run(  # noqa: S603 (our own module, with numbers)
+            command, input=data, capture_output=True, timeout=timeout, cwd=settings.BASE_DIR, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        logger.info("PDF text extraction stopped after %s s", timeout)
+        text = (exc.stdout or b"").decode("utf-8", errors="ignore")
+        return f"{text}\n\n[Reading this PDF stopped after {timeout:g} s: the rest of its text is not included.]"
+    text = done.stdout.decode("utf-8", errors="replace")
+    if done.returncode == PDF_MORE_PAGES:
+        return f"{text}\n\n[Only the first {max_pages} pages of this PDF were read.]"
+    if done.returncode != 0:
+        logger.info("PDF text extraction failed (%s): %s", done.returncode, done.stderr[-500:].decode(errors="replace"))
         return "[The PDF's text could not be extracted.]"
-    return "\n\n".join(pages)
+    return text
+
+
+def ensure_text(upload: Upload) -> Upload:
+    """The upload with its text, extracted now (bounded, see ``pdf_text``) when nobody has
+    yet: the task enqueued by the upload, or a turn that got there first. Both may extract
+    at once; the first to store wins, the text is the same. Worker side only."""
+    if upload.text_ready:
+        return upload
+    with upload.file.open("rb") as file:
+        data = file.read()
+    text, cut = extract_text(data, upload.content_type)
+    Upload.objects.filter(pk=upload.pk, text_ready=False).update(text=text, text_cut=cut, text_ready=True)
+    upload.refresh_from_db(fields=["text", "text_cut", "text_ready"])
+    return upload
 
 
 def read_upload(file: IO[bytes]) -> bytes:
@@ -115,6 +140,8 @@ def attachment_parts(upload: Upload, *, vision: bool) -> list[dict[str, Any]]:
             {"type": "text", "text": header},
             {"type": "image_url", "image_url": {"url": f"data:{upload.content_type};base64,{encoded}"}},
         ]
+    if not upload.text_ready:  # read where no turn extracts (a request's context usage)
+        return [{"type": "text", "text": f"{header}\n[The file's text is being extracted.]"}]
     text = f"{header}\n{upload.text}"
     if upload.text_cut:
         text += (

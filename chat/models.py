@@ -357,8 +357,9 @@ def upload_path(upload: Upload, filename: str) -> str:
 class Upload(models.Model):
     """A file uploaded to a session, to attach to its messages. The bytes live in Django's
     default storage; ``text`` is what the model reads of a text, JSON or PDF file,
-    extracted once at upload (at most GENIE_ATTACHMENT_TOKENS' worth; ``text_cut`` says
-    there was more)."""
+    extracted once (at most GENIE_ATTACHMENT_TOKENS' worth; ``text_cut`` says there was
+    more): a text or JSON file's at upload, a PDF's later, off the request thread
+    (``text_ready`` is False until then; see ``chat.files``)."""
 
     file_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="uploads")
@@ -369,6 +370,7 @@ class Upload(models.Model):
     sha256 = models.CharField(max_length=64)
     text = models.TextField(blank=True, editable=False)
     text_cut = models.BooleanField(default=False, editable=False)
+    text_ready = models.BooleanField(default=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

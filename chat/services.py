@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from functools import partial
 from typing import IO, Any
 
 from django.conf import settings
@@ -13,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
-from chat import files
+from chat import files, tasks
 from chat.exceptions import AgentInUse, FileTooLarge, UnsupportedFileType
 from chat.models import Agent, Message, Session, Upload
 from genie.auth import Caller
@@ -203,15 +204,18 @@ def _add_turn(
 def store_upload(*, session: Session, file: IO[bytes], filename: str) -> Upload:
     """Store an uploaded file in the session: its type judged from its bytes (415 outside
     the list), at most GENIE_MAX_UPLOAD_BYTES (413), its text extracted once for the
-    model. The bytes are written to storage before the row; a failed row leaves them
-    orphaned rather than a row without bytes."""
+    model: a text or JSON file's here, a PDF's by the ``chat.extract_upload_text`` task
+    (enqueued after commit; pypdf is slow on crafted files and this is a request thread).
+    The bytes are written to storage before the row; a failed row leaves them orphaned
+    rather than a row without bytes."""
     data = files.read_upload(file)
     if len(data) > settings.GENIE_MAX_UPLOAD_BYTES:
         raise FileTooLarge(details={"limit_bytes": settings.GENIE_MAX_UPLOAD_BYTES})
     content_type = files.sniff_content_type(data[:16], whole=data)
     if content_type is None:
         raise UnsupportedFileType()
-    text, cut = files.extract_text(data, content_type)
+    later = content_type == "application/pdf"
+    text, cut = ("", False) if later else files.extract_text(data, content_type)
     upload = Upload(
         session=session,
         filename=(filename or "file")[-255:],
@@ -220,9 +224,12 @@ def store_upload(*, session: Session, file: IO[bytes], filename: str) -> Upload:
         sha256=hashlib.sha256(data).hexdigest(),
         text=text,
         text_cut=cut,
+        text_ready=not later,
     )
     upload.file.save(upload.filename, ContentFile(data), save=False)
     upload.save()
+    if later:
+        transaction.on_commit(partial(tasks.extract_upload_text.delay, upload.pk))
     return upload
 
 

@@ -360,6 +360,12 @@ GENIE_MAX_METADATA_BYTES = env_int("GENIE_MAX_METADATA_BYTES", 16 * 1024)  # ser
 # file the model reads (tokens, estimated at 4 characters each; a note says where it was cut).
 GENIE_MAX_UPLOAD_BYTES = env_int("GENIE_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)
 GENIE_ATTACHMENT_TOKENS = env_int("GENIE_ATTACHMENT_TOKENS", 8_000)
+# A PDF's text is extracted off the request thread, in a child process with these bounds
+# (chat.pdftext): the first pages only, a time limit (the pages read by then are kept), a
+# memory limit (bytes of address space).
+GENIE_PDF_MAX_PAGES = env_int("GENIE_PDF_MAX_PAGES", 50)
+GENIE_PDF_TIMEOUT = env_int("GENIE_PDF_TIMEOUT", 10)
+GENIE_PDF_MAX_MEMORY = env_int("GENIE_PDF_MAX_MEMORY", 1024 * 1024 * 1024)
 GENIE_MAX_ATTACHMENTS = 10  # file_ids per message (the contract's bound)
 GENIE_MAX_JSON_DEPTH = env_int("GENIE_MAX_JSON_DEPTH", 32)
 GENIE_MAX_PAGE_SIZE = env_int("GENIE_MAX_PAGE_SIZE", 100)

@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from chat.files import attachment_parts, user_content
-from chat.models import Agent, Compaction, Message, Session
+from chat.models import Agent, Compaction, Message, Session, Upload
 
 CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD = 4
@@ -124,6 +124,16 @@ class PromptParts:
     history: list[Message]
     summary: str = ""
     compacted_at: datetime | None = None
+
+    def pending_uploads(self) -> list[Upload]:
+        """The history's attachments whose text is not extracted yet (prefetched: no query)."""
+        return [
+            upload
+            for message in self.history
+            if message.sender_role == Message.SenderRole.USER
+            for upload in message.attachments.all()
+            if not upload.text_ready
+        ]
 
     def messages(self) -> list[dict[str, Any]]:
         """The prompt in the OpenAI chat format."""

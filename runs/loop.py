@@ -34,6 +34,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from chat.files import ensure_text
 from chat.models import Message
 from genie.links import absolute_url
 from runs import connections
@@ -120,10 +121,15 @@ def claim_run(run_id: int, *, worker_id: str) -> tuple[Run, RunEventWriter] | No
 
 
 def turn_prompt_parts(run: Run) -> PromptParts:
-    """What the run's prompt is made of (``runs.context.prompt_parts``): three queries."""
-    return prompt_parts(
+    """What the run's prompt is made of (``runs.context.prompt_parts``): three queries. A
+    PDF whose text the upload's task has not extracted yet is extracted here (bounded:
+    ``chat.files.ensure_text``), so the model always reads it."""
+    parts = prompt_parts(
         session=run.session, user_message=run.user_message, upto=run.user_message, exclude_pk=run.agent_message_id
     )
+    for upload in parts.pending_uploads():
+        ensure_text(upload)
+    return parts
 
 
 def build_prompt(run: Run, parts: PromptParts | None = None) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from unittest import mock
 
 import pytest
 
+from chat import tasks as chat_tasks
 from genie.connections import redis_client
 from runs import loop, tasks
 from runs.events import stream_key
@@ -81,6 +82,7 @@ def enqueued() -> Iterator[dict[str, list[Any]]]:
             "execute_run": tasks.execute_run,
             "continue_run": tasks.continue_run,
             "generate_title": tasks.generate_title,
+            "extract_upload_text": chat_tasks.extract_upload_text,
         }.items()
     ]
     for patch in patches:
