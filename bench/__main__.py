@@ -97,6 +97,7 @@ def start_stack(workers: int) -> Stack:
         GENIE_RATE_PER_KEY="",
         GENIE_MAX_STREAMS_PER_KEY="0",  # thousands of streams on one key, by design
         GENIE_RATE_PUBLISHABLE_IP="",
+        GENIE_RATE_PUBLISHABLE_KEY="",
         GENIE_SSE_STALL_TIMEOUT=str(STALL_TIMEOUT),
         DJANGO_SETTINGS_MODULE="genie.settings",
     )

@@ -253,7 +253,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "DEFAULT_THROTTLE_CLASSES": [
         "genie.throttles.CredentialRateThrottle",
-        "genie.throttles.PublishableIPRateThrottle",
+        "genie.throttles.PublishableRateThrottle",  # each visitor (IP), then the key's ceiling
     ],
     # Client IPs come from X-Forwarded-For only through this many trusted proxies (0: the
     # socket's address; the header is ignored, so a client cannot rotate it).
@@ -406,7 +406,8 @@ GENIE_SSE_RETRY_MS = env_int("GENIE_SSE_RETRY_MS", 1000)
 GENIE_MAX_STREAMS_PER_KEY = env_int("GENIE_MAX_STREAMS_PER_KEY", 100)
 GENIE_GENERATE_TITLES = env_bool("GENIE_GENERATE_TITLES", True)
 GENIE_RATE_PER_KEY = env_str("GENIE_RATE_PER_KEY", "1200/min")
-GENIE_RATE_PUBLISHABLE_IP = env_str("GENIE_RATE_PUBLISHABLE_IP", "120/min")
+GENIE_RATE_PUBLISHABLE_IP = env_str("GENIE_RATE_PUBLISHABLE_IP", "120/min")  # one visitor of a publishable key
+GENIE_RATE_PUBLISHABLE_KEY = env_str("GENIE_RATE_PUBLISHABLE_KEY", "12000/min")  # all its visitors together
 GENIE_SYNC_TIMEOUT = env_float("GENIE_SYNC_TIMEOUT", 60.0)
 GENIE_IDEMPOTENCY_TTL = timedelta(seconds=env_int("GENIE_IDEMPOTENCY_TTL", 24 * 3600))
 GENIE_RUN_LEASE = env_float("GENIE_RUN_LEASE", 30.0)  # a worker renews its run's lease every third of this

@@ -1,5 +1,13 @@
-"""Rate limits per credential, and per client IP for publishable keys (DRF throttling on
-the Redis cache). Rates are read at call time from GENIE_RATE_* settings."""
+"""Rate limits (DRF throttling on the Redis cache), read at call time from GENIE_RATE_*:
+
+- a secret key, a personal token or a signed-in user: one bucket per credential
+  (GENIE_RATE_PER_KEY);
+- a publishable key is every visitor of a site at once, so a bucket per credential let a
+  few visitors lock out the whole widget: each visitor (client IP) has its own bucket
+  (GENIE_RATE_PUBLISHABLE_IP), under a ceiling for the whole key far above one visitor's
+  (GENIE_RATE_PUBLISHABLE_KEY). The visitor is its IP, not its session secret: the secret
+  is not checked yet when the throttles run, and a client could send a new one each time.
+"""
 
 from __future__ import annotations
 
@@ -36,13 +44,28 @@ class CredentialRateThrottle(FailOpenThrottle):
 
     def get_cache_key(self, request: Request, view: object) -> str | None:
         caller = request.auth
-        if not isinstance(caller, Caller):
+        if not isinstance(caller, Caller) or caller.is_publishable:
             return None
         ident = f"token:{caller.token.pk}" if caller.token is not None else f"user:{caller.user.pk}"
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
 
+class PublishableKeyRateThrottle(FailOpenThrottle):
+    """The ceiling of a publishable key, all its visitors together (see ``PublishableRateThrottle``)."""
+
+    scope = "publishable-key"
+    setting_name = "GENIE_RATE_PUBLISHABLE_KEY"
+
+    def get_cache_key(self, request: Request, view: object) -> str | None:
+        caller = request.auth
+        if not isinstance(caller, Caller) or not caller.is_publishable:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": f"token:{caller.token.pk}"}
+
+
 class PublishableIPRateThrottle(FailOpenThrottle):
+    """One visitor of publishable keys: its client IP (see ``PublishableRateThrottle``)."""
+
     scope = "publishable-ip"
     setting_name = "GENIE_RATE_PUBLISHABLE_IP"
 
@@ -51,6 +74,26 @@ class PublishableIPRateThrottle(FailOpenThrottle):
         if not isinstance(caller, Caller) or not caller.is_publishable:
             return None
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class PublishableRateThrottle(BaseThrottle):
+    """A publishable key's request: the visitor's bucket, then the key's ceiling. One class
+    so that the ceiling counts only what a visitor's bucket let through (DRF asks every
+    throttle of a view, and each that allows counts the request: a visitor hammering past
+    its own limit would otherwise use up the whole site's)."""
+
+    def __init__(self) -> None:
+        self.refused_by: SimpleRateThrottle | None = None
+
+    def allow_request(self, request: Request, view: object) -> bool:
+        for throttle in (PublishableIPRateThrottle(), PublishableKeyRateThrottle()):
+            if not throttle.allow_request(request, view):
+                self.refused_by = throttle
+                return False
+        return True
+
+    def wait(self) -> float | None:
+        return self.refused_by.wait() if self.refused_by is not None else None
 
 
 @dataclass(frozen=True)

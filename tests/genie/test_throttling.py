@@ -32,3 +32,25 @@ def test_publishable_keys_are_limited_per_client_ip(team, agent, settings):
 
     assert statuses == [201, 201, 429]
     assert other_ip.status_code == 201
+
+
+def test_a_publishable_keys_visitors_have_their_own_buckets_under_a_ceiling_for_the_key(team, agent, settings):
+    # Issue 26, finding 12: one bucket per publishable key let three visitors lock out a fourth.
+    settings.GENIE_RATE_PER_KEY = "3/min"  # a secret key's or a user's: not a publishable key's
+    settings.GENIE_RATE_PUBLISHABLE_IP = "2/min"
+    settings.GENIE_RATE_PUBLISHABLE_KEY = "7/min"
+    _, key = create_access_token(team=team, kind=AccessToken.Kind.PUBLISHABLE)
+
+    def start(ip: str) -> int:
+        client = bearer_client(key, REMOTE_ADDR=ip)
+        return client.post("/api/v1/sessions", {"text": "hi"}, format="json").status_code
+
+    three_visitors = [start(ip) for ip in ["10.0.0.1", "10.0.0.2", "10.0.0.3"] for _ in range(2)]
+    over_own_bucket = start("10.0.0.1")
+    fourth_visitor = start("10.0.0.4")
+    over_the_ceiling = start("10.0.0.5")
+
+    assert three_visitors == [201] * 6
+    assert over_own_bucket == 429
+    assert fourth_visitor == 201
+    assert over_the_ceiling == 429
