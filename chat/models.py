@@ -119,6 +119,11 @@ class Agent(models.Model):
     webhook_secret = models.CharField(
         max_length=100, blank=True, editable=False, help_text="Signs webhook tool calls; shown once."
     )
+    allow_client_settings = models.BooleanField(
+        default=True,
+        help_text="OpenAI clients may add instructions and set temperature, top_p, penalties, seed, stop and "
+        "max tokens (capped at this agent's own limit); off: such a request is refused.",
+    )
     is_public = models.BooleanField(default=False, help_text="Publishable keys may start sessions with it.")
     is_default = models.BooleanField(default=False)
     archived_at = models.DateTimeField(null=True, blank=True)

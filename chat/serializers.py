@@ -492,6 +492,7 @@ class AgentSerializer(serializers.ModelSerializer):
             "max_steps",
             "vision",
             "context_window",
+            "allow_client_settings",
             "is_public",
             "is_default",
             "archived_at",

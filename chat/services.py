@@ -21,6 +21,7 @@ from genie.auth import Caller
 from genie.models import Team
 from runs import services as run_services
 from runs.models import Run
+from runs.options import TurnOptions
 
 
 @transaction.atomic
@@ -37,6 +38,7 @@ def start_session(
     file_ids: list[uuid.UUID] | None = None,
     chat_id: str = "",
     history: list[tuple[str, str]] | None = None,
+    options: TurnOptions | None = None,
 ) -> tuple[Session, Run, str | None]:
     """Create a session with its first user message and a queued run (``chat_id``: an
     AI SDK client's own id for it; a taken one raises IntegrityError).
@@ -44,6 +46,7 @@ def start_session(
     ``history`` (``(sender_role, text)`` pairs, oldest first) is a conversation held
     elsewhere until now, as an OpenAI-compatible client resends it: stored as complete
     messages before the new turn, so the agent reads it as the session's earlier turns.
+    ``options``: what the client asked of the turn (``runs.options``).
 
     A new session has no uploads of its own yet: ``file_ids`` name files of sessions the
     caller reaches, copied into the new one (files go with their session).
@@ -66,6 +69,7 @@ def start_session(
         ui_context=ui_context,
         scan_context=scan_context,
         uploads=uploads,
+        options=options,
     )
     return session, run, client_secret
 
@@ -110,6 +114,7 @@ def post_message(
     scan_context: dict[str, Any] | None = None,
     file_ids: list[uuid.UUID] | None = None,
     on_active_run: str = "reject",
+    options: TurnOptions | None = None,
 ) -> Run:
     """Add the next user turn. A session runs one turn at a time: with a run still
     active the default is to refuse (``RunActive``); see ``make_way_for_turn``.
@@ -124,6 +129,7 @@ def post_message(
         ui_context=ui_context,
         scan_context=scan_context,
         uploads=uploads,
+        options=options,
     )
     session.touch()
     return run
@@ -182,6 +188,7 @@ def _add_turn(
     ui_context: dict[str, Any] | None,
     scan_context: dict[str, Any] | None = None,
     uploads: list[Upload] | None = None,
+    options: TurnOptions | None = None,
 ) -> Run:
     agent = session.agent
     user_message = Message.objects.create(
@@ -198,7 +205,7 @@ def _add_turn(
     )
     if uploads:
         user_message.attachments.set(uploads)
-    return run_services.queue_run(session=session, user_message=user_message)
+    return run_services.queue_run(session=session, user_message=user_message, options=options)
 
 
 def store_upload(*, session: Session, file: IO[bytes], filename: str) -> Upload:

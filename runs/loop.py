@@ -42,6 +42,7 @@ from runs.compaction import DEFAULT_KEEP_LAST, compact_before_turn, compaction_d
 from runs.context import PromptParts, count_usage, prompt_parts
 from runs.events import OpenParts, RunEventWriter, read_run_log, release_connection
 from runs.models import Run, ToolCall
+from runs.options import ClientSettings, with_instructions
 from runs.providers import Chunk, ProviderError, ProviderRequest, ToolCallDelta, ToolDefinition, get_provider
 from runs.services import Usage, end_run, pause_run
 from runs.tools import CallContext, OfferedTool, ToolError, get_tool, offered_tools
@@ -146,18 +147,27 @@ def provider_request(
     parts: PromptParts | None = None,
 ) -> ProviderRequest:
     """The model call of one step: the prompt, then this turn's earlier steps (assistant
-    tool calls and their results), with the tools the model may call. ``parts``: the
-    prompt's parts when the caller has them (read once per turn)."""
+    tool calls and their results), with the tools the model may call, and what the client
+    asked of the turn (``runs.options``). ``parts``: the prompt's parts when the caller has
+    them (read once per turn)."""
     agent = run.session.agent
+    asked = ClientSettings.from_dict(run.client_settings)
     return ProviderRequest(
         tools=tools,
         model=agent.model,
-        messages=[*build_prompt(run, parts), *turn_messages],
-        temperature=agent.temperature,
-        max_tokens=agent.max_tokens or settings.GENIE_MAX_TOKENS,
+        messages=[*with_instructions(build_prompt(run, parts), asked.instructions), *turn_messages],
+        temperature=agent.temperature if asked.temperature is None else asked.temperature,
+        max_tokens=asked.max_tokens_within(agent.max_tokens or settings.GENIE_MAX_TOKENS),
         base_url=agent.base_url,
         api_key=agent.api_key,
         timeout=settings.GENIE_PROVIDER_TIMEOUT,
+        top_p=asked.top_p,
+        presence_penalty=asked.presence_penalty,
+        frequency_penalty=asked.frequency_penalty,
+        seed=asked.seed,
+        stop=asked.stop,
+        response_format=asked.response_format,
+        tool_choice=asked.tool_choice if tools else None,
     )
 
 

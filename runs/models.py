@@ -140,6 +140,16 @@ class Run(models.Model):
     error_code = models.CharField(max_length=50, blank=True)
     error_message = models.TextField(blank=True)
     state = models.JSONField(default=dict, blank=True)
+    client_settings = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the client asked of this turn's model calls (see runs.options.ClientSettings).",
+    )
+    client_tools = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Tools the client offered for this turn ({name, description, input_schema}); it runs them.",
+    )
     attempts = models.PositiveIntegerField(default=0)
     stop_requested_at = models.DateTimeField(null=True, blank=True)
     lease_owner = models.CharField(max_length=200, blank=True)

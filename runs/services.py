@@ -22,6 +22,7 @@ from runs.events import OpenParts, RunEventWriter, StreamEvent, logged_text, rea
 from runs.exceptions import ActionAlreadyAnswered, RunActive
 from runs.metrics import record_run_end
 from runs.models import ConnectionAttempt, Run, ToolCall
+from runs.options import TurnOptions
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +72,9 @@ def enqueue_next_run(*, session_id: int) -> None:
         tasks.execute_run.delay(next_run.pk)
 
 
-def queue_run(*, session: Session, user_message: Message) -> Run:
-    """A pending agent message and a queued run; the task is enqueued after commit."""
+def queue_run(*, session: Session, user_message: Message, options: TurnOptions | None = None) -> Run:
+    """A pending agent message and a queued run (with what the client asked of it:
+    ``options``); the task is enqueued after commit."""
     agent = session.agent
     agent_message = Message.objects.create(
         session=session,
@@ -83,7 +85,12 @@ def queue_run(*, session: Session, user_message: Message) -> Run:
         temperature=agent.temperature,
         metadata=user_message.metadata,
     )
-    run = Run.objects.create(session=session, user_message=user_message, agent_message=agent_message)
+    run = Run.objects.create(
+        session=session,
+        user_message=user_message,
+        agent_message=agent_message,
+        **(options or TurnOptions()).run_fields(),
+    )
     transaction.on_commit(partial(tasks.execute_run.delay, run.pk))
     return run
 

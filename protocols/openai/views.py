@@ -5,9 +5,10 @@ Each call is stored as a Genie session, named in the ``Genie-Session`` response 
 Without that header in the request, the call opens a new session whose earlier turns are
 the request's earlier user and assistant messages (OpenAI clients resend the whole
 conversation); with it, the call continues that session and only its last message, the
-user's, is new. ``system`` and ``developer`` messages are not used: the agent's own
-instructions stay. The agent's tools run on the server inside the turn; the client sees
-the reply's text only.
+user's, is new. ``system`` and ``developer`` messages and the sampling settings apply to
+the turn (after the agent's own instructions, ``max_tokens`` within the agent's limit),
+unless the agent's ``allow_client_settings`` is off (then they are a 400). The agent's
+tools run on the server inside the turn; the client sees the reply's text only.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -44,6 +46,8 @@ from runs.exceptions import RunTimeout
 from runs.formats.openai import ChatCompletionChunkFormat, completion_id, openai_finish_reason, openai_usage
 from runs.handoff import stream_turn
 from runs.models import Run, RunEvent
+from runs.options import ClientSettings, TurnOptions
+from runs.titles import fallback_title
 from runs.waiting import wait_for_finish
 
 SESSION_HEADER = "Genie-Session"
@@ -108,6 +112,7 @@ def first_invalid(details: Any, param: str = "") -> tuple[str | None, str, str]:
     return param or None, "The request is invalid.", "invalid_value"
 
 
+@csrf_exempt  # an API path, whatever the method: never a CSRF failure (a cookie-less client has no token)
 def unknown_url(request: HttpRequest) -> JsonResponse:
     """Any other ``/v1/`` URL, as OpenAI answers it."""
     message = f"Invalid URL ({request.method} {request.path})"
@@ -181,9 +186,35 @@ class StreamOptionsSerializer(StrictSerializer):
 
 
 def accepted(field_class: type[serializers.Field]) -> serializers.Field:
-    """An OpenAI sampling parameter: accepted so that clients sending their defaults
-    work, and not used (the agent's own settings decide)."""
-    return field_class(required=False, allow_null=True, help_text="Accepted; not used: the agent's settings decide.")
+    """An OpenAI parameter accepted so that clients sending it work, and not used."""
+    return field_class(required=False, allow_null=True, help_text="Accepted; not used.")
+
+
+def applied(field_class: type[serializers.Field], **bounds: Any) -> serializers.Field:
+    """A client setting forwarded to the model (unless the agent forbids client settings:
+    then a 400 naming it)."""
+    return field_class(
+        required=False,
+        allow_null=True,
+        help_text="Applied to the turn's model calls (the agent's `allow_client_settings`).",
+        **bounds,
+    )
+
+
+@extend_schema_field(
+    {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 4}], "nullable": True}
+)
+class StopField(serializers.Field):
+    """``stop``: one string or up to four."""
+
+    def to_internal_value(self, data: Any) -> tuple[str, ...]:
+        values = [data] if isinstance(data, str) else data
+        if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values) or len(values) > 4:
+            raise serializers.ValidationError("Expected a string or a list of up to 4 strings.", code="invalid_type")
+        return tuple(values)
+
+    def to_representation(self, value: tuple[str, ...]) -> list[str]:
+        return list(value)
 
 
 def unsupported() -> serializers.JSONField:
@@ -199,14 +230,14 @@ class ChatCompletionRequestSerializer(StrictSerializer):
         required=False, allow_blank=True, max_length=200, default="", help_text="A new session's `user_id`."
     )
     metadata = JSONObjectField(required=False, default=dict, help_text="A new session's metadata.")
-    temperature = accepted(serializers.FloatField)
-    top_p = accepted(serializers.FloatField)
-    max_tokens = accepted(serializers.IntegerField)
-    max_completion_tokens = accepted(serializers.IntegerField)
-    presence_penalty = accepted(serializers.FloatField)
-    frequency_penalty = accepted(serializers.FloatField)
-    seed = accepted(serializers.IntegerField)
-    stop = accepted(serializers.JSONField)
+    temperature = applied(serializers.FloatField, min_value=0.0, max_value=2.0)
+    top_p = applied(serializers.FloatField, min_value=0.0, max_value=1.0)
+    max_tokens = applied(serializers.IntegerField, min_value=1)
+    max_completion_tokens = applied(serializers.IntegerField, min_value=1)
+    presence_penalty = applied(serializers.FloatField, min_value=-2.0, max_value=2.0)
+    frequency_penalty = applied(serializers.FloatField, min_value=-2.0, max_value=2.0)
+    seed = applied(serializers.IntegerField)
+    stop = StopField(required=False, allow_null=True, help_text="Applied: the model stops before any of these.")
     store = accepted(serializers.BooleanField)
     parallel_tool_calls = accepted(serializers.BooleanField)
     logit_bias = accepted(serializers.JSONField)
@@ -241,6 +272,54 @@ class ChatCompletionRequestSerializer(StrictSerializer):
         except serializers.ValidationError as exc:
             raise serializers.ValidationError({"messages": {len(messages) - 1: {"content": exc.detail}}}) from exc
         return attrs
+
+
+# The request's settings of the turn's model calls, in OpenAI's names.
+SETTING_PARAMETERS = (
+    "temperature",
+    "top_p",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+    "stop",
+    "max_tokens",
+    "max_completion_tokens",
+)
+INSTRUCTION_ROLES = ("system", "developer")
+
+
+def client_settings(body: dict[str, Any], agent: Agent) -> ClientSettings:
+    """What the request asks of the turn's model calls: its ``system`` and ``developer``
+    messages (after the agent's own instructions) and sampling settings. An agent that
+    does not allow client settings refuses them: a 400 naming the first one."""
+    asked = [name for name in SETTING_PARAMETERS if body.get(name) is not None]
+    instructions = [
+        (index, message["content"])
+        for index, message in enumerate(body["messages"])
+        if message["role"] in INSTRUCTION_ROLES and message["content"].strip()
+    ]
+    if not agent.allow_client_settings:
+        refusal = f"The agent `{agent.handle}` does not take the client's settings"
+        if asked:
+            raise serializers.ValidationError(
+                {asked[0]: [f"{refusal}: leave `{asked[0]}` out."]}, code="unsupported_parameter"
+            )
+        if instructions:
+            index = instructions[0][0]
+            raise serializers.ValidationError(
+                {"messages": {str(index): [f"{refusal}: its own instructions stand (no system messages)."]}},
+                code="unsupported_parameter",
+            )
+    return ClientSettings(
+        instructions=tuple(text for _, text in instructions),
+        temperature=body.get("temperature"),
+        top_p=body.get("top_p"),
+        presence_penalty=body.get("presence_penalty"),
+        frequency_penalty=body.get("frequency_penalty"),
+        seed=body.get("seed"),
+        stop=body.get("stop") or (),
+        max_tokens=body.get("max_completion_tokens") or body.get("max_tokens"),
+    )
 
 
 def history_of(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -445,7 +524,8 @@ class ChatCompletionView(APIView):
                 details={"param": "model"},
             )
         session = self.continued_session(request, agent)
-        start = lambda: run_idempotently(request, lambda: self._start(request, body, agent, session))  # noqa: E731
+        options = TurnOptions(settings=client_settings(body, agent))
+        start = lambda: run_idempotently(request, lambda: self._start(request, body, agent, session, options))  # noqa: E731
         if body["stream"]:
             include_usage = bool(body["stream_options"] and body["stream_options"]["include_usage"])
             wire = ChatCompletionChunkFormat(model=agent.handle, include_usage=include_usage)
@@ -468,21 +548,27 @@ class ChatCompletionView(APIView):
             )
         return session
 
-    def _start(self, request: Request, body: dict[str, Any], agent: Agent, session: Session | None) -> Response:
+    def _start(
+        self, request: Request, body: dict[str, Any], agent: Agent, session: Session | None, options: TurnOptions
+    ) -> Response:
         require_redis()
         text = body["messages"][-1]["content"]
         client_secret = None
         if session is None:
+            history = history_of(body["messages"])
+            first = next((said for role, said in history if role == Message.SenderRole.USER), text)
             session, run, client_secret = services.start_session(
                 caller=request.auth,
                 agent=agent,
                 text=text,
+                title=fallback_title(first),  # from the first user message: no model call for a title
                 metadata=body["metadata"],
                 user_id=body["user"],
-                history=history_of(body["messages"]),
+                history=history,
+                options=options,
             )
         else:
-            run = services.post_message(session=session, text=text, metadata=body["metadata"])
+            run = services.post_message(session=session, text=text, metadata=body["metadata"], options=options)
         started = {"run_uuid": str(run.uuid), "session_uuid": str(session.uuid)}
         if client_secret:
             started["client_secret"] = client_secret

@@ -39,6 +39,10 @@ class ToolDefinition:
 
 @dataclass(frozen=True)
 class ProviderRequest:
+    """One model call. The sampling fields after ``tools`` are the client's (None: not
+    asked, the provider's default); ``response_format`` is OpenAI's (``json_object``, or
+    ``json_schema`` with ``{name, schema, strict}``), ``tool_choice`` too."""
+
     model: str
     messages: list[dict[str, Any]]
     temperature: float
@@ -47,6 +51,24 @@ class ProviderRequest:
     api_key: str = ""
     timeout: float = 60.0
     tools: tuple[ToolDefinition, ...] = ()
+    top_p: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    response_format: dict[str, Any] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+
+    def sampling(self) -> dict[str, Any]:
+        """The client's sampling settings that were asked for, in OpenAI's names."""
+        asked = {
+            "top_p": self.top_p,
+            "presence_penalty": self.presence_penalty,
+            "frequency_penalty": self.frequency_penalty,
+            "seed": self.seed,
+            "stop": list(self.stop) or None,
+        }
+        return {name: value for name, value in asked.items() if value is not None}
 
 
 @dataclass(frozen=True)

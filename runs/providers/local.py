@@ -40,6 +40,16 @@ def load_model() -> Any:
     return Llama(model_path=str(model_path()), n_ctx=settings.GENIE_LOCAL_CONTEXT, verbose=False)
 
 
+def llama_response_format(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
+    """OpenAI's ``response_format`` as llama.cpp takes it: ``json_object`` with the schema
+    (if any), from which it builds a grammar that constrains every token of the reply."""
+    if not response_format or response_format.get("type") == "text":
+        return None
+    if response_format.get("type") == "json_schema":
+        return {"type": "json_object", "schema": (response_format.get("json_schema") or {}).get("schema") or {}}
+    return {"type": "json_object"}
+
+
 class LocalProvider:
     """SmolLM2-135M has no function-calling format in llama.cpp's chat handler and does
     not call tools reliably: a local agent is offered no tools (none is pretended)."""
@@ -56,6 +66,8 @@ class LocalProvider:
                     temperature=request.temperature,
                     max_tokens=request.max_tokens,
                     stream=True,
+                    response_format=llama_response_format(request.response_format),
+                    **request.sampling(),
                 )
                 completion_tokens = 0
                 prompt_tokens = None

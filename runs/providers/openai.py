@@ -78,8 +78,13 @@ class OpenAIProvider:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        body.update(request.sampling())
+        if request.response_format is not None:
+            body["response_format"] = request.response_format
         if request.tools:
             body["tools"] = [tool_spec(tool) for tool in request.tools]
+            if request.tool_choice is not None:
+                body["tool_choice"] = request.tool_choice
         try:
             response = client.post("/chat/completions", cast_to=httpx.Response, body=body, stream=True)
             try:

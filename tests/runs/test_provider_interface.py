@@ -57,6 +57,55 @@ def test_no_tools_sends_no_tools_field(fake_llm):
     assert "tools" not in fake_llm.requests[model][-1]
 
 
+def test_the_clients_settings_go_out_in_openais_names(fake_llm):
+    model = "provider-client-settings"
+    fake_llm.script(model, [("text", "{}")])
+    response_format = {
+        "type": "json_schema",
+        "json_schema": {"name": "x", "schema": {"type": "object"}, "strict": True},
+    }
+    request = ProviderRequest(
+        model=model,
+        messages=[{"role": "user", "content": "hi"}],
+        temperature=0.3,
+        max_tokens=20,
+        base_url=fake_llm.base_url,
+        tools=(ToolDefinition(name="lookup"),),
+        top_p=0.5,
+        presence_penalty=0.1,
+        frequency_penalty=-0.2,
+        seed=7,
+        stop=("END",),
+        response_format=response_format,
+        tool_choice="required",
+    )
+
+    list(get_provider("openai").stream(request))
+
+    sent = fake_llm.requests[model][-1]
+    assert {name: sent[name] for name in ("temperature", "max_tokens", "top_p", "seed", "stop")} == {
+        "temperature": 0.3,
+        "max_tokens": 20,
+        "top_p": 0.5,
+        "seed": 7,
+        "stop": ["END"],
+    }
+    assert (sent["presence_penalty"], sent["frequency_penalty"]) == (0.1, -0.2)
+    assert sent["response_format"] == response_format
+    assert sent["tool_choice"] == "required"
+
+
+def test_settings_not_asked_for_are_not_sent(fake_llm):
+    model = "provider-no-settings"
+    fake_llm.script(model, [("text", "hi")])
+    request = ProviderRequest(model=model, messages=[], temperature=0, max_tokens=5, base_url=fake_llm.base_url)
+
+    list(get_provider("openai").stream(request))
+
+    sent = fake_llm.requests[model][-1]
+    assert not {"top_p", "seed", "stop", "presence_penalty", "response_format", "tool_choice"} & set(sent)
+
+
 def test_the_agent_offers_exactly_the_providers_the_registry_runs():
     from chat.models import Agent
 
