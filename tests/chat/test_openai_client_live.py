@@ -63,7 +63,9 @@ def test_a_plain_completion_is_stored_as_a_session_with_the_conversation_before_
     (sent,) = model_requests_with(live, "Another one?")
     conversation = [(m["role"], m["content"]) for m in sent["messages"] if m["role"] != "system"]
     assert conversation == [("user", "Name a cat."), ("assistant", "Miso."), ("user", "Another one?")]
-    assert all("pirate" not in str(m["content"]) for m in sent["messages"])  # the agent's instructions stay
+    system = [m["content"] for m in sent["messages"] if m["role"] == "system"]
+    assert system[0] == live.agent.instructions  # the agent's instructions stay first
+    assert system[-1] == "Talk like a pirate."  # the client's follow them
 
 
 def test_a_streamed_completion_with_usage(live, client):

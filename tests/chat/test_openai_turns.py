@@ -220,9 +220,9 @@ def test_a_session_started_through_v1_is_titled_from_its_first_user_message_with
 def test_any_unknown_v1_path_is_an_openai_404_for_every_method_even_with_csrf_checks(method, personal_key):
     client = Client(enforce_csrf_checks=True)
 
-    response = getattr(client, method)(
-        "/v1/responses", data="{}", content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {personal_key}"
-    )
+    body = {} if method == "get" else {"data": "{}", "content_type": "application/json"}
+
+    response = getattr(client, method)("/v1/responses", **body, HTTP_AUTHORIZATION=f"Bearer {personal_key}")
 
     assert response.status_code == 404
     error = response.json()["error"]
