@@ -42,7 +42,7 @@ from runs.compaction import DEFAULT_KEEP_LAST, compact_before_turn, compaction_d
 from runs.context import PromptParts, count_usage, prompt_parts
 from runs.events import OpenParts, RunEventWriter, read_run_log, release_connection
 from runs.models import Run, ToolCall
-from runs.options import ClientSettings, with_instructions
+from runs.options import ClientSettings, offered_client_tools, with_instructions
 from runs.providers import Chunk, ProviderError, ProviderRequest, ToolCallDelta, ToolDefinition, get_provider
 from runs.services import Usage, end_run, pause_run
 from runs.tools import CallContext, OfferedTool, ToolError, get_tool, offered_tools
@@ -274,11 +274,17 @@ class Turn:
     @property
     def offered(self) -> dict[str, OfferedTool]:
         """The agent's tools as the model sees them (listed once per task: an MCP server
-        is asked for its tools at most once a turn)."""
+        is asked for its tools at most once a turn), then the client's own tools for this
+        turn (client tools: a call waits for the client's result)."""
         if self._offered is None:
             agent = self.run.session.agent
-            offers_tools = get_provider(agent.provider).supports_tools
-            self._offered = {tool.name: tool for tool in offered_tools(agent.tools)} if offers_tools else {}
+            if get_provider(agent.provider).supports_tools:
+                tools = [*offered_tools(agent.tools), *offered_client_tools(self.run.client_tools)]
+                self._offered = {}
+                for tool in tools:
+                    self._offered.setdefault(tool.name, tool)  # the agent's own tool keeps its name
+            else:
+                self._offered = {}
         return self._offered
 
     # --- the turn --------------------------------------------------------------------
@@ -301,7 +307,15 @@ class Turn:
             if end is not None:
                 return end
             if not self.step_called_tools:
-                return TurnEnd(Run.Status.SUCCEEDED)
+                return self.checked_output()
+
+    def checked_output(self) -> TurnEnd:
+        """A finished reply: succeeded, unless the client asked for a strict JSON schema
+        and the reply does not validate (``invalid_output``: never a silent pass)."""
+        error = ClientSettings.from_dict(self.run.client_settings).output_error(self.state["text"])
+        if error is not None:
+            return TurnEnd(Run.Status.FAILED, "invalid_output", error)
+        return TurnEnd(Run.Status.SUCCEEDED)
 
     def settle(self, end: TurnEnd) -> None:
         if end.status == PAUSED:

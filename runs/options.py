@@ -18,6 +18,8 @@ from typing import Any
 
 import jsonschema
 
+from runs.tools import OfferedTool, ToolSpec
+
 
 @dataclass(frozen=True)
 class ClientSettings:
@@ -58,19 +60,15 @@ class ClientSettings:
         return spec.get("schema") or {} if spec.get("strict") else None
 
     def output_error(self, text: str) -> str | None:
-        """Why a finished reply breaks the requested format, or None: ``json_object``
-        needs a JSON object; a strict ``json_schema`` needs JSON valid against it."""
-        if not self.response_format or self.response_format.get("type") == "text":
+        """Why a finished reply breaks a strict ``json_schema`` the client asked for, or
+        None (no strict schema: the reply is the model's)."""
+        schema = self.strict_schema
+        if schema is None:
             return None
         try:
             value = json.loads(text)
         except ValueError:
-            return "The reply is not valid JSON."
-        if self.response_format.get("type") == "json_object" and not isinstance(value, dict):
-            return "The reply is not a JSON object."
-        schema = self.strict_schema
-        if schema is None:
-            return None
+            return "The reply is not valid JSON (response_format json_schema, strict)."
         error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(value))
         if error is None:
             return None
@@ -108,8 +106,22 @@ class ClientToolSpec:
         return asdict(self)
 
 
-def client_tool_names(run_client_tools: list[dict[str, Any]]) -> set[str]:
-    return {tool["name"] for tool in run_client_tools}
+def client_tool_names(client_tools: list[dict[str, Any]]) -> frozenset[str]:
+    """The names of a run's client tools (``Run.client_tools``)."""
+    return frozenset(tool["name"] for tool in client_tools)
+
+
+def offered_client_tools(client_tools: list[dict[str, Any]]) -> list[OfferedTool]:
+    """A run's client tools as the model is offered them: tools of kind ``client`` (the
+    client executes them; the run waits for its result)."""
+    offered = []
+    for data in client_tools:
+        spec = ClientToolSpec.from_dict(data)
+        kind = ToolSpec(name=spec.name, kind="client", description=spec.description, input_schema=spec.input_schema)
+        offered.append(
+            OfferedTool(name=spec.name, description=spec.description, input_schema=spec.input_schema, spec=kind)
+        )
+    return offered
 
 
 @dataclass(frozen=True)

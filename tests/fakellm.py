@@ -13,12 +13,17 @@ Script steps:
     ("quiet", 3.0)             no content for this long, only SSE comments (no read timeout)
     ("tool_call", {"id", "name", "arguments"})  a tool call, its arguments in two fragments;
                                the reply then finishes with ``finish_reason: tool_calls``
+    ("auto", None)             a reply decided from the request, as a compliant model would
+                               answer it (``auto_reply``): real clients' own test suites
+                               drive many turns with it
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import re
 import threading
 import time
 from collections import defaultdict
@@ -112,6 +117,8 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
         return f"data: {json.dumps(event)}\n\n".encode()
 
     def _stream(self, body: dict[str, Any], reply: list[Step]) -> None:
+        if any(kind == "auto" for kind, _ in reply):
+            reply = auto_reply(body)
         count = 0
         finish = "stop"
         calls = 0
@@ -165,3 +172,98 @@ class FakeLLMHandler(BaseHTTPRequestHandler):
             )
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
+
+
+_auto_ids = itertools.count(1)
+
+
+def auto_reply(body: dict[str, Any]) -> list[Step]:
+    """What a compliant model answers to ``body``, deterministically:
+
+    - offered tools (and ``tool_choice`` not ``none``): after a user message, a call of
+      the tool ``tool_choice`` names, else of one the message names, else of the first;
+      after tool results, a call of the next tool not called since the user's message
+      (each tool once a turn), and when none is left an answer;
+    - an answer is JSON built from ``response_format``'s schema (``json_schema``; ``{}``
+      for ``json_object``), else a sentence (quoting a tool's result when there was one).
+
+    Arguments and JSON values come from the user's message: its numbers for integers and
+    numbers, in order; its quoted texts (else ``"cats"``) for strings."""
+    messages = body.get("messages") or []
+    users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+    turn = messages[users[-1] :] if users else messages
+    hints = Hints(content_text(turn[0].get("content")) if turn else "")
+    tools = [tool["function"] for tool in body.get("tools") or []]
+    choice = body.get("tool_choice")
+    if tools and choice != "none":
+        called = {c["function"]["name"] for m in turn for c in m.get("tool_calls") or []}
+        if isinstance(choice, dict):
+            pick = [t for t in tools if t["name"] == choice["function"]["name"]]
+        elif messages and messages[-1].get("role") == "user":
+            pick = sorted(tools, key=lambda t: t["name"] not in hints.text)
+        else:
+            pick = [t for t in tools if t["name"] not in called]
+        if pick and not (messages[-1].get("role") == "tool" and pick[0]["name"] in called):
+            tool = pick[0]
+            arguments = json.dumps(value_for(tool.get("parameters") or {"type": "object"}, hints), ensure_ascii=False)
+            return [("tool_call", {"id": f"fake_call_{next(_auto_ids)}", "name": tool["name"], "arguments": arguments})]
+    response_format = body.get("response_format") or {}
+    if response_format.get("type") == "json_schema":
+        schema = response_format["json_schema"].get("schema") or {"type": "object"}
+        text = json.dumps(value_for(schema, hints, root=schema), ensure_ascii=False)
+        return [("text", text[: len(text) // 2]), ("text", text[len(text) // 2 :])]
+    if response_format.get("type") == "json_object":
+        return [("text", "{}")]
+    results = [content_text(m.get("content")) for m in turn if m.get("role") == "tool"]
+    if results:
+        return [("text", "The tool answered: "), ("text", results[-1])]
+    return [("text", "Hello! "), ("text", "I am the scripted model.")]
+
+
+def content_text(content: Any) -> str:
+    if isinstance(content, list):
+        return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return content or ""
+
+
+class Hints:
+    """Values for arguments, taken from the user's message in order."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.numbers = iter(int(n) for n in re.findall(r"-?\d+", text))
+        self.strings = iter(re.findall(r"'([^']+)'|\"([^\"]+)\"", text))
+
+    def number(self) -> int:
+        return next(self.numbers, 1)
+
+    def string(self) -> str:
+        found = next(self.strings, None)
+        return (found[0] or found[1]) if found else "cats"
+
+
+def value_for(schema: dict[str, Any], hints: Hints, root: dict[str, Any] | None = None) -> Any:
+    """A value that ``schema`` accepts (``$ref``s resolved against ``root``)."""
+    root = root or schema
+    if "$ref" in schema:
+        target: Any = root
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        return value_for(target, hints, root)
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in schema:
+            options = [option for option in schema[key] if option.get("type") != "null"]
+            return value_for(options[0], hints, root) if options else None
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        return {name: value_for(prop, hints, root) for name, prop in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [value_for(schema["items"], hints, root)] if schema.get("minItems") and "items" in schema else []
+    scalars = {"integer": hints.number, "number": hints.number, "boolean": lambda: True, "null": lambda: None}
+    return scalars.get(kind, hints.string)()

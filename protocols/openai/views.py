@@ -13,10 +13,14 @@ tools run on the server inside the turn; the client sees the reply's text only.
 
 from __future__ import annotations
 
+import json
 import uuid
+from dataclasses import dataclass, replace
 from typing import Any
 
+import jsonschema
 from django.conf import settings
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -34,33 +38,42 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat import services
-from chat.exceptions import ModelNotFound, SessionNotFound, TurnFailed
+from chat.exceptions import ChatHistoryMismatch, ModelNotFound, SessionNotFound, TurnFailed
 from chat.models import Agent, Message, Session
 from chat.serializers import validate_message_text
 from genie.auth import Caller, IsTeamCaller, NotPublishable
 from genie.idempotency import run_idempotently
+from genie.links import absolute_url
 from genie.schema import IDEMPOTENCY_KEY
 from genie.serializers import JSONObjectField, StrictSerializer
-from runs.events import require_redis
+from runs import services as run_services
+from runs.events import logged_text, read_run_log, require_redis
 from runs.exceptions import RunTimeout
-from runs.formats.openai import ChatCompletionChunkFormat, completion_id, openai_finish_reason, openai_usage
+from runs.formats.openai import (
+    ChatCompletionChunkFormat,
+    awaited_note,
+    completion_id,
+    openai_finish_reason,
+    openai_usage,
+)
 from runs.handoff import stream_turn
-from runs.models import Run, RunEvent
-from runs.options import ClientSettings, TurnOptions
+from runs.models import Run, RunEvent, ToolCall
+from runs.options import ClientSettings, ClientToolSpec, TurnOptions, client_tool_names
+from runs.providers import get_provider
 from runs.titles import fallback_title
+from runs.tools import check_input_schema
 from runs.waiting import wait_for_finish
 
 SESSION_HEADER = "Genie-Session"
+RUN_HEADER = "Genie-Run-Uuid"
+RUN_STATUS_HEADER = "Genie-Run-Status"
 ROLES = {"user": Message.SenderRole.USER, "assistant": Message.SenderRole.AGENT}
-TOOLS_UNSUPPORTED = "Client-side tools are not supported: the agent's own tools run on the server."
+FUNCTIONS_UNSUPPORTED = "The legacy `functions` are not supported: send them as `tools`."
 # OpenAI parameters Genie cannot honour, with the values that ask for nothing (accepted).
 UNSUPPORTED: dict[str, tuple[tuple[Any, ...], str]] = {
     "n": ((None, 1), "n > 1 is not supported: an agent writes one reply per turn."),
-    "tools": ((None, []), TOOLS_UNSUPPORTED),
-    "tool_choice": ((None, "none", "auto"), TOOLS_UNSUPPORTED),
-    "functions": ((None, []), TOOLS_UNSUPPORTED),
-    "function_call": ((None, "none", "auto"), TOOLS_UNSUPPORTED),
-    "response_format": ((None, {"type": "text"}), "Only text replies are supported (response_format text)."),
+    "functions": ((None, []), FUNCTIONS_UNSUPPORTED),
+    "function_call": ((None, "none", "auto"), FUNCTIONS_UNSUPPORTED),
     "logprobs": ((None, False), "logprobs are not supported."),
     "top_logprobs": ((None, 0), "logprobs are not supported."),
     "modalities": ((None, ["text"]), 'Only text replies are supported (modalities ["text"]).'),
@@ -161,23 +174,127 @@ class MessageContentField(serializers.Field):
         return value
 
 
+TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
+
+
+class FunctionCallSerializer(StrictSerializer):
+    name = serializers.RegexField(TOOL_NAME)
+    arguments = serializers.CharField(allow_blank=True, trim_whitespace=False)
+
+
+class ToolCallSerializer(StrictSerializer):
+    """A tool call of an earlier assistant message, as the client received it."""
+
+    id = serializers.CharField(max_length=200)
+    type = serializers.ChoiceField(choices=["function"], required=False, default="function")
+    function = FunctionCallSerializer()
+    index = serializers.IntegerField(required=False, help_text="Accepted (a streamed call's index); not used.")
+
+
 class ChatMessageSerializer(StrictSerializer):
     role = serializers.ChoiceField(
-        choices=["system", "developer", "user", "assistant"],
-        error_messages={
-            "invalid_choice": "Role {input} is not supported: system, developer, user or assistant "
-            "(the agent runs its own tools on the server)."
-        },
+        choices=["system", "developer", "user", "assistant", "tool"],
+        error_messages={"invalid_choice": "Role {input} is not supported: system, developer, user, assistant or tool."},
     )
     content = MessageContentField(required=False, allow_null=True, default="")
     name = serializers.CharField(required=False, allow_blank=True, help_text="Accepted; not used.")
-    # Parts of a client-side tool loop: accepted here so that such a message is refused
-    # for what it is (its role, or the request's `tools`), not for an unknown field.
-    tool_call_id = serializers.CharField(required=False, help_text="Not used: tool messages are refused.")
-    tool_calls = serializers.JSONField(required=False, help_text="Not used: client-side tools are refused.")
+    tool_call_id = serializers.CharField(
+        required=False, max_length=200, help_text="A `tool` message: the call it answers."
+    )
+    tool_calls = serializers.ListField(
+        child=ToolCallSerializer(), required=False, allow_null=True, max_length=128, help_text="An assistant's calls."
+    )
+    refusal = serializers.CharField(required=False, allow_null=True, allow_blank=True, help_text="Accepted; not used.")
 
     def validate_content(self, value: str | None) -> str:
         return value or ""
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["role"] == "tool" and not attrs.get("tool_call_id"):
+            raise serializers.ValidationError(
+                {"tool_call_id": ["A tool message names the call it answers."]}, code="required"
+            )
+        if attrs.get("tool_calls") and attrs["role"] != "assistant":
+            raise serializers.ValidationError({"tool_calls": ["Only an assistant message has tool calls."]})
+        attrs["tool_calls"] = attrs.get("tool_calls") or []
+        return attrs
+
+
+class FunctionSerializer(StrictSerializer):
+    name = serializers.RegexField(TOOL_NAME, help_text="Letters, digits, `_` and `-`; at most 64.")
+    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
+    parameters = JSONObjectField(required=False, default=dict, help_text="A JSON Schema of the arguments (an object).")
+    strict = serializers.BooleanField(required=False, allow_null=True, help_text="Accepted; arguments are checked.")
+
+    def validate_parameters(self, value: dict[str, Any]) -> dict[str, Any]:
+        value = value or {"type": "object", "properties": {}}
+        if (problem := check_input_schema(value)) is not None:
+            raise serializers.ValidationError(problem, code="invalid_schema")
+        return value
+
+
+class ToolSerializer(StrictSerializer):
+    """A function the client runs itself, offered to the model beside the agent's tools."""
+
+    type = serializers.ChoiceField(choices=["function"])
+    function = FunctionSerializer()
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "enum": ["none", "auto", "required"]},
+            {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string", "enum": ["function"]},
+                    "function": {"type": "object", "properties": {"name": {"type": "string"}}},
+                },
+            },
+        ],
+        "nullable": True,
+    }
+)
+class ToolChoiceField(serializers.Field):
+    """``none``, ``auto``, ``required``, or one function by name."""
+
+    def to_internal_value(self, data: Any) -> str | dict[str, Any]:
+        if data in ("none", "auto", "required"):
+            return data
+        name = (data.get("function") or {}).get("name") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or data.get("type") != "function" or not isinstance(name, str):
+            raise serializers.ValidationError(
+                'Expected "none", "auto", "required" or {"type": "function", "function": {"name": …}}.',
+                code="invalid_value",
+            )
+        return {"type": "function", "function": {"name": name}}
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class JsonSchemaFormatSerializer(StrictSerializer):
+    name = serializers.RegexField(TOOL_NAME)
+    description = serializers.CharField(required=False, allow_blank=True)
+    schema = JSONObjectField(required=False, default=dict)
+    strict = serializers.BooleanField(required=False, allow_null=True, default=False)
+
+    def validate_schema(self, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            jsonschema.Draft202012Validator.check_schema(value)
+        except jsonschema.exceptions.SchemaError as exc:
+            raise serializers.ValidationError(f"Not a valid JSON Schema: {exc.message}", code="invalid_schema") from exc
+        return value
+
+
+class ResponseFormatSerializer(StrictSerializer):
+    type = serializers.ChoiceField(choices=["text", "json_object", "json_schema"])
+    json_schema = JsonSchemaFormatSerializer(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["type"] == "json_schema" and "json_schema" not in attrs:
+            raise serializers.ValidationError({"json_schema": ["Required for type json_schema."]}, code="required")
+        return attrs
 
 
 class StreamOptionsSerializer(StrictSerializer):
@@ -244,11 +361,13 @@ class ChatCompletionRequestSerializer(StrictSerializer):
     reasoning_effort = accepted(serializers.CharField)
     service_tier = accepted(serializers.CharField)
     n = unsupported()
-    tools = unsupported()
-    tool_choice = unsupported()
+    tools = serializers.ListField(
+        child=ToolSerializer(), required=False, allow_null=True, max_length=128, help_text="The client's functions."
+    )
+    tool_choice = ToolChoiceField(required=False, allow_null=True)
     functions = unsupported()
     function_call = unsupported()
-    response_format = unsupported()
+    response_format = ResponseFormatSerializer(required=False, allow_null=True)
     logprobs = unsupported()
     top_logprobs = unsupported()
     modalities = unsupported()
@@ -260,17 +379,40 @@ class ChatCompletionRequestSerializer(StrictSerializer):
             if name in attrs and attrs[name] not in allowed:
                 raise serializers.ValidationError({name: [message]}, code="unsupported_parameter")
         messages = attrs["messages"]
-        if messages[-1]["role"] != "user":
+        turn = last_user_index(messages)
+        if turn is None:
             raise serializers.ValidationError(
-                {"messages": ["The last message must be the user's: it is the new turn."]}, code="invalid_value"
+                {"messages": ["The last message must be the user's (the new turn), or tool results after it."]},
+                code="invalid_value",
             )
+        if messages[-1]["role"] == "assistant":
+            raise serializers.ValidationError(
+                {"messages": ["The last message must be the user's (the new turn), or tool results."]},
+                code="invalid_value",
+            )
+        called: set[str] = set()
+        for index, message in enumerate(messages):
+            called.update(call["id"] for call in message["tool_calls"])
+            if message["role"] == "tool" and message["tool_call_id"] not in called:
+                raise serializers.ValidationError(
+                    {"messages": {str(index): {"tool_call_id": ["No earlier assistant message made this call."]}}},
+                    code="invalid_value",
+                )
         for message in messages:
             if message["role"] in ROLES and message["content"].strip():
                 validate_message_text(message["content"])
         try:
-            validate_message_text(messages[-1]["content"])
+            validate_message_text(messages[turn]["content"])
         except serializers.ValidationError as exc:
-            raise serializers.ValidationError({"messages": {len(messages) - 1: {"content": exc.detail}}}) from exc
+            raise serializers.ValidationError({"messages": {turn: {"content": exc.detail}}}) from exc
+        names = [tool["function"]["name"] for tool in attrs.get("tools") or []]
+        if len(set(names)) != len(names):
+            raise serializers.ValidationError({"tools": ["Each tool needs its own name."]}, code="invalid_value")
+        choice = attrs.get("tool_choice")
+        if isinstance(choice, dict) and choice["function"]["name"] not in names:
+            raise serializers.ValidationError(
+                {"tool_choice": ["It names no tool of the request's `tools`."]}, code="invalid_value"
+            )
         return attrs
 
 
@@ -322,9 +464,203 @@ def client_settings(body: dict[str, Any], agent: Agent) -> ClientSettings:
     )
 
 
-def history_of(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """The turns before the last message, as a new session's earlier messages."""
-    return [(ROLES[m["role"]], m["content"]) for m in messages[:-1] if m["role"] in ROLES and m["content"].strip()]
+def last_user_index(messages: list[dict[str, Any]]) -> int | None:
+    return next((index for index in range(len(messages) - 1, -1, -1) if messages[index]["role"] == "user"), None)
+
+
+def transcript_of(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Messages as Genie stores a conversation: user messages, and one agent message per
+    turn (an assistant's messages around its tool calls joined, as a run's reply holds
+    all its steps' text); tool results and instructions are not part of it."""
+    transcript: list[tuple[str, str]] = []
+    for message in messages:
+        if message["role"] == "user":
+            transcript.append((Message.SenderRole.USER, message["content"]))
+        elif message["role"] == "assistant":
+            if transcript and transcript[-1][0] == Message.SenderRole.AGENT:
+                transcript[-1] = (Message.SenderRole.AGENT, transcript[-1][1] + message["content"])
+            else:
+                transcript.append((Message.SenderRole.AGENT, message["content"]))
+    return [(role, text) for role, text in transcript if text.strip()]
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A request's messages as a turn: the conversation before it (``earlier``), its user
+    message (``text``), and the tool loop the client ran after it (``steps``: assistant
+    tool calls and tool results, as the model reads them; ``steps_text``: their assistant
+    text), whose last tool results (``answers``: call id → content) may answer a paused
+    run's calls."""
+
+    earlier: list[tuple[str, str]]
+    text: str
+    steps: tuple[dict[str, Any], ...]
+    steps_text: str
+    answers: dict[str, str]
+
+    @classmethod
+    def of(cls, messages: list[dict[str, Any]]) -> Conversation:
+        turn = last_user_index(messages)
+        tail = [m for m in messages[turn + 1 :] if m["role"] in ("assistant", "tool")]
+        steps: list[dict[str, Any]] = []
+        for message in tail:
+            if message["role"] == "tool":
+                steps.append({"role": "tool", "tool_call_id": message["tool_call_id"], "content": message["content"]})
+                continue
+            step: dict[str, Any] = {"role": "assistant", "content": message["content"] or None}
+            if message["tool_calls"]:
+                step["tool_calls"] = [
+                    {"id": call["id"], "type": "function", "function": dict(call["function"])}
+                    for call in message["tool_calls"]
+                ]
+            steps.append(step)
+        answers: dict[str, str] = {}
+        for message in reversed(tail):
+            if message["role"] != "tool":
+                break
+            answers[message["tool_call_id"]] = message["content"]
+        return cls(
+            earlier=transcript_of(messages[:turn]),
+            text=messages[turn]["content"],
+            steps=tuple(steps),
+            steps_text="".join(m["content"] for m in tail if m["role"] == "assistant"),
+            answers=dict(reversed(answers.items())),
+        )
+
+
+def response_format_of(body: dict[str, Any]) -> dict[str, Any] | None:
+    """``response_format`` as the providers take it (None for text)."""
+    asked = body.get("response_format")
+    if not asked or asked["type"] == "text":
+        return None
+    if asked["type"] == "json_object":
+        return {"type": "json_object"}
+    spec = asked["json_schema"]
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": spec["name"], "schema": spec["schema"], "strict": bool(spec.get("strict"))},
+    }
+
+
+def client_tools_of(body: dict[str, Any], agent: Agent) -> tuple[ClientToolSpec, ...]:
+    """The request's ``tools``, to be offered beside the agent's own: refused for an agent
+    whose model calls no tools, and for a name one of the agent's tools has."""
+    tools = body.get("tools") or []
+    if tools and not get_provider(agent.provider).supports_tools:
+        raise serializers.ValidationError(
+            {"tools": [f"The agent `{agent.handle}`'s model ({agent.provider}) does not call tools."]},
+            code="unsupported_parameter",
+        )
+    own = {tool.get("name") for tool in agent.tools}
+    for index, tool in enumerate(tools):
+        if tool["function"]["name"] in own:
+            raise serializers.ValidationError(
+                {"tools": {str(index): {"function": {"name": ["The agent has a tool of this name."]}}}},
+                code="invalid_value",
+            )
+    return tuple(
+        ClientToolSpec(
+            name=tool["function"]["name"],
+            description=tool["function"]["description"],
+            input_schema=tool["function"]["parameters"],
+        )
+        for tool in tools
+    )
+
+
+def turn_options(body: dict[str, Any], agent: Agent, conversation: Conversation) -> TurnOptions:
+    """Everything the request asks of the turn besides its text (``runs.options``)."""
+    asked = replace(
+        client_settings(body, agent),
+        response_format=response_format_of(body),
+        tool_choice=body.get("tool_choice") if body.get("tools") else None,
+    )
+    return TurnOptions(
+        settings=asked,
+        tools=client_tools_of(body, agent),
+        steps=conversation.steps,
+        text=conversation.steps_text,
+    )
+
+
+def stored_transcript(session: Session) -> list[tuple[str, str]]:
+    """A session's conversation as ``transcript_of`` reads a request's (replaced replies
+    left out)."""
+    rows = session.messages.filter(replaced_by__isnull=True).order_by("created_at", "id")
+    return [(role, text) for role, text in rows.values_list("sender_role", "text") if text.strip()]
+
+
+# Sessions compared at most, most recent first, when a request's history names none.
+MATCH_CANDIDATES = 20
+
+
+def session_with_history(caller: Caller, agent: Agent, earlier: list[tuple[str, str]]) -> Session | None:
+    """The caller's session with ``agent`` whose stored transcript is exactly ``earlier``
+    and that runs no turn now (a stateless client resending the conversation goes on in
+    it), or None."""
+    users = [text for role, text in earlier if role == Message.SenderRole.USER]
+    if not users:
+        return None
+    candidates = (
+        Session.objects.reachable_by(caller)
+        .filter(agent=agent, messages__sender_role=Message.SenderRole.USER, messages__text=users[-1])
+        .exclude(runs__status__in=Run.ACTIVE_STATUSES)
+        .distinct()
+        .order_by("-updated_at")[:MATCH_CANDIDATES]
+    )
+    return next((session for session in candidates if stored_transcript(session) == earlier), None)
+
+
+def answered_run(caller: Caller, agent: Agent, conversation: Conversation) -> Run | None:
+    """The caller's run (with ``agent``) whose client tool calls the request's last tool
+    results answer, or None (results of calls Genie never made: the client's own loop)."""
+    if not conversation.answers:
+        return None
+    calls = list(
+        ToolCall.objects.filter(
+            call_id__in=conversation.answers,
+            run__session__in=Session.objects.reachable_by(caller),
+            run__session__agent=agent,
+        ).select_related("run__session__agent", "run__agent_message")
+    )
+    if not calls:
+        return None
+    if len({call.run_id for call in calls}) > 1 or len(calls) != len(conversation.answers):
+        raise serializers.ValidationError(
+            {"messages": ["The last tool results must answer the calls of one reply, and only those."]},
+            code="invalid_value",
+        )
+    run = calls[0].run
+    mine = client_tool_names(run.client_tools)
+    waiting = run.tool_calls.filter(status=ToolCall.Status.AWAITING_RESULT, tool_name__in=mine)
+    unanswered = sorted(set(waiting.values_list("call_id", flat=True)) - set(conversation.answers))
+    if unanswered:
+        raise serializers.ValidationError(
+            {"messages": [f"Tool results are missing for: {', '.join(unanswered)}."]}, code="invalid_value"
+        )
+    return run
+
+
+def tool_output(content: str) -> Any:
+    """A ``tool`` message's content as the call's output: its JSON value, else the text."""
+    try:
+        return json.loads(content)
+    except ValueError:
+        return content
+
+
+def pause_point(run: Run, call_ids: list[str]) -> tuple[int, int]:
+    """Where ``run`` paused for ``call_ids``: the id of that step's ``finish-step`` (a
+    continuation streams what follows it) and the length of the reply's text by then."""
+    log = read_run_log(run)
+    requested = [
+        index
+        for index, event in enumerate(log)
+        if event.type == "data-client-tool-call" and event.data.get("data", {}).get("call_id") in call_ids
+    ]
+    start = requested[-1] if requested else len(log) - 1
+    seq = next((event.seq for event in log[start:] if event.type == "finish-step"), log[-1].seq if log else 0)
+    return seq, len(logged_text([event for event in log if event.seq <= seq]))
 
 
 # --- responses ------------------------------------------------------------------------------
@@ -352,15 +688,35 @@ class ModelListSerializer(serializers.Serializer):
     data = AgentModelSerializer(many=True)
 
 
-def completion_body(run: Run, *, model: str) -> dict[str, Any]:
-    """A finished (or paused) turn as a ``chat.completion``."""
+def completion_body(run: Run, *, model: str, offset: int = 0) -> dict[str, Any]:
+    """A finished (or paused) turn as a ``chat.completion``: its text after ``offset``
+    (what an earlier reply of the same run said is not said again). Paused for the
+    client's own tools: ``tool_calls`` and ``finish_reason: "tool_calls"``; paused for
+    anything else: content that says what is awaited and where, ``finish_reason: "stop"``."""
+    content = run.agent_message.text[offset:]
+    calls: list[dict[str, Any]] = []
     if run.status == Run.Status.REQUIRES_ACTION:
-        finish_reason, usage = "tool_calls", run.state.get("usage")
+        usage = run.state.get("usage")
+        mine = client_tool_names(run.client_tools)
+        for call in run.tool_calls.open().select_related("connection_attempt__provider").order_by("step", "position"):
+            if call.status == ToolCall.Status.AWAITING_RESULT and call.tool_name in mine:
+                calls.append(
+                    {
+                        "id": call.call_id,
+                        "type": "function",
+                        "function": {"name": call.tool_name, "arguments": json.dumps(call.input or {})},
+                    }
+                )
+            else:
+                content += "\n\n" + awaited(call)
+        finish_reason = "tool_calls" if calls else "stop"
     else:
         finish = RunEvent.objects.filter(run=run, type="finish").values_list("data", flat=True).first()
         finish_reason = openai_finish_reason(finish or {})
         usage = {"prompt_tokens": run.prompt_tokens, "completion_tokens": run.completion_tokens}
-    message = {"role": "assistant", "content": run.agent_message.text, "refusal": None}
+    message: dict[str, Any] = {"role": "assistant", "content": content or (None if calls else ""), "refusal": None}
+    if calls:
+        message["tool_calls"] = calls
     return {
         "id": completion_id(str(run.uuid)),
         "object": "chat.completion",
@@ -372,10 +728,27 @@ def completion_body(run: Run, *, model: str) -> dict[str, Any]:
     }
 
 
+def awaited(call: ToolCall) -> str:
+    """What an open call of a paused run waits for, and where it is answered."""
+    session_uuid = call.run.session.uuid
+    if call.status == ToolCall.Status.PENDING_APPROVAL:
+        url = absolute_url(None, "runs:tool-call-approval", session_uuid=session_uuid, call_id=call.call_id)
+        return awaited_note("approval", call.tool_name, url)
+    if call.status == ToolCall.Status.AWAITING_CONNECTION and call.connection_attempt is not None:
+        attempt = call.connection_attempt
+        url = absolute_url(None, "runs:connection-link", attempt_id=attempt.attempt_id)
+        return awaited_note("connection", attempt.provider.slug, url)
+    url = absolute_url(None, "runs:tool-call-result", session_uuid=session_uuid, call_id=call.call_id)
+    return awaited_note("client_tool", call.tool_name, url)
+
+
 def session_headers(request: Request, response: Response, run: Run) -> dict[str, str]:
     """The session that stores the call (send it back as ``Genie-Session`` to continue it),
-    and for a publishable key the new session's secret (send it as ``X-Session-Secret``)."""
-    headers = {SESSION_HEADER: str(run.session.uuid)}
+    the turn's run, for a paused turn its status, and for a publishable key the new
+    session's secret (send it as ``X-Session-Secret``)."""
+    headers = {SESSION_HEADER: str(run.session.uuid), RUN_HEADER: str(run.uuid)}
+    if run.status == Run.Status.REQUIRES_ACTION:
+        headers[RUN_STATUS_HEADER] = run.status
     if response.data.get("client_secret"):
         headers["Genie-Client-Secret"] = response.data["client_secret"]
     return headers
@@ -524,13 +897,62 @@ class ChatCompletionView(APIView):
                 details={"param": "model"},
             )
         session = self.continued_session(request, agent)
-        options = TurnOptions(settings=client_settings(body, agent))
-        start = lambda: run_idempotently(request, lambda: self._start(request, body, agent, session, options))  # noqa: E731
+        conversation = Conversation.of(body["messages"])
+        options = turn_options(body, agent, conversation)
+        paused = answered_run(caller, agent, conversation)
+        if paused is not None:
+            if session is not None and paused.session_id != session.pk:
+                raise ChatHistoryMismatch(
+                    "The tool results answer calls of another session.", details={"param": SESSION_HEADER}
+                )
+            return self.answer_calls(request, body, paused, conversation.answers, model=agent.handle)
+        if session is None:
+            session = session_with_history(caller, agent, conversation.earlier)
+        elif conversation.earlier and stored_transcript(session) != conversation.earlier:
+            raise ChatHistoryMismatch(
+                "The messages before the last contradict the session's stored transcript (header Genie-Session).",
+                details={"param": "messages"},
+            )
+
+        def start() -> Response:
+            return run_idempotently(request, lambda: self._start(request, body, agent, session, conversation, options))
+
         if body["stream"]:
-            include_usage = bool(body["stream_options"] and body["stream_options"]["include_usage"])
-            wire = ChatCompletionChunkFormat(model=agent.handle, include_usage=include_usage)
-            return stream_turn(request, start, wire=wire, headers=session_headers, session=session)
-        return self._reply_when_done(request, start(), model=agent.handle)
+            return stream_turn(
+                request, start, wire=self.wire(body, agent, options), headers=session_headers, session=session
+            )
+        return self._reply_when_done(request, start(), model=agent.handle, offset=len(options.text))
+
+    def wire(
+        self, body: dict[str, Any], agent: Agent, options: TurnOptions | None = None, run: Run | None = None
+    ) -> ChatCompletionChunkFormat:
+        include_usage = bool(body["stream_options"] and body["stream_options"]["include_usage"])
+        tools = client_tool_names(run.client_tools) if run is not None else frozenset(t.name for t in options.tools)
+        return ChatCompletionChunkFormat(model=agent.handle, include_usage=include_usage, client_tools=tools)
+
+    def answer_calls(
+        self, request: Request, body: dict[str, Any], run: Run, answers: dict[str, str], *, model: str
+    ) -> Response | HttpResponse:
+        """The request's tool results answer the client tool calls ``run`` waits for: each
+        result through ``submit_tool_result``, then the same run goes on (an answer the
+        call already has is skipped: a resent request finds the turn going on)."""
+        after, offset = pause_point(run, list(answers))
+
+        def submit() -> Response:
+            with transaction.atomic():
+                for call in run.tool_calls.filter(call_id__in=answers, status=ToolCall.Status.AWAITING_RESULT):
+                    run_services.submit_tool_result(
+                        session=run.session, call_id=call.call_id, output=tool_output(answers[call.call_id])
+                    )
+            return Response({"run_uuid": str(run.uuid), "session_uuid": str(run.session.uuid)})
+
+        def start() -> Response:
+            return run_idempotently(request, submit)
+
+        if body["stream"]:
+            wire = self.wire(body, run.session.agent, run=run)
+            return stream_turn(request, start, wire=wire, headers=session_headers, session=run.session, after_seq=after)
+        return self._reply_when_done(request, start(), model=model, offset=offset)
 
     def continued_session(self, request: Request, agent: Agent) -> Session | None:
         """The session named by the ``Genie-Session`` header (None without one): reachable
@@ -549,32 +971,39 @@ class ChatCompletionView(APIView):
         return session
 
     def _start(
-        self, request: Request, body: dict[str, Any], agent: Agent, session: Session | None, options: TurnOptions
+        self,
+        request: Request,
+        body: dict[str, Any],
+        agent: Agent,
+        session: Session | None,
+        conversation: Conversation,
+        options: TurnOptions,
     ) -> Response:
         require_redis()
-        text = body["messages"][-1]["content"]
         client_secret = None
         if session is None:
-            history = history_of(body["messages"])
-            first = next((said for role, said in history if role == Message.SenderRole.USER), text)
+            first = next((said for role, said in conversation.earlier if role == Message.SenderRole.USER), None)
             session, run, client_secret = services.start_session(
                 caller=request.auth,
                 agent=agent,
-                text=text,
-                title=fallback_title(first),  # from the first user message: no model call for a title
+                text=conversation.text,
+                # from the first user message: no model call for a title
+                title=fallback_title(first or conversation.text),
                 metadata=body["metadata"],
                 user_id=body["user"],
-                history=history,
+                history=conversation.earlier,
                 options=options,
             )
         else:
-            run = services.post_message(session=session, text=text, metadata=body["metadata"], options=options)
+            run = services.post_message(
+                session=session, text=conversation.text, metadata=body["metadata"], options=options
+            )
         started = {"run_uuid": str(run.uuid), "session_uuid": str(session.uuid)}
         if client_secret:
             started["client_secret"] = client_secret
         return Response(started, status=status.HTTP_201_CREATED)
 
-    def _reply_when_done(self, request: Request, started: Response, *, model: str) -> Response:
+    def _reply_when_done(self, request: Request, started: Response, *, model: str, offset: int = 0) -> Response:
         """Wait for the turn (its end, or a pause for a person or the client), answer with
         its ``chat.completion``."""
         run = Run.objects.select_related("session").get(uuid=started.data["run_uuid"])
@@ -586,7 +1015,8 @@ class ChatCompletionView(APIView):
                 run.error_message or None,
                 details={"run_uuid": str(run.uuid), "session_uuid": str(run.session.uuid), "param": None},
             )
-        response = Response(completion_body(run, model=model), headers=session_headers(request, started, run))
+        body = completion_body(run, model=model, offset=offset)
+        response = Response(body, headers=session_headers(request, started, run))
         if started.has_header("Idempotent-Replayed"):
             response["Idempotent-Replayed"] = started["Idempotent-Replayed"]
         return response

@@ -268,5 +268,3 @@ class ChatMessageViewSet(ChatScoped, viewsets.GenericViewSet):
         require_redis()
         run = services.post_message(session=chat, text=data.validated_data["content"])
         return Response({"run_uuid": str(run.uuid)}, status=status.HTTP_201_CREATED)
-
-

@@ -227,5 +227,3 @@ class CommandView(APIView):
         except ToolCall.DoesNotExist as exc:
             raise NotFound("No such command in this session.") from exc
         return Response({"session_id": str(session.uuid), "call_id": call_id, "status": call.status})
-
-

@@ -1,9 +1,10 @@
 """OpenAI's chat completion stream: ``data: {chat.completion.chunk}`` lines, then ``data: [DONE]``.
 
 What an OpenAI client reads of a turn: a role chunk at ``start``, the reply's text as
-content deltas, one chunk with ``finish_reason``, the usage chunk when the request asked
-for it (``stream_options.include_usage``), then ``[DONE]``. Tool calls the agent runs on
-the server are the agent's business: the client sees only the text. A run that fails
+content deltas, calls of the client's own tools as tool-call deltas, one chunk with
+``finish_reason``, the usage chunk when the request asked for it
+(``stream_options.include_usage``), then ``[DONE]``. Tool calls the agent runs on the
+server are the agent's business: the client sees only the text. A run that fails
 ends with an error as OpenAI streams one (``data: {"error": …}``, no ``[DONE]``).
 """
 
@@ -13,7 +14,7 @@ import json
 import time
 from typing import Any
 
-from runs.events import ACTION_REQUESTS, StreamEvent
+from runs.events import StreamEvent
 from runs.formats.base import StreamFormat
 
 DONE = b"data: [DONE]\n\n"
@@ -47,30 +48,60 @@ def data_line(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
 
 
+def awaited_note(action: str, name: str, url: str) -> str:
+    """What a paused reply says it waits for (``name``: the tool, or for a sign-in the
+    connection's provider), and where that is answered."""
+    if action == "approval":
+        return f"[Waiting for approval of the tool call `{name}`: POST {url}]"
+    if action == "connection":
+        return f"[Waiting for the user to sign in to `{name}`: {url}]"
+    return f"[Waiting for the client's result of the tool call `{name}`: POST {url}]"
+
+
+# A request for action's event → (the action, the key of its URL in the event's data).
+AWAITED = {
+    "data-approval-required": ("approval", "approval_url"),
+    "data-client-tool-call": ("client_tool", "result_url"),
+    "data-connection-auth-required": ("connection", "link_url"),
+}
+
+
 class ChatCompletionChunkFormat(StreamFormat):
     """One turn as ``chat.completion.chunk`` frames. ``model`` is what the request named
-    (the agent's handle), echoed in every chunk as OpenAI does.
+    (the agent's handle), echoed in every chunk as OpenAI does; ``client_tools``: the
+    names of the tools the request offered (the client runs them).
 
-    A turn that asks a person or the client for something (an approval, a client tool, a
-    connection) cannot be answered over this protocol: the response ends there with
-    ``finish_reason: "tool_calls"`` while the run waits (``requires_action``) for an
-    answer through Genie's own API.
+    A call to one of the client's tools is streamed as OpenAI's ``delta.tool_calls`` (its
+    id is Genie's call id, which the client's ``tool`` message answers), and the
+    response ends at the step's end with ``finish_reason: "tool_calls"`` while the run
+    waits (``requires_action``) for the client's next request. A turn that waits for
+    anything else (an approval, a sign-in, the agent's own client tool) says in its
+    content what it waits for and where, and ends with ``finish_reason: "stop"``.
     """
 
     name = "openai"
     heartbeat = b": ping\n\n"  # a comment: OpenAI clients skip it, proxies see bytes
 
-    def __init__(self, *, model: str, include_usage: bool = False) -> None:
+    def __init__(self, *, model: str, include_usage: bool = False, client_tools: frozenset[str] = frozenset()) -> None:
         self.model = model
         self.include_usage = include_usage
+        self.client_tools = client_tools
         self.created = int(time.time())
         self.failed = False
+        self.role_sent = False
+        self.tool_calls = 0  # client tool calls streamed
+        self.awaiting = False  # anything else waits
 
     def preamble(self) -> bytes:
         return b""  # OpenAI's stream starts with its first chunk (no ``retry:``: no resume here)
 
     def chunk(self, event: StreamEvent, delta: dict[str, Any], finish_reason: str | None = None) -> str:
-        return data_line(
+        role = ""
+        if not self.role_sent and delta.get("role") is None:
+            # A paused turn's continuation starts without ``start``: its first chunk says whose it is.
+            role = self.chunk(event, {"role": "assistant", "content": ""})
+        self.role_sent = True
+        return role + data_line(
             {
                 "id": completion_id(event.run_uuid),
                 "object": "chat.completion.chunk",
@@ -105,8 +136,10 @@ class ChatCompletionChunkFormat(StreamFormat):
             self.failed = True
             message = json.loads(event.data_json).get("errorText") or "The agent's turn failed."
             return data_line({"error": {"message": message, "type": "server_error", "param": None, "code": None}})
-        if event.type in ACTION_REQUESTS:
-            return self.chunk(event, {}, "tool_calls")
+        if event.type in AWAITED:
+            return self.action_frame(event, json.loads(event.data_json).get("data") or {})
+        if event.type == "finish-step" and (self.tool_calls or self.awaiting):
+            return self.chunk(event, {}, "tool_calls" if self.tool_calls else "stop")
         if event.type == "finish":
             data = json.loads(event.data_json)
             frame = self.chunk(event, {}, openai_finish_reason(data))
@@ -115,8 +148,27 @@ class ChatCompletionChunkFormat(StreamFormat):
             return frame
         return ""  # steps, server-side tool calls and Genie's own data events stay inside the turn
 
+    def action_frame(self, event: StreamEvent, data: dict[str, Any]) -> str:
+        """A request for action: the client's own tool call as a tool-call delta; anything
+        else as content that says what is awaited."""
+        if event.type == "data-client-tool-call" and data.get("tool_name") in self.client_tools:
+            call = {
+                "index": self.tool_calls,
+                "id": data["call_id"],
+                "type": "function",
+                "function": {"name": data["tool_name"], "arguments": json.dumps(data.get("input") or {})},
+            }
+            self.tool_calls += 1
+            return self.chunk(event, {"tool_calls": [call]})
+        self.awaiting = True
+        action, url_key = AWAITED[event.type]
+        name = data.get("provider") if action == "connection" else data.get("tool_name")
+        note = awaited_note(action, name or "", data.get(url_key) or "")
+        return self.chunk(event, {"content": f"\n\n{note}"})
+
     def ends_after(self, event: StreamEvent) -> bool:
-        return event.type == "error" or event.type in ACTION_REQUESTS
+        # A turn that waits pauses at the end of its step.
+        return event.type == "error" or (event.type == "finish-step" and bool(self.tool_calls or self.awaiting))
 
     def epilogue(self, *, complete: bool) -> bytes:
         if self.failed:

@@ -16,7 +16,7 @@ from runs.formats import ChatCompletionChunkFormat
 from runs.handoff import HANDOFF_HEADER, take_handoff
 from runs.models import Run
 from tests.conftest import bearer_client
-from tests.factories import AgentFactory, SessionFactory
+from tests.factories import AgentFactory, MessageFactory, SessionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -110,14 +110,14 @@ def test_an_unknown_model_is_404_model_not_found_and_stores_nothing(api, agent):
     ("extra", "param", "code"),
     [
         ({"n": 2}, "n", "unsupported_parameter"),
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools", "unsupported_parameter"),
-        ({"response_format": {"type": "json_object"}}, "response_format", "unsupported_parameter"),
+        ({"functions": [{"name": "f"}]}, "functions", "unsupported_parameter"),
         ({"logprobs": True}, "logprobs", "unsupported_parameter"),
         ({"frobnicate": 1}, "frobnicate", "unknown_parameter"),
         ({"messages": []}, "messages", "min_length"),
         ({"messages": [{"role": "assistant", "content": "Hi"}]}, "messages", "invalid_value"),
         ({"messages": [{"role": "user", "content": "   "}]}, "messages[0].content", "blank"),
-        ({"messages": [{"role": "tool", "content": "42", "tool_call_id": "x"}]}, "messages[0].role", "invalid_choice"),
+        ({"messages": [{"role": "tool", "content": "42", "tool_call_id": "x"}]}, "messages", "invalid_value"),
+        ({"messages": [{"role": "robot", "content": "42"}]}, "messages[0].role", "invalid_choice"),
         (
             {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}]},
             "messages[0].content",
@@ -194,11 +194,13 @@ def test_a_plain_call_is_a_new_session_seeded_with_the_conversation(api, agent, 
 
 def test_genie_session_continues_with_the_last_message_only(api, agent, member):
     session = SessionFactory(agent=agent, owner=member.user)
+    MessageFactory(session=session, text="Stored.")
+    MessageFactory(session=session, sender_role=Message.SenderRole.AGENT, text="Also stored.")
     body = {
         "model": agent.handle,
         "messages": [
-            {"role": "user", "content": "Resent, not stored again."},
-            {"role": "assistant", "content": "Also resent."},
+            {"role": "user", "content": "Stored."},
+            {"role": "assistant", "content": "Also stored."},
             {"role": "user", "content": "And now?"},
         ],
     }
@@ -209,6 +211,8 @@ def test_genie_session_continues_with_the_last_message_only(api, agent, member):
     assert response.status_code == 200
     assert response["Genie-Session"] == str(session.uuid)
     assert list(session.messages.order_by("created_at", "id").values_list("text", flat=True)) == [
+        "Stored.",
+        "Also stored.",
         "And now?",
         "Now this.",
     ]
@@ -263,7 +267,7 @@ def test_a_failed_turn_is_a_server_error(api, agent):
     }
 
 
-def test_a_turn_waiting_for_a_person_finishes_with_tool_calls(api, agent):
+def test_a_paused_turn_without_client_tool_calls_finishes_with_stop(api, agent):
     def pause(*, run: Run, timeout: float, or_pause: bool = False) -> bool:
         assert or_pause
         run.mark_waiting(state={"usage": {"prompt_tokens": 4, "completion_tokens": 2}}, expires_at=timezone.now())
@@ -274,8 +278,9 @@ def test_a_turn_waiting_for_a_person_finishes_with_tool_calls(api, agent):
         response = ask(api, turn(agent.handle))
 
     choice = response.json()["choices"][0]
-    assert choice["finish_reason"] == "tool_calls"
+    assert choice["finish_reason"] == "stop"
     assert choice["message"]["content"] == "Let me ask."
+    assert response["Genie-Run-Status"] == "requires_action"
     assert response.json()["usage"] == {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6}
 
 

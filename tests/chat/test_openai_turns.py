@@ -5,6 +5,7 @@ scripted model (``tests/fakellm.py``), which records what it was sent."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -14,8 +15,13 @@ import pytest
 from django.test import Client
 
 from chat.models import Message, Session
+from genie.links import absolute_url
+from genie.models import AccessToken
+from genie.services import create_access_token
 from runs import loop, tasks
 from runs.models import Run
+from tests.conftest import bearer_client
+from tests.factories import MemberFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -228,3 +234,390 @@ def test_any_unknown_v1_path_is_an_openai_404_for_every_method_even_with_csrf_ch
     error = response.json()["error"]
     assert (error["code"], error["type"]) == ("unknown_url", "invalid_request_error")
     assert error["message"] == f"Invalid URL ({method.upper()} /v1/responses)"
+
+
+# --- client tools -----------------------------------------------------------------------
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def test_a_client_tool_call_ends_the_reply_with_tool_calls_and_the_tool_result_continues_the_same_run(
+    api, agent, model, worker
+):
+    model.script(
+        agent.model,
+        [("text", "Checking. "), ("tool_call", {"id": "m1", "name": "get_weather", "arguments": '{"city": "Oslo"}'})],
+        [("text", "Sunny in Oslo.")],
+    )
+    question = {"role": "user", "content": "Weather in Oslo?"}
+
+    first = ask(api, {"model": agent.handle, "messages": [question], "tools": [WEATHER]})
+
+    assert first.status_code == 200, first.json()
+    choice = first.json()["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["content"] == "Checking. "
+    (call,) = choice["message"]["tool_calls"]
+    assert call["type"] == "function"
+    assert call["function"]["name"] == "get_weather"
+    assert json.loads(call["function"]["arguments"]) == {"city": "Oslo"}
+    run = Run.objects.get()
+    assert run.status == Run.Status.REQUIRES_ACTION
+    assert first["Genie-Run-Uuid"] == str(run.uuid)
+    assert first["Genie-Run-Status"] == "requires_action"
+    offered = sent_to_model(model, agent)["tools"]
+    assert [tool["function"]["name"] for tool in offered] == ["get_weather"]
+
+    second = ask(
+        api,
+        {
+            "model": agent.handle,
+            "tools": [WEATHER],
+            "messages": [
+                question,
+                choice["message"],
+                {"role": "tool", "tool_call_id": call["id"], "content": '{"sky": "clear"}'},
+            ],
+        },
+    )
+
+    assert second.status_code == 200, second.json()
+    assert second.json()["id"] == first.json()["id"]  # the same run goes on
+    assert second.json()["choices"][0]["message"] == {"role": "assistant", "content": "Sunny in Oslo.", "refusal": None}
+    assert second.json()["choices"][0]["finish_reason"] == "stop"
+    assert second["Genie-Session"] == first["Genie-Session"]
+    assert "Genie-Run-Status" not in second
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUCCEEDED
+    assert run.tool_calls.get().output == {"sky": "clear"}
+    assert Session.objects.count() == Run.objects.count() == 1
+    followed = sent_to_model(model, agent)["messages"][-2:]
+    assert followed[0]["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": '{"city": "Oslo"}'}
+    assert followed[1] == {"role": "tool", "tool_call_id": "m1", "content": '{"sky": "clear"}'}
+    assert list(Session.objects.get().messages.order_by("created_at", "id").values_list("text", flat=True)) == [
+        "Weather in Oslo?",
+        "Checking. Sunny in Oslo.",
+    ]
+
+
+def test_the_agents_own_tools_are_offered_first_and_still_run_on_the_server(api, agent, model, worker, receiver):
+    agent.tools = [{"name": "lookup", "kind": "webhook", "url": receiver.url}]
+    agent.save()
+    receiver.secret = agent.webhook_secret
+    model.script(
+        agent.model, [("tool_call", {"id": "m1", "name": "lookup", "arguments": "{}"})], [("text", "Found it.")]
+    )
+
+    response = ask(api, {"model": agent.handle, "messages": [{"role": "user", "content": "Look"}], "tools": [WEATHER]})
+
+    assert response.json()["choices"][0]["message"]["content"] == "Found it."
+    assert response.json()["choices"][0]["finish_reason"] == "stop"
+    offered = model.requests[agent.model][0]["tools"]
+    assert [tool["function"]["name"] for tool in offered] == ["lookup", "get_weather"]
+    assert len(receiver.calls) == 1
+
+
+def test_tool_choice_goes_to_the_model(api, agent, model, worker):
+    model.script(agent.model, [("text", "ok")])
+    choice = {"type": "function", "function": {"name": "get_weather"}}
+
+    ask(
+        api,
+        {
+            "model": agent.handle,
+            "messages": [{"role": "user", "content": "x"}],
+            "tools": [WEATHER],
+            "tool_choice": choice,
+        },
+    )
+
+    assert sent_to_model(model, agent)["tool_choice"] == choice
+
+
+def test_a_tool_loop_the_client_ran_elsewhere_is_read_by_the_model_after_the_user_message(api, agent, model, worker):
+    model.script(agent.model, [("text", "1 + 2 = 3.")])
+    body = {
+        "model": agent.handle,
+        "tools": [WEATHER],
+        "messages": [
+            {"role": "user", "content": "What is 1 + 2?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "abc", "type": "function", "function": {"name": "add", "arguments": "{}"}}],
+            },
+            {"role": "tool", "tool_call_id": "abc", "content": '{"result": 3}'},
+        ],
+    }
+
+    response = ask(api, body)
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["choices"][0]["message"]["content"] == "1 + 2 = 3."
+    sent = sent_to_model(model, agent)["messages"]
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "tool"]
+    assert sent[3] == {"role": "tool", "tool_call_id": "abc", "content": '{"result": 3}'}
+
+
+def test_a_server_tool_waiting_for_approval_says_what_it_awaits_and_stops(api, agent, model, worker, receiver):
+    agent.tools = [{"name": "refund", "kind": "webhook", "url": receiver.url, "requires_approval": True}]
+    agent.save()
+    model.script(agent.model, [("text", "Checking."), ("tool_call", {"id": "m1", "name": "refund", "arguments": "{}"})])
+
+    response = ask(api, {"model": agent.handle, "messages": [{"role": "user", "content": "Refund order 7"}]})
+
+    choice = response.json()["choices"][0]
+    assert choice["finish_reason"] == "stop"
+    assert "tool_calls" not in choice["message"]
+    call = Run.objects.get().tool_calls.get()
+    url = absolute_url(None, "runs:tool-call-approval", session_uuid=response["Genie-Session"], call_id=call.call_id)
+    assert choice["message"]["content"] == f"Checking.\n\n[Waiting for approval of the tool call `refund`: POST {url}]"
+    assert response["Genie-Run-Status"] == "requires_action"
+    assert response["Genie-Run-Uuid"] == str(call.run.uuid)
+    detail = api.get(f"/api/v1/sessions/{response['Genie-Session']}").json()
+    assert [action["type"] for action in detail["pending_actions"]] == ["approval"]
+    assert receiver.calls == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "param", "code"),
+    [
+        ({"tools": [{"type": "function", "function": {"name": "bad name"}}]}, "tools[0].function.name", "invalid"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}]},
+            "tools[0].function.parameters",
+            "invalid_schema",
+        ),
+        (
+            {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "g"}}},
+            "tool_choice",
+            "invalid_value",
+        ),
+        ({"tools": [WEATHER, WEATHER]}, "tools", "invalid_value"),
+        ({"tool_choice": "sometimes"}, "tool_choice", "invalid_value"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "Hi"},
+                    {"role": "tool", "tool_call_id": "nobody-made-it", "content": "42"},
+                ]
+            },
+            "messages[1].tool_call_id",
+            "invalid_value",
+        ),
+        (
+            {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]},
+            "messages",
+            "invalid_value",
+        ),
+    ],
+)
+def test_bad_tool_input_is_400_naming_the_param_and_stores_nothing(api, agent, worker, extra, param, code):
+    response = ask(api, {"model": agent.handle, "messages": [{"role": "user", "content": "Hi"}], **extra})
+
+    assert response.status_code == 400, response.json()
+    assert (response.json()["error"]["param"], response.json()["error"]["code"]) == (param, code)
+    assert Session.objects.count() == 0
+
+
+def test_a_client_tool_named_like_one_of_the_agents_is_400(api, agent, worker):
+    agent.tools = [{"name": "get_weather", "kind": "client"}]
+    agent.save()
+
+    response = ask(api, {"model": agent.handle, "messages": [{"role": "user", "content": "Hi"}], "tools": [WEATHER]})
+
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "tools[0].function.name"
+
+
+def test_a_local_agent_refuses_client_tools(api, agent, worker):
+    agent.provider = "local"
+    agent.save()
+
+    response = ask(api, {"model": agent.handle, "messages": [{"role": "user", "content": "Hi"}], "tools": [WEATHER]})
+
+    assert response.status_code == 400
+    assert (response.json()["error"]["param"], response.json()["error"]["code"]) == ("tools", "unsupported_parameter")
+
+
+# --- structured output ------------------------------------------------------------------
+
+JOKE = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "joke",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {"setup": {"type": "string"}, "punchline": {"type": "string"}},
+            "required": ["setup", "punchline"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def test_a_json_schema_goes_to_the_model_and_a_valid_reply_passes(api, agent, model, worker):
+    model.script(agent.model, [("text", '{"setup": "Why?", '), ("text", '"punchline": "Because."}')])
+
+    response = ask(
+        api, {"model": agent.handle, "messages": [{"role": "user", "content": "A joke"}], "response_format": JOKE}
+    )
+
+    assert response.status_code == 200, response.json()
+    assert json.loads(response.json()["choices"][0]["message"]["content"]) == {"setup": "Why?", "punchline": "Because."}
+    assert sent_to_model(model, agent)["response_format"] == JOKE
+    assert Run.objects.get().client_settings["response_format"] == JOKE
+
+
+@pytest.mark.parametrize("reply", ['{"setup": "Why?"}', "Why? Because."])
+def test_a_strict_reply_that_does_not_validate_fails_the_run_with_invalid_output(api, agent, model, worker, reply):
+    model.script(agent.model, [("text", reply)])
+
+    response = ask(
+        api, {"model": agent.handle, "messages": [{"role": "user", "content": "A joke"}], "response_format": JOKE}
+    )
+
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "turn_failed"
+    run = Run.objects.get()
+    assert (run.status, run.error_code) == (Run.Status.FAILED, "invalid_output")
+    assert run.agent_message.text == reply  # kept, as any failed reply's text
+
+
+def test_json_object_goes_to_the_model(api, agent, model, worker):
+    model.script(agent.model, [("text", "{}")])
+
+    ask(
+        api,
+        {
+            "model": agent.handle,
+            "messages": [{"role": "user", "content": "x"}],
+            "response_format": {"type": "json_object"},
+        },
+    )
+
+    assert sent_to_model(model, agent)["response_format"] == {"type": "json_object"}
+
+
+@pytest.mark.parametrize(
+    ("response_format", "param"),
+    [
+        ({"type": "xml"}, "response_format.type"),
+        ({"type": "json_schema"}, "response_format.json_schema"),
+        (
+            {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 5}}},
+            "response_format.json_schema.schema",
+        ),
+    ],
+)
+def test_a_bad_response_format_is_400(api, agent, worker, response_format, param):
+    body = {"model": agent.handle, "messages": [{"role": "user", "content": "x"}], "response_format": response_format}
+
+    response = ask(api, body)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == param
+    assert Session.objects.count() == 0
+
+
+# --- stateless conversations ------------------------------------------------------------
+
+
+def test_five_turns_sent_the_openai_way_are_one_session_with_one_model_call_each(api, agent, model, worker):
+    messages: list[dict] = []
+    for turn in range(5):
+        model.script(agent.model, [("text", f"Answer {turn}.")])
+        messages.append({"role": "user", "content": f"Question {turn}?"})
+
+        response = ask(
+            api, {"model": agent.handle, "messages": [{"role": "system", "content": "Be brief."}, *messages]}
+        )
+
+        assert response.status_code == 200, response.json()
+        messages.append(response.json()["choices"][0]["message"])
+
+    assert Session.objects.count() == 1
+    assert Message.objects.count() == 10
+    assert len(model.requests[agent.model]) == 5  # no title call
+    assert worker["generate_title"] == []
+    assert Session.objects.get().title == "Question 0?"
+
+
+def test_a_history_that_differs_from_every_stored_one_starts_a_new_session(api, agent, model, worker):
+    model.script(agent.model, [("text", "Miso.")])
+    first = ask(api, {"model": agent.handle, "messages": [{"role": "user", "content": "Name a cat."}]})
+    edited = [
+        {"role": "user", "content": "Name a cat."},
+        {"role": "assistant", "content": "Tom."},  # not what was answered
+        {"role": "user", "content": "Another?"},
+    ]
+
+    second = ask(api, {"model": agent.handle, "messages": edited})
+
+    assert second["Genie-Session"] != first["Genie-Session"]
+    assert list(Session.objects.get(uuid=first["Genie-Session"]).messages.values_list("text", flat=True)) == [
+        "Name a cat.",
+        "Miso.",
+    ]
+
+
+def test_another_callers_session_is_never_continued(api, agent, model, worker, team):
+    model.script(agent.model, [("text", "Miso.")])
+    first = ask(api, {"model": agent.handle, "messages": [{"role": "user", "content": "Name a cat."}]})
+    other = MemberFactory(team=team)
+    _, key = create_access_token(team=team, kind=AccessToken.Kind.PERSONAL, user=other.user)
+    history = [
+        {"role": "user", "content": "Name a cat."},
+        {"role": "assistant", "content": "Miso."},
+        {"role": "user", "content": "Another?"},
+    ]
+
+    second = ask(bearer_client(key), {"model": agent.handle, "messages": history})
+
+    assert second.status_code == 200
+    assert second["Genie-Session"] != first["Genie-Session"]
+
+
+def test_genie_session_with_a_contradicting_history_is_409_history_mismatch(api, agent, model, worker):
+    model.script(agent.model, [("text", "Miso.")])
+    first = ask(api, {"model": agent.handle, "messages": [{"role": "user", "content": "Name a cat."}]})
+    contradicting = [
+        {"role": "user", "content": "Name a dog."},
+        {"role": "assistant", "content": "Rex."},
+        {"role": "user", "content": "Another?"},
+    ]
+
+    response = ask(api, {"model": agent.handle, "messages": contradicting}, HTTP_GENIE_SESSION=first["Genie-Session"])
+
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert (error["code"], error["type"]) == ("history_mismatch", "invalid_request_error")
+    assert Message.objects.count() == 2
+
+
+def test_genie_session_with_the_stored_history_or_none_continues(api, agent, model, worker):
+    model.script(agent.model, [("text", "Miso.")], [("text", "Luna.")], [("text", "Tom.")])
+    first = ask(api, {"model": agent.handle, "messages": [{"role": "user", "content": "Name a cat."}]})
+    session = first["Genie-Session"]
+    resent = [
+        {"role": "user", "content": "Name a cat."},
+        {"role": "assistant", "content": "Miso."},
+        {"role": "user", "content": "Another?"},
+    ]
+
+    second = ask(api, {"model": agent.handle, "messages": resent}, HTTP_GENIE_SESSION=session)
+    third = ask(
+        api, {"model": agent.handle, "messages": [{"role": "user", "content": "One more?"}]}, HTTP_GENIE_SESSION=session
+    )
+
+    assert (second.status_code, third.status_code) == (200, 200)
+    assert Session.objects.count() == 1
+    assert Message.objects.count() == 6

@@ -3,14 +3,17 @@ llama.cpp's own OpenAI-compatible server through the ``openai`` provider."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import httpx
+import jsonschema
 import pytest
 
 from runs.models import Run
-from runs.providers.local import model_path
+from runs.providers import ProviderRequest
+from runs.providers.local import LocalProvider, model_path
 from tests.processes import free_port, wait_for
 
 pytestmark = [pytest.mark.live, pytest.mark.model]
@@ -89,3 +92,25 @@ def test_openai_provider_against_llama_cpp_server(live, llama_server_url):
     assert "error" not in read.types, run.error_message
     assert read.text.strip()
     assert run.status == Run.Status.SUCCEEDED
+
+
+def test_the_local_model_keeps_to_a_json_schema_the_client_asks_for():
+    """llama.cpp builds a grammar from the schema: even SmolLM2-135M answers valid JSON."""
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string", "maxLength": 20}, "legs": {"type": "integer"}},
+        "required": ["name", "legs"],
+        "additionalProperties": False,
+    }
+    request = ProviderRequest(
+        model="SmolLM2-135M-Instruct",
+        messages=[{"role": "user", "content": "Describe a cat as JSON."}],
+        temperature=0.0,
+        max_tokens=200,
+        seed=1,
+        response_format={"type": "json_schema", "json_schema": {"name": "animal", "schema": schema, "strict": True}},
+    )
+
+    text = "".join(chunk.text for chunk in LocalProvider().stream(request))
+
+    jsonschema.validate(json.loads(text), schema)

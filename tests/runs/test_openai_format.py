@@ -84,20 +84,64 @@ def test_a_failed_turn_ends_with_an_openai_error_and_no_done():
     assert end == b""
 
 
-def test_a_request_for_approval_ends_the_response_with_tool_calls():
+def test_calls_of_the_clients_tools_are_tool_call_deltas_and_the_step_ends_with_tool_calls():
+    paused = [
+        *TURN[:4],
+        event(5, "tool-input-available", toolCallId="c1", toolName="get_weather", input={"city": "Oslo"}),
+        event(
+            6, "data-client-tool-call", data={"call_id": "c1", "tool_name": "get_weather", "input": {"city": "Oslo"}}
+        ),
+        event(7, "data-client-tool-call", data={"call_id": "c2", "tool_name": "get_time", "input": {}}),
+        event(8, "finish-step"),
+        event(9, "text-delta", id="t", delta="never sent"),
+    ]
+
+    wire = ChatCompletionChunkFormat(model="helper", client_tools=frozenset({"get_weather", "get_time"}))
+    lines, end = written(wire, paused)
+
+    deltas = [line["choices"][0]["delta"] for line in lines]
+    assert deltas[-3]["tool_calls"] == [
+        {
+            "index": 0,
+            "id": "c1",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+        }
+    ]
+    assert deltas[-2]["tool_calls"] == [
+        {"index": 1, "id": "c2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}
+    ]
+    assert lines[-1]["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "tool_calls"}
+    assert end == b"data: [DONE]\n\n"
+
+
+def test_a_request_for_approval_says_what_it_awaits_and_ends_with_stop():
     paused = [
         *TURN[:4],
         event(5, "tool-approval-request", approvalId="c", toolCallId="c"),
-        event(6, "data-approval-required", data={"call_id": "c"}),
-        event(7, "data-client-tool-call", data={"call_id": "d"}),
+        event(6, "data-approval-required", data={"call_id": "c", "tool_name": "refund", "approval_url": "http://h/a"}),
+        event(7, "finish-step"),
     ]
 
     wire = ChatCompletionChunkFormat(model="helper")
     lines, end = written(wire, paused)
 
-    assert lines[-1]["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "tool_calls"}
-    assert [line["choices"][0]["finish_reason"] for line in lines].count("tool_calls") == 1
+    contents = [line["choices"][0]["delta"].get("content") for line in lines]
+    assert contents[-2] == "\n\n[Waiting for approval of the tool call `refund`: POST http://h/a]"
+    assert lines[-1]["choices"][0]["finish_reason"] == "stop"
+    assert [line["choices"][0]["finish_reason"] for line in lines].count("stop") == 1
     assert end == b"data: [DONE]\n\n"
+
+
+def test_a_continuation_starts_with_the_role():
+    wire = ChatCompletionChunkFormat(model="helper")
+
+    lines, _ = written(wire, [event(12, "start-step"), event(13, "text-delta", id="t", delta="Sunny.")])
+
+    assert [line["choices"][0]["delta"] for line in lines] == [
+        {"role": "assistant", "content": ""},
+        {"content": "Sunny."},
+    ]
 
 
 def test_a_stream_cut_short_says_so_in_openais_error_shape():
