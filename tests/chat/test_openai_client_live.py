@@ -3,6 +3,8 @@ the live stack (Daphne, a Celery worker, the scripted model, a real webhook rece
 
 from __future__ import annotations
 
+import json
+
 import openai
 import pytest
 
@@ -165,7 +167,7 @@ def test_a_webhook_tool_runs_on_the_server_and_the_client_sees_the_text(live, cl
     assert [call["input"] for call in receiver.calls] == [{"city": "Oslo"}]
 
 
-def test_a_tool_needing_approval_ends_the_reply_with_tool_calls_while_the_run_waits(live, client, receiver, warm):
+def test_a_tool_needing_approval_says_what_it_awaits_while_the_run_waits(live, client, receiver, warm):
     live.agent.tools = [{"name": "refund", "kind": "webhook", "url": receiver.url, "requires_approval": True}]
     live.agent.save()
     live.script([("text", "Checking. "), ("tool_call", {"id": "a", "name": "refund", "arguments": "{}"})])
@@ -175,12 +177,76 @@ def test_a_tool_needing_approval_ends_the_reply_with_tool_calls_while_the_run_wa
     )
     completion = raw.parse()
 
-    assert completion.choices[0].finish_reason == "tool_calls"
-    assert completion.choices[0].message.content == "Checking. "
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.choices[0].message.content.startswith(
+        "Checking. \n\n[Waiting for approval of the tool call `refund`"
+    )
     assert completion.choices[0].message.tool_calls is None
     run = Run.objects.get(session__uuid=raw.headers["genie-session"])
+    assert raw.headers["genie-run-uuid"] == str(run.uuid)
+    assert raw.headers["genie-run-status"] == "requires_action"
     assert run.status == Run.Status.REQUIRES_ACTION
     assert receiver.calls == []
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def test_a_streamed_client_tool_call_and_its_streamed_continuation(live, client):
+    live.script(
+        [("text", "Let me look. "), ("tool_call", {"id": "m", "name": "get_weather", "arguments": '{"city": "Oslo"}'})],
+        [("text", "Sunny "), ("text", "in Oslo.")],
+    )
+    question = {"role": "user", "content": "Weather in Oslo?"}
+
+    with client.chat.completions.with_streaming_response.create(
+        model=live.agent.handle, messages=[question], tools=[WEATHER], stream=True
+    ) as response:
+        session_uuid = response.headers["genie-session"]
+        first = list(response.parse())
+
+    assert "".join(c.choices[0].delta.content or "" for c in first) == "Let me look. "
+    (call,) = [d for c in first for d in c.choices[0].delta.tool_calls or []]
+    assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", {"city": "Oslo"})
+    assert first[-1].choices[0].finish_reason == "tool_calls"
+    # The results are sent at once: the run may not be paused yet (its pause takes them).
+
+    answered = [
+        question,
+        {"role": "assistant", "content": "Let me look. ", "tool_calls": [call.model_dump(exclude={"index"})]},
+        {"role": "tool", "tool_call_id": call.id, "content": '{"sky": "clear"}'},
+    ]
+    second = list(
+        client.chat.completions.create(model=live.agent.handle, messages=answered, tools=[WEATHER], stream=True)
+    )
+
+    assert second[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in second) == "Sunny in Oslo."
+    assert second[-1].choices[0].finish_reason == "stop"
+    assert {c.id for c in second} == {c.id for c in first}  # one run
+    run = Run.objects.get(session__uuid=session_uuid)
+    assert run.status == Run.Status.SUCCEEDED
+    assert run.agent_message.text == "Let me look. Sunny in Oslo."
+
+
+def test_three_turns_sent_the_stateless_way_are_one_session(live, client, warm):
+    messages = []
+    for turn in range(3):
+        live.fake_llm.replace_script(live.agent.model, [("text", f"Answer {turn}.")])
+        messages.append({"role": "user", "content": f"Question {turn}?"})
+        raw = client.chat.completions.with_raw_response.create(model=live.agent.handle, messages=messages)
+        messages.append({"role": "assistant", "content": raw.parse().choices[0].message.content})
+
+    session = Session.objects.get(uuid=raw.headers["genie-session"])
+    assert Session.objects.filter(agent=live.agent).exclude(title="Warm-up").count() == 1
+    assert session.messages.count() == 6
+    assert session.title == "Question 0?"
 
 
 def test_a_failed_turn_raises_in_the_streaming_client(live, client):
