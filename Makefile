@@ -26,11 +26,10 @@ install: $(VENV)/.installed
 services:
 	GENIE_NEEDS_POSTGRES=1 bash scripts/services.sh
 
+# Quiet: the services' start, then the one line that says where Genie is (scripts/run.sh migrates too).
 run: install
-	bash scripts/services.sh
-	$(PY) manage.py migrate --no-input
-	$(PY) manage.py collectstatic --no-input -v 0
-	bash scripts/run.sh $(PORT)
+	@bash scripts/services.sh
+	@VENV=$(VENV) bash scripts/run.sh $(PORT)
 
 worker: install
 	$(VENV)/bin/celery -A genie worker --pool threads --concurrency 20 --loglevel INFO \

@@ -3,6 +3,9 @@ JavaScript over the REST API, its only backend) and the embeddable widget's scri
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.staticfiles import finders
@@ -14,6 +17,7 @@ from django.views.decorators.http import require_GET
 from chat.models import Agent
 from chat.serializers import AgentProfileSerializer
 from genie.auth import caller_for_user
+from genie.forms import FirstAccountForm
 
 # ``/widget.js`` is one file for the host page: the stream reader the chat page uses too,
 # marked (the Markdown lexer), then the widget, wrapped so that none leaves a global behind
@@ -63,6 +67,13 @@ class SignInView(auth_views.LoginView):
     goes to the chat page (Django refuses that redirect loop with an error)."""
 
     redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        """While no user exists (a fresh install), the page offers the first account instead."""
+        context = super().get_context_data(**kwargs)
+        if not get_user_model().objects.exists():
+            context["setup_form"] = FirstAccountForm()
+        return context
 
     def get_redirect_url(self) -> str:
         url = super().get_redirect_url()

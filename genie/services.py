@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
@@ -13,6 +14,10 @@ from genie.cors import forget_origins
 from genie.models import AccessToken, Member, Team
 
 DEFAULT_TEAM_SLUG = "default"
+
+
+class FirstRunOver(Exception):
+    """The first account exists already: the first-run form makes no other."""
 
 
 @transaction.atomic
@@ -53,3 +58,19 @@ def default_team() -> Team:
 def add_member(*, user: AbstractBaseUser, team: Team) -> Member:
     member, _ = Member.objects.update_or_create(user=user, defaults={"team": team})
     return member
+
+
+@transaction.atomic
+def create_first_user(*, username: str, password: str, email: str = "") -> AbstractBaseUser:
+    """The first account of a fresh install: a superuser and staff, a member of the default
+    team. Raises ``FirstRunOver`` once any user exists. Race-safe: the check and the insert
+    run under a lock of the default team's row, so two first-run forms sent at once make
+    one account (SQLite's writers are serialised anyway: IMMEDIATE transactions)."""
+    team = default_team()
+    Team.objects.select_for_update().filter(pk=team.pk).first()
+    users = get_user_model().objects
+    if users.exists():
+        raise FirstRunOver
+    user = users.create_superuser(username=username, email=email, password=password)
+    add_member(user=user, team=team)
+    return user

@@ -320,6 +320,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
+# The queue Genie's tasks go to and its workers read: Genies that share one Redis each name
+# their own (default "celery", Celery's).
+CELERY_TASK_DEFAULT_QUEUE = env_str("GENIE_TASK_QUEUE", "celery")
 
 # Logs on stderr, as lines of text or (GENIE_LOG_FORMAT=json) one JSON object per line
 # for a log collector: {"time", "level", "logger", "message", ...}, with an exception's

