@@ -42,8 +42,17 @@ def open_llama(**options: Any) -> Any:
     except ImportError as exc:
         raise ProviderError("local_model_missing", "llama-cpp-python is not installed.") from exc
     llm = Llama(model_path=str(model_path()), verbose=False, **options)
-    atexit.register(llm.close)
+    atexit.register(free_llama, llm)
     return llm
+
+
+def free_llama(llm: Any) -> None:
+    """Free what llama.cpp holds for ``llm``: its last sampler (kept by ``Llama`` after a
+    generation, outside what ``Llama.close`` frees) and its model, context and batch."""
+    sampler = getattr(llm, "_sampler", None)
+    if sampler is not None:
+        sampler.close()
+    llm.close()
 
 
 @cache
