@@ -29,11 +29,11 @@ AS_ROOT="ignore:You're running the worker with superuser privileges"
 
 WORKER="" SERVER="" NAP="" STARTED_BY=$PPID
 # The worker's stdout carries only its banner and shutdown notices (its log is on stderr).
-setsid "$VENV/bin/celery" -A genie --quiet worker --pool threads --concurrency "${GENIE_WORKER_CONCURRENCY:-8}" \
+setsid "$VENV/bin/python" -m celery -A genie --quiet worker --pool threads --concurrency "${GENIE_WORKER_CONCURRENCY:-8}" \
   --loglevel WARNING --without-gossip --without-mingle --without-heartbeat \
   --beat --schedule "${GENIE_BEAT_SCHEDULE:-var/celerybeat-schedule}" >/dev/null &
 WORKER=$!
-setsid "$VENV/bin/daphne" -v 0 -b "$BIND" -p "$PORT" genie.asgi:application &
+setsid "$VENV/bin/python" -m daphne -v 0 -b "$BIND" -p "$PORT" genie.asgi:application &
 SERVER=$!
 
 stop() {
