@@ -13,6 +13,8 @@ urlpatterns = [
     # Seed 003 under /api/v1/chat/, seed 002 at /chat (no prefix), as the documents write them.
     path("api/v1/chat/", include("protocols.seed003.urls")),
     path("", include("protocols.seed002.urls")),
-    # The OpenAI-compatible endpoint, where OpenAI clients look for it (base URL `<host>/v1`).
+    # OpenAI's Responses API, then the OpenAI-compatible endpoint (whose catch-all answers
+    # every other /v1/ URL), where OpenAI clients look for them (base URL `<host>/v1`).
+    path("v1/", include("protocols.responses.urls")),
     path("v1/", include("protocols.openai.urls")),
 ]

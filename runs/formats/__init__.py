@@ -13,6 +13,7 @@ from __future__ import annotations
 from runs.formats.ai_sdk_chat import AISDKChatFormat
 from runs.formats.base import StreamFormat
 from runs.formats.openai import ChatCompletionChunkFormat
+from runs.formats.responses import ResponsesFormat
 from runs.formats.seed001 import Seed001Format
 from runs.formats.seed003 import Seed003Format
 from runs.formats.ui_message import UIMessageFormat
@@ -21,6 +22,7 @@ FORMATS: dict[str, type[StreamFormat]] = {
     UIMessageFormat.name: UIMessageFormat,
     AISDKChatFormat.name: AISDKChatFormat,
     ChatCompletionChunkFormat.name: ChatCompletionChunkFormat,
+    ResponsesFormat.name: ResponsesFormat,
     Seed001Format.name: Seed001Format,
     Seed003Format.name: Seed003Format,
 }
@@ -29,6 +31,7 @@ __all__ = [
     "FORMATS",
     "AISDKChatFormat",
     "ChatCompletionChunkFormat",
+    "ResponsesFormat",
     "Seed001Format",
     "Seed003Format",
     "StreamFormat",

@@ -1,0 +1,617 @@
+"""OpenAI's Responses API: ``POST /v1/responses``, ``GET /v1/responses/{id}`` (with
+``?stream=true&starting_after=N``: its stream, resumed), ``POST /v1/responses/{id}/cancel`` and
+``GET /v1/responses/{id}/input_items``, in OpenAI's shapes and errors.
+
+A response is one run: its id is ``resp_`` + the run's uuid hex. A request without
+``previous_response_id`` opens a session (its earlier input messages become the session's
+earlier turns); with it, the request continues that response's session: a user message is the
+next turn; ``function_call_output`` and ``mcp_approval_response`` items answer the calls the
+response waits on (through the same tool-call services as Genie's own API), and that same
+response (the same run) goes on. The stream is the relay's, in ``runs.formats.responses``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from django.conf import settings
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chat import services
+from chat.exceptions import ModelNotFound
+from chat.models import Agent, Message, Session
+from genie.auth import Caller
+from genie.exceptions import GenieError
+from genie.idempotency import run_idempotently
+from genie.schema import IDEMPOTENCY_KEY
+from protocols.openai.views import COMMON_OPENAI_ERRORS, openai_error, openai_error_response
+from protocols.responses.serializers import (
+    InputItem,
+    InputItemsQuerySerializer,
+    ResponseRequestSerializer,
+    parse_response_id,
+)
+from runs import services as run_services
+from runs.events import last_seq, read_run_log, require_redis
+from runs.exceptions import RunTimeout
+from runs.formats.responses import (
+    ResponseHead,
+    ResponsesFormat,
+    ResponseState,
+    response_id,
+    responses_usage,
+    resume_point,
+)
+from runs.handoff import stream_turn
+from runs.models import Run, ToolCall
+from runs.sse import StreamApp, StreamPlan, StreamRefusal, plan_stream
+from runs.waiting import wait_for_finish
+
+SESSION_HEADER = "Genie-Session"
+
+STATUSES = {
+    Run.Status.QUEUED: "queued",
+    Run.Status.RUNNING: "in_progress",
+    Run.Status.REQUIRES_ACTION: "completed",  # as OpenAI completes a response with calls for the client
+    Run.Status.SUCCEEDED: "completed",
+    Run.Status.FAILED: "failed",
+    Run.Status.STOPPED: "cancelled",
+}
+# The tool-call status each answer item needs.
+ANSWERS = {
+    "function_call_output": ToolCall.Status.AWAITING_RESULT,
+    "mcp_approval_response": ToolCall.Status.PENDING_APPROVAL,
+}
+
+
+class ResponseNotFound(GenieError):
+    status_code = status.HTTP_404_NOT_FOUND
+    default_code = "response_not_found"
+    default_detail = "No such response."
+
+
+def not_found(value: str, param: str | None = None) -> ResponseNotFound:
+    return ResponseNotFound(f"Response with id '{value}' not found.", details={"param": param})
+
+
+def reachable_runs(caller: Caller) -> Any:
+    return Run.objects.filter(session__in=Session.objects.reachable_by(caller))
+
+
+def find_response(caller: Caller, value: str, *, param: str | None = None) -> Run:
+    """The run a response id names, among those the caller reaches (the one access rule):
+    another caller's is as unknown as a made-up one (404)."""
+    run_hex = parse_response_id(value)
+    run = None
+    if run_hex is not None:
+        run = (
+            reachable_runs(caller)
+            .select_related("session__agent", "user_message", "agent_message")
+            .filter(uuid=run_hex)
+            .first()
+        )
+    if run is None:
+        raise not_found(value, param)
+    return run
+
+
+# --- the response object -------------------------------------------------------------
+
+
+def head_of(run: Run) -> ResponseHead:
+    """What a response says beside its events, from its run (two small queries: the run
+    before it, and the agent's MCP definitions are on the agent already read)."""
+    session = run.session
+    before = session.runs.filter(created_at__lt=run.created_at).order_by("-created_at", "-id").first()
+    agent = session.agent
+    return ResponseHead(
+        id=response_id(str(run.uuid)),
+        created_at=int(run.created_at.timestamp()),
+        model=agent.handle,
+        metadata=dict(run.user_message.metadata or {}),
+        previous_response_id=response_id(str(before.uuid)) if before is not None else None,
+        user=session.user_id or None,
+        mcp_servers=frozenset(tool["name"] for tool in agent.tools or [] if tool.get("kind") == "mcp"),
+    )
+
+
+def answered_calls(run: Run) -> set[str]:
+    return set(run.tool_calls.exclude(status__in=ToolCall.OPEN_STATUSES).values_list("call_id", flat=True))
+
+
+def state_of(run: Run, *, until: int | None = None, answering: set[str] | None = None) -> ResponseState:
+    """The response as the run's event log (PostgreSQL, then Redis) describes it, up to
+    the event ``until`` when given; ``answering``: calls being answered now (their pause
+    does not end it)."""
+    state = ResponseState(head_of(run), answered=answered_calls(run) | (answering or set()))
+    for event in read_run_log(run):
+        if until is not None and event.seq > until:
+            break
+        state.read(event.seq, event.type, event.data)
+    return state
+
+
+def response_body(run: Run) -> dict[str, Any]:
+    """The response object of ``run`` now: its output from the event log, its status,
+    usage and error from the run row (the authority)."""
+    state = state_of(run)
+    if not state.output and run.agent_message.text:  # its events are past their retention
+        state.output.append(
+            {
+                "id": f"msg_{run.uuid.hex}",
+                "type": "message",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": run.agent_message.text, "annotations": []}],
+            }
+        )
+    response_status = STATUSES[run.status]
+    if run.status == Run.Status.SUCCEEDED and run.agent_message.status == Message.Status.INCOMPLETE:
+        response_status = "incomplete"
+        state.incomplete_details = {"reason": "max_output_tokens"}
+    if run.status == Run.Status.FAILED:
+        state.error = {"code": "server_error", "message": run.error_message or "The agent's turn failed."}
+    if run.is_finished:
+        state.usage = responses_usage({"prompt_tokens": run.prompt_tokens, "completion_tokens": run.completion_tokens})
+    elif run.status == Run.Status.REQUIRES_ACTION:
+        state.usage = responses_usage(run.state.get("usage"))
+    return state.snapshot(response_status)
+
+
+def session_headers(request: Request, response: Response, run: Run) -> dict[str, str]:
+    headers = {SESSION_HEADER: str(run.session.uuid)}
+    if (response.data or {}).get("client_secret"):
+        headers["Genie-Client-Secret"] = response.data["client_secret"]
+    return headers
+
+
+RESPONSE = {
+    "type": "object",
+    "description": "OpenAI's response object.",
+    "properties": {
+        "id": {"type": "string", "example": "resp_0f8e…"},
+        "object": {"type": "string", "enum": ["response"]},
+        "created_at": {"type": "integer"},
+        "status": {
+            "type": "string",
+            "enum": ["queued", "in_progress", "completed", "incomplete", "failed", "cancelled"],
+        },
+        "model": {"type": "string"},
+        "output": {"type": "array", "items": {"type": "object"}},
+        "usage": {"type": "object", "nullable": True},
+        "error": {"type": "object", "nullable": True},
+        "incomplete_details": {"type": "object", "nullable": True},
+        "metadata": {"type": "object"},
+        "previous_response_id": {"type": "string", "nullable": True},
+    },
+    "required": ["id", "object", "created_at", "status", "model", "output"],
+}
+EVENT_STREAM = {
+    "type": "string",
+    "description": "`event: <type>` + `data: {type, sequence_number, …}`: response.created, response.in_progress, "
+    "output items, text deltas, function call arguments, then response.completed (or .incomplete / .failed).",
+}
+
+
+class ResponsesView(APIView):
+    """``POST /v1/responses``: one turn (or the continuation of a paused response) of the
+    agent named by ``model``."""
+
+    error_voice = staticmethod(openai_error)
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:  # noqa: FBT001, FBT002
+        return super().perform_content_negotiation(request, force=True)  # JSON, or the relay's stream
+
+    @extend_schema(
+        operation_id="responses_create",
+        request=ResponseRequestSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={
+            (200, "application/json"): OpenApiResponse(RESPONSE, description="The response (or, background, queued)."),
+            (200, "text/event-stream"): OpenApiResponse(EVENT_STREAM, description="`stream: true`."),
+            400: openai_error_response("`invalid_value`, `unknown_parameter`, `unsupported_parameter`; `param`."),
+            404: openai_error_response("`model_not_found`; `response_not_found` (`previous_response_id`)."),
+            409: openai_error_response("`run_active`: the session's previous response is still going."),
+            502: openai_error_response("`turn_failed`."),
+            504: openai_error_response("`run_timeout`: the response goes on; retrieve it later."),
+            **COMMON_OPENAI_ERRORS,
+        },
+    )
+    def post(self, request: Request) -> Response | HttpResponse:
+        data = ResponseRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        body = data.validated_data
+        caller: Caller = request.auth
+        agent = Agent.objects.startable_by(caller).pick(body["model"])
+        if agent is None:
+            raise ModelNotFound(
+                f"The model `{body['model']}` does not exist or you do not have access to it.",
+                details={"param": "model"},
+            )
+        previous = None
+        if body["previous_response_id"] is not None:
+            previous = find_response(caller, body["previous_response_id"], param="previous_response_id")
+            if previous.session.agent_id != agent.pk:
+                raise serializers.ValidationError(
+                    {"model": [f"The previous response is of the model `{previous.session.agent.handle}`."]},
+                    code="invalid_value",
+                )
+        items: list[InputItem] = body["input"]
+        if previous is not None and any(item.is_answer for item in items):
+            return self.answer(request, body, previous, items)
+        return self.new_turn(request, body, agent, previous, items)
+
+    # --- a new turn ---------------------------------------------------------------------
+
+    def new_turn(
+        self, request: Request, body: dict[str, Any], agent: Agent, previous: Run | None, items: list[InputItem]
+    ) -> Response | HttpResponse:
+        if any(item.type != "message" for item in items):
+            index = next(i for i, item in enumerate(items) if item.type != "message")
+            raise serializers.ValidationError(
+                {"input": {index: {"type": ["A function_call_output answers a response: send previous_response_id."]}}},
+                code="invalid_value",
+            )
+        self.refuse_unsupported(body, items)
+        session = previous.session if previous is not None else None
+        wire = ResponsesFormat(ResponseState(ResponseHead(id="", created_at=0, model=agent.handle)))
+
+        def start() -> Response:
+            require_redis()
+            text = items[-1].text
+            client_secret = None
+            if session is None:
+                history = [(ROLE[item.role], item.text) for item in items[:-1] if item.text.strip()]
+                _, run, client_secret = services.start_session(
+                    caller=request.auth,
+                    agent=agent,
+                    text=text,
+                    metadata=body["metadata"],
+                    user_id=body["user"],
+                    history=history,
+                )
+            else:
+                run = services.post_message(session=session, text=text, metadata=body["metadata"])
+            started = {"run_uuid": str(run.uuid), "session_uuid": str(run.session.uuid)}
+            if client_secret:
+                started["client_secret"] = client_secret
+            return Response(started, status=status.HTTP_201_CREATED)
+
+        return self.reply(request, body, lambda: run_idempotently(request, start), wire=wire, session=session)
+
+    def refuse_unsupported(self, body: dict[str, Any], items: list[InputItem]) -> None:
+        """What needs the client-settings plumbing of /v1/chat/completions (not here yet):
+        refused by name, never ignored."""
+        asked = {
+            "instructions": bool(body["instructions"]),
+            "temperature": body["temperature"] is not None,
+            "top_p": body["top_p"] is not None,
+            "max_output_tokens": body["max_output_tokens"] is not None,
+            "tools": bool(body["tools"]),
+            "tool_choice": body["tool_choice"] not in (None, "auto", "none"),
+            "text": (body["text"] or {}).get("format", {"type": "text"}).get("type", "text") != "text",
+        }
+        for name, is_asked in asked.items():
+            if is_asked:
+                raise serializers.ValidationError(
+                    {name: [f"`{name}` is not supported yet: the agent's own settings decide."]},
+                    code="unsupported_parameter",
+                )
+        for index, item in enumerate(items):
+            if item.role in {"system", "developer"}:
+                raise serializers.ValidationError(
+                    {"input": {index: {"role": ["System and developer messages are not supported yet."]}}},
+                    code="unsupported_parameter",
+                )
+
+    # --- answers to a paused response -----------------------------------------------------
+
+    def answer(
+        self, request: Request, body: dict[str, Any], run: Run, items: list[InputItem]
+    ) -> Response | HttpResponse:
+        """``function_call_output`` and ``mcp_approval_response`` items answer the calls
+        ``run`` waits on; the same run goes on (and this request answers with it)."""
+        for index, item in enumerate(items):
+            if not item.is_answer:
+                raise serializers.ValidationError(
+                    {"input": {index: ["Answers to a response's calls come alone, without new messages."]}},
+                    code="invalid_value",
+                )
+        calls = {call.call_id: call for call in run.tool_calls.all()}
+        for index, item in enumerate(items):
+            call = calls.get(item.call_id)
+            field = "approval_request_id" if item.type == "mcp_approval_response" else "call_id"
+            if call is None or call.status != ANSWERS[item.type]:
+                why = "is not waiting for this answer" if call is not None else "is not a call of this response"
+                raise serializers.ValidationError(
+                    {"input": {index: {field: [f"{item.call_id} {why}."]}}}, code="invalid_value"
+                )
+        after = last_seq(run.session_id, str(run.session.uuid))
+        state = state_of(run, until=after, answering={item.call_id for item in items})
+        wire = ResponsesFormat(state, continues_after=after)
+        session = run.session
+
+        def start() -> Response:
+            require_redis()
+            for item in items:
+                if item.type == "mcp_approval_response":
+                    run_services.decide_tool_call(
+                        session=session,
+                        call_id=item.call_id,
+                        approved=item.approve,
+                        reason=item.reason,
+                        decided_by=request.auth.label,
+                    )
+                else:
+                    run_services.submit_tool_result(session=session, call_id=item.call_id, output=item.output)
+            return Response({"run_uuid": str(run.uuid), "session_uuid": str(session.uuid)})
+
+        return self.reply(
+            request,
+            body,
+            lambda: run_idempotently(request, start),
+            wire=wire,
+            session=session,
+            after_seq=after,
+            paused_at=run.updated_at,
+        )
+
+    # --- answering ------------------------------------------------------------------------
+
+    def reply(
+        self,
+        request: Request,
+        body: dict[str, Any],
+        start: Any,
+        *,
+        wire: ResponsesFormat,
+        session: Session | None,
+        after_seq: int | None = None,
+        paused_at: Any = None,
+    ) -> Response | HttpResponse:
+        """Stream the response (the relay), return it at once (``background``), or wait
+        for it (its end, or a pause for the client)."""
+        if body["stream"]:
+
+            def started() -> Response:
+                response = start()
+                if response.status_code < 300:
+                    run = Run.objects.select_related("session__agent", "user_message").get(
+                        uuid=response.data["run_uuid"]
+                    )
+                    if after_seq is None:
+                        wire.state.head = self.head(run, body)
+                        wire.state.run_hex = run.uuid.hex
+                    else:
+                        wire.state.head.background = body["background"]
+                return response
+
+            return stream_turn(
+                request, started, wire=wire, headers=session_headers, session=session, after_seq=after_seq
+            )
+        started = start()
+        if started.status_code >= 300:
+            return started
+        run = Run.objects.select_related("session__agent", "user_message", "agent_message").get(
+            uuid=started.data["run_uuid"]
+        )
+        if not body["background"]:
+            if paused_at is not None:
+                wait_for_continuation(run, paused_at=paused_at)
+            if not wait_for_finish(run=run, timeout=settings.GENIE_SYNC_TIMEOUT, or_pause=True):
+                raise RunTimeout(
+                    f"The response {response_id(str(run.uuid))} goes on; retrieve it later.",
+                    details={"param": None, "response_id": response_id(str(run.uuid))},
+                )
+            run = Run.objects.select_related("session__agent", "user_message", "agent_message").get(pk=run.pk)
+        answer = response_body(run)
+        answer.update(self.echo(body))
+        return Response(answer, headers=session_headers(request, started, run))
+
+    def head(self, run: Run, body: dict[str, Any]) -> ResponseHead:
+        head = head_of(run)
+        for name, value in self.echo(body).items():
+            setattr(head, name, value)
+        return head
+
+    @staticmethod
+    def echo(body: dict[str, Any]) -> dict[str, Any]:
+        """What the response echoes of this request."""
+        return {"background": body["background"], "store": body["store"]}
+
+
+ROLE = {"user": Message.SenderRole.USER, "assistant": Message.SenderRole.AGENT}
+
+
+def wait_for_continuation(run: Run, *, paused_at: Any, timeout: float = 5.0) -> None:
+    """After answers, the paused run is ``requires_action`` until a worker claims it again:
+    wait (briefly) until it has left the pause the answers were for (``paused_at``: the
+    run's ``updated_at`` then)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = Run.objects.filter(pk=run.pk).values_list("status", "updated_at").first()
+        if current is None or current[0] != Run.Status.REQUIRES_ACTION or current[1] != paused_at:
+            return
+        time.sleep(0.02)
+
+
+class ResponseDetailView(APIView):
+    """``GET /v1/responses/{id}``: the response now (its stream, ``?stream=true``, is the
+    relay's: ``ResponseStreamApp``)."""
+
+    error_voice = staticmethod(openai_error)
+
+    @extend_schema(
+        operation_id="responses_retrieve",
+        parameters=[
+            OpenApiParameter("stream", bool, description="Its stream (SSE), resumable."),
+            OpenApiParameter("starting_after", int, description="With stream: only the events after this one."),
+        ],
+        responses={
+            200: OpenApiResponse(RESPONSE, description="The response."),
+            404: openai_error_response("`response_not_found`."),
+            **COMMON_OPENAI_ERRORS,
+        },
+    )
+    def get(self, request: Request, response_id: str) -> Response:
+        run = find_response(request.auth, response_id)
+        return Response(response_body(run))
+
+
+class ResponseCancelView(APIView):
+    """``POST /v1/responses/{id}/cancel``: stop the run (and the session's runs queued
+    behind it); answers the response, ``cancelled`` once the run has stopped."""
+
+    error_voice = staticmethod(openai_error)
+
+    @extend_schema(
+        operation_id="responses_cancel",
+        request=None,
+        responses={
+            200: OpenApiResponse(RESPONSE, description="The response."),
+            404: openai_error_response("`response_not_found`."),
+            **COMMON_OPENAI_ERRORS,
+        },
+    )
+    def post(self, request: Request, response_id: str) -> Response:
+        run = find_response(request.auth, response_id)
+        if run.is_active:
+            run_services.stop_session(session=run.session)
+            run = reload(run)
+        if run.status == Run.Status.RUNNING:  # its worker stops within a poll interval
+            wait_for_finish(run=run, timeout=settings.GENIE_SYNC_TIMEOUT)
+            run = reload(run)
+        return Response(response_body(run))
+
+
+def reload(run: Run) -> Run:
+    return Run.objects.select_related("session__agent", "user_message", "agent_message").get(pk=run.pk)
+
+
+def input_item(message: Message) -> dict[str, Any]:
+    if message.sender_role == Message.SenderRole.USER:
+        role, part = "user", "input_text"
+    else:
+        role, part = "assistant", "output_text"
+    content: dict[str, Any] = {"type": part, "text": message.text}
+    if part == "output_text":
+        content["annotations"] = []
+    return {
+        "id": f"msg_{message.uuid.hex}",
+        "type": "message",
+        "role": role,
+        "status": "completed",
+        "content": [content],
+    }
+
+
+class ResponseInputItemsView(APIView):
+    """``GET /v1/responses/{id}/input_items``: the messages this response answered: its
+    user message, and for a response that opened its session the conversation sent with
+    it. ``order`` (``desc`` by default, as OpenAI), ``limit`` (20, at most 100), ``after``."""
+
+    error_voice = staticmethod(openai_error)
+
+    @extend_schema(
+        operation_id="responses_input_items",
+        parameters=[InputItemsQuerySerializer],
+        responses={
+            200: OpenApiResponse(
+                {"type": "object", "properties": {"object": {"type": "string"}, "data": {"type": "array"}}},
+                description="`{object: list, data, first_id, last_id, has_more}`.",
+            ),
+            400: openai_error_response("`limit` or `order` out of range; `param` names it."),
+            404: openai_error_response("`response_not_found`."),
+            **COMMON_OPENAI_ERRORS,
+        },
+    )
+    def get(self, request: Request, response_id: str) -> Response:
+        query = InputItemsQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        options = query.validated_data
+        run = find_response(request.auth, response_id)
+        messages = run.session.messages.filter(created_at__lte=run.user_message.created_at)
+        before = run.session.runs.filter(created_at__lt=run.created_at).order_by("-created_at", "-id").first()
+        if before is not None:
+            messages = messages.filter(created_at__gt=before.agent_message.created_at)
+        ordered = list(messages.order_by("created_at", "id"))
+        if options["order"] == "desc":
+            ordered.reverse()
+        items = [input_item(message) for message in ordered]
+        if options["after"]:
+            ids = [item["id"] for item in items]
+            items = items[ids.index(options["after"]) + 1 :] if options["after"] in ids else []
+        page = items[: options["limit"]]
+        return Response(
+            {
+                "object": "list",
+                "data": page,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": len(items) > len(page),
+            }
+        )
+
+
+# --- the stream, resumed: GET /v1/responses/{id}?stream=true&starting_after=N ---------------
+
+
+class ResponseStreamApp(StreamApp):
+    """ASGI app for ``GET /v1/responses/{id}``: with ``stream=true`` the relay serves the
+    response's stream (from ``starting_after``: nothing lost, nothing twice); any other
+    request goes on to Django (``ResponseDetailView``)."""
+
+    def __init__(self) -> None:
+        super().__init__(wire=ResponsesFormat, error_voice=openai_error)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        query = parse_qs(scope.get("query_string", b"").decode())
+        if scope["type"] == "http" and (query.get("stream") or [""])[0].lower() == "true":
+            await super().__call__(scope, receive, send)
+            return
+        from genie.asgi import django_application  # the project's Django app (it routes this app)
+
+        await django_application(scope, receive, send)
+
+    def prepare(self, scope: dict) -> tuple[StreamPlan | StreamRefusal, ResponsesFormat]:
+        value = str(scope["url_route"]["kwargs"]["response_id"])
+        query = parse_qs(scope.get("query_string", b"").decode())
+        missing = StreamRefusal(404, ResponseNotFound.default_code, f"Response with id '{value}' not found.")
+        wire = ResponsesFormat(ResponseState(ResponseHead(id=value, created_at=0, model="")))
+        raw = (query.get("starting_after") or [""])[0].strip()
+        starting_after = None
+        if raw:
+            if not raw.isdigit():
+                return StreamRefusal(400, "invalid_value", "starting_after must be a non-negative integer."), wire
+            starting_after = int(raw)
+        run_hex = parse_response_id(value)
+        run = Run.objects.select_related("session").filter(uuid=run_hex).first() if run_hex else None
+        if run is None:
+            return missing, wire
+        resume = {}
+        if starting_after is not None and resume_point(starting_after) > 0:
+            resume = {"last_event_id": [str(resume_point(starting_after))]}
+        headers = {k: v for k, v in dict(scope["headers"]).items() if k != b"last-event-id"}
+        plan = plan_stream(
+            headers=headers,
+            query=resume,
+            session_uuid=str(run.session.uuid),
+            run_uuid=str(run.uuid),
+            client=scope.get("client"),
+            whole_run=True,
+        )
+        if isinstance(plan, StreamRefusal):
+            return (missing if plan.status == 404 else plan), wire
+        run = Run.objects.select_related("session__agent", "user_message").get(pk=run.pk)
+        state = ResponseState(head_of(run), answered=answered_calls(run))
+        return plan, ResponsesFormat(state, starting_after=starting_after)
+
+
+response_stream_app = ResponseStreamApp()

@@ -1,0 +1,378 @@
+"""OpenAI's Responses API in process: the response object and its events as the real turn
+loop writes them (a scripted model), the stream resumed by sequence number with nothing lost
+or repeated, approvals answered the OpenAI way, and every bad input answered in OpenAI's
+error shape with nothing stored."""
+
+from __future__ import annotations
+
+import json
+from unittest import mock
+
+import pytest
+
+from chat.models import Message, Session
+from genie.models import AccessToken
+from genie.services import create_access_token
+from protocols.responses.views import response_stream_app
+from runs import loop
+from runs.events import read_run_log
+from runs.formats.responses import ResponsesFormat
+from runs.handoff import HANDOFF_HEADER, take_handoff
+from runs.models import Run, ToolCall
+from tests.conftest import bearer_client
+from tests.factories import AgentFactory
+from tests.runs.conftest import ScriptedProvider, text, tool_call
+
+pytestmark = pytest.mark.django_db
+
+URL = "/v1/responses"
+
+
+@pytest.fixture
+def model():
+    """The model's replies; a waiting request's run is executed in-process by the loop
+    where the view waits for it (no worker here)."""
+    provider = ScriptedProvider([])
+
+    def run_now(*, run: Run, timeout: float, or_pause: bool = False) -> bool:
+        if Run.objects.get(pk=run.pk).is_active:
+            loop.execute_run(run.pk)
+        return True
+
+    with (
+        mock.patch.object(loop, "get_provider", return_value=provider),
+        mock.patch("protocols.responses.views.wait_for_finish", side_effect=run_now),
+        mock.patch("protocols.responses.views.wait_for_continuation"),
+    ):
+        yield provider
+
+
+def create(client, **body):
+    return client.post(URL, body, format="json")
+
+
+def frames(raw: str) -> list[dict]:
+    """The data of each SSE event, checked against its ``event:`` line."""
+    events = []
+    for block in raw.split("\n\n"):
+        if not block.strip() or block.startswith(":"):
+            continue
+        name = block.split("\n")[0].removeprefix("event: ")
+        data = json.loads(block.split("\ndata: ", 1)[1])
+        assert data["type"] == name
+        events.append(data)
+    return events
+
+
+def relay(plan, wire) -> list[dict]:
+    """What the relay sends of ``plan``'s backlog in ``wire``'s format (its rules: every
+    event read, frames sent only for events after ``delivered_seq``, the end after the
+    format says so)."""
+    out = []
+    sent = plan.after_seq
+    for event in plan.backlog:
+        if event.seq <= sent:
+            continue
+        sent = event.seq
+        frame = wire.frame(event)
+        if frame and event.seq > plan.delivered_seq:
+            out += frames(frame)
+        if wire.ends_after(event):
+            break
+    return out
+
+
+def test_a_plain_response_in_openais_shape_stored_as_a_session(api, agent, model):
+    model.scripts.append(text("Miso, ", "Juniper."))
+
+    response = create(api, model=agent.handle, input="Two cat names", metadata={"ticket": "42"})
+
+    assert response.status_code == 200
+    body = response.json()
+    run = Run.objects.get()
+    assert body["id"] == f"resp_{run.uuid.hex}"
+    assert body["object"] == "response"
+    assert body["status"] == "completed"
+    assert body["model"] == agent.handle
+    assert body["metadata"] == {"ticket": "42"}
+    assert body["error"] is None
+    assert body["incomplete_details"] is None
+    (message,) = body["output"]
+    assert message["type"] == "message"
+    assert message["role"] == "assistant"
+    assert message["status"] == "completed"
+    assert message["content"] == [{"type": "output_text", "text": "Miso, Juniper.", "annotations": [], "logprobs": []}]
+    assert set(body["usage"]) == {
+        "input_tokens",
+        "input_tokens_details",
+        "output_tokens",
+        "output_tokens_details",
+        "total_tokens",
+    }
+    assert response["Genie-Session"] == str(run.session.uuid)
+    assert list(run.session.messages.order_by("created_at").values_list("sender_role", "text")) == [
+        ("user", "Two cat names"),
+        ("agent", "Miso, Juniper."),
+    ]
+    retrieved = api.get(f"{URL}/{body['id']}").json()
+    assert {k: v for k, v in retrieved.items() if k not in {"background", "store"}} == {
+        k: v for k, v in body.items() if k not in {"background", "store"}
+    }
+
+
+def test_the_stream_is_openais_events_with_increasing_sequence_numbers(api, agent, model):
+    model.scripts.append(text("Miso, ", "Juniper."))
+
+    response = create(api, model=agent.handle, input="Two cat names", stream=True)
+    run = Run.objects.get()
+    loop.execute_run(run.pk)
+    _plan, wire = take_handoff(response[HANDOFF_HEADER.decode()])
+    events = [e for entry in read_run_log(run) for e in frames(wire.frame(_event(run, entry)))]
+
+    assert response.status_code == 200
+    assert isinstance(wire, ResponsesFormat)
+    types = [e["type"] for e in events]
+    assert [t for i, t in enumerate(types) if t != types[i - 1]] == [  # the stored deltas may be merged
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    numbers = [e["sequence_number"] for e in events]
+    assert numbers == sorted(set(numbers))
+    assert {e["response"]["id"] for e in events if "response" in e} == {f"resp_{run.uuid.hex}"}
+    assert events[0]["response"]["status"] == "in_progress"
+    assert "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta") == "Miso, Juniper."
+    completed = events[-1]["response"]
+    assert completed["status"] == "completed"
+    assert completed["output"][0]["content"][0]["text"] == "Miso, Juniper."
+    assert completed == {**api.get(f"{URL}/{completed['id']}").json(), "background": False, "store": True}
+
+
+def _event(run, entry):
+    from runs.events import StreamEvent
+
+    return StreamEvent(entry.seq, str(run.uuid), entry.type, json.dumps(entry.data))
+
+
+def stream_scope(key: str, response_id: str, query: str) -> dict:
+    return {
+        "type": "http",
+        "headers": [(b"authorization", f"Bearer {key}".encode())],
+        "query_string": query.encode(),
+        "url_route": {"kwargs": {"response_id": response_id}},
+        "client": ("127.0.0.1", 1),
+    }
+
+
+def test_a_resumed_stream_gives_every_event_after_starting_after_once(personal_key, agent, model):
+    model.scripts.append(text("one ", "two ", "three ", "four"))
+    api = bearer_client(personal_key)
+    body = create(api, model=agent.handle, input="Count", background=True).json()
+    run = Run.objects.get()
+    loop.execute_run(run.pk)
+
+    plan, wire = response_stream_app.prepare(stream_scope(personal_key, body["id"], "stream=true"))
+    whole = relay(plan, wire)
+    for cut in range(1, len(whole)):
+        starting_after = whole[cut - 1]["sequence_number"]
+        plan, wire = response_stream_app.prepare(
+            stream_scope(personal_key, body["id"], f"stream=true&starting_after={starting_after}")
+        )
+        resumed = relay(plan, wire)
+        assert whole[:cut] + resumed == whole, f"resumed after {starting_after}"
+
+    assert body["status"] == "queued"
+    assert whole[-1]["type"] == "response.completed"
+
+
+def test_previous_response_id_continues_the_session(api, agent, model):
+    model.scripts += [text("Miso."), text("Juniper.")]
+    first = create(api, model=agent.handle, input="Name a cat.").json()
+
+    second = create(api, model=agent.handle, input="Another?", previous_response_id=first["id"]).json()
+
+    session = Session.objects.get()
+    assert second["previous_response_id"] == first["id"]
+    assert second["output"][0]["content"][0]["text"] == "Juniper."
+    assert list(session.messages.order_by("created_at").values_list("text", flat=True)) == [
+        "Name a cat.",
+        "Miso.",
+        "Another?",
+        "Juniper.",
+    ]
+    sent = [m["content"] for m in model.requests[-1].messages if m["role"] != "system"]
+    assert sent == ["Name a cat.", "Miso.", "Another?"]
+    items = api.get(f"{URL}/{second['id']}/input_items").json()
+    assert items["object"] == "list"
+    assert [(i["role"], i["content"][0]["text"]) for i in items["data"]] == [("user", "Another?")]
+    assert items["has_more"] is False
+
+
+def test_a_conversation_sent_as_input_becomes_the_sessions_earlier_turns(api, agent, model):
+    model.scripts.append(text("Juniper."))
+    conversation = [
+        {"role": "user", "content": "Name a cat."},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Miso."}]},
+        {"role": "user", "content": [{"type": "input_text", "text": "Another?"}]},
+    ]
+
+    body = create(api, model=agent.handle, input=conversation).json()
+
+    items = api.get(f"{URL}/{body['id']}/input_items", {"order": "asc"}).json()["data"]
+    assert [(i["role"], i["content"][0]["text"]) for i in items] == [
+        ("user", "Name a cat."),
+        ("assistant", "Miso."),
+        ("user", "Another?"),
+    ]
+
+
+def test_an_approval_is_an_mcp_approval_request_and_its_answer_lets_the_run_go_on(api, agent, model, receiver):
+    agent.tools = [{"name": "refund", "kind": "webhook", "url": receiver.url, "requires_approval": True}]
+    agent.save()
+    receiver.secret = agent.webhook_secret
+    model.scripts += [
+        [*text("Checking. "), *tool_call("refund", '{"order": 7}')],
+        text("Refunded."),
+    ]
+
+    paused = create(api, model=agent.handle, input="Refund order 7").json()
+    request = paused["output"][-1]
+    call = ToolCall.objects.get()
+    approval = {"type": "mcp_approval_response", "approval_request_id": request["id"], "approve": True}
+    done = create(api, model=agent.handle, previous_response_id=paused["id"], input=[approval]).json()
+    again = create(api, model=agent.handle, previous_response_id=paused["id"], input=[approval])
+
+    assert paused["status"] == "completed"
+    assert request == {
+        "id": call.call_id,
+        "type": "mcp_approval_request",
+        "name": "refund",
+        "arguments": '{"order":7}',
+        "server_label": "refund",
+    }
+    assert Run.objects.get().status == Run.Status.SUCCEEDED
+    assert done["id"] == paused["id"]  # a response is one run: the same run went on
+    assert done["status"] == "completed"
+    assert [item["type"] for item in done["output"]] == ["message", "mcp_approval_request", "message"]
+    assert done["output"][-1]["content"][0]["text"] == "Refunded."
+    assert [c["input"] for c in receiver.calls] == [{"order": 7}]
+    call.refresh_from_db()
+    assert call.status == ToolCall.Status.SUCCEEDED
+    assert call.decided_by
+    assert again.status_code == 400
+    assert again.json()["error"]["param"] == "input[0].approval_request_id"
+
+
+def test_a_denied_approval_tells_the_model(api, agent, model, receiver):
+    agent.tools = [{"name": "refund", "kind": "webhook", "url": receiver.url, "requires_approval": True}]
+    agent.save()
+    model.scripts += [tool_call("refund", "{}"), text("Not refunded.")]
+    paused = create(api, model=agent.handle, input="Refund").json()
+    denial = {
+        "type": "mcp_approval_response",
+        "approval_request_id": paused["output"][-1]["id"],
+        "approve": False,
+        "reason": "no",
+    }
+
+    done = create(api, model=agent.handle, previous_response_id=paused["id"], input=[denial]).json()
+
+    assert done["output"][-1]["content"][0]["text"] == "Not refunded."
+    assert ToolCall.objects.get().status == ToolCall.Status.DENIED
+    assert receiver.calls == []
+
+
+def test_cancel_stops_the_run(api, agent):
+    body = create(api, model=agent.handle, input="Hi", background=True).json()
+
+    cancelled = api.post(f"{URL}/{body['id']}/cancel")
+
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled"
+    assert Run.objects.get().status == Run.Status.STOPPED
+    assert api.get(f"{URL}/{body['id']}").json()["status"] == "cancelled"
+
+
+def test_an_unknown_model_is_model_not_found_and_nothing_is_stored(api):
+    response = create(api, model="gpt-4o", input="Hi")
+
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": {
+            "message": "The model `gpt-4o` does not exist or you do not have access to it.",
+            "type": "invalid_request_error",
+            "param": "model",
+            "code": "model_not_found",
+        }
+    }
+    assert not Session.objects.exists()
+
+
+@pytest.mark.parametrize("value", ["resp_" + "0" * 32, "resp_nothex", "chatcmpl-1", "x"])
+def test_an_unknown_response_id_is_404_everywhere(api, agent, value):
+    for response in (
+        api.get(f"{URL}/{value}"),
+        api.post(f"{URL}/{value}/cancel"),
+        api.get(f"{URL}/{value}/input_items"),
+        create(api, model=agent.handle, input="Hi", previous_response_id=value),
+    ):
+        assert response.status_code == 404
+        assert response.json()["error"]["type"] == "invalid_request_error"
+        assert response.json()["error"]["code"] == "response_not_found"
+    assert not Session.objects.exists()
+
+
+def test_another_callers_response_is_not_found(api, agent, team, model):
+    model.scripts.append(text("Mine."))
+    body = create(api, model=agent.handle, input="Hi").json()
+    other_team = AgentFactory().team
+    _, elsewhere = create_access_token(team=other_team, kind=AccessToken.Kind.SECRET)
+    _, publishable = create_access_token(team=team, kind=AccessToken.Kind.PUBLISHABLE)
+
+    for client in (bearer_client(elsewhere), bearer_client(publishable)):
+        assert client.get(f"{URL}/{body['id']}").status_code == 404
+        assert client.get(f"{URL}/{body['id']}/input_items").status_code == 404
+        assert client.post(f"{URL}/{body['id']}/cancel").status_code == 404
+    previous = create(bearer_client(publishable), model=agent.handle, input="Hi", previous_response_id=body["id"])
+    assert previous.status_code == 404
+    assert previous.json()["error"]["param"] == "previous_response_id"
+    assert Session.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"input": [{"type": "image_generation_call"}]}, "input[0].type"),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]},
+            "input[0].content[0].type",
+        ),
+        ({"input": [{"role": "robot", "content": "Hi"}]}, "input[0].role"),
+        ({"input": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]}, "input[1]"),
+        ({"input": []}, "input"),
+        ({"input": "Hi", "frequency": 1}, "frequency"),
+        ({"input": "Hi", "metadata": {"k": 1}}, "metadata"),
+        ({"input": "Hi", "background": True, "store": False}, "background"),
+        ({"input": [{"type": "function_call_output", "call_id": "call_1", "output": "{}"}]}, "input[0].type"),
+        (
+            {"input": [{"type": "mcp_approval_response", "approval_request_id": "x", "approve": True}]},
+            "previous_response_id",
+        ),
+        ({"input": "   "}, "input[0].content"),
+    ],
+)
+def test_bad_input_is_400_naming_the_param_and_nothing_is_stored(api, agent, body, param):
+    response = create(api, model=agent.handle, **body)
+
+    assert response.status_code == 400, response.json()
+    error = response.json()["error"]
+    assert error["param"] == param
+    assert error["type"] == "invalid_request_error"
+    assert not Session.objects.exists()
+    assert not Message.objects.exists()
