@@ -4,8 +4,11 @@ A tool whose definition names a provider (``ToolSpec.connection``) needs the end
 token (``connection_token``: refreshed when expired). Without one, the loop asks for an
 authorization (``request_connection``: an attempt, reused while one is pending for the same
 user and provider) and the run pauses. The user then links (``link_connection``: a fresh
-authorization URL) or rejects (``reject_connection``); the provider sends the browser back
-to the callback (``complete_connection``): the code is exchanged, the tokens are stored
+link, through Genie) or rejects (``reject_connection``). Opening the link
+(``open_link``) binds it to that browser (a cookie) and sends it to the provider, which
+sends it back to the callback (``complete_connection``): only the browser that opened the
+link completes it (a link forwarded to someone else is no use to the sender); the code
+is exchanged, the tokens are stored
 encrypted, the attempt is authorized and the waiting calls are released; the last
 release of a run enqueues its continuation, whose worker streams
 ``data-connection-auth-success`` and runs the tool with the token.
@@ -19,6 +22,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlencode
 
 from django.db import transaction
 
@@ -26,7 +30,7 @@ from chat.models import Session
 from genie.encryption import reencrypt
 from genie.links import absolute_url
 from genie.models import AccessToken
-from runs.exceptions import ConnectionAttemptClosed, InvalidConnectionState
+from runs.exceptions import ConnectionAttemptClosed, InvalidConnectionState, UnboundConnectionLink
 from runs.models import Connection, ConnectionAttempt, ConnectionProvider, Run, ToolCall
 from runs.oauth import OAuthClient, OAuthFailure, new_code_verifier
 from runs.services import continue_when_answered
@@ -134,10 +138,40 @@ def request_connection(
 
 
 def _new_auth_link(attempt: ConnectionAttempt) -> AuthLink:
-    verifier = new_code_verifier()
-    state = attempt.new_link(verifier)
-    url = oauth_client(attempt.provider).authorization_url(state=state, code_verifier=verifier)
+    """A link through Genie (``open_link``): the provider's URL is given to the browser
+    that opens it, bound to that browser."""
+    state = attempt.new_link(new_code_verifier())
+    url = f"{absolute_url(None, 'runs:connection-authorize')}?{urlencode({'state': state})}"
     return AuthLink(url=url, expires_at=attempt.expires_at)
+
+
+@dataclass(frozen=True)
+class OpenedLink:
+    attempt: ConnectionAttempt
+    provider_url: str
+    binding: str  # the browser's cookie: the callback completes only in this browser
+
+
+def open_link(*, state: str) -> OpenedLink:
+    """A browser opens an authorization link: it is bound to that browser (the first to
+    open it; the caller sets ``binding`` as its cookie) and sent on to the provider. The
+    provider's URL (with the state) works only in that browser: copied elsewhere, its
+    callback has no cookie and is refused. Raises ``InvalidConnectionState`` for a bad,
+    used or expired state or a link a browser opened already (another device asks the
+    ``link`` endpoint for a fresh one)."""
+    with transaction.atomic():
+        attempt = _attempt_of_state(state)
+        opened = attempt.open_link(state) if attempt is not None and attempt.is_pending else None
+        if attempt is None or opened is None:
+            raise InvalidConnectionState()
+    binding, verifier = opened
+    url = oauth_client(attempt.provider).authorization_url(state=state, code_verifier=verifier)
+    return OpenedLink(attempt=attempt, provider_url=url, binding=binding)
+
+
+def binding_cookie_name(state: str) -> str:
+    """The cookie of a link's binding: one per attempt (its id is the state's first part)."""
+    return f"genie_connect_{state.partition('.')[0][:32]}"
 
 
 @transaction.atomic
@@ -167,16 +201,23 @@ def reject_connection(*, attempt: ConnectionAttempt) -> ConnectionAttempt:
     return attempt
 
 
-def complete_connection(*, state: str, code: str = "", error: str = "") -> ConnectionAttempt:
-    """The provider's redirect: ``state`` names the attempt and is used up whatever
-    follows; an ``error`` (``access_denied``…) rejects the attempt; a ``code`` is exchanged
-    (with the link's PKCE verifier) for tokens, stored encrypted, and the waiting calls are
-    released. Raises ``InvalidConnectionState`` (unknown, used or expired state; nothing
-    changes) or ``OAuthFailure`` (the exchange failed: the user may link again)."""
+def complete_connection(*, state: str, binding: str, code: str = "", error: str = "") -> ConnectionAttempt:
+    """The provider's redirect: ``state`` names the attempt, ``binding`` (the browser's
+    cookie) must be the one the link was opened with (``open_link``), then the state is
+    used up whatever follows; an ``error`` (``access_denied``…) rejects the attempt; a
+    ``code`` is exchanged (with the link's PKCE verifier) for tokens, stored encrypted,
+    and the waiting calls are released. Raises ``InvalidConnectionState`` (unknown, used
+    or expired state), ``UnboundConnectionLink`` (another browser: nothing changes, the
+    link still works where it was opened) or ``OAuthFailure`` (the exchange failed: the
+    user may link again)."""
     with transaction.atomic():
         attempt = _attempt_of_state(state)
-        verifier = attempt.take_link(state) if attempt is not None and attempt.is_pending else None
-        if attempt is None or verifier is None:
+        if attempt is None or not attempt.is_pending or not attempt.has_link(state):
+            raise InvalidConnectionState()
+        if not attempt.is_bound_to(state, binding):
+            raise UnboundConnectionLink()
+        verifier = attempt.take_link(state)
+        if verifier is None:
             raise InvalidConnectionState()
     if error or not code:
         return reject_connection(attempt=attempt)

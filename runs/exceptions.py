@@ -48,6 +48,14 @@ class InvalidConnectionState(GenieError):
     default_detail = "This authorization link is not valid (unknown, already used or expired)."
 
 
+class UnboundConnectionLink(GenieError):
+    """A callback in a browser that did not open the link through Genie (it has no binding
+    cookie, or another's): a link forwarded to someone else, or opened on another device."""
+
+    default_code = "link_not_bound"
+    default_detail = "This authorization was started in another browser."
+
+
 class TooManyStreams(GenieError):
     status_code = status.HTTP_429_TOO_MANY_REQUESTS
     default_code = "too_many_streams"

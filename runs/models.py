@@ -665,7 +665,9 @@ class ConnectionAttempt(models.Model):
     """One request that an end user authorize a provider, made when a tool call needs a
     connection. The ``state`` of each authorization link is single-use and bound to the
     attempt (``<attempt_id hex>.<random>``); only its SHA-256 is stored, beside the link's
-    PKCE code verifier, encrypted. An attempt expires with its run's pending action."""
+    PKCE code verifier, encrypted, and, once a browser opened the link through Genie, the
+    SHA-256 of that browser's binding (its cookie; ``browser_hash``). An attempt expires
+    with its run's pending action."""
 
     class Status(models.TextChoices):
         AUTH_REQUIRED = "auth_required", "Authorization required"
@@ -712,16 +714,41 @@ class ConnectionAttempt(models.Model):
         self.save(update_fields=["links", "updated_at"])
         return state
 
+    def _link_of(self, state: str) -> dict[str, Any] | None:
+        wanted = self.hash_state(state)
+        return next((entry for entry in self.links if secrets.compare_digest(entry["state_hash"], wanted)), None)
+
+    def open_link(self, state: str) -> tuple[str, str] | None:
+        """The browser opening the link of ``state`` through Genie: binds the link to it
+        (a new random ``binding`` for its cookie; only the hash is stored) and returns
+        (binding, code verifier); None for a state this attempt never issued, already
+        took, or whose link a browser opened already (one browser per link)."""
+        entry = self._link_of(state)
+        if entry is None or entry.get("browser_hash"):
+            return None
+        binding = secrets.token_urlsafe(32)
+        entry["browser_hash"] = self.hash_state(binding)
+        self.save(update_fields=["links", "updated_at"])
+        return binding, decrypt(entry["code_verifier"])
+
+    def has_link(self, state: str) -> bool:
+        return self._link_of(state) is not None
+
+    def is_bound_to(self, state: str, binding: str) -> bool:
+        """Whether the link of ``state`` was opened by the browser holding ``binding``."""
+        entry = self._link_of(state)
+        bound = entry.get("browser_hash", "") if entry is not None else ""
+        return bool(bound and binding) and secrets.compare_digest(bound, self.hash_state(binding))
+
     def take_link(self, state: str) -> str | None:
         """Use up the link of ``state``: its code verifier, or None for a state this
         attempt never issued or already took."""
-        wanted = self.hash_state(state)
-        for entry in self.links:
-            if secrets.compare_digest(entry["state_hash"], wanted):
-                self.links = [other for other in self.links if other is not entry]
-                self.save(update_fields=["links", "updated_at"])
-                return decrypt(entry["code_verifier"])
-        return None
+        entry = self._link_of(state)
+        if entry is None:
+            return None
+        self.links = [other for other in self.links if other is not entry]
+        self.save(update_fields=["links", "updated_at"])
+        return decrypt(entry["code_verifier"])
 
     def extend_until(self, expires_at: datetime) -> None:
         """A later run waits on this attempt too: it lives as long as that run's action."""

@@ -11,6 +11,7 @@ from runs.views import (
     StreamOutsideAsgiView,
     ToolCallApprovalView,
     ToolCallResultView,
+    connection_authorize,
     connection_callback,
 )
 
@@ -53,6 +54,7 @@ urlpatterns = [
     ),
     path("connections", ConnectionViewSet.as_view({"get": "list"}), name="connection-list"),
     path("connections/callback", connection_callback, name="connection-callback"),
+    path("connections/authorize", connection_authorize, name="connection-authorize"),
     path("connections/<uuid:uuid>", ConnectionViewSet.as_view({"delete": "destroy"}), name="connection-detail"),
     path("connections/<uuid:attempt_id>/link", ConnectionLinkView.as_view(), name="connection-link"),
     path("connections/<uuid:attempt_id>/reject", ConnectionRejectView.as_view(), name="connection-reject"),

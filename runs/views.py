@@ -4,9 +4,12 @@ from functools import cached_property
 from typing import Any
 
 import django_filters
+from django.conf import settings
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -28,7 +31,7 @@ from genie.exceptions import error_body
 from genie.schema import SECURITY, error_response
 from genie.views import TeamConfigViewSet
 from runs import connections, services
-from runs.exceptions import InvalidConnectionState
+from runs.exceptions import InvalidConnectionState, UnboundConnectionLink
 from runs.models import Connection, ConnectionAttempt, ConnectionProvider, Run, RunEvent, ToolCall
 from runs.oauth import OAuthFailure
 from runs.serializers import (
@@ -303,16 +306,46 @@ class ConnectionRejectView(APIView):
 
 
 @require_GET
+def connection_authorize(request: HttpRequest) -> HttpResponse:
+    """``GET connections/authorize?state``: the auth link. Binds the link to this browser
+    (a cookie, HttpOnly, SameSite=Lax, for the callback's path, until the attempt expires)
+    and redirects to the provider. The 400 page for a bad, used or expired link, or one
+    another browser opened first."""
+    state = request.GET.get("state", "")
+    try:
+        opened = connections.open_link(state=state)
+    except InvalidConnectionState:
+        return render(request, "connections/callback.html", {"outcome": "invalid"}, status=400)
+    response = HttpResponseRedirect(opened.provider_url)
+    response.set_cookie(
+        connections.binding_cookie_name(state),
+        opened.binding,
+        max_age=max(int((opened.attempt.expires_at - timezone.now()).total_seconds()), 1),
+        path=reverse("runs:connection-callback"),
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=True,
+        samesite="Lax",  # sent on the provider's top-level redirect back, never by another site's request
+    )
+    return response
+
+
+@require_GET
 def connection_callback(request: HttpRequest) -> HttpResponse:
     """``GET connections/callback?code&state`` (or ``?error&state``): where the provider
     sends the user's browser back. No credentials: the single-use ``state`` names the
-    attempt. Answers a small page; 400 for a bad, used or expired state."""
+    attempt, and the browser must be the one that opened the link (its cookie). Answers a
+    small page; 400 for a bad, used or expired state or another browser (nothing changes)."""
     state = request.GET.get("state", "")
     error = request.GET.get("error", "")
+    binding = request.COOKIES.get(connections.binding_cookie_name(state), "")
     try:
-        attempt = connections.complete_connection(state=state, code=request.GET.get("code", ""), error=error)
+        attempt = connections.complete_connection(
+            state=state, binding=binding, code=request.GET.get("code", ""), error=error
+        )
     except InvalidConnectionState:
         return render(request, "connections/callback.html", {"outcome": "invalid"}, status=400)
+    except UnboundConnectionLink:
+        return render(request, "connections/callback.html", {"outcome": "unbound"}, status=400)
     except OAuthFailure:
         return render(request, "connections/callback.html", {"outcome": "failed"}, status=502)
     outcome = "connected" if attempt.status == ConnectionAttempt.Status.AUTHORIZED else "declined"

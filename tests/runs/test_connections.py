@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from django.db import connection as db
+from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -72,15 +73,30 @@ def reload(run: Run) -> Run:
     return Run.objects.select_related("agent_message", "session").get(pk=run.pk)
 
 
-def browser_leg(client, auth_url: str) -> tuple[int, str, str]:
-    """What a browser does with the auth link: the provider redirects it to Genie's callback
-    (httpx follows the provider; the callback is served by Django's test client)."""
-    answer = httpx.get(auth_url, follow_redirects=False, timeout=10)
+def open_through_genie(client, auth_url: str):
+    """The auth link is Genie's: it binds the link to this browser (the test client keeps
+    the cookie) and redirects to the provider."""
+    parts = urlsplit(auth_url)
+    return client.get(f"{parts.path}?{parts.query}")
+
+
+def provider_leg(client, provider_url: str) -> tuple[int, str, str]:
+    """The provider redirects the browser to Genie's callback (httpx follows the provider;
+    the callback is served by Django's test client, with its cookies)."""
+    answer = httpx.get(provider_url, follow_redirects=False, timeout=10)
     assert answer.status_code == 302, answer.text
     location = answer.headers["location"]
     parts = urlsplit(location)
     page = client.get(f"{parts.path}?{parts.query}")
     return page.status_code, page.content.decode(), location
+
+
+def browser_leg(client, auth_url: str) -> tuple[int, str, str]:
+    """What a browser does with the auth link: Genie, the provider, Genie's callback."""
+    opened = open_through_genie(client, auth_url)
+    if opened.status_code != 302:
+        return opened.status_code, opened.content.decode(), ""
+    return provider_leg(client, opened["Location"])
 
 
 def auth_required(run: Run) -> dict:
@@ -105,7 +121,11 @@ def test_a_tool_with_a_connection_pauses_then_runs_with_the_users_token(script, 
     assert (event["provider"], event["call_id"]) == ("calendar", call.call_id)
     assert event["link_url"] == f"http://127.0.0.1:8000/api/v1/connections/{attempt.attempt_id}/link"
     assert event["reject_url"] == f"http://127.0.0.1:8000/api/v1/connections/{attempt.attempt_id}/reject"
+    assert event["auth_link"]["url"].startswith("http://127.0.0.1:8000/api/v1/connections/authorize?state=")
     query = parse_qs(urlsplit(event["auth_link"]["url"]).query)
+    assert query["state"][0] not in json.dumps(attempt.links)  # only its hash is stored
+    provider_url = open_through_genie(client, event["auth_link"]["url"])["Location"]
+    query = parse_qs(urlsplit(provider_url).query)
     assert query["code_challenge_method"] == ["S256"]
     assert query["redirect_uri"] == ["http://127.0.0.1:8000/api/v1/connections/callback"]
     assert query["state"][0].startswith(attempt.attempt_id.hex + ".")
@@ -115,7 +135,7 @@ def test_a_tool_with_a_connection_pauses_then_runs_with_the_users_token(script, 
     assert detail["pending_actions"][0]["type"] == "connection"
     assert detail["pending_actions"][0]["url"].endswith(f"/connections/{attempt.attempt_id}/link")
 
-    status, page, _ = browser_leg(client, event["auth_link"]["url"])
+    status, page, _ = provider_leg(client, provider_url)
 
     assert status == 200
     assert "you may close this window" in page.lower()
@@ -227,7 +247,8 @@ def test_forged_and_replayed_states_are_refused_and_change_nothing(script, enque
     script(tool_call("agenda", "{}"), text("ok"))
     loop.execute_run(run.pk)
     attempt = ConnectionAttempt.objects.get()
-    answer = httpx.get(auth_required(run)["auth_link"]["url"], follow_redirects=False, timeout=10)
+    opened = open_through_genie(client, auth_required(run)["auth_link"]["url"])
+    answer = httpx.get(opened["Location"], follow_redirects=False, timeout=10)
     callback = urlsplit(answer.headers["location"])
     code = parse_qs(callback.query)["code"][0]
 
@@ -505,3 +526,32 @@ def test_the_end_user_is_only_who_the_sessions_creator_can_vouch_for(team, membe
     assert end_user_of(by_visitor) == f"session:{by_visitor.uuid}"  # a browser cannot claim "victim"
     assert end_user_of(by_server) == "customer-42"
     assert end_user_of(by_user) == str(member.uuid)
+
+
+def test_a_link_completes_only_in_the_browser_that_opened_it(script, enqueued, receiver, oauth, client):
+    # Issue 26, finding 11: the provider's URL, copied out of the browser that opened the
+    # link and sent to a victim, would connect the victim's account to the sender's user.
+    run = calendar_run(receiver, oauth)
+    script(tool_call("agenda", "{}"), text("ok"))
+    loop.execute_run(run.pk)
+    event = auth_required(run)
+    provider_url = open_through_genie(client, event["auth_link"]["url"])["Location"]
+    victim = Client()
+
+    forwarded, page, _ = provider_leg(victim, provider_url)
+    reopened = open_through_genie(victim, event["auth_link"]["url"])
+
+    assert forwarded == 400
+    assert "Started in another browser" in page
+    assert reopened.status_code == 400  # one browser per link
+    assert ConnectionAttempt.objects.get().status == ConnectionAttempt.Status.AUTH_REQUIRED
+    assert not Connection.objects.exists()
+    assert enqueued["continue_run"] == []
+
+    # Another device asks the app for a fresh link, which it opens itself.
+    fresh = sk_client(run.session.team).post(f"/api/v1/connections/{event['attempt_id']}/link").json()
+    on_the_phone, _, _ = browser_leg(Client(), fresh["auth_link"]["url"])
+
+    assert on_the_phone == 200
+    assert ConnectionAttempt.objects.get().status == ConnectionAttempt.Status.AUTHORIZED
+    assert enqueued["continue_run"] == [run.pk]
