@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
 from django.db.models import Count
 from django.db.models.functions import TruncDate
 
+from chat.models import Session
+
+if TYPE_CHECKING:
+    from genie.auth import Caller
+
 
 class FeedbackQuerySet(models.QuerySet["Feedback"]):
+    def reachable_by(self, caller: Caller) -> FeedbackQuerySet:
+        """The ratings of the sessions ``caller`` reaches (the one access rule): a secret key's
+        team's, a user's own sessions'."""
+        return self.filter(message__session__in=Session.objects.reachable_by(caller))
+
+    def for_list(self) -> FeedbackQuerySet:
+        """Newest first, each with its message, session and agent: one query per page."""
+        return self.select_related("message__session__agent").order_by("-created_at", "-id")
+
     def for_review(self) -> FeedbackQuerySet:
         return self.select_related("message__session__agent", "message__session__team")
 

@@ -30,6 +30,17 @@ class FeedbackSerializer(serializers.ModelSerializer):
         return absolute_url(self.context["request"], "feedback:message-feedback", **kwargs)
 
 
+class FeedbackListItemSerializer(FeedbackSerializer):
+    """One rating in ``GET feedback``: the feedback shape, plus the agent's handle and the
+    model that wrote the reply. Read it from ``for_list()``."""
+
+    agent = serializers.CharField(source="message.session.agent.handle", read_only=True)
+    model = serializers.CharField(source="message.model_id", read_only=True)
+
+    class Meta(FeedbackSerializer.Meta):
+        fields = [*FeedbackSerializer.Meta.fields, "agent", "model"]
+
+
 # The export's columns, in order (CSV header and JSON keys alike).
 EXPORT_COLUMNS = [
     "uuid",

@@ -4,7 +4,7 @@ from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import generics, status
+from rest_framework import generics, mixins, status, viewsets
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
@@ -15,10 +15,16 @@ from rest_framework.views import APIView
 from chat.models import Message, Session
 from feedback import services
 from feedback.export import attachment_disposition, export_rows
-from feedback.filters import FeedbackExportFilter
+from feedback.filters import FeedbackExportFilter, FeedbackFilter
 from feedback.models import Feedback
 from feedback.renderers import EXPORT_RENDERERS
-from feedback.serializers import EXPORT_COLUMNS, FeedbackExportSerializer, FeedbackInputSerializer, FeedbackSerializer
+from feedback.serializers import (
+    EXPORT_COLUMNS,
+    FeedbackExportSerializer,
+    FeedbackInputSerializer,
+    FeedbackListItemSerializer,
+    FeedbackSerializer,
+)
 from genie.auth import IsSecretKey
 from genie.idempotency import run_idempotently
 from genie.schema import IDEMPOTENCY_ERRORS, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, error_response
@@ -69,6 +75,29 @@ class MessageFeedbackView(APIView):
         if not services.remove_feedback(message=message):
             raise NotFound("This message has no feedback.")
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class FeedbackViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """``GET feedback``: the ratings of the sessions the caller reaches (a secret key: its
+    team's; a personal token or cookie: the user's own sessions), newest first, paginated."""
+
+    serializer_class = FeedbackListItemSerializer
+    filterset_class = FeedbackFilter
+
+    def get_queryset(self) -> QuerySet[Feedback]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return Feedback.objects.none()
+        return Feedback.objects.reachable_by(self.request.auth).for_list()
+
+    @extend_schema(
+        operation_id="feedback_list",
+        responses={
+            200: FeedbackListItemSerializer(many=True),
+            400: error_response("`validation_error`: an unknown rating, a malformed session uuid or date."),
+        },
+    )
+    def list(self, request: Request) -> Response:
+        return super().list(request)
 
 
 class FeedbackExportView(generics.ListAPIView):

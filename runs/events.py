@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import hiredis
@@ -19,6 +20,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 from django.db.models import Max
+from django.utils import timezone
 
 from genie.connections import redis_client
 from runs.exceptions import RedisUnavailable
@@ -27,6 +29,7 @@ from runs.models import Run, RunEvent
 logger = logging.getLogger(__name__)
 
 FINISH = "finish"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The events by which a run asks a person or the client for something; the run then
 # pauses (requires_action) until it is answered.
 ACTION_REQUESTS = frozenset({"data-approval-required", "data-client-tool-call", "data-connection-auth-required"})
@@ -50,7 +53,7 @@ def stop_key(run_uuid: str) -> str:
 # with its text (Redis caches it by its digest): no NOSCRIPT to recover from when replies
 # are read long after the command was sent.
 PUBLISH_EVENT = """
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[2], 'r', ARGV[3], 't', ARGV[4], 'd', ARGV[5])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[2], 'r', ARGV[3], 't', ARGV[4], 'd', ARGV[5], 'c', ARGV[8])
 redis.call('PUBLISH', KEYS[2], ARGV[6])
 if ARGV[7] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[7]) end
 return redis.call('EXISTS', KEYS[3])
@@ -80,40 +83,61 @@ def require_redis() -> None:
 
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
-    """An event as relayed: its id, run, type, and the JSON of its SSE ``data``."""
+    """An event as relayed: its id, run, type, the JSON of its SSE ``data``, and when it was
+    written (``created_at``: microseconds since the epoch, the stored row's ``created_at``;
+    0 when unknown). A format that shows the time (seed 001) reads it from here, never from
+    the chunk: AI SDK chunks carry no keys of ours."""
 
     seq: int
     run_uuid: str
     type: str
     data_json: str
+    created_at: int = 0
 
     def pack(self) -> str:
-        return f"{self.seq}\n{self.run_uuid}\n{self.type}\n{self.data_json}"
+        return f"{self.seq}\n{self.run_uuid}\n{self.type}\n{self.created_at}\n{self.data_json}"
 
     @classmethod
     def unpack(cls, raw: str | bytes) -> StreamEvent:
         text = raw.decode() if isinstance(raw, bytes) else raw
-        seq, run_uuid, type_, data_json = text.split("\n", 3)
-        return cls(int(seq), run_uuid, type_, data_json)
+        seq, run_uuid, type_, created_at, data_json = text.split("\n", 4)
+        return cls(int(seq), run_uuid, type_, data_json, int(created_at))
 
     @classmethod
     def from_stream_entry(cls, entry_id: bytes | str, fields: dict) -> StreamEvent:
         seq = int((entry_id.decode() if isinstance(entry_id, bytes) else entry_id).split("-", 1)[0])
-        return cls(seq, fields[b"r"].decode(), fields[b"t"].decode(), fields[b"d"].decode())
+        created_at = int(fields.get(b"c", 0))
+        return cls(seq, fields[b"r"].decode(), fields[b"t"].decode(), fields[b"d"].decode(), created_at)
 
     @classmethod
     def from_row(cls, row: RunEvent, run_uuid: str, *, after: int = 0) -> StreamEvent:
         """A stored row as one event (a merged delta with the last of its ids), without
         what a reader that has every id up to ``after`` already saw."""
-        return cls(row.seq, run_uuid, row.type, json.dumps(row.data_after(after), separators=(",", ":")))
+        data_json = json.dumps(row.data_after(after), separators=(",", ":"))
+        return cls(row.seq, run_uuid, row.type, data_json, epoch_micros(row.created_at))
 
     @classmethod
     def from_row_through(cls, row: RunEvent, run_uuid: str, seq: int) -> StreamEvent:
         """The part of a merged delta up to ``seq``, as the event ``seq``."""
-        return cls(seq, run_uuid, row.type, json.dumps(row.data_through(seq), separators=(",", ":")))
+        data_json = json.dumps(row.data_through(seq), separators=(",", ":"))
+        return cls(seq, run_uuid, row.type, data_json, epoch_micros(row.created_at))
+
+    @property
+    def created_at_iso(self) -> str:
+        """``created_at`` in ISO 8601, UTC, as the API writes times (now when unknown)."""
+        return iso_utc(EPOCH + timedelta(microseconds=self.created_at) if self.created_at else timezone.now())
 
     def sse(self) -> str:
         return f"id: {self.seq}\ndata: {self.data_json}\n\n"
+
+
+def iso_utc(moment: datetime) -> str:
+    """A time as the API writes it: ISO 8601 in UTC, ``Z`` for the zone (DRF's format)."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def epoch_micros(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(microseconds=1)
 
 
 def last_seq(session_id: int, session_uuid: str, *, stored: int | None = None) -> int:
@@ -209,13 +233,22 @@ class RunEventWriter:
         last = self._pending[-1] if self._pending else None
         if last is not None and last.can_merge(type_, fields):
             last.merge_delta(seq, fields["delta"])
+            created_at = last.created_at  # the merged row's time: what the events endpoint shows
         else:
+            created_at = timezone.now()
             self._pending.append(
                 RunEvent(
-                    session_id=self.session_id, run_id=self.run.pk, first_seq=seq, seq=seq, type=type_, data=dict(data)
+                    session_id=self.session_id,
+                    run_id=self.run.pk,
+                    first_seq=seq,
+                    seq=seq,
+                    type=type_,
+                    data=dict(data),
+                    created_at=created_at,
                 )
             )
-        return StreamEvent(seq, self.run_uuid, type_, json.dumps(data, separators=(",", ":")))
+        data_json = json.dumps(data, separators=(",", ":"))
+        return StreamEvent(seq, self.run_uuid, type_, data_json, epoch_micros(created_at))
 
     def publish(self, event: StreamEvent) -> None:
         """Send the event to the session's Stream and channel; its reply is read later."""
@@ -235,6 +268,7 @@ class RunEventWriter:
                 event.data_json,
                 event.pack(),
                 expire,
+                event.created_at,
             )
         )
         try:

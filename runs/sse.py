@@ -62,6 +62,7 @@ class StreamPlan:
     backlog: list[StreamEvent]
     slot: tuple[str, str] = ("", "")  # (credential, slot id) held while the stream is open
     delivered_seq: int = 0  # the client has these already (a format that reads the whole run)
+    frames_delivered: tuple[int, int] = (0, 0)  # (seq, how many of its frames the client has)
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,12 @@ def authenticate_scope(headers: dict[bytes, bytes]) -> Caller | None:
     return caller_for_user(auth.get_user(request))
 
 
-def parse_last_event_id(headers: dict[bytes, bytes], query: dict[str, list[str]]) -> int | StreamRefusal | None:
+def parse_last_event_id(
+    headers: dict[bytes, bytes], query: dict[str, list[str]], *, frames: bool = False
+) -> tuple[int, int | None] | StreamRefusal | None:
+    """``(seq, None)`` for ``Last-Event-ID: <seq>``; with ``frames`` (a format that names
+    the frames of one event, seed 001), ``(seq, i)`` for ``<seq>.<i>``: the client has
+    every event before ``seq`` and the frames of ``seq`` up to the ``i``-th."""
     refusal = StreamRefusal(400, "invalid_last_event_id", "Last-Event-ID must be a non-negative integer.")
     try:
         raw = header_text(headers, b"last-event-id").strip() or (query.get("last_event_id") or [""])[0].strip()
@@ -114,11 +120,16 @@ def parse_last_event_id(headers: dict[bytes, bytes], query: dict[str, list[str]]
         return refusal
     if not raw:
         return None
+    seq_text, dot, frame_text = raw.partition(".")
+    if dot and not frames:
+        return refusal
     try:
-        value = int(raw)
+        seq, frame = int(seq_text), int(frame_text) if dot else None
     except ValueError:
-        value = -1
-    return refusal if value < 0 else value
+        return refusal
+    if seq < 0 or (frame is not None and (frame < 0 or seq < 1)):
+        return refusal
+    return seq, frame
 
 
 def plan_stream(
@@ -167,10 +178,10 @@ def plan_stream(
         session = sessions.only("id", "uuid").get()
     except Session.DoesNotExist:
         return StreamRefusal(404, "not_found", "Not found.")
-    last_event_id = parse_last_event_id(headers, query)
-    if isinstance(last_event_id, StreamRefusal):
-        return last_event_id
-    plan = plan_backlog(session=session, last_event_id=last_event_id, run_uuid=run_uuid, whole_run=whole_run)
+    resume = parse_last_event_id(headers, query, frames=whole_run)
+    if isinstance(resume, StreamRefusal):
+        return resume
+    plan = plan_resume(session=session, resume=resume, run_uuid=run_uuid, whole_run=whole_run)
     if isinstance(plan, StreamRefusal):
         return plan
     ident = credential_ident(caller, client_ip(meta))
@@ -183,6 +194,19 @@ def plan_stream(
             retry_after=1,
         )
     return replace(plan, slot=(ident, slot))
+
+
+def plan_resume(
+    *, session: Session, resume: tuple[int, int | None] | None, run_uuid: str | None, whole_run: bool
+) -> StreamPlan | StreamRefusal:
+    """``plan_backlog`` from a parsed Last-Event-ID; a client that has only part of an
+    event's frames (``<seq>.<i>``) gets that event again, less what it has."""
+    if resume is None or resume[1] is None:
+        last_event_id = resume[0] if resume is not None else None
+        return plan_backlog(session=session, last_event_id=last_event_id, run_uuid=run_uuid, whole_run=whole_run)
+    seq, frame = resume
+    plan = plan_backlog(session=session, last_event_id=seq - 1, run_uuid=run_uuid, whole_run=whole_run)
+    return replace(plan, frames_delivered=(seq, frame + 1)) if isinstance(plan, StreamPlan) else plan
 
 
 def forwarded_for(headers: dict[bytes, bytes]) -> str:
@@ -560,7 +584,10 @@ class StreamApp:
             agent_handle=kwargs.get("handle"),
             whole_run=self.wire.reads_whole_run,
         )
-        return plan, self.wire()
+        wire = self.wire()
+        if isinstance(plan, StreamPlan) and plan.frames_delivered[1]:
+            wire.resume_from_frame(*plan.frames_delivered)
+        return plan, wire
 
 
 stream_app = StreamApp()

@@ -38,7 +38,7 @@ from genie.idempotency import run_idempotently
 from genie.links import absolute_url
 from genie.schema import IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, SECURITY
 from genie.serializers import JSONObjectField, StrictSerializer
-from runs.events import require_redis
+from runs.events import iso_utc, require_redis
 from runs.formats import Seed001Format
 from runs.formats.seed001 import Reply, seed001_events
 from runs.handoff import stream_turn
@@ -127,9 +127,18 @@ CONVERSATION = OpenApiParameter(
 SSE_EVENT = {
     "type": "object",
     "properties": {
-        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The event's id in its conversation."},
+        "id": {
+            "type": "string",
+            "pattern": "^[0-9]+(\\.[0-9]+)?$",
+            "description": "The event's own id, for Last-Event-ID: its id in the conversation, or "
+            "`<id>.<n>` for the frames before the last of one stored event (`agent.message` before "
+            "`processing.finished`).",
+        },
         "event": {"type": "string", "description": "`processing.started`, `skill.confirmation_required`…"},
-        "data": {"type": "string", "description": "The event's JSON; it names its `genie_run_id`."},
+        "data": {
+            "type": "string",
+            "description": "The event's JSON; it names its `genie_run_id` and has `created_at` (ISO 8601, UTC).",
+        },
     },
     "required": ["id", "event", "data"],
 }
@@ -248,7 +257,7 @@ class ConversationEventQuerySerializer(EventQuerySerializer):
 
 
 class ConversationEventSerializer(serializers.Serializer):
-    id = serializers.IntegerField(help_text="The event's id in its conversation (the stream's SSE id).")
+    id = serializers.IntegerField(help_text="The event's id in its conversation (the stream's SSE id, for `since_id`).")
     event = serializers.CharField(help_text="The stream's event name: `agent.message`, `processing.finished`…")
     genie_run_id = serializers.UUIDField()
     data = serializers.JSONField()
@@ -502,8 +511,15 @@ class ConversationEventsView(Seed001Mixin, SessionEventsView):
         reply = Reply(message_id=str(message.uuid), text=message.text, status=row.run.status)
         named = seed001_events(row.data_after(since_id), genie_run_id=str(row.run.uuid), reply=reply)
         run_id = row.run.uuid
+        created_at = iso_utc(row.created_at)  # as the stream writes it
         return [
-            {"id": row.seq, "event": name, "genie_run_id": run_id, "data": data, "created_at": row.created_at}
+            {
+                "id": row.seq,
+                "event": name,
+                "genie_run_id": run_id,
+                "data": {**data, "created_at": created_at},
+                "created_at": row.created_at,
+            }
             for name, data in named
         ]
 
@@ -523,9 +539,9 @@ class GenieRunStreamView(Seed001Mixin, generics.GenericAPIView):
             OpenApiParameter("run_uuid", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The `genie_run_id`."),
             OpenApiParameter(
                 "Last-Event-ID",
-                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"},
                 location=OpenApiParameter.HEADER,
-                description="Resume after this event id.",
+                description="Resume after this event: the `id` of the last one received (`<id>` or `<id>.<n>`).",
             ),
         ],
         responses={

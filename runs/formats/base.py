@@ -30,6 +30,11 @@ class StreamFormat:
     # client has (``StreamPlan.delivered_seq``), after the format has read it.
     reads_whole_run: bool = False
 
+    def resume_from_frame(self, seq: int, frames: int) -> None:
+        """The client resumed within event ``seq``, which it has the first ``frames`` frames
+        of (``Last-Event-ID: <seq>.<i>``; only a format that reads the whole run names the
+        frames of one event apart): leave those out."""
+
     def headers(self) -> list[Header]:
         return [
             (b"content-type", self.content_type),

@@ -1,6 +1,7 @@
 """Seed 001's stream (the headless "genies" API): SSE with named events.
 
-``id: <seq>``, ``event: <name>``, ``data: <json>``. The names are the document's
+``id: <seq>``, ``event: <name>``, ``data: <json>``; every event's data has ``created_at``
+(when it was stored, ISO 8601 UTC), and every SSE event its own id (``frame_ids``). The names are the document's
 (``skill.confirmation_required``, ``runtime_connection.auth_required``,
 ``runtime_connection.auth_success``, ``agent.message``, ``processing.finished``) plus
 Genie's own where the document is silent (``processing.started`` first, naming the run;
@@ -103,18 +104,36 @@ def seed001_events(chunk: dict[str, Any], *, genie_run_id: str, reply: Reply) ->
     return []
 
 
+def frame_ids(seq: int, count: int) -> list[str]:
+    """The SSE ids of the ``count`` frames of event ``seq``: the last is ``<seq>``, those
+    before it ``<seq>.0``, ``<seq>.1``… (``finish`` is both ``agent.message`` and
+    ``processing.finished``), so every frame has its own id and a client resuming from any
+    of them gets exactly what follows."""
+    return [f"{seq}.{index}" for index in range(count - 1)] + [str(seq)]
+
+
 class Seed001Format(StreamFormat):
     name = "seed001"
     reads_whole_run = True
 
     def __init__(self) -> None:
         self.replies: dict[str, Reply] = {}  # by run: a session stream may cover several
+        self.resume_within: tuple[int, int] = (0, 0)  # (seq, frames of it the client has)
+
+    def resume_from_frame(self, seq: int, frames: int) -> None:
+        self.resume_within = (seq, frames)
 
     def frame(self, event: StreamEvent) -> str:
         chunk = json.loads(event.data_json)
         reply = self.replies.setdefault(event.run_uuid, Reply())
         reply.read(chunk)
-        return "".join(
-            f"id: {event.seq}\nevent: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
-            for name, data in seed001_events(chunk, genie_run_id=event.run_uuid, reply=reply)
-        )
+        events = seed001_events(chunk, genie_run_id=event.run_uuid, reply=reply)
+        if not events:
+            return ""
+        created_at = event.created_at_iso
+        frames = [
+            f"id: {frame_id}\nevent: {name}\ndata: {json.dumps({**data, 'created_at': created_at}, separators=(',', ':'))}\n\n"
+            for frame_id, (name, data) in zip(frame_ids(event.seq, len(events)), events, strict=True)
+        ]
+        seq, had = self.resume_within
+        return "".join(frames[had:] if event.seq == seq else frames)

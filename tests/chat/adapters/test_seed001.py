@@ -4,6 +4,7 @@ through it and through the canonical API alike."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -12,10 +13,10 @@ from chat.models import Message, Session
 from chat.services import start_session
 from genie.auth import Caller
 from runs import services as run_services
-from runs.events import StreamEvent
+from runs.events import StreamEvent, epoch_micros
 from runs.formats import FORMATS, Seed001Format
 from runs.models import Run, RunEvent
-from runs.sse import plan_backlog
+from runs.sse import parse_last_event_id, plan_backlog
 from tests.factories import AgentFactory, RunFactory, SessionFactory
 
 pytestmark = pytest.mark.django_db
@@ -197,6 +198,7 @@ def test_events_since_a_time_are_the_streams_events_with_the_whole_reply(api, ag
     body = api.get(url, {"conversation_id": str(session.uuid)}).json()
     last = RunEvent.objects.filter(session=session).order_by("seq").last()
     later = api.get(url, {"conversation_id": str(session.uuid), "since_created_at": last.created_at.isoformat()})
+    last_at = last.created_at.isoformat().replace("+00:00", "Z")
 
     events = body["results"]
     assert [e["event"] for e in events] == ["processing.started", "agent.message", "processing.finished"]
@@ -204,8 +206,9 @@ def test_events_since_a_time_are_the_streams_events_with_the_whole_reply(api, ag
         "genie_run_id": str(run.uuid),
         "message_id": str(run.agent_message.uuid),
         "text": "All done.",
+        "created_at": events[1]["created_at"],  # in the data too, as the stream has it
     }
-    assert events[2]["data"] == {"genie_run_id": str(run.uuid), "status": "succeeded"}
+    assert events[2]["data"] == {"genie_run_id": str(run.uuid), "status": "succeeded", "created_at": last_at}
     assert {e["genie_run_id"] for e in events} == {str(run.uuid)}
     assert later.json()["results"] == []
 
@@ -229,8 +232,59 @@ def frames(wire: Seed001Format, *chunks: dict, run_uuid: str = "r-1") -> list[tu
     pairs = []
     for block in written.strip().split("\n\n"):
         lines = dict(line.split(": ", 1) for line in block.split("\n"))
-        pairs.append((lines["event"], json.loads(lines["data"])))
+        data = json.loads(lines["data"])
+        assert data.pop("created_at").endswith("Z")  # every event says when (checked on its own below)
+        pairs.append((lines["event"], data))
     return pairs
+
+
+def test_every_event_has_its_stored_time_and_every_frame_its_own_id():
+    stored = datetime(2026, 12, 7, 14, 30, 5, 123456, tzinfo=UTC)
+    chunks = [
+        {"type": "start", "messageId": "m-1"},
+        {"type": "text-delta", "id": "t", "delta": "Hi"},
+        {"type": "finish"},
+    ]
+
+    written = "".join(
+        Seed001Format().frame(StreamEvent(seq, "r-1", chunk["type"], json.dumps(chunk), epoch_micros(stored)))
+        for seq, chunk in enumerate(chunks, start=7)
+    )
+
+    blocks = [dict(line.split(": ", 1) for line in block.split("\n")) for block in written.strip().split("\n\n")]
+    assert [(b["id"], b["event"]) for b in blocks] == [
+        ("7", "processing.started"),
+        ("8", "agent.message.delta"),
+        ("9.0", "agent.message"),
+        ("9", "processing.finished"),
+    ]
+    assert {json.loads(b["data"])["created_at"] for b in blocks} == {"2026-12-07T14:30:05.123456Z"}
+
+
+def test_a_resume_after_agent_message_writes_processing_finished_alone():
+    wire = Seed001Format()
+    wire.resume_from_frame(3, 1)  # Last-Event-ID: 3.0, agent.message's id
+    chunks = [
+        {"type": "start", "messageId": "m-1"},
+        {"type": "text-delta", "id": "t", "delta": "Hi"},
+        {"type": "finish"},
+    ]
+
+    written = [wire.frame(StreamEvent(seq, "r-1", c["type"], json.dumps(c))) for seq, c in enumerate(chunks, start=1)]
+
+    assert "event: agent.message\n" not in written[2]
+    assert written[2].startswith("id: 3\nevent: processing.finished\n")
+
+
+def test_last_event_id_names_a_frame_only_on_a_stream_that_reads_whole_runs():
+    def parse(value: str, *, frames: bool) -> object:
+        return parse_last_event_id({b"last-event-id": value.encode()}, {}, frames=frames)
+
+    assert parse("9.0", frames=True) == (9, 0)
+    assert parse("9", frames=True) == (9, None)
+    assert parse("9.0", frames=False).status == 400
+    assert parse("9.x", frames=True).status == 400
+    assert parse("0.1", frames=True).status == 400
 
 
 def test_the_format_is_registered_and_writes_the_seeds_event_names():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.live
 
 @dataclass
 class SeedEvent:
-    id: int
+    id: str  # the SSE id, echoed as Last-Event-ID (``<seq>``, or ``<seq>.<i>`` for all but an event's last frame)
     name: str
     data: dict[str, Any]
 
@@ -59,7 +60,7 @@ def read_seed_stream(
                 fields[name] = value
                 continue
             if "event" in fields:
-                event = SeedEvent(int(fields["id"]), fields["event"], json.loads(fields["data"]))
+                event = SeedEvent(fields["id"], fields["event"], json.loads(fields["data"]))
                 read.events.append(event)
                 if on_event is not None:
                     on_event(event)
@@ -128,15 +129,22 @@ def test_the_documents_flow_end_to_end(live, receiver):
     ]
     assert len(receiver.calls) == 1
     assert sent.first("agent.message").data["text"] == sent.deltas == "Refunded order 7."
-    assert sent.first("processing.finished").data == {"genie_run_id": run_id, "status": "succeeded"}
+    assert sent.first("processing.finished").data == {
+        "genie_run_id": run_id,
+        "status": "succeeded",
+        "created_at": sent.first("processing.finished").data["created_at"],
+    }
+    assert len({event.id for event in sent.events}) == len(sent.events)  # every event its own id
+    stamps = [datetime.fromisoformat(event.data["created_at"]) for event in sent.events]
+    assert stamps == sorted(stamps)
     assert sent.headers["location"] == f"{base}/genie-runs/{run_id}"
 
     # 4. Reconnect to the run after the second token: the rest, and the whole reply at the end.
     second_delta = [e for e in sent.events if e.name == "agent.message.delta"][1]
     resumed = read_seed_stream(
-        "GET", f"{base}/genie-runs/{run_id}", headers={**live.headers, "Last-Event-ID": str(second_delta.id)}
+        "GET", f"{base}/genie-runs/{run_id}", headers={**live.headers, "Last-Event-ID": second_delta.id}
     )
-    done = httpx.get(f"{base}/genie-runs/{run_id}", headers={**live.headers, "Last-Event-ID": str(sent.events[-1].id)})
+    done = httpx.get(f"{base}/genie-runs/{run_id}", headers={**live.headers, "Last-Event-ID": sent.events[-1].id})
 
     assert resumed.status == 200
     assert resumed.names == ["agent.message.delta", "agent.message", "processing.finished"]
