@@ -55,7 +55,7 @@ from genie.views import TeamConfigViewSet
 from runs import compaction, context
 from runs.events import require_redis
 from runs.exceptions import RunActive, RunRequiresAction, RunTimeout
-from runs.formats import UIMessageFormat
+from runs.formats import StreamFormat, UIMessageFormat
 from runs.handoff import stream_turn, wants_event_stream
 from runs.models import Run
 from runs.serializers import pending_actions
@@ -257,7 +257,8 @@ class SessionViewSet(
         stored = session.compactions.filter(idempotency_key=key).first() if key else None
         if stored is not None:
             response = StreamingHttpResponse(
-                step_in_thread(compaction.replay_stream(stored)), content_type="text/event-stream"
+                step_in_thread(compaction.replay_stream(stored, wire=self.compaction_wire())),
+                content_type="text/event-stream",
             )
             response["Idempotent-Replayed"] = "true"
         else:
@@ -265,12 +266,19 @@ class SessionViewSet(
             if active is not None:
                 raise RunActive(details={"run_uuid": str(active.uuid), "status": active.status})
             stream = compaction.compact_stream(
-                session=session, keep_last=data.validated_data["keep_last"], idempotency_key=key
+                session=session,
+                keep_last=data.validated_data["keep_last"],
+                idempotency_key=key,
+                wire=self.compaction_wire(),
             )
             response = StreamingHttpResponse(step_in_thread(stream), content_type="text/event-stream")
         for name, value in compaction.SSE_HEADERS.items():
             response[name] = value
         return response
+
+    def compaction_wire(self) -> StreamFormat | None:
+        """The compaction stream's format: the AI SDK's chunks here; a protocol's own elsewhere."""
+        return None
 
     @extend_schema(responses=ContextUsageSerializer)
     def context_usage(self, request: Request, **kwargs: str) -> Response:

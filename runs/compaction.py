@@ -11,7 +11,7 @@ transcript keeps every message.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,8 @@ from django.db import transaction
 
 from chat.models import Compaction, Message, Session
 from runs.context import PromptParts, count_usage, prompt_parts
+from runs.events import StreamEvent
+from runs.formats.base import StreamFormat
 from runs.providers import Provider, ProviderError, ProviderRequest, get_provider
 
 DEFAULT_KEEP_LAST = 4
@@ -118,51 +120,64 @@ def sse(chunk: dict[str, Any]) -> bytes:
     return f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n".encode()
 
 
-def compact_stream(*, session: Session, keep_last: int, idempotency_key: str = "") -> Iterator[bytes]:
+def chunk_writer(wire: StreamFormat | None) -> Callable[[dict[str, Any]], bytes]:
+    """How a compaction's chunks go on the wire: as the AI SDK's chunks, or in a protocol's
+    format (seed 003's ``token``/``done``). A compaction is no run: its events have no id."""
+    if wire is None:
+        return sse
+    return lambda chunk: wire.frame(StreamEvent(0, "", chunk["type"], json.dumps(chunk))).encode()
+
+
+def compact_stream(
+    *, session: Session, keep_last: int, idempotency_key: str = "", wire: StreamFormat | None = None
+) -> Iterator[bytes]:
     """The body of ``POST sessions/{s}/compact``: ``start``, the summary as
     ``text-start``/``text-delta``/``text-end``, ``data-compaction``, ``finish`` (an
-    ``error`` before the ``finish`` when the model fails; nothing is stored then). With
-    nothing to compact (the history is no longer than ``keep_last``) the summary is empty
-    and ``messages_compacted`` 0. Holds no lock while the model writes."""
+    ``error`` before the ``finish`` when the model fails; nothing is stored then), in
+    ``wire``'s format when given. With nothing to compact (the history is no longer than
+    ``keep_last``) the summary is empty and ``messages_compacted`` 0. Holds no lock while
+    the model writes."""
     part_id = f"compaction-{session.uuid}"
+    write = chunk_writer(wire)
     yield f": ok\n\nretry: {settings.GENIE_SSE_RETRY_MS}\n\n".encode()
-    yield sse({"type": "start"})
+    yield write({"type": "start"})
     plan = plan_compaction(session=session, keep_last=keep_last)
     if not plan.possible:
         data = {"before_tokens": plan.before_tokens, "after_tokens": plan.before_tokens, "messages_compacted": 0}
-        yield sse({"type": "data-compaction", "data": data})
-        yield sse({"type": "finish"})
+        yield write({"type": "data-compaction", "data": data})
+        yield write({"type": "finish"})
         return
-    yield sse({"type": "text-start", "id": part_id})
+    yield write({"type": "text-start", "id": part_id})
     provider = get_provider(session.agent.provider)
     written: list[str] = []
     try:
         for chunk in provider.stream(summary_request(plan)):
             if chunk.text:
                 written.append(chunk.text)
-                yield sse({"type": "text-delta", "id": part_id, "delta": chunk.text})
+                yield write({"type": "text-delta", "id": part_id, "delta": chunk.text})
     except ProviderError as exc:
-        yield sse({"type": "text-end", "id": part_id})
-        yield sse({"type": "error", "errorText": exc.message})
-        yield sse({"type": "finish"})
+        yield write({"type": "text-end", "id": part_id})
+        yield write({"type": "error", "errorText": exc.message})
+        yield write({"type": "finish"})
         return
-    yield sse({"type": "text-end", "id": part_id})
+    yield write({"type": "text-end", "id": part_id})
     summary = "".join(written).strip()
     compaction = store_compaction(plan=plan, summary=summary, idempotency_key=idempotency_key)
-    yield sse({"type": "data-compaction", "data": compaction_data(compaction)})
-    yield sse({"type": "finish"})
+    yield write({"type": "data-compaction", "data": compaction_data(compaction)})
+    yield write({"type": "finish"})
 
 
-def replay_stream(compaction: Compaction) -> Iterator[bytes]:
+def replay_stream(compaction: Compaction, *, wire: StreamFormat | None = None) -> Iterator[bytes]:
     """A stored compaction as the stream that made it (an ``Idempotency-Key`` retry)."""
     part_id = f"compaction-{compaction.session.uuid}"
+    write = chunk_writer(wire)
     yield f": ok\n\nretry: {settings.GENIE_SSE_RETRY_MS}\n\n".encode()
-    yield sse({"type": "start"})
-    yield sse({"type": "text-start", "id": part_id})
-    yield sse({"type": "text-delta", "id": part_id, "delta": compaction.summary})
-    yield sse({"type": "text-end", "id": part_id})
-    yield sse({"type": "data-compaction", "data": compaction_data(compaction)})
-    yield sse({"type": "finish"})
+    yield write({"type": "start"})
+    yield write({"type": "text-start", "id": part_id})
+    yield write({"type": "text-delta", "id": part_id, "delta": compaction.summary})
+    yield write({"type": "text-end", "id": part_id})
+    yield write({"type": "data-compaction", "data": compaction_data(compaction)})
+    yield write({"type": "finish"})
 
 
 def compact_before_turn(*, parts: PromptParts, session: Session, provider: Provider) -> Compaction | None:

@@ -5,7 +5,7 @@ creates none: a client opens one with seed 002's ``POST /chat`` or ``POST /api/v
 A thin layer over the sessions API: a message is ``chat.services.post_message`` answered
 with its turn's stream in seed 003's format (``runs.formats.seed003``) by the one relay;
 ``uiContext`` and ``scanContext`` are the canonical ``ui_context`` and ``scan_context``;
-compaction and context usage are the canonical views with their bodies unchanged; a UI
+compaction (streamed as ``token``/``done``) and context usage are the canonical views; a UI
 command is a client tool call, answered by ``runs.services.submit_tool_result``.
 """
 
@@ -24,13 +24,13 @@ from rest_framework.views import APIView
 from chat import services
 from chat.models import Session
 from chat.serializers import CompactSerializer, ContextUsageSerializer, MessageTextField, validate_message_text
-from chat.views import COMPACTION_EVENT, REDIS_UNAVAILABLE, TEXT_TOO_LONG, SessionViewSet, turn_headers
+from chat.views import REDIS_UNAVAILABLE, TEXT_TOO_LONG, SessionViewSet, turn_headers
 from genie.idempotency import run_idempotently
 from genie.schema import IDEMPOTENCY_ERRORS, IDEMPOTENCY_KEY, error_response, register_error_voice
 from genie.serializers import JSONObjectField, StrictSerializer
 from runs import services as run_services
 from runs.events import require_redis
-from runs.formats import Seed003Format
+from runs.formats import Seed003Format, StreamFormat
 from runs.handoff import stream_turn
 from runs.models import ToolCall
 from runs.serializers import ToolCallResultSerializer
@@ -69,7 +69,9 @@ SEED003_EVENT = {
             "type": "string",
             "description": 'JSON: `{"type": "token", "content"}`, `{"type": "command", "call_id", "name", "input"}`, '
             '`{"type": "error", "code", "message"}`, `{"type": "done", "message": {"id", "role", "content"}, '
-            '"metadata": {"run_id", "status", "usage", "context"}}`.',
+            '"metadata": {"run_id", "status", "commands", "usage", "context"}}`; a turn that waits for an '
+            "approval or a sign-in ends with `done` whose `metadata.status` is `action_required`, with "
+            "`pending_actions`; a compaction's `done` has `metadata.compaction`.",
         }
     },
     "required": ["data"],
@@ -151,8 +153,8 @@ class SessionMessageView(APIView):
 
 
 class SessionContextViewSet(SessionViewSet):
-    """``compact`` and ``context-usage``: the canonical views (their bodies unchanged), at
-    the document's paths and in its voice."""
+    """``compact`` and ``context-usage``: the canonical views at the document's paths and in
+    its voice; the compaction streams in seed 003's own events."""
 
     error_voice = staticmethod(seed003_error)
 
@@ -165,9 +167,9 @@ class SessionContextViewSet(SessionViewSet):
         parameters=[IDEMPOTENCY_KEY],
         responses={
             (200, "text/event-stream"): OpenApiResponse(
-                COMPACTION_EVENT,
-                description="As `POST /api/v1/sessions/{s}/compact`: `start`, the summary as `text-start`/"
-                "`text-delta`/`text-end`, `data-compaction`, `finish`.",
+                SEED003_EVENT,
+                description="The summary as `token` events, then `done` whose `metadata.compaction` is "
+                "`{before_tokens, after_tokens, messages_compacted}` (`error` first when the model fails).",
             ),
             409: error_response("`run_active`: a run is active; compact after it ends."),
         },
@@ -175,6 +177,9 @@ class SessionContextViewSet(SessionViewSet):
     def compact(self, request: Request, **kwargs: str) -> HttpResponse:
         """Summarise the session's earlier messages to free context (SSE)."""
         return super().compact(request, **kwargs)
+
+    def compaction_wire(self) -> StreamFormat:
+        return Seed003Format()
 
     @extend_schema(tags=[TAG], responses=ContextUsageSerializer)
     def context_usage(self, request: Request, **kwargs: str) -> Response:

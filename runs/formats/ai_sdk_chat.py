@@ -18,6 +18,13 @@ READ = {"start", FINISH, "start-step", "finish-step", "error", "abort", *REQUEST
 
 DONE = b"data: [DONE]\n\n"
 
+# Chunks that ai 7 reads and ai 6 refuses ("Type validation failed": its chunk schema is a
+# union on ``type``), and the stream then fails. ai 6 and ai 7 send the same requests to
+# /api/chat (same body, same headers: neither names its version), so this endpoint sends
+# what both read. Nothing is lost: ``tool-approval-response`` repeats a decision the client
+# holds already (it sent it), or, decided elsewhere, the tool's outcome follows it.
+V7_ONLY = frozenset({"tool-approval-response"})
+
 
 def data_frame(chunk: dict[str, Any]) -> str:
     """A chunk the log does not hold (no ``id:``: a Last-Event-ID could not name it)."""
@@ -39,6 +46,7 @@ class AISDKChatFormat(UIMessageFormat):
     - ``continues``: the response continues a paused assistant message; it opens with
       ``start`` naming that message, then the chunks after the pause.
     - The response ends after the first ``finish``: one message per response.
+    - Only chunks that ai 6 and ai 7 both read (``V7_ONLY`` are left out).
     """
 
     name = "ai-sdk-chat"
@@ -72,6 +80,8 @@ class AISDKChatFormat(UIMessageFormat):
             self.waiting.discard(chunk.get("toolCallId") or chunk.get("approvalId"))
             if chunk.get("approved") is True:
                 self.approved.add(chunk["approvalId"])
+            if event.type in V7_ONLY:
+                return ""
         elif event.type in {"start-step", "finish-step"}:
             self.step_open = event.type == "start-step"
             if not self.step_open and self.waiting:

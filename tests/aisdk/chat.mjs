@@ -15,12 +15,15 @@
 //   {"regenerate": true}                regenerate()
 //   {"load": true}                      a new Chat with GET /api/chat/{id}/messages as its messages
 // Prints {steps: [{status, error, finishReason, requests, messages}]} as JSON.
-import {
+//
+// AI_PACKAGE names the client package: "ai" (v7, the default) or "ai6" (v6, installed
+// beside it as an npm alias): the same flows run with both.
+const {
   AbstractChat,
   DefaultChatTransport,
   lastAssistantMessageIsCompleteWithApprovalResponses,
   lastAssistantMessageIsCompleteWithToolCalls,
-} from "ai";
+} = await import(process.env.AI_PACKAGE || "ai");
 
 class MemoryChatState {
   constructor(messages = []) {

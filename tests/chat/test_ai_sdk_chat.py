@@ -258,9 +258,16 @@ def test_a_replay_passes_an_answered_pause_and_names_the_run_on_finish():
     frames, ended = chunks(AISDKChatFormat(answered=["c1"]), APPROVAL_STEP)
 
     assert ended
-    assert [f["type"] for f in frames][-3:] == ["tool-approval-response", "tool-output-available", "finish"]
+    assert [f["type"] for f in frames][-3:] == ["finish-step", "tool-output-available", "finish"]
     assert frames[-1]["finishReason"] == "stop"
     assert frames[-1]["messageMetadata"] == {"run_uuid": "r1", "usage": {"prompt_tokens": 3}}
+
+
+def test_the_decision_chunk_that_ai_6_refuses_is_left_out():
+    frames, _ = chunks(AISDKChatFormat(answered=["c1"]), APPROVAL_STEP)
+
+    # ai 6 fails the whole stream on a chunk type it does not know; ai 7 has the decision already.
+    assert "tool-approval-response" not in [f["type"] for f in frames]
 
 
 @pytest.mark.parametrize("reason", ["length", "content-filter", "stop"])

@@ -6,9 +6,11 @@ regenerate, stop; and what Genie stored for each."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,14 @@ AISDK = Path(__file__).resolve().parent.parent / "aisdk"
 DELETE_ORDER = {"name": "delete_order", "kind": "client", "requires_approval": True, "description": "Delete an order."}
 
 
+@dataclass(frozen=True)
+class ChatClient:
+    script: Path
+    package: str  # "ai" (v7) or "ai6" (v6, the npm alias in tests/aisdk/package.json)
+
+
 @pytest.fixture(scope="session")
-def aisdk_chat() -> Path:
+def aisdk_installed() -> Path:
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.fail("node and npm are required for the AI SDK client test (apt-get install nodejs npm)")
     done = subprocess.run(
@@ -36,14 +44,22 @@ def aisdk_chat() -> Path:
     return AISDK / "chat.mjs"
 
 
-def use_chat(script: Path, live, chat_id: str, steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+# Every flow runs with both major versions: the two send the same requests, so Genie sends
+# both the chunks both accept.
+@pytest.fixture(params=["ai", "ai6"])
+def aisdk_chat(request, aisdk_installed) -> ChatClient:
+    return ChatClient(aisdk_installed, request.param)
+
+
+def use_chat(client: ChatClient, live, chat_id: str, steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What the AI SDK client saw after each step: status, error, finishReason, requests, messages."""
     done = subprocess.run(
-        ["node", str(script), live.base_url, json.dumps(live.headers), chat_id, json.dumps(steps)],
+        ["node", str(client.script), live.base_url, json.dumps(live.headers), chat_id, json.dumps(steps)],
         cwd=AISDK,
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, "AI_PACKAGE": client.package},
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)["steps"]

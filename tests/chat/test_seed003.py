@@ -56,7 +56,12 @@ def test_the_stream_is_tokens_then_done_with_the_whole_message():
         {
             "type": "done",
             "message": {"id": "m-1", "role": "assistant", "content": "Hello, world."},
-            "metadata": {"run_id": RUN, "status": "complete", "usage": {"prompt_tokens": 3, "completion_tokens": 2}},
+            "metadata": {
+                "run_id": RUN,
+                "status": "complete",
+                "commands": [],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2},
+            },
         },
     ]
     assert "event:" not in wire.frame(event(9, "text-delta", id="t", delta="x"))
@@ -81,7 +86,11 @@ def test_a_ui_command_and_a_failure_in_the_stream():
         {
             "type": "done",
             "message": {"id": "m-1", "role": "assistant", "content": ""},
-            "metadata": {"run_id": RUN, "status": "failed"},
+            "metadata": {
+                "run_id": RUN,
+                "status": "failed",
+                "commands": [{"call_id": "c-1", "name": "navigate", "input": {"to": "/pricing"}}],
+            },
         },
     ]
     cut = json.loads(wire.epilogue(complete=False).decode()[len("data: ") :])
@@ -96,23 +105,116 @@ def test_a_reply_cut_by_the_token_cap_is_done_incomplete():
     assert seen[-1]["metadata"]["status"] == "incomplete"
 
 
-def test_an_approval_ends_the_stream_with_what_waits_and_where_to_answer():
-    wire = Seed003Format()
-    waiting = event(2, "data-approval-required", data={"call_id": "c-1", "approval_url": "http://x/approval"})
+APPROVAL = {
+    "call_id": "c-1",
+    "tool_name": "refund",
+    "input": {"order": 7},
+    "approval_url": "http://x/approval",
+    "expires_at": "2026-12-08T10:00:00Z",
+}
 
-    seen = frames(wire, event(1, "start", messageId="m-1"), waiting)
+
+def test_an_approval_ends_the_stream_with_done_naming_what_waits_and_where():
+    wire = Seed003Format()
+    ends_step = event(7, "finish-step")
+
+    seen = frames(
+        wire,
+        event(1, "start", messageId="m-1"),
+        event(2, "start-step"),
+        event(3, "text-delta", id="t", delta="Refunding."),
+        event(4, "tool-input-available", toolCallId="c-1", toolName="refund", input={"order": 7}),
+        event(5, "tool-approval-request", approvalId="c-1", toolCallId="c-1"),
+        event(6, "data-approval-required", data=APPROVAL),
+        ends_step,
+    )
 
     assert seen == [
+        {"type": "token", "content": "Refunding."},
         {
-            "type": "error",
-            "code": "action_required",
-            "message": seen[0]["message"],
-            "call_id": "c-1",
-            "url": "http://x/approval",
+            "type": "done",
+            "message": {"id": "m-1", "role": "assistant", "content": "Refunding."},
+            "metadata": {
+                "run_id": RUN,
+                "status": "action_required",
+                "commands": [],
+                "pending_actions": [
+                    {
+                        "type": "approval",
+                        "call_id": "c-1",
+                        "tool_name": "refund",
+                        "input": {"order": 7},
+                        "url": "http://x/approval",
+                        "expires_at": "2026-12-08T10:00:00Z",
+                    }
+                ],
+            },
+        },
+    ]
+    assert "error" not in [f["type"] for f in seen]
+    assert wire.ends_after(ends_step)
+
+
+def test_a_sign_in_asked_between_steps_ends_the_stream_at_once():
+    wire = Seed003Format()
+    link = {"url": "https://auth.example/authorize", "expires_at": "2026-12-07T15:00:00Z"}
+    auth = {"attempt_id": "a-1", "provider": "crm", "call_id": "c-2", "auth_link": link, "link_url": "http://x/link"}
+    asked = event(4, "data-connection-auth-required", data=auth)
+
+    seen = frames(
+        wire,
+        event(1, "start", messageId="m-1"),
+        event(2, "tool-input-available", toolCallId="c-2", toolName="crm_lookup", input={"q": "acme"}),
+        event(3, "data-client-tool-call", data={"call_id": "c-3", "tool_name": "navigate", "input": {}}),
+        asked,
+    )
+
+    assert seen[-1]["type"] == "done"
+    assert seen[-1]["metadata"]["status"] == "action_required"
+    assert seen[-1]["metadata"]["commands"] == [{"call_id": "c-3", "name": "navigate", "input": {}}]
+    assert seen[-1]["metadata"]["pending_actions"] == [
+        {
+            "type": "connection",
+            "call_id": "c-2",
+            "tool_name": "crm_lookup",
+            "input": {"q": "acme"},
+            "url": "http://x/link",
+            "expires_at": "2026-12-07T15:00:00Z",
         }
     ]
-    assert wire.ends_after(waiting)
-    assert not wire.ends_after(event(3, "text-delta", id="t", delta="x"))
+    assert wire.ends_after(asked)
+
+
+def test_a_compaction_is_tokens_then_done_with_its_numbers():
+    wire = Seed003Format()
+    numbers = {"before_tokens": 900, "after_tokens": 200, "messages_compacted": 4}
+
+    seen = [
+        json.loads(line[6:])
+        for line in b"".join(
+            compaction.chunk_writer(wire)(chunk)
+            for chunk in [
+                {"type": "start"},
+                {"type": "text-start", "id": "c"},
+                {"type": "text-delta", "id": "c", "delta": "Summary."},
+                {"type": "text-end", "id": "c"},
+                {"type": "data-compaction", "data": numbers},
+                {"type": "finish"},
+            ]
+        )
+        .decode()
+        .split("\n\n")
+        if line.startswith("data: ")
+    ]
+
+    assert seen == [
+        {"type": "token", "content": "Summary."},
+        {
+            "type": "done",
+            "message": {"id": "", "role": "assistant", "content": "Summary."},
+            "metadata": {"status": "complete", "commands": [], "compaction": numbers},
+        },
+    ]
 
 
 @pytest.fixture
@@ -204,15 +306,14 @@ def test_compact_and_context_usage_answer_the_canonical_bodies(api, session):
     assert usage.json() == canonical_usage
     assert compacted.status_code == 200
     assert compacted["Content-Type"] == "text/event-stream"
-    assert [c["type"] for c in chunks] == [
-        "start",
-        "text-start",
-        "text-delta",
-        "text-delta",
-        "text-end",
-        "data-compaction",
-        "finish",
-    ]
+    assert [c["type"] for c in chunks] == ["token", "token", "done"]
+    assert "".join(c["content"] for c in chunks[:2]) == "The user asked three questions."
+    assert chunks[-1]["message"]["content"] == "The user asked three questions."
+    assert chunks[-1]["metadata"]["compaction"] == {
+        "before_tokens": chunks[-1]["metadata"]["compaction"]["before_tokens"],
+        "after_tokens": after["used_tokens"],
+        "messages_compacted": 4,
+    }
     assert after["last_compacted_at"] is not None
     assert after["messages_in_context"] == 2
 
