@@ -16,9 +16,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-import jsonschema
-
 from runs.tools import OfferedTool, ToolSpec
+from runs.tools.schema import output_problem
 
 
 @dataclass(frozen=True)
@@ -69,11 +68,8 @@ class ClientSettings:
             value = json.loads(text)
         except ValueError:
             return "The reply is not valid JSON (response_format json_schema, strict)."
-        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(value))
-        if error is None:
-            return None
-        where = "/".join(str(part) for part in error.absolute_path)
-        return f"The reply does not match the schema{f' at {where}' if where else ''}: {error.message}"
+        # Never jsonschema's defaults: they fetch a remote $ref and match patterns with re.
+        return output_problem(schema, value)
 
 
 def with_instructions(prompt: list[dict[str, Any]], instructions: tuple[str, ...]) -> list[dict[str, Any]]:

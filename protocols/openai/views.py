@@ -18,7 +18,6 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
-import jsonschema
 from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
@@ -62,6 +61,7 @@ from runs.options import ClientSettings, ClientToolSpec, TurnOptions, client_too
 from runs.providers import get_provider
 from runs.titles import fallback_title
 from runs.tools import check_input_schema
+from runs.tools.schema import check_schema
 from runs.waiting import wait_for_finish
 
 SESSION_HEADER = "Genie-Session"
@@ -280,10 +280,10 @@ class JsonSchemaFormatSerializer(StrictSerializer):
     strict = serializers.BooleanField(required=False, allow_null=True, default=False)
 
     def validate_schema(self, value: dict[str, Any]) -> dict[str, Any]:
-        try:
-            jsonschema.Draft202012Validator.check_schema(value)
-        except jsonschema.exceptions.SchemaError as exc:
-            raise serializers.ValidationError(f"Not a valid JSON Schema: {exc.message}", code="invalid_schema") from exc
+        # The tools' rules (runs.tools.schema): no $ref outside the schema, patterns RE2 can run.
+        problem = check_schema(value)
+        if problem is not None:
+            raise serializers.ValidationError(problem, code="invalid_schema")
         return value
 
 

@@ -1,5 +1,7 @@
-"""Tools' input schemas: the one place a JSON Schema is checked (an agent's tool when it is
-saved, each tool an MCP server lists) and an input validated against it (each call).
+"""JSON Schemas from outside: the one place one is checked and a value validated against
+it. Tools' input schemas (an agent's tool when it is saved, each tool an MCP server lists;
+an input at each call) and the schemas clients send for structured output (``/v1``'s
+``response_format`` json_schema; a strict reply at the end of its turn).
 
 A schema reaches nothing but the input it describes:
 
@@ -183,31 +185,54 @@ def schema_problems(schema: dict[str, Any]) -> Iterator[str]:
         yield "unevaluatedProperties cannot be used with patternProperties in a tool's schema."
 
 
-def schema_problem(schema: Any) -> str | None:
-    """Why ``schema`` is not a usable JSON Schema for a tool's input, or None."""
+def check_schema(schema: Any) -> str | None:
+    """Why ``schema`` is not a usable JSON Schema (Draft 2020-12, references within itself,
+    patterns RE2 can run), or None."""
     if not isinstance(schema, dict):
         return "Must be a JSON Schema object."
     try:
         InputValidator.check_schema(schema)
     except jsonschema.exceptions.SchemaError as exc:
         return f"Not a valid JSON Schema: {exc.message}"
-    if schema.get("type", "object") != "object":
-        return 'A tool\'s input is a JSON object: "type" must be "object".'
     return next(schema_problems(schema), None)
 
 
-def input_problem(schema: dict[str, Any], arguments: Any) -> str | None:
-    """Why ``arguments`` do not match ``schema``, or None. A schema the check refuses (one
-    stored before its rules, or an MCP server's) refuses every input."""
-    problem = schema_problem(schema)
-    if problem is not None:
-        return f"The tool's input schema cannot be used: {problem}"
+def mismatch(schema: dict[str, Any], value: Any) -> str | None:
+    """Why ``value`` does not match ``schema`` ("at <path>: <message>"), or None. The
+    schema must have passed ``check_schema``: no reference is fetched, no pattern
+    backtracks (an unresolvable reference is a mismatch)."""
     validator = InputValidator(schema, registry=REGISTRY)
     try:
-        error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
-    except Unresolvable as exc:  # not reached after the check; kept so no reference is ever fetched
-        return f"The tool's input schema cannot be used: {exc}"
+        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    except Unresolvable as exc:
+        return f": the schema cannot be used: {exc}"
     if error is None:
         return None
     where = "/".join(str(part) for part in error.absolute_path)
-    return f"Invalid input{f' at {where}' if where else ''}: {error.message}"
+    return f"{f' at {where}' if where else ''}: {error.message}"
+
+
+def schema_problem(schema: Any) -> str | None:
+    """Why ``schema`` is not a usable JSON Schema for a tool's input, or None."""
+    if isinstance(schema, dict) and schema.get("type", "object") != "object":
+        return 'A tool\'s input is a JSON object: "type" must be "object".'
+    return check_schema(schema)
+
+
+def input_problem(schema: dict[str, Any], arguments: Any) -> str | None:
+    """Why ``arguments`` do not match a tool's input ``schema``, or None. A schema the check
+    refuses (one stored before its rules, or an MCP server's) refuses every input."""
+    problem = schema_problem(schema)
+    if problem is not None:
+        return f"The tool's input schema cannot be used: {problem}"
+    wrong = mismatch(schema, arguments)
+    return f"Invalid input{wrong}" if wrong is not None else None
+
+
+def output_problem(schema: dict[str, Any], value: Any) -> str | None:
+    """Why a structured reply ``value`` does not match the client's ``schema``, or None."""
+    problem = check_schema(schema)
+    if problem is not None:
+        return f"The response_format schema cannot be used: {problem}"
+    wrong = mismatch(schema, value)
+    return f"The reply does not match the schema{wrong}" if wrong is not None else None

@@ -1,18 +1,23 @@
-"""Tools' input schemas reach nothing but the input they describe (issue 26, findings 6
-and 8): a ``$ref`` is never fetched (a real loopback server must receive no request), and
-``pattern``/``patternProperties`` are matched without backtracking (RE2); what cannot be
-honoured is refused when the agent is saved, as a 400 naming the field."""
+"""JSON Schemas from outside reach nothing but the value they describe (issue 26, findings
+6 and 8): tools' input schemas (an agent's, an MCP server's) and /v1 clients'
+structured-output schemas. A ``$ref`` is never fetched (a real loopback server must
+receive no request), and ``pattern``/``patternProperties`` are matched without
+backtracking (RE2); what cannot be honoured is refused when the agent is saved (or the
+request made), as a 400 naming the field."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from chat.models import Session
 from runs import loop
 from runs.models import Run, ToolCall
+from runs.options import ClientSettings
 from runs.tools import ToolSpec
 from runs.tools import mcp as mcp_tool
 from runs.tools.schema import input_problem
@@ -194,3 +199,39 @@ def test_a_catastrophic_pattern_is_matched_in_linear_time(secret_api, script, en
     assert receiver.calls == []
     assert "not match any of the regexes" in input_problem(schema, {EVIL_INPUT: "x"})
     assert input_problem(schema, {"code": "aaaa", "aaa": "x"}) is None
+
+
+# --- structured output: the schema a /v1 client sends in response_format ---------------
+
+
+def test_a_response_format_schema_referring_outside_itself_is_400_and_never_fetched(api, agent, schema_host):
+    lookaround = {"type": "object", "properties": {"code": {"type": "string", "pattern": "(?=a)b"}}}
+    for schema in [*remote_ref_schemas(schema_host), lookaround]:
+        response_format = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+        body = {
+            "model": agent.handle,
+            "messages": [{"role": "user", "content": "x"}],
+            "response_format": response_format,
+        }
+
+        response = api.post("/v1/chat/completions", body, format="json")
+
+        assert response.status_code == 400, schema
+        assert response.json()["error"]["param"] == "response_format.json_schema.schema"
+    assert schema_host.paths == []
+    assert not Session.objects.exists()
+
+
+@pytest.mark.timeout(60)  # a backtracking engine never ends: the test fails by its timeout
+def test_a_strict_reply_is_checked_against_a_catastrophic_pattern_in_linear_time(schema_host):
+    schema = {"type": "object", "properties": {"code": {"type": "string", "pattern": EVIL_PATTERN}}}
+    strict = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+    remote = {**strict, "json_schema": {**strict["json_schema"], "schema": remote_ref_schemas(schema_host)[0]}}
+
+    refused = ClientSettings(response_format=strict).output_error(json.dumps({"code": EVIL_INPUT}))
+    stored_remote = ClientSettings(response_format=remote).output_error(json.dumps({"city": "Oslo"}))
+
+    assert refused.startswith("The reply does not match the schema at code:")
+    assert ClientSettings(response_format=strict).output_error(json.dumps({"code": "aaa"})) is None
+    assert stored_remote.startswith("The response_format schema cannot be used")
+    assert schema_host.paths == []
