@@ -9,7 +9,8 @@
 # them print their shutdown chatter), and it stops them with SIGTERM and waits for them.
 # A second Ctrl+C does not wait for a turn in progress (the worker's cold shutdown; the
 # run is recovered as a lost worker's at the next start). When whoever started this script
-# is gone (make killed by a hang-up), it stops them too.
+# is gone, or its terminal is (a hang-up reaches only the session's leader: when that is make,
+# make waits for this script, which no signal reached), it stops them too.
 set -uo pipefail
 PORT=${1:-8000}
 BIND=${GENIE_BIND:-127.0.0.1}
@@ -45,6 +46,17 @@ stop() {
 trap 'stop 0' INT TERM HUP
 
 running() { kill -0 "$WORKER" 2>/dev/null && kill -0 "$SERVER" 2>/dev/null; }
+# Fields of /proc/<this script>/stat after "pid (comm) ": state, ppid, pgrp, session, tty_nr.
+# A hang-up detaches every process of the session from the terminal (tty_nr 0).
+stat_of_self() { local stat; read -r stat <"/proc/$$/stat" && echo "${stat##*) }"; }
+tty_of_self() { set -- $(stat_of_self 2>/dev/null); echo "${5:-0}"; }
+TTY=$(tty_of_self)
+attached() {
+  local fields
+  fields=$(stat_of_self 2>/dev/null) || { kill -0 "$STARTED_BY" 2>/dev/null; return; }
+  set -- $fields
+  [ "$2" = "$STARTED_BY" ] && { [ "$TTY" = 0 ] || [ "$5" != 0 ]; }
+}
 nap() { sleep "$1" & NAP=$!; wait "$NAP"; NAP=""; }  # a trapped signal ends the wait at once
 answers() { (exec 3<>"/dev/tcp/$1/$PORT") 2>/dev/null; }
 
@@ -59,7 +71,7 @@ until answers "$HOST"; do
 done
 echo "Genie is running at http://$HOST:$PORT/ - open it in a browser: the first visit creates the first account, later ones sign in. Ctrl+C stops Genie."
 
-while running && kill -0 "$STARTED_BY" 2>/dev/null; do
+while running && attached; do
   nap 1
 done
 running && stop 0

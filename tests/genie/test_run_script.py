@@ -36,12 +36,15 @@ class Terminal:
     """``bash scripts/run.sh <port>`` as a terminal's job: the session leader of a new
     pseudo-terminal and its foreground process group (Ctrl+C reaches it as a person's)."""
 
-    def __init__(self, env: dict[str, str], port: int) -> None:
+    def __init__(self, env: dict[str, str], port: int, *, below_a_shell: bool = False) -> None:
+        command = ["bash", "scripts/run.sh", str(port)]
+        if below_a_shell:  # the session's leader is a shell that waits for run.sh (as make does)
+            command = ["bash", "-c", f"bash scripts/run.sh {port}; exit $?"]
         pid, fd = pty.fork()
-        if pid == 0:  # the child: becomes run.sh
+        if pid == 0:  # the child: becomes the command
             try:
                 os.chdir(ROOT)
-                os.execvpe("bash", ["bash", "scripts/run.sh", str(port)], env)  # noqa: S606 (as a terminal runs it)
+                os.execvpe("bash", command, env)  # noqa: S606 (as a terminal runs it)
             finally:
                 os._exit(127)
         self.pid, self.fd, self.output, self.status = pid, fd, b"", None
@@ -155,9 +158,9 @@ def terminal(live_env, tmp_path):
     env.pop("DEBUG", None)
     started: list[Terminal] = []
 
-    def start() -> tuple[Terminal, str]:
+    def start(*, below_a_shell: bool = False) -> tuple[Terminal, str]:
         port = free_port()
-        term = Terminal(env, port)
+        term = Terminal(env, port, below_a_shell=below_a_shell)
         started.append(term)
         term.read_until(READY, 180)
         term.read_until(READY + term.text.split(READY, 1)[1].split("\n", 1)[0] + "\n", 10)  # the whole line
@@ -211,8 +214,15 @@ def test_ctrl_c_stops_every_process_quietly_after_the_local_model_ran(terminal, 
     assert [pid for pid in started if alive(pid)] == []
 
 
-def test_a_closed_terminal_stops_every_process(terminal, transactional_db):
-    term, _ = terminal()
+@pytest.mark.parametrize(
+    "below_a_shell",
+    [
+        pytest.param(False, id="run.sh leads the session: the hang-up's SIGHUP reaches it"),
+        pytest.param(True, id="make (here a shell) leads it: only the terminal's loss reaches run.sh"),
+    ],
+)
+def test_a_closed_terminal_stops_every_process(terminal, transactional_db, below_a_shell):
+    term, _ = terminal(below_a_shell=below_a_shell)
     started = all_started(term.pid)
 
     term.hang_up()
