@@ -18,6 +18,7 @@ from rest_framework import serializers
 
 from chat.serializers import validate_message_text
 from genie.serializers import JSONObjectField, StrictSerializer
+from protocols.openai.views import FunctionSerializer, JsonSchemaFormatSerializer
 
 RESPONSE_ID_PREFIX = "resp_"
 ROLES = ("user", "assistant", "system", "developer")
@@ -171,6 +172,78 @@ def accepted(field_class: type[serializers.Field], **kwargs: Any) -> serializers
     return field_class(required=False, allow_null=True, help_text="Accepted; not used.", **kwargs)
 
 
+class FunctionToolSerializer(FunctionSerializer):
+    """A function tool, in the Responses API's flat shape: the client runs it."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("type") != "function":  # named first: other tools have no name
+            try:
+                self.fields["type"].run_validation(data.get("type"))
+            except serializers.ValidationError as exc:
+                raise serializers.ValidationError({"type": exc.detail}) from exc
+        return super().to_internal_value(data)
+
+    type = serializers.ChoiceField(
+        choices=["function"],
+        error_messages={
+            "invalid_choice": "Tool type {input} is not supported: only function tools (the agent's own tools "
+            "run on the server)."
+        },
+    )
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "enum": ["none", "auto", "required"]},
+            {
+                "type": "object",
+                "properties": {"type": {"type": "string", "enum": ["function"]}, "name": {"type": "string"}},
+            },
+        ],
+        "nullable": True,
+    }
+)
+class ToolChoiceField(serializers.Field):
+    """``none``, ``auto``, ``required``, or one function by name; kept in the chat
+    completions' shape the providers take (``{"type": "function", "function": {"name"}}``)."""
+
+    def to_internal_value(self, data: Any) -> str | dict[str, Any]:
+        if data in ("none", "auto", "required"):
+            return data
+        name = data.get("name") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or data.get("type") != "function" or not isinstance(name, str):
+            raise serializers.ValidationError(
+                'Expected "none", "auto", "required" or {"type": "function", "name": …}.', code="invalid_value"
+            )
+        return {"type": "function", "function": {"name": name}}
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class TextFormatSerializer(StrictSerializer):
+    type = serializers.ChoiceField(choices=["text", "json_object", "json_schema"])
+    name = serializers.CharField(required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+    schema = JSONObjectField(required=False)
+    strict = serializers.BooleanField(required=False, allow_null=True, default=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["type"] != "json_schema":
+            return {"type": attrs["type"]}
+        spec = JsonSchemaFormatSerializer(data={k: v for k, v in attrs.items() if k != "type"})
+        spec.is_valid(raise_exception=True)
+        if "schema" not in attrs:
+            raise serializers.ValidationError({"schema": ["Required for type json_schema."]}, code="required")
+        return {"type": "json_schema", "json_schema": {**spec.validated_data, "strict": bool(attrs.get("strict"))}}
+
+
+class TextSerializer(StrictSerializer):
+    format = TextFormatSerializer(required=False, allow_null=True)
+    verbosity = serializers.CharField(required=False, allow_null=True, help_text="Accepted; not used.")
+
+
 class ResponseRequestSerializer(StrictSerializer):
     model = serializers.CharField(max_length=100, help_text="An agent's handle (or uuid): `GET /v1/models`.")
     input = InputField()
@@ -183,9 +256,11 @@ class ResponseRequestSerializer(StrictSerializer):
     stream = serializers.BooleanField(required=False, allow_null=True, default=False)
     background = serializers.BooleanField(required=False, allow_null=True, default=False)
     user = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
-    tools = serializers.ListField(child=serializers.DictField(), required=False, allow_null=True, default=list)
-    tool_choice = serializers.JSONField(required=False, allow_null=True, default=None)
-    text = serializers.DictField(required=False, allow_null=True, default=None)
+    tools = serializers.ListField(
+        child=FunctionToolSerializer(), required=False, allow_null=True, default=list, max_length=128
+    )
+    tool_choice = ToolChoiceField(required=False, allow_null=True, default=None)
+    text = TextSerializer(required=False, allow_null=True, default=None)
     temperature = serializers.FloatField(required=False, allow_null=True, default=None, min_value=0, max_value=2)
     top_p = serializers.FloatField(required=False, allow_null=True, default=None, min_value=0, max_value=1)
     max_output_tokens = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1)
@@ -225,22 +300,27 @@ class ResponseRequestSerializer(StrictSerializer):
                 {"previous_response_id": ["An mcp_approval_response answers the response named here."]},
                 code="required",
             )
-        if not answers:
-            last = items[-1]
-            if last.type != "message" or last.role != "user":
-                raise serializers.ValidationError(
-                    {
-                        "input": {
-                            len(items) - 1: ["The last input item must be the user's message: it is the new turn."]
-                        }
-                    },
-                    code="invalid_value",
-                )
+        turn = last_user_index(items)
+        if turn is None and attrs["previous_response_id"] is None:
+            raise serializers.ValidationError(
+                {"input": ["The input needs a user message: it is the new turn."]}, code="invalid_value"
+            )
+        if not answers and (items[-1].type != "message" or items[-1].role != "user"):
+            raise serializers.ValidationError(
+                {"input": {len(items) - 1: ["The last input item must be the user's message: it is the new turn."]}},
+                code="invalid_value",
+            )
+        if turn is not None:
             try:
-                validate_message_text(last.text)
+                validate_message_text(items[turn].text)
             except serializers.ValidationError as exc:
-                raise serializers.ValidationError({"input": {len(items) - 1: {"content": exc.detail}}}) from exc
+                raise serializers.ValidationError({"input": {turn: {"content": exc.detail}}}) from exc
         return attrs
+
+
+def last_user_index(items: list[InputItem]) -> int | None:
+    users = [i for i, item in enumerate(items) if item.type == "message" and item.role == "user"]
+    return users[-1] if users else None
 
 
 def parse_response_id(value: str) -> str | None:

@@ -12,6 +12,7 @@ response (the same run) goes on. The stream is the relay's, in ``runs.formats.re
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 from urllib.parse import parse_qs
@@ -31,7 +32,15 @@ from genie.auth import Caller
 from genie.exceptions import GenieError
 from genie.idempotency import run_idempotently
 from genie.schema import IDEMPOTENCY_KEY
-from protocols.openai.views import COMMON_OPENAI_ERRORS, openai_error, openai_error_response
+from protocols.openai.views import (
+    COMMON_OPENAI_ERRORS,
+    Conversation,
+    answered_run,
+    openai_error,
+    openai_error_response,
+    session_with_history,
+    tool_output,
+)
 from protocols.responses.serializers import (
     InputItem,
     InputItemsQuerySerializer,
@@ -51,7 +60,10 @@ from runs.formats.responses import (
 )
 from runs.handoff import stream_turn
 from runs.models import Run, ToolCall
+from runs.options import ClientSettings, ClientToolSpec, TurnOptions, client_tool_names
+from runs.providers import get_provider
 from runs.sse import StreamApp, StreamPlan, StreamRefusal, plan_stream
+from runs.titles import fallback_title
 from runs.waiting import wait_for_finish
 
 SESSION_HEADER = "Genie-Session"
@@ -106,20 +118,54 @@ def find_response(caller: Caller, value: str, *, param: str | None = None) -> Ru
 
 
 def head_of(run: Run) -> ResponseHead:
-    """What a response says beside its events, from its run (two small queries: the run
-    before it, and the agent's MCP definitions are on the agent already read)."""
+    """What a response says beside its events, from its run: the agent, the turn's
+    metadata, the run before it, and what the client asked of it (``Run.client_settings``,
+    ``Run.client_tools``, echoed in OpenAI's shapes). One query (the run before it)."""
     session = run.session
     before = session.runs.filter(created_at__lt=run.created_at).order_by("-created_at", "-id").first()
     agent = session.agent
+    asked = ClientSettings.from_dict(run.client_settings)
     return ResponseHead(
         id=response_id(str(run.uuid)),
         created_at=int(run.created_at.timestamp()),
         model=agent.handle,
+        instructions="\n\n".join(asked.instructions) or None,
         metadata=dict(run.user_message.metadata or {}),
         previous_response_id=response_id(str(before.uuid)) if before is not None else None,
+        temperature=asked.temperature,
+        top_p=asked.top_p,
+        max_output_tokens=asked.max_tokens,
+        tools=[
+            {
+                "type": "function",
+                "name": tool["name"],
+                "description": tool.get("description") or None,
+                "parameters": tool.get("input_schema"),
+                "strict": False,
+            }
+            for tool in run.client_tools
+        ],
+        tool_choice=tool_choice_echo(asked.tool_choice),
+        text={"format": text_format_echo(asked.response_format)},
         user=session.user_id or None,
+        client_tools=client_tool_names(run.client_tools),
         mcp_servers=frozenset(tool["name"] for tool in agent.tools or [] if tool.get("kind") == "mcp"),
     )
+
+
+def tool_choice_echo(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {"type": "function", "name": value["function"]["name"]}
+    return value or "auto"
+
+
+def text_format_echo(response_format: dict[str, Any] | None) -> dict[str, Any]:
+    if not response_format:
+        return {"type": "text"}
+    if response_format["type"] != "json_schema":
+        return {"type": response_format["type"]}
+    spec = response_format["json_schema"]
+    return {"type": "json_schema", "name": spec["name"], "schema": spec.get("schema", {}), "strict": spec.get("strict")}
 
 
 def answered_calls(run: Run) -> set[str]:
@@ -253,63 +299,52 @@ class ResponsesView(APIView):
     def new_turn(
         self, request: Request, body: dict[str, Any], agent: Agent, previous: Run | None, items: list[InputItem]
     ) -> Response | HttpResponse:
-        if any(item.type != "message" for item in items):
-            index = next(i for i, item in enumerate(items) if item.type != "message")
-            raise serializers.ValidationError(
-                {"input": {index: {"type": ["A function_call_output answers a response: send previous_response_id."]}}},
-                code="invalid_value",
-            )
-        self.refuse_unsupported(body, items)
+        """A user message: the next turn of ``previous``'s session, else of the caller's
+        session whose transcript the earlier messages are (a stateless client resending
+        the conversation), else of a new one. Function calls and their outputs after the
+        user message are the client's own tool loop (the turn's first model call reads
+        them), unless the outputs answer calls a paused response of the caller's waits on:
+        then that response goes on."""
+        conversation = conversation_of(items)
+        options = turn_options(body, agent, items, conversation)
         session = previous.session if previous is not None else None
+        if previous is None:
+            try:
+                paused = answered_run(request.auth, agent, conversation)
+            except serializers.ValidationError as exc:
+                raise serializers.ValidationError({"input": exc.detail.get("messages", exc.detail)}) from exc
+            if paused is not None:
+                tail = items[last_user(items) + 1 :]
+                answers = [i for i in tail if i.type == "function_call_output" and i.call_id in conversation.answers]
+                return self.answer(request, body, paused, answers)
+            session = session_with_history(request.auth, agent, conversation.earlier)
         wire = ResponsesFormat(ResponseState(ResponseHead(id="", created_at=0, model=agent.handle)))
 
         def start() -> Response:
             require_redis()
-            text = items[-1].text
             client_secret = None
             if session is None:
-                history = [(ROLE[item.role], item.text) for item in items[:-1] if item.text.strip()]
+                first = next((said for role, said in conversation.earlier if role == Message.SenderRole.USER), None)
                 _, run, client_secret = services.start_session(
                     caller=request.auth,
                     agent=agent,
-                    text=text,
+                    text=conversation.text,
+                    title=fallback_title(first or conversation.text),  # no model call for a title
                     metadata=body["metadata"],
                     user_id=body["user"],
-                    history=history,
+                    history=conversation.earlier,
+                    options=options,
                 )
             else:
-                run = services.post_message(session=session, text=text, metadata=body["metadata"])
+                run = services.post_message(
+                    session=session, text=conversation.text, metadata=body["metadata"], options=options
+                )
             started = {"run_uuid": str(run.uuid), "session_uuid": str(run.session.uuid)}
             if client_secret:
                 started["client_secret"] = client_secret
             return Response(started, status=status.HTTP_201_CREATED)
 
         return self.reply(request, body, lambda: run_idempotently(request, start), wire=wire, session=session)
-
-    def refuse_unsupported(self, body: dict[str, Any], items: list[InputItem]) -> None:
-        """What needs the client-settings plumbing of /v1/chat/completions (not here yet):
-        refused by name, never ignored."""
-        asked = {
-            "instructions": bool(body["instructions"]),
-            "temperature": body["temperature"] is not None,
-            "top_p": body["top_p"] is not None,
-            "max_output_tokens": body["max_output_tokens"] is not None,
-            "tools": bool(body["tools"]),
-            "tool_choice": body["tool_choice"] not in (None, "auto", "none"),
-            "text": (body["text"] or {}).get("format", {"type": "text"}).get("type", "text") != "text",
-        }
-        for name, is_asked in asked.items():
-            if is_asked:
-                raise serializers.ValidationError(
-                    {name: [f"`{name}` is not supported yet: the agent's own settings decide."]},
-                    code="unsupported_parameter",
-                )
-        for index, item in enumerate(items):
-            if item.role in {"system", "developer"}:
-                raise serializers.ValidationError(
-                    {"input": {index: {"role": ["System and developer messages are not supported yet."]}}},
-                    code="unsupported_parameter",
-                )
 
     # --- answers to a paused response -----------------------------------------------------
 
@@ -325,7 +360,17 @@ class ResponsesView(APIView):
                     code="invalid_value",
                 )
         calls = {call.call_id: call for call in run.tool_calls.all()}
+        mine = client_tool_names(run.client_tools)
         for index, item in enumerate(items):
+            if (
+                item.type == "function_call_output"
+                and item.call_id in calls
+                and calls[item.call_id].tool_name not in mine
+            ):
+                raise serializers.ValidationError(
+                    {"input": {index: {"call_id": [f"{item.call_id} is not a call of the client's function tools."]}}},
+                    code="invalid_value",
+                )
             call = calls.get(item.call_id)
             field = "approval_request_id" if item.type == "mcp_approval_response" else "call_id"
             if call is None or call.status != ANSWERS[item.type]:
@@ -350,7 +395,8 @@ class ResponsesView(APIView):
                         decided_by=request.auth.label,
                     )
                 else:
-                    run_services.submit_tool_result(session=session, call_id=item.call_id, output=item.output)
+                    output = tool_output(item.output) if isinstance(item.output, str) else item.output
+                    run_services.submit_tool_result(session=session, call_id=item.call_id, output=output)
             return Response({"run_uuid": str(run.uuid), "session_uuid": str(session.uuid)})
 
         return self.reply(
@@ -427,7 +473,96 @@ class ResponsesView(APIView):
         return {"background": body["background"], "store": body["store"]}
 
 
-ROLE = {"user": Message.SenderRole.USER, "assistant": Message.SenderRole.AGENT}
+INSTRUCTION_ROLES = ("system", "developer")
+# The request's parameters that set the turn's model calls (refused by an agent that does
+# not take the client's settings).
+SETTING_PARAMETERS = ("instructions", "temperature", "top_p", "max_output_tokens")
+
+
+def last_user(items: list[InputItem]) -> int:
+    return max(i for i, item in enumerate(items) if item.type == "message" and item.role == "user")
+
+
+def conversation_of(items: list[InputItem]) -> Conversation:
+    """The input items as chat messages, read as /v1/chat/completions reads a request's
+    messages (``protocols.openai.views.Conversation``); a function call joins the
+    assistant message before it (one assistant message per step, as a model expects)."""
+    messages: list[dict[str, Any]] = []
+    for item in items:
+        if item.type == "message":
+            messages.append({"role": item.role, "content": item.text, "tool_calls": []})
+        elif item.type == "function_call":
+            call = {
+                "id": item.call_id,
+                "type": "function",
+                "function": {"name": item.name, "arguments": item.arguments},
+            }
+            if messages and messages[-1]["role"] == "assistant":
+                messages[-1]["tool_calls"].append(call)
+            else:
+                messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
+        else:  # function_call_output
+            content = item.output if isinstance(item.output, str) else json.dumps(item.output)
+            messages.append({"role": "tool", "tool_call_id": item.call_id, "content": content})
+    return Conversation.of(messages)
+
+
+def turn_options(body: dict[str, Any], agent: Agent, items: list[InputItem], conversation: Conversation) -> TurnOptions:
+    """What the request asks of the turn (``runs.options``, as /v1/chat/completions builds
+    it): ``instructions`` and the input's system and developer messages after the agent's
+    own instructions, sampling settings, ``max_output_tokens`` (capped at the agent's
+    limit), ``text.format`` as the response format, ``tool_choice``, the function tools
+    beside the agent's own, and the client's tool loop after the user message."""
+    asked = [name for name in SETTING_PARAMETERS if body.get(name) not in (None, "")]
+    system = [(i, item.text) for i, item in enumerate(items) if item.role in INSTRUCTION_ROLES and item.text.strip()]
+    if not agent.allow_client_settings:
+        refusal = f"The agent `{agent.handle}` does not take the client's settings"
+        if asked:
+            raise serializers.ValidationError(
+                {asked[0]: [f"{refusal}: leave `{asked[0]}` out."]}, code="unsupported_parameter"
+            )
+        if system:
+            raise serializers.ValidationError(
+                {"input": {system[0][0]: {"role": [f"{refusal}: its own instructions stand."]}}},
+                code="unsupported_parameter",
+            )
+    instructions = ([body["instructions"]] if body.get("instructions") else []) + [text for _, text in system]
+    text_format = (body.get("text") or {}).get("format") or {"type": "text"}
+    client_settings = ClientSettings(
+        instructions=tuple(instructions),
+        temperature=body.get("temperature"),
+        top_p=body.get("top_p"),
+        max_tokens=body.get("max_output_tokens"),
+        response_format=None if text_format["type"] == "text" else text_format,
+        tool_choice=body.get("tool_choice") if body["tools"] else None,
+    )
+    return TurnOptions(
+        settings=client_settings,
+        tools=client_tools_of(body, agent),
+        steps=conversation.steps,
+        text=conversation.steps_text,
+    )
+
+
+def client_tools_of(body: dict[str, Any], agent: Agent) -> tuple[ClientToolSpec, ...]:
+    """The request's function tools, offered beside the agent's own: refused for an agent
+    whose model calls no tools, and for a name one of the agent's tools has."""
+    tools = body["tools"]
+    if tools and not get_provider(agent.provider).supports_tools:
+        raise serializers.ValidationError(
+            {"tools": [f"The agent `{agent.handle}`'s model ({agent.provider}) does not call tools."]},
+            code="unsupported_parameter",
+        )
+    own = {tool.get("name") for tool in agent.tools}
+    for index, tool in enumerate(tools):
+        if tool["name"] in own:
+            raise serializers.ValidationError(
+                {"tools": {index: {"name": ["The agent has a tool of this name."]}}}, code="invalid_value"
+            )
+    return tuple(
+        ClientToolSpec(name=tool["name"], description=tool["description"], input_schema=tool["parameters"])
+        for tool in tools
+    )
 
 
 def wait_for_continuation(run: Run, *, paused_at: Any, timeout: float = 5.0) -> None:

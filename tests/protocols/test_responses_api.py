@@ -359,7 +359,7 @@ def test_another_callers_response_is_not_found(api, agent, team, model):
         ({"input": "Hi", "frequency": 1}, "frequency"),
         ({"input": "Hi", "metadata": {"k": 1}}, "metadata"),
         ({"input": "Hi", "background": True, "store": False}, "background"),
-        ({"input": [{"type": "function_call_output", "call_id": "call_1", "output": "{}"}]}, "input[0].type"),
+        ({"input": [{"type": "function_call_output", "call_id": "call_1", "output": "{}"}]}, "input"),
         (
             {"input": [{"type": "mcp_approval_response", "approval_request_id": "x", "approve": True}]},
             "previous_response_id",
@@ -376,3 +376,149 @@ def test_bad_input_is_400_naming_the_param_and_nothing_is_stored(api, agent, bod
     assert error["type"] == "invalid_request_error"
     assert not Session.objects.exists()
     assert not Message.objects.exists()
+
+
+WEATHER = {
+    "type": "function",
+    "name": "weather",
+    "description": "The weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+def test_the_clients_settings_are_stored_on_the_run_and_sent_to_the_model(api, agent, model):
+    model.scripts.append(text('{"name": "Miso"}'))
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+
+    body = create(
+        api,
+        model=agent.handle,
+        instructions="Answer in JSON.",
+        input=[{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "A cat?"}],
+        temperature=0.2,
+        top_p=0.9,
+        max_output_tokens=50,
+        text={"format": {"type": "json_schema", "name": "cat", "schema": schema, "strict": True}},
+    ).json()
+
+    (sent,) = model.requests
+    assert (sent.temperature, sent.top_p, sent.max_tokens) == (0.2, 0.9, 50)
+    assert sent.response_format == {
+        "type": "json_schema",
+        "json_schema": {"name": "cat", "schema": schema, "strict": True},
+    }
+    system = [m["content"] for m in sent.messages if m["role"] == "system"]
+    assert system[-2:] == ["Answer in JSON.", "Be brief."]  # after the agent's own instructions
+    assert body["instructions"] == "Answer in JSON.\n\nBe brief."
+    assert (body["temperature"], body["top_p"], body["max_output_tokens"]) == (0.2, 0.9, 50)
+    assert body["text"] == {"format": {"type": "json_schema", "name": "cat", "schema": schema, "strict": True}}
+    assert body["output"][0]["content"][0]["text"] == '{"name": "Miso"}'
+
+
+def test_an_agent_that_takes_no_client_settings_refuses_them_by_name(api, agent):
+    agent.allow_client_settings = False
+    agent.save()
+
+    refused = create(api, model=agent.handle, input="Hi", temperature=0.5)
+    instructed = create(
+        api, model=agent.handle, input=[{"role": "system", "content": "Rhyme."}, {"role": "user", "content": "Hi"}]
+    )
+
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "unsupported_parameter"
+    assert refused.json()["error"]["param"] == "temperature"
+    assert instructed.json()["error"]["param"] == "input[0].role"
+    assert not Session.objects.exists()
+
+
+def test_a_function_tool_round_trip_with_previous_response_id(api, agent, model):
+    model.scripts += [tool_call("weather", '{"city": "Oslo"}'), text("Sunny in Oslo.")]
+
+    paused = create(api, model=agent.handle, input="Weather in Oslo?", tools=[WEATHER], tool_choice="auto").json()
+    (call,) = paused["output"]
+    answered = create(
+        api,
+        model=agent.handle,
+        previous_response_id=paused["id"],
+        input=[{"type": "function_call_output", "call_id": call["call_id"], "output": '{"sky": "sunny"}'}],
+    ).json()
+
+    assert paused["status"] == "completed"
+    assert call == {
+        "id": f"fc_{call['call_id']}",
+        "type": "function_call",
+        "status": "completed",
+        "call_id": ToolCall.objects.get().call_id,
+        "name": "weather",
+        "arguments": '{"city":"Oslo"}',
+    }
+    assert paused["tools"] == [{**WEATHER, "strict": False}]
+    assert model.requests[0].tools[0].name == "weather"
+    assert answered["id"] == paused["id"]
+    assert [item["type"] for item in answered["output"]] == ["function_call", "message"]
+    assert answered["output"][-1]["content"][0]["text"] == "Sunny in Oslo."
+    assert ToolCall.objects.get().output == {"sky": "sunny"}
+    tool_message = model.requests[1].messages[-1]
+    assert (tool_message["role"], tool_message["content"]) == ("tool", '{"sky": "sunny"}')
+
+
+def test_a_stateless_client_resending_the_conversation_answers_the_paused_response(api, agent, model):
+    model.scripts += [tool_call("weather", '{"city": "Oslo"}'), text("Sunny.")]
+    question = {"role": "user", "content": "Weather in Oslo?"}
+    paused = create(api, model=agent.handle, input=[question], tools=[WEATHER]).json()
+    call = paused["output"][0]
+
+    answered = create(
+        api,
+        model=agent.handle,
+        tools=[WEATHER],
+        input=[
+            question,
+            {k: call[k] for k in ("type", "id", "call_id", "name", "arguments")},
+            {"type": "function_call_output", "call_id": call["call_id"], "output": "sunny"},
+        ],
+    ).json()
+
+    assert answered["id"] == paused["id"]
+    assert answered["output"][-1]["content"][0]["text"] == "Sunny."
+    assert Session.objects.count() == 1
+    assert ToolCall.objects.get().output == "sunny"
+
+
+def test_the_clients_own_tool_loop_is_read_by_the_first_model_call(api, agent, model):
+    model.scripts.append(text("It is sunny."))
+
+    body = create(
+        api,
+        model=agent.handle,
+        tools=[WEATHER],
+        input=[
+            {"role": "user", "content": "Weather?"},
+            {"type": "function_call", "call_id": "mine_1", "name": "weather", "arguments": '{"city": "Oslo"}'},
+            {"type": "function_call_output", "call_id": "mine_1", "output": "sunny"},
+        ],
+    ).json()
+
+    assert body["output"][-1]["content"][0]["text"] == "It is sunny."
+    steps = model.requests[0].messages[-2:]
+    assert steps[0]["tool_calls"][0]["id"] == "mine_1"
+    assert steps[1] == {"role": "tool", "tool_call_id": "mine_1", "content": "sunny"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
+        ({"tools": [{"type": "function", "name": "bad name!"}]}, "tools[0].name"),
+        ({"tool_choice": {"type": "mcp"}}, "tool_choice"),
+        ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema"),
+        ({"text": {"format": {"type": "yaml"}}}, "text.format.type"),
+        ({"temperature": 3}, "temperature"),
+    ],
+)
+def test_bad_settings_are_400_naming_the_param(api, agent, extra, param):
+    response = create(api, model=agent.handle, input="Hi", **extra)
+
+    assert response.status_code == 400, response.json()
+    assert response.json()["error"]["param"] == param
+    assert not Session.objects.exists()

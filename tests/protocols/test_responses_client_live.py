@@ -8,6 +8,7 @@ import asyncio
 import time
 
 import openai
+import pydantic
 import pytest
 
 from chat.models import Session
@@ -143,6 +144,42 @@ def test_an_approval_round_trip(live, client, receiver, warm):
     assert ToolCall.objects.get(call_id=request.id).status == ToolCall.Status.SUCCEEDED
 
 
+WEATHER = {
+    "type": "function",
+    "name": "weather",
+    "description": "The weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+def test_a_function_tool_round_trip(live, client, warm):
+    live.script(
+        [("text", "Let me look. "), ("tool_call", {"id": "a", "name": "weather", "arguments": '{"city": "Oslo"}'})],
+        [("text", "Sunny in Oslo.")],
+    )
+
+    paused = client.responses.create(
+        model=live.agent.handle, input="Weather in Oslo?", tools=[WEATHER], instructions="Be brief.", temperature=0.3
+    )
+    call = paused.output[-1]
+    done = client.responses.create(
+        model=live.agent.handle,
+        previous_response_id=paused.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": '{"sky": "sunny"}'}],
+    )
+
+    assert paused.status == "completed"
+    assert (call.type, call.name, call.arguments) == ("function_call", "weather", '{"city":"Oslo"}')
+    assert done.id == paused.id
+    assert done.output_text == "Let me look. Sunny in Oslo."
+    first = model_requests_with(live, "Weather in Oslo?")[0]
+    second = live.fake_llm.requests[live.agent.model][-1]
+    assert first["tools"][-1]["function"]["name"] == "weather"
+    assert first["temperature"] == 0.3
+    assert "Be brief." in [m["content"] for m in first["messages"] if m["role"] == "system"]
+    assert second["messages"][-1] == {"role": "tool", "tool_call_id": "a", "content": '{"sky": "sunny"}'}
+
+
 def test_cancel_stops_a_background_response(live, client):
     live.script([("text", "Once "), *[("delay", 0.5), ("text", "and ")] * 20, ("text", "the end.")])
     started = client.responses.create(model=live.agent.handle, input="A story", background=True)
@@ -212,3 +249,44 @@ def test_agents_sdk_runner_run_streamed(live, sdk, warm):
 
     assert final == "Miso, Juniper."
     assert "".join(deltas) == "Miso, Juniper."
+
+
+def test_agents_sdk_function_tool(live, sdk, warm):
+    live.script(
+        [("tool_call", {"id": "a", "name": "weather", "arguments": '{"city": "Oslo"}'})],
+        [("text", "Sunny in Oslo.")],
+    )
+    asked: list[str] = []
+
+    @sdk.function_tool
+    def weather(city: str) -> str:
+        """The weather in a city."""
+        asked.append(city)
+        return f"sunny in {city}"
+
+    agent = sdk.Agent(name="Weather", model=live.agent.handle, tools=[weather], instructions="Use the tool.")
+
+    result = asyncio.run(sdk.Runner.run(agent, "Weather in Oslo?"))
+
+    assert result.final_output == "Sunny in Oslo."
+    assert asked == ["Oslo"]
+    sent = live.fake_llm.requests[live.agent.model][-1]
+    assert sent["messages"][-1]["content"] == '"sunny in Oslo"'  # the output as the loop gives it (JSON)
+    assert Session.objects.filter(agent=live.agent, runs__user_message__text="Weather in Oslo?").count() == 1
+
+
+def test_agents_sdk_output_type(live, sdk, warm):
+    live.script([("text", '{"name": "Miso", "age": 3}')])
+
+    class Cat(pydantic.BaseModel):
+        name: str
+        age: int
+
+    agent = sdk.Agent(name="Cats", model=live.agent.handle, output_type=Cat)
+
+    result = asyncio.run(sdk.Runner.run(agent, "A cat, as JSON."))
+
+    assert result.final_output == Cat(name="Miso", age=3)
+    sent = model_requests_with(live, "A cat, as JSON.")[-1]
+    assert sent["response_format"]["type"] == "json_schema"
+    assert sent["response_format"]["json_schema"]["schema"]["required"] == ["name", "age"]
