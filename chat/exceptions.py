@@ -64,3 +64,28 @@ class TurnFailed(GenieError):
     status_code = status.HTTP_502_BAD_GATEWAY
     default_code = "turn_failed"
     default_detail = "The agent's turn failed."
+
+
+class NotAReply(GenieError):
+    default_code = "not_a_reply"
+    default_detail = "Only an agent message can be regenerated."
+
+
+class NotTheLastReply(Conflict):
+    default_code = "not_the_last_reply"
+    default_detail = "Only the chat's last reply can be regenerated; edit the message before it instead."
+
+
+class NotAUserMessage(GenieError):
+    default_code = "not_a_user_message"
+    default_detail = "Only a user message can be edited."
+
+
+class MessageReplaced(Conflict):
+    default_code = "message_replaced"
+    default_detail = "This message was already replaced (edited or regenerated); act on the one that replaced it."
+
+
+class MessageCompacted(Conflict):
+    default_code = "message_compacted"
+    default_detail = "This message is summarised by a compaction; only the messages after the summary can be edited."

@@ -290,10 +290,15 @@ class Session(models.Model):
 class MessageQuerySet(models.QuerySet["Message"]):
     def transcript(self) -> MessageQuerySet:
         return (
-            self.select_related("session", "feedback", "run")
+            self.select_related("session", "feedback", "run", "replaced_by")
             .prefetch_related("run__tool_calls", "attachments")
             .order_by("created_at", "id")
         )
+
+    def current(self) -> MessageQuerySet:
+        """The conversation as it stands, oldest first: without the messages an edit or a
+        regeneration replaced (they stay in the transcript, marked ``replaced_by``)."""
+        return self.filter(replaced_by__isnull=True).order_by("created_at", "id")
 
 
 class Message(models.Model):

@@ -67,7 +67,13 @@ def file_ids_field() -> serializers.ListField:
 
 
 class SessionCreateSerializer(StrictSerializer):
-    text = MessageTextField()
+    text = MessageTextField(required=False, help_text="The first message; required unless `empty` is true.")
+    empty = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="An empty session: no message and no run yet (upload files to it, then send its first message "
+        "with `POST sessions/{s}/messages`). Takes no `text` or `file_ids`.",
+    )
     title = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
     agent = serializers.CharField(required=False, max_length=100)
     metadata = JSONObjectField(required=False, default=dict)
@@ -75,6 +81,23 @@ class SessionCreateSerializer(StrictSerializer):
     ui_context = JSONObjectField(required=False, allow_null=True, default=None)
     scan_context = JSONObjectField(required=False, allow_null=True, default=None)
     file_ids = file_ids_field()
+
+    def validate_text(self, value: str) -> str:
+        return validate_message_text(value)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["empty"]:
+            given = [name for name in ("text", "file_ids") if attrs.get(name)]
+            if given:
+                message = "An empty session starts with no message: send it with POST sessions/{s}/messages."
+                raise serializers.ValidationError({name: [message] for name in given}, code="invalid")
+        elif "text" not in attrs:
+            raise serializers.ValidationError({"text": ["This field is required."]}, code="required")
+        return attrs
+
+
+class MessageEditSerializer(StrictSerializer):
+    text = MessageTextField(help_text="The message's new text: a new turn from this point.")
 
     def validate_text(self, value: str) -> str:
         return validate_message_text(value)
@@ -214,6 +237,12 @@ class MessageSerializer(serializers.ModelSerializer):
     tool_calls = serializers.SerializerMethodField()
     attachments = serializers.SerializerMethodField()
     error = MessageErrorSerializer(read_only=True, allow_null=True)
+    replaced_by = serializers.SlugRelatedField(
+        slug_field="uuid",
+        read_only=True,
+        help_text="null, or the message that replaced this one: a regenerated reply's new reply, or the edited "
+        "message that replaced this one and every one after it. Replaced messages are kept; prompts leave them out.",
+    )
 
     class Meta:
         model = Message
@@ -232,6 +261,7 @@ class MessageSerializer(serializers.ModelSerializer):
             "temperature",
             "model",
             "metadata",
+            "replaced_by",
             "created_at",
         ]
         read_only_fields = fields  # output only
@@ -337,8 +367,8 @@ class SessionStartedSerializer(serializers.Serializer):
     uuid = serializers.UUIDField(help_text="The session's uuid.")
     stream_url = serializers.URLField()
     messages_url = serializers.URLField()
-    run_uuid = serializers.UUIDField()
-    run_url = serializers.URLField()
+    run_uuid = serializers.UUIDField(required=False, help_text="Absent for an empty session (no turn yet).")
+    run_url = serializers.URLField(required=False)
     client_secret = serializers.CharField(
         required=False,
         help_text="Publishable keys only, shown once: send it as X-Session-Secret to act on this session.",
@@ -352,6 +382,14 @@ class TurnStartedSerializer(serializers.Serializer):
     stream_url = serializers.URLField()
     run_uuid = serializers.UUIDField()
     run_url = serializers.URLField()
+
+
+class ReplyStartedSerializer(TurnStartedSerializer):
+    """A regenerated reply or an edited message: the new turn, and the user message it answers."""
+
+    user_message_uuid = serializers.UUIDField(
+        help_text="The user message the new reply answers (an edit's new message; a regeneration's same one)."
+    )
 
 
 class ToolSpecSerializer(StrictSerializer):

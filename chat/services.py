@@ -11,11 +11,21 @@ from typing import IO, Any
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from chat import files, tasks
-from chat.exceptions import AgentInUse, FileTooLarge, UnsupportedFileType
+from chat.exceptions import (
+    AgentInUse,
+    FileTooLarge,
+    MessageCompacted,
+    MessageReplaced,
+    NotAReply,
+    NotAUserMessage,
+    NotTheLastReply,
+    UnsupportedFileType,
+)
 from chat.models import Agent, Message, Session, Upload
 from genie.auth import Caller
 from genie.models import Team
@@ -136,16 +146,56 @@ def post_message(
 
 
 @transaction.atomic
-def regenerate_reply(*, session: Session, reply: Message) -> Run:
+def regenerate_reply(*, session: Session, reply: Message, check_last: bool = False) -> Run:
     """Answer ``reply``'s user message again: a new run with a new agent message. The old
     reply stays in the transcript (with its rating) marked ``replaced_by`` the new one, so
     later prompts and the AI SDK history leave it out. Refuses (``RunActive``) while a run
-    is active."""
+    is active; with ``check_last``, refuses a reply that is not the chat's latest one
+    (``NotTheLastReply``: what follows it would answer a reply that no longer stands)."""
     session = Session.objects.select_for_update().select_related("agent").get(pk=session.pk)
+    if not reply.is_agent:
+        raise NotAReply()
+    if reply.replaced_by_id is not None:
+        raise MessageReplaced(details={"replaced_by": str(reply.replaced_by.uuid)})
+    if check_last and session.messages.current().filter(sender_role=Message.SenderRole.AGENT).last() != reply:
+        raise NotTheLastReply()
     run_services.make_way_for_turn(session=session)
     user_message = Run.objects.select_related("user_message").get(agent_message=reply).user_message
     run = run_services.queue_run(session=session, user_message=user_message)
     Message.objects.filter(pk=reply.pk).update(replaced_by=run.agent_message, updated_at=timezone.now())
+    session.touch()
+    return run
+
+
+@transaction.atomic
+def edit_message(*, session: Session, message: Message, text: str) -> Run:
+    """A new turn from an edited user message, as chat apps do: a new user message with
+    ``text`` (and the same attachments, metadata and contexts) and a queued run. The edited
+    message and every message after it stay in the transcript, marked ``replaced_by`` the
+    new user message: later prompts leave them out, and the stored history says what was
+    said and what replaced it. Refuses while a run is active (``RunActive``), and for a
+    message a compaction summarised (``MessageCompacted``: the summary would still say it)."""
+    session = Session.objects.select_for_update().select_related("agent").get(pk=session.pk)
+    if message.sender_role != Message.SenderRole.USER:
+        raise NotAUserMessage()
+    if message.replaced_by_id is not None:
+        raise MessageReplaced(details={"replaced_by": str(message.replaced_by.uuid)})
+    if session.compactions.filter(upto_message__created_at__gte=message.created_at).exists():
+        raise MessageCompacted()
+    run_services.make_way_for_turn(session=session)
+    later = session.messages.current().filter(
+        Q(created_at__gt=message.created_at) | Q(created_at=message.created_at, id__gte=message.pk)
+    )
+    replaced = list(later.values_list("pk", flat=True))
+    run = _add_turn(
+        session=session,
+        text=text,
+        metadata=message.metadata,
+        ui_context=message.ui_context,
+        scan_context=message.scan_context,
+        uploads=list(message.attachments.all()),
+    )
+    Message.objects.filter(pk__in=replaced).update(replaced_by=run.user_message, updated_at=timezone.now())
     session.touch()
     return run
 

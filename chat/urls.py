@@ -34,6 +34,16 @@ urlpatterns = [
         name="message-detail",
     ),
     path(
+        "sessions/<uuid:session_uuid>/messages/<uuid:message_uuid>/regenerate",
+        MessageViewSet.as_view({"post": "regenerate"}),
+        name="message-regenerate",
+    ),
+    path(
+        "sessions/<uuid:session_uuid>/messages/<uuid:message_uuid>/edit",
+        MessageViewSet.as_view({"post": "edit"}),
+        name="message-edit",
+    ),
+    path(
         "sessions/<uuid:session_uuid>/compact",
         SessionViewSet.as_view({"post": "compact"}),
         name="session-compact",

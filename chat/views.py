@@ -35,7 +35,9 @@ from chat.serializers import (
     CompactSerializer,
     ContextUsageSerializer,
     MessageCreateSerializer,
+    MessageEditSerializer,
     MessageSerializer,
+    ReplyStartedSerializer,
     SessionCreateSerializer,
     SessionDetailSerializer,
     SessionSerializer,
@@ -185,6 +187,8 @@ class SessionViewSet(
         agent = Agent.objects.startable_by(caller).pick(data.validated_data.get("agent"))
         if agent is None:
             raise ValidationError({"agent": ["No such agent."]}, code="unknown_agent")
+        if data.validated_data["empty"]:
+            return self._create_empty(request, caller, agent, data.validated_data)
         require_redis()
         session, run, client_secret = services.start_session(
             caller=caller,
@@ -198,6 +202,23 @@ class SessionViewSet(
             file_ids=data.validated_data["file_ids"],
         )
         body = {"uuid": str(session.uuid), **turn_urls(request, session), **run_urls(request, run)}
+        if client_secret:
+            body["client_secret"] = client_secret
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    def _create_empty(self, request: Request, caller: Caller, agent: Agent, data: dict[str, Any]) -> Response:
+        """``empty: true``: the session alone, no turn (files can be uploaded to it before
+        its first message)."""
+        if wants_event_stream(request):
+            raise ValidationError({"empty": ["An empty session has no turn to stream."]}, code="invalid")
+        session, client_secret = services.open_session(
+            caller=caller,
+            agent=agent,
+            title=data["title"],
+            metadata=data["metadata"],
+            user_id=data["user_id"],
+        )
+        body = {"uuid": str(session.uuid), **turn_urls(request, session)}
         if client_secret:
             body["client_secret"] = client_secret
         return Response(body, status=status.HTTP_201_CREATED)
@@ -369,6 +390,75 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             raise
         body = {"uuid": str(run.agent_message.uuid), "stream_url": stream_url, **run_urls(request, run)}
         return Response(body, status=status.HTTP_201_CREATED)
+
+
+    def _reply_started(self, request: Request, run: Run) -> Response:
+        session = self.get_session()
+        body = {
+            "uuid": str(run.agent_message.uuid),
+            "user_message_uuid": str(run.user_message.uuid),
+            "stream_url": absolute_url(request, "runs:session-stream", session_uuid=session.uuid),
+            **run_urls(request, run),
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=None,
+        parameters=[IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED],
+        responses={
+            201: ReplyStartedSerializer,
+            400: error_response("`not_a_reply`: the message is a user message."),
+            409: error_response(
+                "`run_active`: a run is active; `not_the_last_reply`: a later reply exists (edit the message "
+                "before it instead); `message_replaced`: this reply was already replaced."
+            ),
+            **IDEMPOTENCY_ERRORS,
+            503: REDIS_UNAVAILABLE,
+        },
+    )
+    def regenerate(self, request: Request, session_uuid: str, message_uuid: str) -> Response:
+        """Answer the chat's last reply again: a new run and agent message for the same user
+        message. The old reply stays in the transcript (with its rating), its ``replaced_by``
+        naming the new one; later prompts leave it out."""
+
+        def start() -> Response:
+            reply = self.get_object()
+            require_redis()
+            run = services.regenerate_reply(session=self.get_session(), reply=reply, check_last=True)
+            return self._reply_started(request, run)
+
+        return run_idempotently(request, start)
+
+    @extend_schema(
+        request=MessageEditSerializer,
+        parameters=[IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED],
+        responses={
+            201: ReplyStartedSerializer,
+            400: error_response("`not_a_user_message`: only a user message can be edited."),
+            409: error_response(
+                "`run_active`: a run is active; `message_replaced`: the message was already replaced; "
+                "`message_compacted`: a compaction summarised it."
+            ),
+            413: TEXT_TOO_LONG,
+            **IDEMPOTENCY_ERRORS,
+            503: REDIS_UNAVAILABLE,
+        },
+    )
+    def edit(self, request: Request, session_uuid: str, message_uuid: str) -> Response:
+        """Edit a sent user message: a new turn from that point. A new user message (with the
+        same attachments) and a new run; the edited message and every message after it stay
+        in the transcript, their ``replaced_by`` naming the new user message, and later
+        prompts leave them out."""
+
+        def start() -> Response:
+            message = self.get_object()
+            data = MessageEditSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            require_redis()
+            run = services.edit_message(session=self.get_session(), message=message, text=data.validated_data["text"])
+            return self._reply_started(request, run)
+
+        return run_idempotently(request, start)
 
 
 class UploadViewSet(viewsets.GenericViewSet):

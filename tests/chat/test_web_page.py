@@ -75,8 +75,9 @@ class Tab:
 def open_tab(chromium) -> Iterator[Callable[..., Tab]]:
     contexts: list[Remote] = []
 
-    def open_tab(url: str, *, viewport: dict | None = None) -> Tab:
-        context = chromium.browser.new_context(viewport=viewport or {"width": 1200, "height": 800})
+    def open_tab(url: str, *, viewport: dict | None = None, **options) -> Tab:
+        """``options``: Playwright's context options (``color_scheme``, ``permissions``)."""
+        context = chromium.browser.new_context(viewport=viewport or {"width": 1200, "height": 800}, **options)
         contexts.append(context)
         tab = Tab(context.new_page())
         tab.page.set_default_timeout(20_000)
@@ -253,6 +254,256 @@ def test_an_empty_chat_shows_the_agent_and_sends_a_suggested_prompt(live, sign_i
     assert Message.objects.get(session__owner=sign_in.user, sender_role="user").text == "Where is my order?"
     tab.page.get_by_role("button", name="New chat").click()  # empty again
     tab.expect(lambda page: expect(page.locator("#empty-state")).to_be_visible())
+    assert tab.errors == [], tab.errors
+
+
+def stored_chat(user, agent, *, title: str, turns: list[tuple[str, str]]) -> Session:
+    """A finished chat of ``user``'s, written as the API would have stored it."""
+    session = Session.objects.create(team=agent.team, agent=agent, owner=user, title=title)
+    for question, answer in turns:
+        Message.objects.create(session=session, sender_role="user", text=question)
+        Message.objects.create(session=session, sender_role="agent", text=answer, status=Message.Status.COMPLETE)
+    return session
+
+
+SCROLL = "m => ({top: m.scrollTop, height: m.scrollHeight, view: m.clientHeight})"
+
+
+def at_end(tab: Tab) -> bool:
+    where = tab.page.locator("#messages").evaluate(SCROLL)
+    return where["height"] - where["top"] - where["view"] < 40
+
+
+def in_view(tab: Tab, selector: str) -> bool:
+    """Whether the element is (at least partly) inside the conversation's visible part."""
+    return tab.page.locator(selector).evaluate(
+        """el => { const box = el.getBoundingClientRect(), list = document.getElementById('messages').getBoundingClientRect();
+                   return box.bottom > list.top && box.top < list.bottom; }"""
+    )
+
+
+def test_a_chat_opens_at_its_end_and_what_you_send_stays_in_view(live, sign_in):
+    long = "\n\n".join(f"Paragraph {n} of a long answer." for n in range(1, 13))
+    stored_chat(sign_in.user, live.agent, title="Long chat", turns=[(f"Question {n}", long) for n in range(1, 6)])
+    reply = [("text", "Line 1 of the next answer.\n\n")]
+    reply += [step for n in range(2, 25) for step in (("delay", 0.05), ("text", f"Line {n} of the next answer.\n\n"))]
+    live.script(reply)
+    tab = sign_in()
+
+    tab.page.locator("#session-list a", has_text="Long chat").click()
+    tab.expect(lambda page: expect(page.locator("#messages .message")).to_have_count(10))
+    opened_at_end = at_end(tab)
+    last_in_view = in_view(tab, "#messages .message:last-child")
+    tab.page.locator("#messages").evaluate("m => m.scrollTo(0, 0)")  # the user scrolls up
+    tab.expect(lambda page: expect(page.get_by_role("button", name="Jump to latest")).to_be_visible())
+    tab.page.get_by_role("button", name="Jump to latest").click()
+    tab.expect(lambda page: expect(page.get_by_role("button", name="Jump to latest")).to_be_hidden())
+    jumped_to_end = at_end(tab)
+    tab.page.locator("#messages").evaluate("m => m.scrollTo(0, m.scrollHeight / 2)")  # up again, then send
+    tab.expect(lambda page: expect(page.get_by_role("button", name="Jump to latest")).to_be_visible())
+    send(tab, "One more question")
+    tab.expect(lambda page: expect(page.locator("#messages .agent").last).to_contain_text("Line 1 of"))
+    sent_in_view = in_view(tab, "#messages .message.user >> nth=-1")
+    wait_complete(tab)
+
+    assert opened_at_end
+    assert last_in_view
+    assert jumped_to_end
+    assert sent_in_view
+    assert at_end(tab)  # the reply it started was followed to its end
+    assert in_view(tab, "#messages .message:last-child")
+    assert tab.page.get_by_role("button", name="Jump to latest").is_hidden()
+    assert tab.errors == [], tab.errors
+
+
+def test_dark_mode_follows_the_system(live, sign_in):
+    stored_chat(sign_in.user, live.agent, title="Code", turns=[("Show code", "```python\nprint('hi')  # greet\n```")])
+    dark = sign_in(color_scheme="dark")
+    light = sign_in()
+    colours = "() => [getComputedStyle(document.body).backgroundColor, getComputedStyle(document.body).color]"
+    for tab in (dark, light):
+        tab.page.locator("#session-list a", has_text="Code").click()
+        tab.page.locator(".code-block").wait_for()
+    shoot(dark.page, "chat-page-dark")
+
+    def brightness(rgb: str) -> float:
+        red, green, blue = (int(part) for part in re.findall(r"\d+", rgb)[:3])
+        return (red * 299 + green * 587 + blue * 114) / 1000
+
+    dark_background, dark_text = dark.page.evaluate(colours)
+    light_background, light_text = light.page.evaluate(colours)
+    assert brightness(dark_background) < 60 < 200 < brightness(dark_text)
+    assert brightness(light_background) > 200 > 60 > brightness(light_text)
+    agent_bubble = "el => getComputedStyle(el).backgroundColor"
+    assert brightness(dark.page.locator(".message.agent").evaluate(agent_bubble)) < 80
+    comment = ".code-block .hljs-comment"
+    assert dark.page.locator(comment).evaluate("el => getComputedStyle(el).color") != light.page.locator(
+        comment
+    ).evaluate("el => getComputedStyle(el).color")
+    assert dark.errors == light.errors == []
+
+
+def test_regenerate_the_last_reply_then_edit_a_sent_message(live, sign_in):
+    live.script([("text", "Miso")], [("text", "Cats")], [("text", "Tom")], [("text", "Rex")])
+    tab = sign_in()
+    send(tab, "Name a cat")
+    wait_complete(tab)
+    wait_until(lambda: Session.objects.filter(owner=sign_in.user).exclude(title="").exists())  # the title's call
+
+    tab.page.get_by_role("button", name="Regenerate the reply").click()
+    tab.expect(lambda page: expect(page.locator("#messages .agent .body")).to_have_text(["Tom"]))
+    wait_complete(tab)
+    tab.page.get_by_role("button", name="Edit your message").click()
+    box = tab.page.get_by_label("The new text of your message")
+    box.fill("Name a dog")
+    box.press("Enter")
+    tab.expect(lambda page: expect(page.locator("#messages .agent .body")).to_have_text(["Rex"]))
+    wait_complete(tab)
+    shown = (
+        tab.page.locator("#messages .user .body").all_inner_texts(),
+        agent_bubbles(tab).all_inner_texts(),
+    )
+    tab.page.reload()
+    tab.page.get_by_role("button", name="Good reply").wait_for()
+
+    assert shown == (["Name a dog"], ["Rex"])
+    assert tab.page.locator("#messages .user .body").all_inner_texts() == ["Name a dog"]
+    assert agent_bubbles(tab).all_inner_texts() == ["Rex"]
+    stored = list(Message.objects.filter(session__owner=sign_in.user).order_by("created_at", "id"))
+    by_text = {message.text: message for message in stored}
+    assert [message.text for message in stored] == ["Name a cat", "Miso", "Tom", "Name a dog", "Rex"]
+    assert by_text["Miso"].replaced_by == by_text["Tom"]  # regenerated
+    assert by_text["Name a cat"].replaced_by == by_text["Tom"].replaced_by == by_text["Name a dog"]  # edited
+    assert by_text["Name a dog"].replaced_by is None
+    assert by_text["Rex"].replaced_by is None
+    assert tab.errors == [], tab.errors
+
+
+def test_rename_delete_and_search_chats_from_the_sidebar(live, sign_in):
+    stored_chat(sign_in.user, live.agent, title="Cats", turns=[("Name a cat", "Miso")])
+    stored_chat(sign_in.user, live.agent, title="Dogs", turns=[("Name a dog", "Rex")])
+    untitled = stored_chat(sign_in.user, live.agent, title="", turns=[("Where is my parcel? It is late.", "Here.")])
+    long_title = "A very long title about the many cats and dogs of the neighbourhood and their names"
+    stored_chat(sign_in.user, live.agent, title=long_title, turns=[("Hello", "Hi")])
+    tab = sign_in()
+    names = tab.page.locator("#session-list .session-title")
+    tab.expect(lambda page: expect(page.locator("#session-list .session-title")).to_have_count(4))
+    listed = names.all_inner_texts()
+    cut = tab.page.locator("#session-list .session-title", has_text="A very long").evaluate(
+        "el => [getComputedStyle(el).textOverflow, el.scrollWidth > el.clientWidth]"
+    )
+
+    tab.page.get_by_label("Search chats").fill("dog")
+    tab.expect(lambda page: expect(page.locator("#session-list .session-title")).to_have_text([long_title, "Dogs"]))
+    tab.page.get_by_label("Search chats").fill("")
+    tab.expect(lambda page: expect(page.locator("#session-list .session-title")).to_have_count(4))
+    tab.page.get_by_role("button", name="Rename Cats").click()
+    tab.page.get_by_label("New title").fill("Kittens")
+    tab.page.get_by_label("New title").press("Enter")
+    tab.expect(lambda page: expect(page.locator("#session-list .session-title", has_text="Kittens")).to_be_visible())
+    tab.page.locator("#session-list a[title='Dogs']").click()
+    tab.expect(lambda page: expect(page.locator("#chat-title")).to_have_text("Dogs"))
+    tab.page.get_by_role("button", name="Delete Dogs").click()
+    tab.page.get_by_role("group", name="Delete Dogs?").get_by_role("button", name="Delete").click()
+    tab.expect(lambda page: expect(page.locator("#status")).to_have_text("The chat was deleted."))
+
+    assert listed == [long_title, "Where is my parcel? It is late.", "Dogs", "Cats"]
+    assert tab.page.locator("#session-list .session-title").all_inner_texts() == [
+        long_title,
+        "Where is my parcel? It is late.",
+        "Kittens",
+    ]
+    assert cut == ["ellipsis", True]
+    assert set(Session.objects.filter(owner=sign_in.user).values_list("title", flat=True)) == {
+        "Kittens",
+        "",
+        long_title,
+    }
+    assert Session.objects.filter(uuid=untitled.uuid).exists()
+    assert tab.page.locator("#chat-title").inner_text() == "New chat"  # the open chat was the one deleted
+    assert "?session=" not in tab.page.url
+    assert tab.errors == [], tab.errors
+
+
+def test_copy_a_reply_and_its_code_with_language_times_and_table_borders(live, sign_in):
+    answer = "Use this:\n\n```python\nprint('hi')\n```\n\n| Name | Age |\n|---|---|\n| Miso | 2 |"
+    live.script([("text", answer)], [("text", "Code")])
+    tab = sign_in(permissions=["clipboard-read", "clipboard-write"])
+    send(tab, "Show me code")
+    wait_complete(tab)
+    clipboard = "() => navigator.clipboard.readText()"
+
+    block = tab.page.locator(".message.agent .code-block")
+    language = block.locator(".code-language").inner_text()
+    highlighted = block.locator("code.hljs span").count()
+    block.get_by_role("button", name="Copy the python code").click()
+    code_copied = tab.page.evaluate(clipboard)
+    tab.page.get_by_role("button", name="Copy the reply").click()
+    reply_copied = tab.page.evaluate(clipboard)
+    border = tab.page.locator(".message.agent td").first.evaluate("el => getComputedStyle(el).borderTopStyle")
+    times = tab.page.locator("#messages .message .who time").evaluate_all("els => els.map(t => t.dateTime)")
+
+    assert language == "python"
+    assert highlighted > 0
+    assert code_copied == "print('hi')\n"
+    assert reply_copied == answer
+    assert border == "solid"
+    assert len(times) == 2
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", when) for when in times)
+    assert tab.errors == [], tab.errors
+
+
+def test_files_attached_before_the_first_message_go_with_it(live, sign_in, tmp_path):
+    live.script([("text", "Read it.")], [("text", "Notes")])
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Milk, eggs, flour.")
+    tab = sign_in()
+
+    tab.page.locator("#file-input").set_input_files(str(notes))
+    tab.expect(lambda page: expect(page.locator("#attachments")).to_contain_text("notes.txt"))
+    chats_before_sending = Session.objects.filter(owner=sign_in.user).count()
+    send(tab, "Read my notes")
+    wait_complete(tab)
+
+    session = Session.objects.get(owner=sign_in.user)
+    first = session.messages.get(sender_role="user")
+    assert chats_before_sending == 0  # nothing is stored before the message is sent
+    assert (first.text, [upload.filename for upload in first.attachments.all()]) == ("Read my notes", ["notes.txt"])
+    assert tab.page.locator("#messages .user .files a").inner_text() == "notes.txt"
+    assert tab.page.url.endswith(f"?session={session.uuid}")
+    assert tab.page.locator("#attachments li").count() == 0
+    assert tab.errors == [], tab.errors
+
+
+def test_keyboard_shortcuts_new_chat_focus_and_stop_listed_in_a_help(live, sign_in):
+    stored_chat(sign_in.user, live.agent, title="Old chat", turns=[("Hello", "Hi")])
+    live.script([("text", "Slow "), *[step for n in range(6) for step in (("delay", 1.0), ("text", f"w{n} "))]])
+    tab = sign_in()
+
+    def press(key: str) -> None:
+        tab.page.call(lambda page: page.keyboard.press(key))
+
+    tab.page.locator("#session-list a", has_text="Old chat").click()
+    tab.expect(lambda page: expect(page.locator("#chat-title")).to_have_text("Old chat"))
+    tab.page.locator("#chat-title").click()  # the focus off the message box
+    press("?")
+    help_lines = tab.page.get_by_role("dialog", name="Keyboard shortcuts").locator("dd").all_inner_texts()
+    press("Escape")
+    tab.expect(lambda page: expect(page.get_by_role("dialog")).to_be_hidden())
+    press("Control+Shift+O")
+    tab.expect(lambda page: expect(page.locator("#chat-title")).to_have_text("New chat"))
+    tab.page.locator("#chat-title").click()
+    press("/")
+    focused = tab.page.evaluate("document.activeElement.id")
+    send(tab, "Tell me slowly")
+    tab.expect(lambda page: expect(page.locator("#messages .agent")).to_contain_text("Slow"))
+    press("Escape")
+    tab.expect(lambda page: expect(page.locator("#messages .agent .note")).to_have_text("Stopped."))
+
+    assert help_lines == ["New chat", "Focus the message box", "Stop the reply", "Send · a new line", "This list"]
+    assert focused == "message-text"
+    run = Run.objects.get(session__owner=sign_in.user)
+    assert live.wait_run(str(run.uuid)).status == Run.Status.STOPPED
     assert tab.errors == [], tab.errors
 
 

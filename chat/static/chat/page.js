@@ -1,6 +1,7 @@
 // The chat page: the REST API (session cookie + CSRF) is its only backend. Model text is
-// rendered as Markdown by marked and sanitised by DOMPurify before it touches the DOM;
-// everything else goes in as text.
+// rendered as Markdown by marked and sanitised by DOMPurify before it touches the DOM
+// (code blocks then highlighted by highlight.js, which escapes what it reads); everything
+// else goes in as text.
 (() => {
   const API = document.querySelector('meta[name="genie-api"]').content;
   const CSRF = document.querySelector('meta[name="csrf-token"]').content;
@@ -9,6 +10,8 @@
     sessions: $("sessions"),
     toggleSessions: $("toggle-sessions"),
     sessionList: $("session-list"),
+    noSessions: $("no-sessions"),
+    search: $("session-search"),
     moreSessions: $("more-sessions"),
     newChat: $("new-chat"),
     main: $("main"),
@@ -16,12 +19,12 @@
     agentPicker: $("agent-picker"),
     agent: $("agent"),
     messages: $("messages"),
+    jump: $("jump"),
     status: $("status"),
     composer: $("composer"),
     text: $("message-text"),
     fileInput: $("file-input"),
     attachments: $("attachments"),
-    attachHint: $("attach-hint"),
     send: $("send"),
     stop: $("stop"),
     context: $("context"),
@@ -33,6 +36,8 @@
     emptyDescription: $("empty-description"),
     emptyGreeting: $("empty-greeting"),
     suggestions: $("suggestions"),
+    shortcuts: $("shortcuts"),
+    showShortcuts: $("show-shortcuts"),
   };
   // Each agent's name, description, greeting and suggested prompts (the page's JSON).
   const profiles = JSON.parse($("agent-profiles").textContent);
@@ -44,11 +49,14 @@
   const state = {
     session: null, // the open session's detail
     stream: null, // AbortController of the stream being followed
-    files: [], // uploads to attach to the next message: {file_id, filename}
-    views: new Map(), // agent message uuid → {message, el, parts: Map(part → element)}
+    streaming: false, // a reply of this chat is being followed
+    files: [], // uploads to attach to the next message: {file_id, filename}, or {file, filename} before a session exists
+    views: new Map(), // agent message uuid → {message, el, parts: Map(part → element), stored}
     sessionsNext: null,
     opening: 0, // counts the chats opened: a slow answer for one opened before is dropped
     loading: false, // a chat's messages are being read: not empty yet
+    follow: true, // the conversation keeps its end in view as it grows
+    lastScrollTop: 0,
   };
 
   // --- the API ------------------------------------------------------------------------
@@ -67,34 +75,192 @@
     announce(error.message || String(error), { error: true });
   }
 
+  function button(label, onClick, className = "") {
+    const el = document.createElement("button");
+    el.type = "button";
+    el.textContent = label;
+    if (className) el.className = className;
+    el.addEventListener("click", onClick);
+    return el;
+  }
+
+  // --- times --------------------------------------------------------------------------
+
+  function timeElement(iso) {
+    const when = iso ? new Date(iso) : new Date();
+    const el = document.createElement("time");
+    el.dateTime = when.toISOString();
+    const today = when.toDateString() === new Date().toDateString();
+    el.textContent = today
+      ? when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+      : when.toLocaleString([], { dateStyle: "short", timeStyle: "short" });
+    el.title = when.toLocaleString([], { dateStyle: "full", timeStyle: "medium" });
+    return el;
+  }
+
+  // --- copying ------------------------------------------------------------------------
+
+  // The clipboard API needs a secure context (https, or localhost); elsewhere (a Genie on a
+  // LAN address over http) the older copy command still works from a click.
+  async function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) {
+      await navigator.clipboard.writeText(text);
+      return;
+    }
+    const area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.className = "visually-hidden";
+    document.body.append(area);
+    area.select();
+    const copied = document.execCommand("copy");
+    area.remove();
+    if (!copied) throw new Error("The browser refused to copy.");
+  }
+
+  function copyButton(label, text) {
+    const el = button("Copy", async () => {
+      try {
+        await copyText(typeof text === "function" ? text() : text);
+        el.textContent = "Copied";
+        announce("Copied to the clipboard.");
+        setTimeout(() => (el.textContent = "Copy"), 1500);
+      } catch (error) {
+        explain(error);
+      }
+    }, "copy small");
+    el.setAttribute("aria-label", label);
+    return el;
+  }
+
   // --- sessions -----------------------------------------------------------------------
 
+  // A chat's name in lists: its title, else the start of its first message.
+  const chatName = (session) => session.title || (session.preview || "").trim() || "New chat";
+
   async function loadSessions({ more = false } = {}) {
-    const page = await call(more ? state.sessionsNext : "sessions?page_size=30");
+    const query = ui.search.value.trim();
+    const first = `sessions?page_size=30${query ? `&search=${encodeURIComponent(query)}` : ""}`;
+    const page = await call(more ? state.sessionsNext : first);
+    if (!more && query !== ui.search.value.trim()) return; // a later search is on its way
     if (!more) ui.sessionList.replaceChildren();
     for (const session of page.results) ui.sessionList.append(sessionItem(session));
     state.sessionsNext = page.next;
     ui.moreSessions.hidden = !page.next;
+    ui.noSessions.hidden = ui.sessionList.children.length > 0;
+    ui.noSessions.textContent = query ? `No chat matches “${query}”.` : "No chats yet.";
     markCurrentSession();
+  }
+
+  let searchTimer = 0;
+  function searchSessions() {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => loadSessions().catch(explain), 250);
   }
 
   function sessionItem(session) {
     const item = document.createElement("li");
+    item.dataset.uuid = session.uuid;
     const link = document.createElement("a");
     link.href = `?session=${session.uuid}`;
     link.dataset.uuid = session.uuid;
-    link.textContent = session.title || "Untitled chat";
-    const when = document.createElement("time");
-    when.dateTime = session.updated_at;
-    when.textContent = new Date(session.updated_at).toLocaleString([], { dateStyle: "short", timeStyle: "short" });
-    link.append(" ", when);
+    const name = document.createElement("span");
+    name.className = "session-title";
+    name.textContent = chatName(session);
+    link.title = chatName(session);
+    link.append(name, timeElement(session.updated_at));
     link.addEventListener("click", (event) => {
       event.preventDefault();
       openSession(session.uuid, { push: true }).catch(explain);
       closeSessionsOnNarrow();
     });
-    item.append(link);
+    const rename = button("✎", () => renameForm(item, session), "icon");
+    rename.setAttribute("aria-label", `Rename ${chatName(session)}`);
+    rename.title = "Rename";
+    const remove = button("🗑", () => deleteForm(item, session), "icon");
+    remove.setAttribute("aria-label", `Delete ${chatName(session)}`);
+    remove.title = "Delete";
+    const tools = document.createElement("span");
+    tools.className = "session-tools";
+    tools.append(rename, remove);
+    item.append(link, tools);
     return item;
+  }
+
+  function renameForm(item, session) {
+    const form = document.createElement("form");
+    form.className = "rename";
+    const id = `rename-${session.uuid}`;
+    const label = document.createElement("label");
+    label.htmlFor = id;
+    label.className = "visually-hidden";
+    label.textContent = "New title";
+    const input = document.createElement("input");
+    input.type = "text";
+    input.id = id;
+    input.maxLength = 200;
+    input.value = session.title || (session.preview || "").trim();
+    const save = document.createElement("button");
+    save.type = "submit";
+    save.textContent = "Save";
+    save.className = "small primary";
+    const restore = () => {
+      item.replaceWith(sessionItem(session));
+      markCurrentSession();
+    };
+    form.append(label, input, save, button("Cancel", restore, "small"));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      try {
+        const saved = await call(`sessions/${session.uuid}`, { method: "PATCH", json: { title: input.value } });
+        Object.assign(session, saved);
+        if (state.session && state.session.uuid === session.uuid) {
+          state.session.title = saved.title;
+          ui.title.textContent = chatName(saved);
+        }
+        restore();
+        announce("The chat was renamed.");
+      } catch (error) {
+        explain(error);
+      }
+    });
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        event.stopPropagation();
+        restore();
+      }
+    });
+    item.replaceChildren(form);
+    input.focus();
+    input.select();
+  }
+
+  function deleteForm(item, session) {
+    const box = document.createElement("div");
+    box.className = "confirm";
+    box.setAttribute("role", "group");
+    box.setAttribute("aria-label", `Delete ${chatName(session)}?`);
+    const question = document.createElement("span");
+    question.textContent = `Delete “${chatName(session)}”?`;
+    const restore = () => {
+      item.replaceWith(sessionItem(session));
+      markCurrentSession();
+    };
+    const confirm = button("Delete", async () => {
+      try {
+        await call(`sessions/${session.uuid}`, { method: "DELETE" });
+        item.remove();
+        ui.noSessions.hidden = ui.sessionList.children.length > 0;
+        if (state.session && state.session.uuid === session.uuid) startNewChat({ push: true });
+        announce("The chat was deleted.");
+      } catch (error) {
+        explain(error);
+      }
+    }, "small danger");
+    box.append(question, confirm, button("Cancel", restore, "small"));
+    item.replaceChildren(box);
+    confirm.focus();
   }
 
   function markCurrentSession() {
@@ -110,19 +276,25 @@
     ui.toggleSessions.setAttribute("aria-expanded", "false");
   }
 
-  function startNewChat({ push = false } = {}) {
-    state.opening += 1;
-    state.loading = false;
+  function resetConversation() {
     stopFollowing();
     state.session = null;
     state.views.clear();
     state.files = [];
+    state.follow = true;
     ui.messages.replaceChildren();
+    ui.jump.hidden = true;
+    renderAttachments();
+  }
+
+  function startNewChat({ push = false } = {}) {
+    state.opening += 1;
+    state.loading = false;
+    resetConversation();
     ui.title.textContent = "New chat";
     ui.agentPicker.hidden = false;
     ui.context.hidden = true;
     renderEmptyState();
-    renderAttachments();
     setStreaming(false);
     if (push) history.pushState({}, "", location.pathname);
     markCurrentSession();
@@ -133,12 +305,7 @@
   async function openSession(uuid, { push = false } = {}) {
     const opening = ++state.opening;
     const current = () => state.opening === opening;
-    stopFollowing();
-    state.session = null;
-    state.views.clear();
-    state.files = [];
-    renderAttachments();
-    ui.messages.replaceChildren();
+    resetConversation();
     state.loading = true;
     renderEmptyState();
     announce("Loading the chat…");
@@ -166,6 +333,9 @@
     }
     state.loading = false;
     renderEmptyState();
+    markLastReply();
+    // A chat opened shows its end, as chat apps do.
+    scrollToEnd({ force: true });
     announce("");
     refreshContext();
     // A reply still running (or paused for an action) is replayed from its start and
@@ -183,13 +353,12 @@
       if (state.session !== session) return;
       renderStored(stored);
     }
+    markLastReply();
   }
 
   function showSession() {
-    ui.title.textContent = state.session.title || "Untitled chat";
+    ui.title.textContent = chatName(state.session);
     ui.agentPicker.hidden = true;
-    ui.fileInput.disabled = false;
-    ui.attachHint.hidden = true;
     markCurrentSession();
   }
 
@@ -226,43 +395,80 @@
     );
   }
 
-  // --- messages -----------------------------------------------------------------------
+  // --- Markdown -----------------------------------------------------------------------
 
   // Model text may carry HTML a prompt injection wrote: only what Markdown makes is kept (no
   // images, which would load an attacker's URL; no forms, styles or attributes but links'
-  // http(s)/mailto href and lists' and tables' layout). Links open apart (a hook below).
+  // http(s)/mailto href, lists' and tables' layout, and a code block's language class).
+  // Links open apart (a hook below).
   const MARKDOWN_HTML = {
     ALLOWED_TAGS: [
       "p", "br", "hr", "strong", "em", "del", "code", "pre", "blockquote", "ul", "ol", "li", "a",
       "h1", "h2", "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td",
     ],
-    ALLOWED_ATTR: ["href", "start", "align"],
+    ALLOWED_ATTR: ["href", "start", "align", "class"],
     ALLOWED_URI_REGEXP: /^(?:https?|mailto):/i,
   };
+  const LANGUAGE_CLASS = /^language-([A-Za-z0-9_+#.-]{1,40})$/;
 
   function renderMarkdown(element, text) {
     element.innerHTML = DOMPurify.sanitize(marked.parse(text, { gfm: true, breaks: true }), MARKDOWN_HTML);
+    for (const code of element.querySelectorAll("pre > code")) decorateCode(code);
+    for (const table of element.querySelectorAll("table")) {
+      const scroller = document.createElement("div");
+      scroller.className = "table";
+      table.replaceWith(scroller);
+      scroller.append(table);
+    }
   }
 
-  function bubble(role, uuid) {
+  // A code block: its language above it, a copy button, and highlighting when highlight.js
+  // knows the language (it reads the text and writes escaped spans).
+  function decorateCode(code) {
+    const match = LANGUAGE_CLASS.exec(code.className);
+    const language = match ? match[1] : "";
+    const source = code.textContent;
+    if (language && window.hljs && hljs.getLanguage(language)) {
+      code.innerHTML = hljs.highlight(source, { language, ignoreIllegals: true }).value;
+      code.classList.add("hljs");
+    }
+    const pre = code.parentElement;
+    const block = document.createElement("div");
+    block.className = "code-block";
+    const head = document.createElement("div");
+    head.className = "code-head";
+    const label = document.createElement("span");
+    label.className = "code-language";
+    label.textContent = language || "text";
+    head.append(label, copyButton(`Copy the ${language || "text"} code`, source));
+    pre.replaceWith(block);
+    block.append(head, pre);
+  }
+
+  // --- messages -----------------------------------------------------------------------
+
+  function bubble(role, { uuid = "", createdAt = null, before = null } = {}) {
     const item = document.createElement("li");
     item.className = `message ${role}`;
     if (uuid) item.dataset.uuid = uuid;
     const who = document.createElement("p");
     who.className = "who";
-    who.textContent = role === "user" ? "You" : "Agent";
+    const name = document.createElement("span");
+    name.textContent = role === "user" ? "You" : "Agent";
+    who.append(name, " · ", timeElement(createdAt));
     const body = document.createElement("div");
     body.className = "body";
     const foot = document.createElement("div");
     foot.className = "foot";
     item.append(who, body, foot);
-    ui.messages.append(item);
+    ui.messages.insertBefore(item, before);
     ui.empty.hidden = true;
     return item;
   }
 
-  function renderUser(text, attachments = []) {
-    const item = bubble("user");
+  function renderUser(text, attachments = [], { uuid = "", createdAt = null } = {}) {
+    const item = bubble("user", { uuid, createdAt });
+    item.dataset.text = text;
     const body = item.querySelector(".body");
     const paragraph = document.createElement("p");
     paragraph.className = "plain";
@@ -283,24 +489,117 @@
       }
       body.append(list);
     }
+    userFoot(item);
     scrollToEnd();
+    return item;
+  }
+
+  // A user message's tools: copy it, and edit it (a new turn from there) once it is stored.
+  function userFoot(item) {
+    const foot = item.querySelector(".foot");
+    const tools = document.createElement("div");
+    tools.className = "message-tools";
+    tools.append(copyButton("Copy your message", () => item.dataset.text));
+    if (item.dataset.uuid) {
+      const edit = button("Edit", () => editForm(item), "small");
+      edit.setAttribute("aria-label", "Edit your message");
+      tools.append(edit);
+    }
+    foot.replaceChildren(tools);
+  }
+
+  // Editing a sent message starts a new turn from it (POST …/edit): the replies after it
+  // are replaced, kept in the stored transcript (``replaced_by``) and no longer shown.
+  function editForm(item) {
+    const body = item.querySelector(".body");
+    const form = document.createElement("form");
+    form.className = "edit";
+    const id = `edit-${item.dataset.uuid}`;
+    const label = document.createElement("label");
+    label.htmlFor = id;
+    label.className = "visually-hidden";
+    label.textContent = "The new text of your message";
+    const input = document.createElement("textarea");
+    input.id = id;
+    input.rows = Math.min(8, Math.max(2, item.dataset.text.split("\n").length));
+    input.value = item.dataset.text;
+    const save = document.createElement("button");
+    save.type = "submit";
+    save.className = "small primary";
+    save.textContent = "Send";
+    const shown = [...body.childNodes];
+    const cancel = () => {
+      body.replaceChildren(...shown);
+      item.querySelector(".foot").hidden = false;
+    };
+    form.append(label, input, save, button("Cancel", cancel, "small"));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      if (!input.value.trim()) {
+        announce("Write a message first.", { error: true });
+        return;
+      }
+      save.disabled = true;
+      try {
+        const started = await call(`sessions/${state.session.uuid}/messages/${item.dataset.uuid}/edit`, {
+          method: "POST",
+          headers: { "Idempotency-Key": crypto.randomUUID() },
+          json: { text: input.value },
+        });
+        const files = [...item.querySelectorAll(".files a")].map((a) => ({ filename: a.textContent, url: a.href }));
+        dropFrom(item);
+        renderUser(input.value, files, { uuid: started.user_message_uuid });
+        state.follow = true;
+        await follow(`${started.run_url}/stream`, { started: true });
+      } catch (error) {
+        save.disabled = false;
+        if (error.code === "run_active") announce("Wait for the reply to finish, or stop it, first.", { error: true });
+        else explain(error);
+      }
+    });
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        event.stopPropagation();
+        cancel();
+      } else if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        form.requestSubmit();
+      }
+    });
+    item.querySelector(".foot").hidden = true;
+    body.replaceChildren(form);
+    input.focus();
+  }
+
+  // Remove ``item`` and everything after it from the conversation shown.
+  function dropFrom(item) {
+    while (item) {
+      const next = item.nextElementSibling;
+      if (item.dataset.uuid) state.views.delete(item.dataset.uuid);
+      item.remove();
+      item = next;
+    }
   }
 
   function renderStored(stored) {
+    // A message an edit or a regeneration replaced stays in the stored transcript; the
+    // conversation shows what replaced it.
+    if (stored.replaced_by) return;
     if (stored.sender_role === "user") {
-      renderUser(stored.text, stored.attachments);
+      renderUser(stored.text, stored.attachments, { uuid: stored.uuid, createdAt: stored.created_at });
       return;
     }
-    const view = agentView(stored.uuid);
+    const view = agentView(stored.uuid, stored.created_at);
     view.message = GenieClient.fromTranscript(stored);
     view.stored = stored;
     drawMessage(view);
   }
 
-  function agentView(uuid) {
+  function agentView(uuid, createdAt = null) {
     let view = state.views.get(uuid);
     if (!view) {
-      const el = bubble("agent", uuid);
+      const el = bubble("agent", { uuid, createdAt });
       view = { message: GenieClient.newMessage(uuid), el, parts: new Map(), stored: null };
       state.views.set(uuid, view);
     }
@@ -368,15 +667,6 @@
     if (part.clientCall) box.append(clientToolForm(view, part));
     if (part.connection) box.append(connectionForm(part));
     return box;
-  }
-
-  function button(label, onClick, className = "") {
-    const el = document.createElement("button");
-    el.type = "button";
-    el.textContent = label;
-    if (className) el.className = className;
-    el.addEventListener("click", onClick);
-    return el;
   }
 
   function approvalForm(part) {
@@ -487,10 +777,13 @@
     return form;
   }
 
+  const replyText = (view) => view.message.parts.map((part) => part.text || "").join("\n\n").trim();
+
   function drawFoot(view) {
     const foot = view.el.querySelector(".foot");
     const { message } = view;
-    const key = `${message.state}|${message.cut}|${message.errorText}|${view.stored ? view.stored.feedback_url : ""}`;
+    const last = view.el.classList.contains("last-reply");
+    const key = `${message.state}|${message.cut}|${message.errorText}|${view.stored ? view.stored.feedback_url : ""}|${last}|${state.streaming}`;
     if (foot.dataset.key === key) return;
     foot.dataset.key = key;
     foot.replaceChildren();
@@ -499,9 +792,40 @@
     if (message.state === "error") foot.append(note(message.errorText, "error"));
     if (message.state === "stopped" || message.state === "error") foot.append(retryButton(view));
     if (message.cut) foot.append(note(GenieClient.CUT_NOTE));
+    if (message.state === "streaming") return;
+    const tools = document.createElement("div");
+    tools.className = "message-tools";
+    tools.append(copyButton("Copy the reply", () => replyText(view)));
+    if (last && view.stored && !state.streaming) {
+      const again = button("Regenerate", () => regenerate(view), "small");
+      again.setAttribute("aria-label", "Regenerate the reply");
+      tools.append(again);
+    }
+    foot.append(tools);
     // A failed reply has nothing to rate: its error and "Retry" say what there is to do.
-    if (message.state !== "streaming" && message.state !== "error" && view.stored && view.stored.feedback_url) {
-      foot.append(ratingForm(view.stored));
+    if (message.state !== "error" && view.stored && view.stored.feedback_url) foot.append(ratingForm(view.stored));
+  }
+
+  // Only the chat's last reply can be answered again.
+  function markLastReply() {
+    const replies = ui.messages.querySelectorAll(".message.agent");
+    replies.forEach((el, index) => el.classList.toggle("last-reply", index === replies.length - 1));
+    for (const view of state.views.values()) drawFoot(view);
+  }
+
+  async function regenerate(view) {
+    try {
+      const started = await call(`sessions/${state.session.uuid}/messages/${view.message.id}/regenerate`, {
+        method: "POST",
+        headers: { "Idempotency-Key": crypto.randomUUID() },
+      });
+      dropFrom(view.el);
+      state.follow = true;
+      announce("");
+      await follow(`${started.run_url}/stream`, { started: true });
+    } catch (error) {
+      if (error.code === "run_active") announce("Wait for the reply to finish, or stop it, first.", { error: true });
+      else explain(error);
     }
   }
 
@@ -589,9 +913,28 @@
     return form;
   }
 
-  function scrollToEnd() {
-    const nearEnd = ui.messages.scrollHeight - ui.messages.scrollTop - ui.messages.clientHeight < 120;
-    if (nearEnd || !ui.messages.dataset.scrolled) ui.messages.scrollTop = ui.messages.scrollHeight;
+  // --- scrolling ----------------------------------------------------------------------
+
+  // The conversation follows its end while ``state.follow``: a message the user sends, and
+  // the reply it starts, stay in view. Scrolling up stops that and offers "Jump to latest";
+  // scrolling back to the end (or the button) starts it again.
+  const atEnd = () => ui.messages.scrollHeight - ui.messages.scrollTop - ui.messages.clientHeight < 40;
+
+  function scrollToEnd({ force = false } = {}) {
+    if (force) state.follow = true;
+    if (state.follow) {
+      ui.messages.scrollTop = ui.messages.scrollHeight;
+      state.lastScrollTop = ui.messages.scrollTop;
+    }
+    ui.jump.hidden = atEnd();
+  }
+
+  function onScroll() {
+    const top = ui.messages.scrollTop;
+    if (atEnd()) state.follow = true;
+    else if (top < state.lastScrollTop - 2) state.follow = false; // the user scrolled up
+    state.lastScrollTop = top;
+    ui.jump.hidden = atEnd();
   }
 
   // --- streams ------------------------------------------------------------------------
@@ -603,10 +946,13 @@
   }
 
   function setStreaming(on) {
+    const changed = state.streaming !== on;
+    state.streaming = on;
     ui.send.disabled = on;
     ui.stop.hidden = !on;
     ui.compact.disabled = on;
     ui.messages.setAttribute("aria-busy", String(on));
+    if (changed) markLastReply();
   }
 
   // Follow ``streamUrl`` to the finish of its run, drawing each chunk into the agent
@@ -636,7 +982,10 @@
             started = true;
             setStreaming(true);
           }
-          if (chunk.type === "start") view = agentView(chunk.messageId);
+          if (chunk.type === "start") {
+            view = agentView(chunk.messageId);
+            markLastReply();
+          }
           if (!view) return;
           GenieClient.applyChunk(view.message, chunk);
           if (chunk.type === "start" || chunk.type === "finish" || chunk.type.startsWith("data-")) draw();
@@ -669,6 +1018,7 @@
     }
     if (state.session !== session) return;
     drawMessage(view);
+    scrollToEnd();
     announce(view.message.state === "done" ? "The reply is complete." : "");
     refreshContext();
     loadSessions().catch(explain);
@@ -697,11 +1047,17 @@
       return;
     }
     ui.send.disabled = true;
-    const files = state.files;
     // The same key on a retried request (a double click, a flaky network) creates nothing twice.
     const headers = { "Idempotency-Key": crypto.randomUUID() };
     try {
       let started;
+      if (!state.session && state.files.length) {
+        // Files chosen before the first message: an empty session to upload them to, then
+        // its first message with them.
+        await openEmptySession();
+        await uploadPending();
+      }
+      const files = state.files;
       if (state.session) {
         started = await call(`sessions/${state.session.uuid}/messages`, {
           method: "POST",
@@ -720,8 +1076,10 @@
       ui.text.value = "";
       state.files = [];
       renderAttachments();
-      renderUser(text, files);
+      const mine = renderUser(text, files);
+      scrollToEnd({ force: true });
       announce("");
+      identify(mine, started.run_url);
       await follow(`${started.run_url}/stream`, { started: true });
     } catch (error) {
       ui.send.disabled = false;
@@ -730,8 +1088,34 @@
     }
   }
 
+  // A message just sent is shown before its uuid is known (the turn's answer names the
+  // reply): its run names it, and then it can be edited.
+  async function identify(item, runUrl) {
+    try {
+      const run = await call(runUrl);
+      if (!item.isConnected) return;
+      item.dataset.uuid = run.user_message_uuid;
+      userFoot(item);
+    } catch (error) {
+      explain(error);
+    }
+  }
+
+  async function openEmptySession() {
+    const agent = ui.agent.value;
+    const created = await call("sessions", {
+      method: "POST",
+      headers: { "Idempotency-Key": crypto.randomUUID() },
+      json: agent ? { empty: true, agent } : { empty: true },
+    });
+    state.opening += 1;
+    state.session = await call(`sessions/${created.uuid}`);
+    history.pushState({}, "", `?session=${created.uuid}`);
+    showSession();
+  }
+
   async function stopReply() {
-    if (!state.session) return;
+    if (!state.session || !state.streaming) return;
     try {
       await call(`sessions/${state.session.uuid}/stream/stop`, { method: "POST" });
       announce("Stopping…");
@@ -742,20 +1126,42 @@
 
   // --- uploads ------------------------------------------------------------------------
 
+  // In a chat, files are uploaded as soon as they are chosen; before its first message they
+  // wait in the page and go up with it (an upload belongs to a session).
   async function upload() {
     const chosen = [...ui.fileInput.files];
     ui.fileInput.value = "";
-    for (const file of chosen) {
-      const form = new FormData();
-      form.append("file", file);
-      announce(`Uploading ${file.name}…`);
-      try {
-        const stored = await call(`sessions/${state.session.uuid}/uploads`, { method: "POST", body: form });
-        state.files.push(stored);
-        announce(`${file.name} is attached to your next message.`);
-      } catch (error) {
-        explain(error);
-      }
+    if (!state.session) {
+      state.files.push(...chosen.map((file) => ({ file, filename: file.name })));
+      renderAttachments();
+      announce(`${chosen.map((file) => file.name).join(", ")} will be sent with your first message.`);
+      return;
+    }
+    for (const file of chosen) await uploadOne(file);
+    renderAttachments();
+  }
+
+  async function uploadOne(file) {
+    const form = new FormData();
+    form.append("file", file);
+    announce(`Uploading ${file.name}…`);
+    try {
+      const stored = await call(`sessions/${state.session.uuid}/uploads`, { method: "POST", body: form });
+      state.files.push(stored);
+      announce(`${file.name} is attached to your next message.`);
+      return stored;
+    } catch (error) {
+      explain(error);
+      throw error;
+    }
+  }
+
+  async function uploadPending() {
+    const waiting = state.files;
+    state.files = [];
+    for (const entry of waiting) {
+      if (entry.file_id) state.files.push(entry);
+      else await uploadOne(entry.file);
     }
     renderAttachments();
   }
@@ -775,8 +1181,6 @@
         return item;
       }),
     );
-    ui.fileInput.disabled = !state.session;
-    ui.attachHint.hidden = Boolean(state.session);
   }
 
   // --- context ------------------------------------------------------------------------
@@ -827,6 +1231,7 @@
       details.append(head, body);
       item.append(details);
       ui.messages.append(item);
+      scrollToEnd();
       announce("The chat was compacted.");
     } catch (error) {
       if (error.code === "run_active") announce("Compact once the reply has finished.", { error: true });
@@ -837,12 +1242,48 @@
     }
   }
 
+  // --- keyboard -----------------------------------------------------------------------
+
+  const typing = (target) => target.closest && target.closest("input, textarea, select, [contenteditable]");
+
+  // Shortcuts (listed in the "Shortcuts" dialog): Ctrl+Shift+O a new chat; "/" or
+  // Shift+Esc the message box; Esc stops the reply; "?" the list.
+  function onKey(event) {
+    if (event.defaultPrevented || event.isComposing) return;
+    const key = event.key;
+    if ((event.ctrlKey || event.metaKey) && event.shiftKey && key.toLowerCase() === "o") {
+      event.preventDefault();
+      startNewChat({ push: true });
+    } else if (key === "Escape" && event.shiftKey) {
+      event.preventDefault();
+      ui.text.focus();
+    } else if (key === "Escape" && state.streaming && !ui.shortcuts.open) {
+      event.preventDefault();
+      stopReply();
+    } else if (!typing(event.target) && !event.ctrlKey && !event.metaKey && !event.altKey) {
+      if (key === "/") {
+        event.preventDefault();
+        ui.text.focus();
+      } else if (key === "?") {
+        event.preventDefault();
+        ui.shortcuts.showModal();
+      }
+    }
+  }
+
   // --- wiring -------------------------------------------------------------------------
 
   DOMPurify.addHook("afterSanitizeAttributes", (node) => {
     if (node.tagName === "A") {
       node.setAttribute("target", "_blank");
       node.setAttribute("rel", "noopener noreferrer");
+    }
+  });
+  // ``class`` only as a code block's language (marked's ``language-…``): any other class
+  // from model text could dress it as the page's own controls.
+  DOMPurify.addHook("uponSanitizeAttribute", (node, data) => {
+    if (data.attrName === "class" && !(node.nodeName === "CODE" && LANGUAGE_CLASS.test(data.attrValue))) {
+      data.keepAttr = false;
     }
   });
 
@@ -857,6 +1298,7 @@
   ui.compact.addEventListener("click", compact);
   ui.fileInput.addEventListener("change", upload);
   ui.agent.addEventListener("change", renderEmptyState);
+  ui.search.addEventListener("input", searchSessions);
   ui.newChat.addEventListener("click", () => {
     startNewChat({ push: true });
     closeSessionsOnNarrow();
@@ -867,7 +1309,13 @@
     ui.toggleSessions.setAttribute("aria-expanded", String(open));
     if (open) ui.newChat.focus();
   });
-  ui.messages.addEventListener("scroll", () => (ui.messages.dataset.scrolled = "1"), { passive: true });
+  ui.messages.addEventListener("scroll", onScroll, { passive: true });
+  ui.jump.addEventListener("click", () => {
+    scrollToEnd({ force: true });
+    ui.text.focus();
+  });
+  ui.showShortcuts.addEventListener("click", () => ui.shortcuts.showModal());
+  document.addEventListener("keydown", onKey);
 
   function route() {
     const uuid = new URLSearchParams(location.search).get("session");
