@@ -391,7 +391,6 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         body = {"uuid": str(run.agent_message.uuid), "stream_url": stream_url, **run_urls(request, run)}
         return Response(body, status=status.HTTP_201_CREATED)
 
-
     def _reply_started(self, request: Request, run: Run) -> Response:
         session = self.get_session()
         body = {
