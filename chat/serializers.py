@@ -240,6 +240,7 @@ class MessageSerializer(serializers.ModelSerializer):
     replaced_by = serializers.SlugRelatedField(
         slug_field="uuid",
         read_only=True,
+        allow_null=True,
         help_text="null, or the message that replaced this one: a regenerated reply's new reply, or the edited "
         "message that replaced this one and every one after it. Replaced messages are kept; prompts leave them out.",
     )
