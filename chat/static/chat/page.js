@@ -135,6 +135,14 @@
 
   // --- sessions -----------------------------------------------------------------------
 
+  // Material Design icons "edit" and "delete" (Apache-2.0), as the thumbs are.
+  const svg = (path) =>
+    `<svg viewBox="0 0 24 24" width="16" height="16" aria-hidden="true" focusable="false"><path fill="currentColor" d="${path}"/></svg>`;
+  const ICONS = {
+    rename: svg("M3 17.25V21h3.75L17.81 9.94l-3.75-3.75L3 17.25zM20.71 7.04a1 1 0 0 0 0-1.41l-2.34-2.34a1 1 0 0 0-1.41 0l-1.83 1.83 3.75 3.75 1.83-1.83z"),
+    remove: svg("M6 19c0 1.1.9 2 2 2h8c1.1 0 2-.9 2-2V7H6v12zM19 4h-3.5l-1-1h-5l-1 1H5v2h14V4z"),
+  };
+
   // A chat's name in lists: its title, else the start of its first message.
   const chatName = (session) => session.title || (session.preview || "").trim() || "New chat";
 
@@ -174,10 +182,12 @@
       openSession(session.uuid, { push: true }).catch(explain);
       closeSessionsOnNarrow();
     });
-    const rename = button("✎", () => renameForm(item, session), "icon");
+    const rename = button("", () => renameForm(item, session), "icon");
+    rename.innerHTML = ICONS.rename; // constants of ours, not model text
     rename.setAttribute("aria-label", `Rename ${chatName(session)}`);
     rename.title = "Rename";
-    const remove = button("🗑", () => deleteForm(item, session), "icon");
+    const remove = button("", () => deleteForm(item, session), "icon");
+    remove.innerHTML = ICONS.remove;
     remove.setAttribute("aria-label", `Delete ${chatName(session)}`);
     remove.title = "Delete";
     const tools = document.createElement("span");
