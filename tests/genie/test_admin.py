@@ -239,3 +239,17 @@ def test_the_agent_form_takes_a_greeting_and_one_suggested_prompt_a_line(staff):
     assert refused.status_code == 200  # the form again, with the error
     assert b"at most 6 prompts" in refused.content
     assert agent.suggested_prompts == ["Track an order", "Return an item"]
+
+
+def test_the_conversation_marks_what_an_edit_replaced_and_links_to_what_replaced_it(staff):
+    session = SessionFactory(title="Cats")
+    edited = MessageFactory(session=session, text="Name a cat")
+    old_reply = MessageFactory(session=session, sender_role="agent", text="Miso")
+    new = MessageFactory(session=session, text="Name a dog")
+    MessageFactory(session=session, sender_role="agent", text="Rex")
+    Message.objects.filter(pk__in=[edited.pk, old_reply.pk]).update(replaced_by=new)
+
+    html = staff.get(f"/admin/chat/session/{session.pk}/conversation/").content.decode()
+
+    assert html.count(f'href="#message-{new.uuid}" title="An edit or a regeneration replaced it') == 2
+    assert html.count(">Replaced</a>") == 2
