@@ -204,10 +204,12 @@ class SessionQuerySet(models.QuerySet["Session"]):
         return qs.none()
 
     def with_preview(self) -> SessionQuerySet:
-        """Annotate ``preview``: the start of the first user message (what a list shows for a
-        chat without a title). One correlated subquery per row, on the messages' index."""
+        """Annotate ``preview``: the start of the first user message as the chat stands (an
+        edited one's new text; what a list shows for a chat without a title). One correlated subquery per row, on the messages' index."""
         first = (
-            Message.objects.filter(session=models.OuterRef("pk"), sender_role=Message.SenderRole.USER)
+            Message.objects.filter(
+                session=models.OuterRef("pk"), sender_role=Message.SenderRole.USER, replaced_by__isnull=True
+            )
             .order_by("created_at", "id")
             .values("text")[:1]
         )

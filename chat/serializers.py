@@ -163,7 +163,7 @@ class SessionSerializer(serializers.ModelSerializer):
 
     def get_preview(self, obj: Session) -> str:
         if not hasattr(obj, "preview"):  # not read through ``with_preview()``
-            first = obj.messages.filter(sender_role=Message.SenderRole.USER).order_by("created_at", "id").first()
+            first = obj.messages.current().filter(sender_role=Message.SenderRole.USER).first()
             return first.text[:PREVIEW_CHARS] if first else ""
         return obj.preview or ""
 

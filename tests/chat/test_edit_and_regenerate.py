@@ -56,6 +56,7 @@ def test_edit_starts_a_new_turn_and_keeps_what_it_replaced(api, chat, django_cap
     ]
     prompt = prompt_parts(session=session, user_message=run.user_message)
     assert [m.text for m in prompt.history] == ["Name a kitten"]  # the pending reply has no text yet
+    assert api.get("/api/v1/sessions").json()["results"][0]["preview"] == "Name a kitten"
 
 
 def test_edit_keeps_the_attachments_and_refuses_what_cannot_be_edited(api, chat, member, agent):

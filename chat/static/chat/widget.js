@@ -118,6 +118,9 @@ const GenieMarkdown = (() => {
         case "hr":
           nodes.push(element("hr"));
           break;
+        case "checkbox": // a task list item's box
+          nodes.push(token.checked ? "☑ " : "☐ ");
+          break;
         case "text": // a tight list item's text
           nodes.push(...(token.tokens ? inline(token.tokens) : [decode(token.text)]));
           break;
