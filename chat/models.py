@@ -16,6 +16,7 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
 from genie.egress import validate_public_url
+from genie.encryption import EncryptedTextField
 from genie.models import Team
 from runs.providers import provider_choices
 
@@ -98,10 +99,10 @@ class Agent(models.Model):
         validators=[validate_public_url],
         help_text="OpenAI-compatible base URL; blank: GENIE_OPENAI_BASE_URL. A public address (see GENIE_EGRESS_ALLOW).",
     )
-    api_key = models.CharField(
-        max_length=500,
+    # Secrets at rest: Fernet-encrypted with GENIE_ENCRYPTION_KEY (genie.encryption).
+    api_key = EncryptedTextField(
         blank=True,
-        help_text="Provider key. Blank: GENIE_OPENAI_API_KEY, but only with the server's base URL. "
+        help_text="Provider key, stored encrypted. Blank: GENIE_OPENAI_API_KEY, but only with the server's base URL. "
         "Cleared when the base URL changes.",
     )
     temperature = models.FloatField(default=0.7)
@@ -116,8 +117,8 @@ class Agent(models.Model):
     context_window = models.PositiveIntegerField(
         null=True, blank=True, help_text="The model's context, in tokens; blank: a default for the model."
     )
-    webhook_secret = models.CharField(
-        max_length=100, blank=True, editable=False, help_text="Signs webhook tool calls; shown once."
+    webhook_secret = EncryptedTextField(
+        blank=True, editable=False, help_text="Signs webhook tool calls; shown once; stored encrypted."
     )
     allow_client_settings = models.BooleanField(
         default=True,

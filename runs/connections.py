@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 
 from django.db import transaction
 
-from chat.models import Session
+from chat.models import Agent, Session
 from genie.encryption import reencrypt
 from genie.links import absolute_url
 from genie.models import AccessToken
@@ -283,6 +283,9 @@ def reencrypt_secrets() -> int:
     """Write every stored secret again with the first key (key rotation); returns the rows.
     Each row is read (decrypted with whichever key fits) and saved (encrypted with the first)."""
     count = 0
+    for agent in Agent.objects.iterator():
+        agent.save(update_fields=["api_key", "webhook_secret"])
+        count += 1
     for provider in ConnectionProvider.objects.iterator():
         provider.save(update_fields=["client_secret"])
         count += 1

@@ -643,6 +643,9 @@ class Turn:
             output = get_tool(offered.spec.kind).call(offered, call.input or {}, context)
         except ToolError as exc:
             call.mark_failed(exc.message)
+        except Exception:  # a bug in a tool: the model's tool error, not a turn retried and lost
+            logger.exception("Tool %s of run %s raised", call.tool_name, self.run.uuid)
+            call.mark_failed("The tool failed unexpectedly.")
         else:
             call.mark_succeeded(output)
 

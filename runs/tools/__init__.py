@@ -11,6 +11,7 @@ tools are executed by the client). A tool never touches the ORM and raises only
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,6 +19,8 @@ from django.utils.module_loading import import_string
 
 from runs.providers import ToolDefinition
 from runs.tools.schema import input_problem, schema_problem
+
+logger = logging.getLogger(__name__)
 
 # kind → class. Imported on first use (MCP pulls in the ``mcp`` package).
 TOOL_KINDS: dict[str, str] = {
@@ -130,6 +133,9 @@ def offered_tools(definitions: list[dict[str, Any]]) -> list[OfferedTool]:
         try:
             offered += get_tool(spec.kind).offers(spec)
         except ToolError:
+            continue
+        except Exception:  # a bug in a tool kind: this definition offers nothing, the turn goes on
+            logger.exception("Tool definition %s could not be offered", spec.name)
             continue
     return offered
 

@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from unittest import mock
 
 import pytest
 
@@ -244,3 +245,20 @@ def test_a_webhook_that_drips_its_answer_past_the_timeout_is_a_tool_error(receiv
             tool.call(tool.offers(spec)[0], {}, CallContext(call_id="c", session_uuid="s", run_uuid="r", user_id=""))
     finally:
         server.shutdown()
+
+
+def test_an_unexpected_exception_in_a_tool_is_a_tool_error_the_model_sees(script, enqueued, receiver):
+    # Issue 26, finding 13: it crashed the turn (retried three times, then worker_lost).
+    run = webhook_run(receiver)
+    provider = script(tool_call("weather", '{"city": "Oslo"}'), text("The weather service is down."))
+
+    with mock.patch.object(WebhookTool, "call", side_effect=RuntimeError("a bug")):
+        loop.execute_run(run.pk)
+
+    run = reload(run)
+    (error,) = published_data(run, "tool-output-error")
+    assert error["errorText"] == "The tool failed unexpectedly."
+    assert "failed unexpectedly" in provider.requests[1].messages[-1]["content"]
+    assert ToolCall.objects.get(run=run).status == ToolCall.Status.FAILED
+    assert run.status == Run.Status.SUCCEEDED
+    assert run.agent_message.text == "The weather service is down."
