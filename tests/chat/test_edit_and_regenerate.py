@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from chat.models import Compaction, Message
+from chat.models import Compaction, Message, Upload
 from runs.context import prompt_parts
 from runs.models import Run
 from tests.factories import FeedbackFactory, RunFactory, SessionFactory
@@ -61,6 +61,10 @@ def test_edit_starts_a_new_turn_and_keeps_what_it_replaced(api, chat, django_cap
 
 def test_edit_keeps_the_attachments_and_refuses_what_cannot_be_edited(api, chat, member, agent):
     session, first, second = chat
+    notes = Upload.objects.create(
+        session=session, file="uploads/notes", filename="notes.txt", content_type="text/plain", size=3, sha256="0" * 64
+    )
+    second.user_message.attachments.set([notes])
     base = f"/api/v1/sessions/{session.uuid}/messages"
 
     agent_message = api.post(f"{base}/{first.agent_message.uuid}/edit", {"text": "x"}, format="json")
@@ -77,6 +81,8 @@ def test_edit_keeps_the_attachments_and_refuses_what_cannot_be_edited(api, chat,
     assert (agent_message.status_code, agent_message.json()["error"]["code"]) == (400, "not_a_user_message")
     assert blank.status_code == 400
     assert edited.status_code == 201
+    new_message = Message.objects.get(uuid=edited.json()["user_message_uuid"])
+    assert (new_message.text, list(new_message.attachments.all())) == ("And a puppy?", [notes])
     assert (busy.status_code, busy.json()["error"]["code"]) == (409, "run_active")
     assert (replaced.status_code, replaced.json()["error"]["code"]) == (409, "message_replaced")
     assert replaced.json()["error"]["details"]["replaced_by"] == edited.json()["user_message_uuid"]
