@@ -73,6 +73,11 @@ class Caller:
         return self.kind == "publishable"
 
     @property
+    def lacks_session_secret(self) -> bool:
+        """A publishable key sent without ``X-Session-Secret``: it reaches no session."""
+        return self.is_publishable and not self.session_secret
+
+    @property
     def label(self) -> str:
         """Who acted, for records such as a tool call's ``decided_by``: a user by its
         public id, a key by its kind and prefix (never the key)."""

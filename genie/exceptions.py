@@ -16,6 +16,13 @@ from rest_framework.views import exception_handler
 
 logger = logging.getLogger(__name__)
 
+# A publishable key reaches a session only with that session's client secret; without it
+# every session is a 404 (whether it exists is not told), and this says what is missing.
+NOT_FOUND_FOR_PUBLISHABLE = (
+    "Not found. A publishable key reaches a session only with its client secret: "
+    "send it in the X-Session-Secret header."
+)
+
 
 class GenieError(exceptions.APIException):
     """A domain error with a stable code; subclasses set status and code."""
@@ -100,6 +107,8 @@ def genie_exception_handler(exc: Exception, context: dict[str, Any]) -> Response
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
     code, message, details = _describe(exc)
+    if response.status_code == status.HTTP_404_NOT_FOUND and names_session_without_secret(context):
+        message = NOT_FOUND_FOR_PUBLISHABLE
     # One error path, several voices: a view serving another API's documented shape (the
     # OpenAI-compatible and seed adapters) writes the same error its own way.
     voice: ErrorVoice = getattr(context.get("view"), "error_voice", error_body_for_status)
@@ -108,6 +117,21 @@ def genie_exception_handler(exc: Exception, context: dict[str, Any]) -> Response
 
 
 ErrorVoice = Callable[[str, str, Any, int], dict[str, Any]]
+
+# How a view's URL (or seed 003's command body) names a session.
+SESSION_KWARGS = ("session_uuid", "session_id", "chat_id")
+
+
+def names_session_without_secret(context: dict[str, Any]) -> bool:
+    """A request for a session by a publishable key that did not send the session's secret:
+    its 404 says what is missing (and nothing about the session)."""
+    request = context.get("request")
+    caller = getattr(request, "auth", None)
+    if not getattr(caller, "lacks_session_secret", False):
+        return False
+    kwargs = context.get("kwargs") or {}
+    body = getattr(request, "data", None)
+    return any(name in kwargs for name in SESSION_KWARGS) or (isinstance(body, dict) and "session_id" in body)
 
 
 def error_body_for_status(code: str, message: str, details: Any, status_code: int) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from chat.models import Agent, Session
 from genie import nul
 from genie.auth import Caller, OriginNotAllowed, auth_epoch, caller_for_user, parse_bearer, resolve_bearer_key
 from genie.cors import Headers, asgi_cors
-from genie.exceptions import ErrorVoice, error_body_for_status
+from genie.exceptions import NOT_FOUND_FOR_PUBLISHABLE, ErrorVoice, error_body_for_status
 from genie.throttles import client_ip, throttle_wait
 from runs.events import FINISH, StreamEvent, channel_name, stream_key
 from runs.fanout import Subscriber, async_redis, live_fanout, relayed_events
@@ -177,7 +177,9 @@ def plan_stream(
         # plan reads no other field.
         session = sessions.only("id", "uuid").get()
     except Session.DoesNotExist:
-        return StreamRefusal(404, "not_found", "Not found.")
+        return StreamRefusal(
+            404, "not_found", NOT_FOUND_FOR_PUBLISHABLE if caller.lacks_session_secret else "Not found."
+        )
     resume = parse_last_event_id(headers, query, frames=whole_run)
     if isinstance(resume, StreamRefusal):
         return resume

@@ -163,6 +163,7 @@ def test_a_publishable_key_acts_on_its_chat_with_the_client_secret(team, agent):
 
     assert created["clientSecret"].startswith("cs_")
     assert without.status_code == 404
+    assert "X-Session-Secret" in without.json()["message"]  # what is missing, and nothing else
     assert with_secret.status_code == 200
     assert with_secret.json()["id"] == created["id"]
     assert listed.status_code == 403
