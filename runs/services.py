@@ -345,3 +345,26 @@ def _signal_stop(*, runs: list[Run]) -> None:
     for run in runs:
         with contextlib.suppress(redis.RedisError):  # the worker falls back to stop_requested_at
             redis_client().set(stop_key(str(run.uuid)), 1, ex=3600)
+
+
+def forget_session(*, session_id: int) -> bool:
+    """Delete a session kept only for its run's sake (a Responses API request with
+    ``store: false``) once no run of it is queued or running: a paused run is stopped
+    first (nobody will answer it: such a client sends its conversation again), then the
+    session goes with its messages, runs, tool calls, events and files. Returns False,
+    deleting nothing, while a run still works. The session's Redis stream expires on its
+    own (GENIE_STREAM_TTL): a reader may still be relaying its end."""
+    session = Session.objects.filter(pk=session_id).first()
+    if session is None:
+        return True
+    if session.runs.filter(status__in=(Run.Status.QUEUED, Run.Status.RUNNING)).exists():
+        return False
+    stop_session(session=session)
+    session.delete()
+    return True
+
+
+def forget_session_when_idle(*, session: Session) -> None:
+    """``forget_session`` once its runs are done (a task after commit that looks again
+    every second while a run works)."""
+    transaction.on_commit(partial(tasks.forget_session.delay, session.pk))

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
 
 
@@ -42,3 +44,13 @@ def continue_run(run_id: int) -> None:
     from runs import loop
 
     loop.execute_run(run_id)
+
+
+@shared_task(name="runs.forget_session", bind=True, ignore_result=True, max_retries=3600)
+def forget_session(self: Any, session_id: int) -> None:
+    """Delete a session kept only while its run works (``runs.services.forget_session``);
+    looks again a second later while a run of it is queued or running."""
+    from runs import services
+
+    if not services.forget_session(session_id=session_id):
+        raise self.retry(countdown=1)

@@ -293,6 +293,15 @@ class ResponseRequestSerializer(StrictSerializer):
                 {"background": ["A background response is stored: background needs store true."]},
                 code="invalid_value",
             )
+        if not attrs["store"] and attrs["previous_response_id"] is not None:
+            raise serializers.ValidationError(
+                {
+                    "store": [
+                        "A response with store false opens no session to continue: send the conversation as input."
+                    ]
+                },
+                code="invalid_value",
+            )
         items: list[InputItem] = attrs["input"]
         answers = [item for item in items if item.is_answer]
         if attrs["previous_response_id"] is None and any(item.type == "mcp_approval_response" for item in answers):

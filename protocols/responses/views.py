@@ -26,7 +26,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat import services
-from chat.exceptions import ModelNotFound
+from chat.exceptions import ModelNotFound, TurnFailed
 from chat.models import Agent, Message, Session
 from genie.auth import Caller
 from genie.exceptions import GenieError
@@ -265,7 +265,7 @@ class ResponsesView(APIView):
             400: openai_error_response("`invalid_value`, `unknown_parameter`, `unsupported_parameter`; `param`."),
             404: openai_error_response("`model_not_found`; `response_not_found` (`previous_response_id`)."),
             409: openai_error_response("`run_active`: the session's previous response is still going."),
-            502: openai_error_response("`turn_failed`."),
+            502: openai_error_response("`turn_failed`: the run failed (without `stream` or `background`)."),
             504: openai_error_response("`run_timeout`: the response goes on; retrieve it later."),
             **COMMON_OPENAI_ERRORS,
         },
@@ -308,7 +308,7 @@ class ResponsesView(APIView):
         conversation = conversation_of(items)
         options = turn_options(body, agent, items, conversation)
         session = previous.session if previous is not None else None
-        if previous is None:
+        if previous is None and body["store"]:  # store false: a session of its own, kept while its run works
             try:
                 paused = answered_run(request.auth, agent, conversation)
             except serializers.ValidationError as exc:
@@ -335,6 +335,8 @@ class ResponsesView(APIView):
                     history=conversation.earlier,
                     options=options,
                 )
+                if not body["store"] and body["stream"]:  # the relay answers: forget it once the run is done
+                    run_services.forget_session_when_idle(session=run.session)
             else:
                 run = services.post_message(
                     session=session, text=conversation.text, metadata=body["metadata"], options=options
@@ -445,21 +447,44 @@ class ResponsesView(APIView):
         started = start()
         if started.status_code >= 300:
             return started
-        run = Run.objects.select_related("session__agent", "user_message", "agent_message").get(
-            uuid=started.data["run_uuid"]
+        run = (
+            Run.objects.select_related("session__agent", "user_message", "agent_message")
+            .filter(uuid=started.data["run_uuid"])
+            .first()
         )
+        if run is None:  # a replayed request (Idempotency-Key) of a response not stored (store: false)
+            raise not_found(response_id(started.data["run_uuid"]))
         if not body["background"]:
-            if paused_at is not None:
-                wait_for_continuation(run, paused_at=paused_at)
-            if not wait_for_finish(run=run, timeout=settings.GENIE_SYNC_TIMEOUT, or_pause=True):
-                raise RunTimeout(
-                    f"The response {response_id(str(run.uuid))} goes on; retrieve it later.",
-                    details={"param": None, "response_id": response_id(str(run.uuid))},
-                )
-            run = Run.objects.select_related("session__agent", "user_message", "agent_message").get(pk=run.pk)
+            run = self.finished(run, body, paused_at=paused_at)
         answer = response_body(run)
         answer.update(self.echo(body))
-        return Response(answer, headers=session_headers(request, started, run))
+        response = Response(answer, headers=session_headers(request, started, run))
+        if not body["store"]:
+            run_services.forget_session(session_id=run.session_id)  # its run is done or paused: nothing is kept
+        return response
+
+    def finished(self, run: Run, body: dict[str, Any], *, paused_at: Any) -> Run:
+        """``run`` once it has ended or paused for the client (``paused_at``: it was
+        paused then, and answers just let it go on). Raises RunTimeout after
+        GENIE_SYNC_TIMEOUT (the run goes on), TurnFailed for a failed run."""
+        if paused_at is not None:
+            wait_for_continuation(run, paused_at=paused_at)
+        if not wait_for_finish(run=run, timeout=settings.GENIE_SYNC_TIMEOUT, or_pause=True):
+            if not body["store"]:
+                run_services.forget_session_when_idle(session=run.session)
+            raise RunTimeout(
+                f"The response {response_id(str(run.uuid))} goes on; retrieve it later.",
+                details={"param": None, "response_id": response_id(str(run.uuid))},
+            )
+        run = reload(run)
+        if run.status == Run.Status.FAILED:
+            if not body["store"]:
+                run_services.forget_session(session_id=run.session_id)
+            raise TurnFailed(
+                run.error_message or None,
+                details={"param": None, "response_id": response_id(str(run.uuid)), "code": run.error_code},
+            )
+        return run
 
     def head(self, run: Run, body: dict[str, Any]) -> ResponseHead:
         head = head_of(run)

@@ -522,3 +522,76 @@ def test_bad_settings_are_400_naming_the_param(api, agent, extra, param):
     assert response.status_code == 400, response.json()
     assert response.json()["error"]["param"] == param
     assert not Session.objects.exists()
+
+
+def test_store_false_keeps_nothing_once_answered(api, agent, model):
+    model.scripts.append(text("Miso."))
+
+    body = create(api, model=agent.handle, input="Name a cat.", store=False).json()
+
+    assert body["output"][0]["content"][0]["text"] == "Miso."
+    assert body["store"] is False
+    assert not Session.objects.exists()
+    assert not Message.objects.exists()
+    assert api.get(f"{URL}/{body['id']}").status_code == 404
+    refused = create(api, model=agent.handle, input="Another?", store=False, previous_response_id=body["id"])
+    assert refused.json()["error"]["param"] == "store"
+
+
+def test_forget_session_waits_for_a_working_run_and_stops_a_paused_one(api, agent, model):
+    from runs import services as run_services
+
+    model.scripts.append(tool_call("weather", '{"city": "Oslo"}'))
+    create(api, model=agent.handle, input="Weather?", tools=[WEATHER], background=True)
+    run = Run.objects.get()
+
+    working = run_services.forget_session(session_id=run.session_id)
+    loop.execute_run(run.pk)  # pauses for the client's function call
+    paused_then_gone = run_services.forget_session(session_id=run.session_id)
+
+    assert working is False
+    assert paused_then_gone is True
+    assert not Session.objects.exists()
+    assert not ToolCall.objects.exists()
+
+
+def test_a_streamed_store_false_response_is_forgotten_after_commit(api, agent, django_capture_on_commit_callbacks):
+    from runs import tasks
+
+    with (
+        mock.patch.object(tasks.forget_session, "delay") as forget,
+        mock.patch.object(tasks.execute_run, "delay"),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        create(api, model=agent.handle, input="Hi", stream=True, store=False)
+
+    forget.assert_called_once_with(Session.objects.get().pk)
+
+
+def test_a_reply_cut_by_the_token_cap_is_incomplete(api, agent, model):
+    from runs.providers import Chunk
+
+    model.scripts.append([Chunk(text="Once upon"), Chunk(finish_reason="length", prompt_tokens=5, completion_tokens=2)])
+
+    body = create(api, model=agent.handle, input="A story", max_output_tokens=2).json()
+
+    assert body["status"] == "incomplete"
+    assert body["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert body["output"][0]["content"][0]["text"] == "Once upon"
+    assert (body["usage"]["input_tokens"], body["usage"]["output_tokens"]) == (5, 2)
+    assert model.requests[0].max_tokens == 2
+
+
+def test_a_failed_run_is_turn_failed_and_the_response_says_failed(api, agent, model):
+    from runs.providers import ProviderError
+
+    model.scripts.append([ProviderError(code="provider_error", message="The model is down.")])
+
+    response = create(api, model=agent.handle, input="Hi")
+    retrieved = api.get(f"{URL}/resp_{Run.objects.get().uuid.hex}").json()
+
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "turn_failed"
+    assert response.json()["error"]["type"] == "server_error"
+    assert retrieved["status"] == "failed"
+    assert retrieved["error"] == {"code": "server_error", "message": "The model is down."}

@@ -192,6 +192,24 @@ def test_cancel_stops_a_background_response(live, client):
     assert Run.objects.get(uuid=started.id.removeprefix("resp_")).status == Run.Status.STOPPED
 
 
+def test_store_false_keeps_nothing_once_the_stream_is_done(live, client):
+    live.script([("text", "Miso.")])
+
+    with client.responses.stream(model=live.agent.handle, input="Name a cat.", store=False) as stream:
+        final = stream.get_final_response()
+    run_uuid = final.id.removeprefix("resp_")
+    deadline = time.monotonic() + 10
+    while Run.objects.filter(uuid=run_uuid).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    assert final.output_text == "Miso."
+    assert final.store is False
+    assert not Run.objects.filter(uuid=run_uuid).exists()
+    assert not Session.objects.filter(agent=live.agent).exists()
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(final.id)
+
+
 def test_errors_in_openais_shape(live, client):
     with pytest.raises(openai.NotFoundError) as unknown_model:
         client.responses.create(model="gpt-4o", input="Hi")
