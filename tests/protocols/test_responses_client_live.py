@@ -144,6 +144,35 @@ def test_an_approval_round_trip(live, client, receiver, warm):
     assert ToolCall.objects.get(call_id=request.id).status == ToolCall.Status.SUCCEEDED
 
 
+def test_a_streamed_approval_round_trip_through_the_clients_stream_helper(live, client, receiver, warm):
+    live.agent.tools = [{"name": "refund", "kind": "webhook", "url": receiver.url, "requires_approval": True}]
+    live.agent.save()
+    receiver.secret = live.agent.webhook_secret
+    live.script(
+        [("text", "Checking. "), ("tool_call", {"id": "a", "name": "refund", "arguments": '{"order": 7}'})],
+        [("text", "Refunded.")],
+    )
+
+    with client.responses.stream(model=live.agent.handle, input="Refund order 7") as stream:
+        paused = stream.get_final_response()
+    request = paused.output[-1]
+    with client.responses.stream(
+        model=live.agent.handle,
+        previous_response_id=paused.id,
+        input=[{"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True}],
+    ) as stream:
+        events = list(stream)
+        done = stream.get_final_response()
+
+    assert request.type == "mcp_approval_request"
+    assert [e.type for e in events][:2] == ["response.created", "response.in_progress"]
+    assert events[0].response.output[-1].id == request.id  # the response so far
+    assert done.id == paused.id
+    assert done.output_text == "Checking. Refunded."
+    assert [item.type for item in done.output] == ["message", "mcp_approval_request", "message"]
+    assert [call["input"] for call in receiver.calls] == [{"order": 7}]
+
+
 WEATHER = {
     "type": "function",
     "name": "weather",
