@@ -1,10 +1,40 @@
-"""Django under ASGI with its request chain run synchronously."""
+"""Django under ASGI with its request chain run synchronously, and bodies over the limit
+refused before they are read."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.http import FileResponse, HttpRequest, HttpResponseBase
+from django.urls import Resolver404, resolve
+
+from genie.cors import asgi_cors
+from genie.exceptions import error_body_for_status
+
+# A multipart body is its file and a little more: boundaries, part headers, a field or two.
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+class BodyTooLarge(Exception):
+    """A body (sent without Content-Length) grew past the limit while it was read."""
+
+
+def body_limit(scope: dict[str, Any]) -> int | None:
+    """The largest body Django would accept for this request: an upload's file
+    (GENIE_MAX_UPLOAD_BYTES) for a multipart body, DATA_UPLOAD_MAX_MEMORY_SIZE otherwise
+    (None: no limit)."""
+    content_type = header(scope, b"content-type").lower()
+    if content_type.startswith("multipart/"):
+        return settings.GENIE_MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD
+    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+
+def header(scope: dict[str, Any], name: bytes) -> str:
+    return next((value.decode("latin-1") for key, value in scope.get("headers", []) if key.lower() == name), "")
 
 
 class SyncChainASGIHandler(ASGIHandler):
@@ -19,10 +49,52 @@ class SyncChainASGIHandler(ASGIHandler):
     that was 6 ms of Daphne CPU for the cheapest request (``/healthz``). Reading the body,
     disconnects, the request signals and sending the response (streamed ones included)
     stay with ``ASGIHandler`` on the event loop.
+
+    A body over ``body_limit`` is refused with 413 ``request_too_large`` (in the voice of
+    the view it was sent to) before Django reads it: at once by its Content-Length, or as
+    soon as a body without one grows past the limit. Django would otherwise spool the
+    whole body, then parse it, before the view's own 413.
     """
 
     def __init__(self) -> None:  # ASGIHandler's would load the chain in async mode first
         self.load_middleware(is_async=False)
+
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        limit = body_limit(scope)
+        if limit is None:
+            await super().handle(scope, receive, send)
+            return
+        declared = header(scope, b"content-length")
+        if declared.isdigit() and int(declared) > limit:
+            await self.refuse_body(scope, send, limit)
+            return
+        size = 0
+
+        async def counted() -> dict[str, Any]:  # a body without Content-Length, or a longer one
+            nonlocal size
+            message = await receive()
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise BodyTooLarge()
+            return message
+
+        try:
+            await super().handle(scope, counted, send)
+        except BodyTooLarge:
+            await self.refuse_body(scope, send, limit)
+
+    async def refuse_body(self, scope: dict[str, Any], send: Any, limit: int) -> None:
+        try:
+            view = resolve(scope["path"]).func
+        except Resolver404:
+            view = None
+        voice = getattr(getattr(view, "cls", view), "error_voice", error_body_for_status)
+        message = f"The request body is larger than allowed ({limit} bytes)."
+        body = json.dumps(voice("request_too_large", message, {"limit_bytes": limit}, 413)).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        cors = await asgi_cors(scope)  # a widget's upload reads its 413 too
+        await send({"type": "http.response.start", "status": 413, "headers": headers + cors.headers})
+        await send({"type": "http.response.body", "body": body})
 
     async def run_get_response(self, request: HttpRequest) -> HttpResponseBase:
         response = await sync_to_async(self.get_response, thread_sensitive=True)(request)
