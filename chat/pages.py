@@ -3,6 +3,7 @@ JavaScript over the REST API, its only backend) and the embeddable widget's scri
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -18,6 +19,7 @@ from chat.models import Agent
 from chat.serializers import AgentProfileSerializer
 from genie.auth import caller_for_user
 from genie.forms import FirstAccountForm
+from genie.throttles import auth_failure_wait, record_auth_failure
 
 # ``/widget.js`` is one file for the host page: the stream reader the chat page uses too,
 # marked (the Markdown lexer), then the widget, wrapped so that none leaves a global behind
@@ -78,6 +80,20 @@ class SignInView(auth_views.LoginView):
     def get_redirect_url(self) -> str:
         url = super().get_redirect_url()
         return "" if url == self.request.path else url
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """Too many failed sign-ins from this client (GENIE_RATE_AUTH_FAILURES): 429, the
+        password not even checked, until the window has passed."""
+        if (wait := auth_failure_wait(request)) is not None:
+            seconds = math.ceil(wait)
+            response = self.render_to_response(self.get_context_data(retry_after=seconds), status=429)
+            response["Retry-After"] = str(seconds)
+            return response
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form: Any) -> HttpResponse:
+        record_auth_failure(self.request)
+        return super().form_invalid(form)
 
 
 urlpatterns = [

@@ -256,10 +256,16 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         key = parse_bearer(request.META.get("HTTP_AUTHORIZATION"))
         if key is None:
             return None
+        from genie.throttles import auth_failure_wait, record_auth_failure  # it imports this module
+
+        # A client that sent too many bad keys waits before any key of its is looked at.
+        if (wait := auth_failure_wait(request)) is not None:
+            raise exceptions.Throttled(wait)
         # The same per-process cache as a stream open (``BearerKeyCache``): a revoked key is
         # refused at the next request all the same, and a turn's POST saves its slowest query.
         caller = resolve_bearer_key(key, session_secret=request.META.get("HTTP_X_SESSION_SECRET"), epoch=auth_epoch())
         if caller is None:
+            record_auth_failure(request)
             raise exceptions.AuthenticationFailed("Invalid, revoked or expired token.", code="invalid_token")
         if not caller.allows_origin(request.META.get("HTTP_ORIGIN")):
             raise OriginNotAllowed()

@@ -411,6 +411,7 @@ GENIE_GENERATE_TITLES = env_bool("GENIE_GENERATE_TITLES", True)
 GENIE_RATE_PER_KEY = env_str("GENIE_RATE_PER_KEY", "1200/min")
 GENIE_RATE_PUBLISHABLE_IP = env_str("GENIE_RATE_PUBLISHABLE_IP", "120/min")  # one visitor of a publishable key
 GENIE_RATE_PUBLISHABLE_KEY = env_str("GENIE_RATE_PUBLISHABLE_KEY", "12000/min")  # all its visitors together
+GENIE_RATE_AUTH_FAILURES = env_str("GENIE_RATE_AUTH_FAILURES", "30/min")  # failed sign-ins and bad keys, per IP
 GENIE_SYNC_TIMEOUT = env_float("GENIE_SYNC_TIMEOUT", 60.0)
 GENIE_IDEMPOTENCY_TTL = timedelta(seconds=env_int("GENIE_IDEMPOTENCY_TTL", 24 * 3600))
 GENIE_RUN_LEASE = env_float("GENIE_RUN_LEASE", 30.0)  # a worker renews its run's lease every third of this

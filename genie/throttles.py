@@ -96,6 +96,43 @@ class PublishableRateThrottle(BaseThrottle):
         return self.refused_by.wait() if self.refused_by is not None else None
 
 
+class FailedAuthThrottle(FailOpenThrottle):
+    """Failed sign-ins and unknown or revoked bearer keys, per client IP
+    (GENIE_RATE_AUTH_FAILURES): it counts failures, not requests (``auth_failure_wait``,
+    ``record_auth_failure``), so a guesser is held back and a good client never is."""
+
+    scope = "auth-failures"
+    setting_name = "GENIE_RATE_AUTH_FAILURES"
+
+    def get_cache_key(self, request: Request, view: object) -> str | None:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+def auth_failure_wait(request: Request) -> float | None:
+    """The seconds this client must wait before its credentials are looked at again
+    (it failed GENIE_RATE_AUTH_FAILURES times in the window), or None."""
+    throttle = FailedAuthThrottle()
+    if throttle.rate is None:
+        return None
+    try:
+        throttle.key = throttle.get_cache_key(request, None)
+        throttle.history = throttle.cache.get(throttle.key, [])
+    except Exception:
+        logger.warning("Rate limiting skipped: the cache is unavailable")
+        return None
+    throttle.now = throttle.timer()
+    recent = [moment for moment in throttle.history if moment > throttle.now - throttle.duration]
+    if len(recent) < throttle.num_requests:
+        return None
+    throttle.history = recent
+    return throttle.wait() or 1.0
+
+
+def record_auth_failure(request: Request) -> None:
+    """One more failure for this client (counted by ``FailedAuthThrottle``)."""
+    FailedAuthThrottle().allow_request(request, None)
+
+
 @dataclass(frozen=True)
 class ThrottleSubject:
     """What DRF's throttles read from a request (``auth`` and ``META``), for requests that

@@ -54,3 +54,34 @@ def test_a_publishable_keys_visitors_have_their_own_buckets_under_a_ceiling_for_
     assert over_own_bucket == 429
     assert fourth_visitor == 201
     assert over_the_ceiling == 429
+
+
+def test_bad_keys_are_throttled_per_client_ip(api, personal_key, settings):
+    # Issue 26, finding 13: unknown keys could be tried without limit.
+    settings.GENIE_RATE_AUTH_FAILURES = "3/min"
+    guesses = [bearer_client(f"sk_live_guess{n:020d}").get("/api/v1/sessions").status_code for n in range(3)]
+
+    held = bearer_client(personal_key).get("/api/v1/sessions")  # the same client: even a good key waits
+    elsewhere = bearer_client(personal_key, REMOTE_ADDR="10.0.0.9").get("/api/v1/sessions")
+
+    assert guesses == [401, 401, 401]
+    assert held.status_code == 429
+    assert held.json()["error"]["code"] == "rate_limited"
+    assert int(held["Retry-After"]) > 0
+    assert elsewhere.status_code == 200
+
+
+def test_failed_sign_ins_are_throttled_per_client_ip(client, member, settings):
+    settings.GENIE_RATE_AUTH_FAILURES = "3/min"
+    member.user.set_password("right-password")
+    member.user.save()
+    username = member.user.get_username()
+
+    failed = [client.post("/login/", {"username": username, "password": "wrong"}).status_code for _ in range(3)]
+    held = client.post("/login/", {"username": username, "password": "right-password"})
+    elsewhere = client.post("/login/", {"username": username, "password": "right-password"}, REMOTE_ADDR="10.0.0.9")
+
+    assert failed == [200, 200, 200]  # the form again, with its error
+    assert held.status_code == 429
+    assert "Too many failed sign-ins" in held.content.decode()
+    assert elsewhere.status_code == 302
