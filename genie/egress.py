@@ -136,10 +136,16 @@ def checked_address(url: str) -> IPAddress:
 
 
 def validate_public_url(url: str) -> None:
-    """Save-time check: the scheme, and the host's addresses when it resolves now (a host
-    that does not resolve yet is checked again at call time)."""
+    """Save-time check: a URL the HTTP clients (httpx, httpx2) can send, the scheme, and the
+    host's addresses when it resolves now (a host that does not resolve yet is checked
+    again at call time)."""
     if not url:
         return
+    try:  # what Django's URLField lets through but the HTTP clients cannot send (a soft hyphen, a bad IDNA label)
+        httpx.Request("POST", url)
+        httpx2.Request("POST", url)
+    except Exception as exc:
+        raise ValidationError(f"This URL cannot be requested: {exc}", code="invalid_url") from exc
     try:
         _, host, port = parse_destination(url)
         try:

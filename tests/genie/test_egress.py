@@ -203,3 +203,21 @@ def test_a_refused_destination_is_never_connected_to(no_allowlist, listener):
         client.post(f"{listener.url}/chat/completions", json={})
 
     assert listener.requests == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "url",
+    ["https://ex\u00adample.com/hook", "https://exa\u200bmple.com/hook", "https://example.com/\x7f", "https://xn--zz.com/"],
+)
+def test_a_url_the_http_clients_cannot_send_is_refused_at_save(secret_api, url):
+    # Issue 26, finding 13: these passed the save-time check and failed every call.
+    tool = {"name": "hook", "kind": "webhook", "url": url}
+
+    tools = secret_api.post("/api/v1/agents", {"handle": "a", "name": "A", "model": "m", "tools": [tool]}, format="json")
+    base = secret_api.post("/api/v1/agents", {"handle": "b", "name": "B", "model": "m", "base_url": url}, format="json")
+
+    assert tools.status_code == 400
+    assert "cannot be requested" in tools.json()["error"]["details"]["tools"]["0"]["url"][0]
+    assert base.status_code == 400
+    assert "base_url" in base.json()["error"]["details"]
