@@ -53,14 +53,16 @@ from genie.idempotency import IdempotencyKeyInvalid, run_idempotently
 from genie.links import absolute_url
 from genie.parsers import GenieMultiPartParser
 from genie.schema import IDEMPOTENCY_ERRORS, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, error_response
+from genie.throttles import client_ip
 from genie.views import TeamConfigViewSet
 from runs import compaction, context
 from runs.events import require_redis
-from runs.exceptions import RunActive, RunRequiresAction, RunTimeout
+from runs.exceptions import RunActive, RunRequiresAction, RunTimeout, TooManyStreams
 from runs.formats import StreamFormat, UIMessageFormat
 from runs.handoff import stream_turn, wants_event_stream
 from runs.models import Run
 from runs.serializers import pending_actions
+from runs.stream_slots import credential_ident, holding_slot, release_slot_now, take_slot
 from runs.waiting import wait_for_finish
 
 
@@ -275,24 +277,32 @@ class SessionViewSet(
         key = request.META.get(IDEMPOTENCY_HEADER, "")
         if len(key) > 255:
             raise IdempotencyKeyInvalid()
-        stored = session.compactions.filter(idempotency_key=key).first() if key else None
-        if stored is not None:
-            response = StreamingHttpResponse(
-                step_in_thread(compaction.replay_stream(stored, wire=self.compaction_wire())),
-                content_type="text/event-stream",
-            )
-            response["Idempotent-Replayed"] = "true"
-        else:
-            active = session.runs.active().first()
-            if active is not None:
+        # A compaction's stream counts against the caller's open streams, as a turn's does.
+        ident = credential_ident(request.auth, client_ip(request.META))
+        slot = take_slot(ident)
+        if slot is None:
+            raise TooManyStreams()
+        try:
+            stored = session.compactions.filter(idempotency_key=key).first() if key else None
+            if stored is None and (active := session.runs.active().first()) is not None:
                 raise RunActive(details={"run_uuid": str(active.uuid), "status": active.status})
-            stream = compaction.compact_stream(
-                session=session,
-                keep_last=data.validated_data["keep_last"],
-                idempotency_key=key,
-                wire=self.compaction_wire(),
-            )
-            response = StreamingHttpResponse(step_in_thread(stream), content_type="text/event-stream")
+            if stored is not None:
+                chunks = compaction.replay_stream(stored, wire=self.compaction_wire())
+            else:
+                chunks = compaction.compact_stream(
+                    session=session,
+                    keep_last=data.validated_data["keep_last"],
+                    idempotency_key=key,
+                    wire=self.compaction_wire(),
+                )
+        except BaseException:
+            release_slot_now(ident, slot)
+            raise
+        response = StreamingHttpResponse(
+            step_in_thread(holding_slot(chunks, ident, slot)), content_type="text/event-stream"
+        )
+        if stored is not None:
+            response["Idempotent-Replayed"] = "true"
         for name, value in compaction.SSE_HEADERS.items():
             response[name] = value
         return response

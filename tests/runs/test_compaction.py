@@ -11,9 +11,12 @@ import pytest
 
 from chat import services
 from chat.models import Compaction, Message
+from genie.connections import redis_client
+from genie.models import AccessToken
 from runs import compaction, loop
 from runs.context import context_usage
 from runs.models import Run
+from runs.stream_slots import release_slot_now, slots_key, take_slot
 from tests.factories import MessageFactory, SessionFactory, UserFactory
 from tests.runs.conftest import ScriptedProvider, published_data, published_types, text
 
@@ -181,3 +184,22 @@ def test_the_admin_shows_the_summaries(session, client):
 
     assert page.status_code == 200
     assert b"The user likes cats." in page.content
+
+
+def test_a_compaction_stream_counts_against_the_callers_open_streams(
+    api, session, summary_model, settings, personal_key
+):
+    # Issue 26, finding 13: compaction streams escaped GENIE_MAX_STREAMS_PER_KEY.
+    settings.GENIE_MAX_STREAMS_PER_KEY = 1
+    token = AccessToken.objects.get(prefix=personal_key[: AccessToken.LOOKUP_LENGTH])
+    ident = f"token:{token.pk}"
+    open_stream = take_slot(ident)  # the caller's one stream, open elsewhere
+
+    refused = api.post(f"/api/v1/sessions/{session.uuid}/compact", {"keep_last": 2}, format="json")
+    release_slot_now(ident, open_stream)
+    streamed = read_sse(api.post(f"/api/v1/sessions/{session.uuid}/compact", {"keep_last": 2}, format="json"))
+
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "too_many_streams"
+    assert streamed[-1]["type"] == "finish"
+    assert redis_client().zcard(slots_key(ident)) == 0  # given back when the stream ended
