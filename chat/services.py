@@ -10,14 +10,15 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import transaction
-from django.db.models import Q
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Q
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from chat import files, tasks
 from chat.exceptions import (
     AgentInUse,
+    ChatIdTaken,
     FileTooLarge,
     MessageCompacted,
     MessageReplaced,
@@ -28,10 +29,139 @@ from chat.exceptions import (
 )
 from chat.models import Agent, Message, Session, Upload
 from genie.auth import Caller
+from genie.idempotency import IdempotencyKeyReused, IdempotentRequest
 from genie.models import Team
 from runs import services as run_services
-from runs.models import Run
+from runs.events import require_redis
+from runs.models import Run, RunEvent
 from runs.options import TurnOptions
+from runs.services import ToolAnswer, Turn
+
+
+def start_turn(
+    *,
+    caller: Caller,
+    idempotency: IdempotentRequest | None = None,
+    agent: Agent | None = None,
+    session: Session | None = None,
+    text: str = "",
+    metadata: dict[str, Any] | None = None,
+    ui_context: dict[str, Any] | None = None,
+    scan_context: dict[str, Any] | None = None,
+    file_ids: list[uuid.UUID] | None = None,
+    on_active_run: str = "reject",
+    title: str = "",
+    user_id: str = "",
+    chat_id: str = "",
+    history: list[tuple[str, str]] | None = None,
+    regenerate: Message | None = None,
+    check_last: bool = False,
+    edit: Message | None = None,
+    run: Run | None = None,
+    answers: list[ToolAnswer] | None = None,
+    after_seq: int | None = None,
+    options: TurnOptions | None = None,
+) -> Turn:
+    """The one way a turn starts, whatever the protocol. One of:
+
+    - ``agent``: a new session with it (``title``, ``user_id``, ``chat_id``, ``history``:
+      see ``start_session``) and its first user message ``text``;
+      ``options``: what the client asked of the turn (``runs.options``);
+    - ``session``: its next user message ``text`` (``on_active_run``: the busy-session
+      policy, ``make_way_for_turn``); with ``regenerate`` (a reply), that reply's user
+      message answered again instead (``check_last``: only the chat's latest reply); with
+      ``edit`` (a user message), ``text`` replacing it and what followed it; with ``answers`` to its paused ``run``, the answers
+      applied (``apply_answers``) and the run going on (its stream from ``after_seq``).
+
+    Refuses up front when Redis is down (503, nothing written). With ``idempotency``, the
+    first request with its key records the turn's session and run in the same
+    transaction; a replay returns that turn (``replayed``), re-read through the access
+    rule: a caller that cannot reach it (another visitor of a publishable key) is 422
+    ``idempotency_key_reused`` and learns nothing of it."""
+    with transaction.atomic():
+        first = idempotency.claim() if idempotency is not None else None
+        if first is not None:
+            return replayed_turn(caller=caller, recorded=first.response_body, after_seq=after_seq)
+        require_redis()
+        client_secret = None
+        if session is None:
+            stored_before = 0
+            try:
+                with transaction.atomic():
+                    session, run, client_secret = start_session(
+                        caller=caller,
+                        agent=agent,
+                        text=text,
+                        title=title,
+                        metadata=metadata,
+                        user_id=user_id,
+                        ui_context=ui_context,
+                        scan_context=scan_context,
+                        file_ids=file_ids,
+                        chat_id=chat_id,
+                        history=history,
+                        options=options,
+                    )
+            except IntegrityError as exc:  # the chat id, just taken by a parallel request (or unreachable)
+                if not chat_id:
+                    raise
+                raise ChatIdTaken() from exc
+        elif run is not None:
+            stored_before = None
+            run_services.apply_answers(run=run, answers=answers or [], decided_by=caller.label)
+        else:
+            stored_before = RunEvent.objects.filter(session=session).aggregate(m=Max("seq"))["m"] or 0
+            if regenerate is not None:
+                run = regenerate_reply(session=session, reply=regenerate, check_last=check_last)
+            elif edit is not None:
+                run = edit_message(session=session, message=edit, text=text)
+            else:
+                run = post_message(
+                    session=session,
+                    text=text,
+                    metadata=metadata,
+                    ui_context=ui_context,
+                    scan_context=scan_context,
+                    file_ids=file_ids,
+                    on_active_run=on_active_run,
+                    options=options,
+                )
+        if idempotency is not None:
+            idempotency.record({"session": str(session.uuid), "run": str(run.uuid)})
+    return Turn(session, run, client_secret, stored_before=stored_before, after_seq=after_seq)
+
+
+def replayed_turn(*, caller: Caller, recorded: Any, after_seq: int | None = None) -> Turn:
+    """The turn a first request recorded, if ``caller`` reaches its session."""
+    session = None
+    if isinstance(recorded, dict) and "run" in recorded:
+        session = Session.objects.reachable_by(caller).select_related("agent").filter(uuid=recorded["session"]).first()
+    if session is None:
+        raise IdempotencyKeyReused("This Idempotency-Key was used for a session this request cannot reach.")
+    run = session.runs.select_related("session__agent", "agent_message").get(uuid=recorded["run"])
+    return Turn(session, run, replayed=True, after_seq=after_seq)
+
+
+def open_session_once(
+    *, caller: Caller, agent: Agent, idempotency: IdempotentRequest | None = None, **fields: Any
+) -> tuple[Session, str | None, bool]:
+    """``open_session`` once per ``Idempotency-Key``: the key records the session (never
+    its secret); a replay returns it (with no secret) when ``caller`` reaches it, else is
+    422 ``idempotency_key_reused``. Returns the session, its secret and whether it was
+    replayed."""
+    with transaction.atomic():
+        first = idempotency.claim() if idempotency is not None else None
+        if first is not None:
+            recorded = first.response_body
+            sessions = Session.objects.reachable_by(caller).select_related("agent", "team")
+            found = sessions.filter(uuid=recorded["session"]).first() if isinstance(recorded, dict) else None
+            if found is None:
+                raise IdempotencyKeyReused("This Idempotency-Key was used for a session this request cannot reach.")
+            return found, None, True
+        session, client_secret = open_session(caller=caller, agent=agent, **fields)
+        if idempotency is not None:
+            idempotency.record({"session": str(session.uuid)})
+    return session, client_secret, False
 
 
 @transaction.atomic

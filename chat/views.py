@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.db.models import QuerySet
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
@@ -49,21 +48,18 @@ from chat.serializers import (
 )
 from genie.auth import Caller, NotPublishable
 from genie.idempotency import HEADER as IDEMPOTENCY_HEADER
-from genie.idempotency import IdempotencyKeyInvalid, run_idempotently
+from genie.idempotency import IdempotencyKeyInvalid, IdempotentRequest, run_idempotently
 from genie.links import absolute_url
 from genie.parsers import GenieMultiPartParser
 from genie.schema import IDEMPOTENCY_ERRORS, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, error_response
 from genie.throttles import client_ip
 from genie.views import TeamConfigViewSet
 from runs import compaction, context
-from runs.events import require_redis
-from runs.exceptions import RunActive, RunRequiresAction, RunTimeout, TooManyStreams
+from runs.exceptions import RunActive, TooManyStreams
 from runs.formats import StreamFormat, UIMessageFormat
-from runs.handoff import stream_turn, wants_event_stream
-from runs.models import Run
-from runs.serializers import pending_actions
+from runs.handoff import answer_turn, reply_of, run_urls, turn_headers, wants_event_stream
+from runs.services import Turn
 from runs.stream_slots import credential_ident, holding_slot, release_slot_now, take_slot
-from runs.waiting import wait_for_finish
 
 
 def turn_urls(request: Request, session: Session) -> dict[str, str]:
@@ -106,44 +102,6 @@ async def step_in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
         yield chunk
 
 
-def turn_headers(request: Request, response: Response, run: Run) -> dict[str, str]:
-    """A streaming POST's headers: where to resume (the run's own stream, with
-    Last-Event-ID) and what the JSON answer would have named (a publishable key's new
-    session's ``client_secret`` in ``Genie-Client-Secret``)."""
-    kwargs = {"session_uuid": run.session.uuid, "run_uuid": run.uuid}
-    headers = {
-        "Location": absolute_url(request, "runs:run-stream", **kwargs),
-        "Genie-Session-Uuid": str(run.session.uuid),
-        "Genie-Message-Uuid": str(run.agent_message.uuid),
-        "Genie-Run-Uuid": str(run.uuid),
-    }
-    if (response.data or {}).get("client_secret"):
-        # A publishable key's new session: the secret the JSON would have shown, once.
-        headers["Genie-Client-Secret"] = response.data["client_secret"]
-    return headers
-
-
-def run_urls(request: Request, run: Run) -> dict[str, str]:
-    kwargs = {"session_uuid": run.session.uuid, "run_uuid": run.uuid}
-    return {"run_uuid": str(run.uuid), "run_url": absolute_url(request, "runs:run-detail", **kwargs)}
-
-
-def reply_when_done(request: Request, run_uuid: str) -> Message:
-    """The agent message of a turn, once its run ended (a synchronous reply: ``stream:
-    false``, seed 002). Holds no database connection while it waits; ``RunTimeout`` (504)
-    after GENIE_SYNC_TIMEOUT, naming the run, which goes on; ``RunRequiresAction`` (409) as
-    soon as the turn pauses for an answer, naming what it waits for."""
-    run = Run.objects.select_related("session").get(uuid=run_uuid)
-    if not wait_for_finish(run=run, timeout=settings.GENIE_SYNC_TIMEOUT, or_pause=True):
-        raise RunTimeout(details={"run_uuid": run_uuid, **run_urls(request, run)})
-    run.refresh_from_db(fields=["status"])
-    if run.status == Run.Status.REQUIRES_ACTION:
-        calls = run.tool_calls.open().select_related("run__session", "connection_attempt")
-        waiting = pending_actions(list(calls), request)
-        raise RunRequiresAction(details={"run_uuid": run_uuid, **run_urls(request, run), "pending_actions": waiting})
-    return Message.objects.select_related("session", "feedback").get(pk=run.agent_message_id)
-
-
 class SessionViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
 ):
@@ -177,45 +135,39 @@ class SessionViewSet(
         responses={201: SessionStartedSerializer, 413: TEXT_TOO_LONG, **IDEMPOTENCY_ERRORS, 503: REDIS_UNAVAILABLE},
     )
     def create(self, request: Request) -> Response | HttpResponse:
-        start = lambda: run_idempotently(request, lambda: self._create(request))  # noqa: E731
-        if wants_event_stream(request):
-            return stream_turn(request, start, wire=UIMessageFormat(), headers=turn_headers)
-        return start()
-
-    def _create(self, request: Request) -> Response:
         data = SessionCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        fields = data.validated_data
         caller: Caller = request.auth
-        agent = Agent.objects.startable_by(caller).pick(data.validated_data.get("agent"))
+        agent = Agent.objects.startable_by(caller).pick(fields.get("agent"))
         if agent is None:
             raise ValidationError({"agent": ["No such agent."]}, code="unknown_agent")
-        if data.validated_data["empty"]:
-            return self._create_empty(request, caller, agent, data.validated_data)
-        require_redis()
-        session, run, client_secret = services.start_session(
+        if fields["empty"]:
+            return self._create_empty(request, caller, agent, fields)
+        start = lambda: services.start_turn(  # noqa: E731
             caller=caller,
+            idempotency=IdempotentRequest.of(request),
             agent=agent,
-            text=data.validated_data["text"],
-            title=data.validated_data["title"],
-            metadata=data.validated_data["metadata"],
-            user_id=data.validated_data["user_id"],
-            ui_context=data.validated_data["ui_context"],
-            scan_context=data.validated_data["scan_context"],
-            file_ids=data.validated_data["file_ids"],
+            text=fields["text"],
+            title=fields["title"],
+            metadata=fields["metadata"],
+            user_id=fields["user_id"],
+            ui_context=fields["ui_context"],
+            scan_context=fields["scan_context"],
+            file_ids=fields["file_ids"],
         )
-        body = {"uuid": str(session.uuid), **turn_urls(request, session), **run_urls(request, run)}
-        if client_secret:
-            body["client_secret"] = client_secret
-        return Response(body, status=status.HTTP_201_CREATED)
+        wire = UIMessageFormat() if wants_event_stream(request) else None
+        return answer_turn(request, start, wire=wire, headers=turn_headers, render=session_started)
 
     def _create_empty(self, request: Request, caller: Caller, agent: Agent, data: dict[str, Any]) -> Response:
         """``empty: true``: the session alone, no turn (files can be uploaded to it before
         its first message)."""
         if wants_event_stream(request):
             raise ValidationError({"empty": ["An empty session has no turn to stream."]}, code="invalid")
-        session, client_secret = services.open_session(
+        session, client_secret, replayed = services.open_session_once(
             caller=caller,
             agent=agent,
+            idempotency=IdempotentRequest.of(request),
             title=data["title"],
             metadata=data["metadata"],
             user_id=data["user_id"],
@@ -223,7 +175,10 @@ class SessionViewSet(
         body = {"uuid": str(session.uuid), **turn_urls(request, session)}
         if client_secret:
             body["client_secret"] = client_secret
-        return Response(body, status=status.HTTP_201_CREATED)
+        response = Response(body, status=status.HTTP_201_CREATED)
+        if replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
 
     @extend_schema(
         parameters=[
@@ -366,50 +321,35 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         },
     )
     def create(self, request: Request, session_uuid: str) -> Response | HttpResponse:
-        if wants_event_stream(request):
-            start = lambda: run_idempotently(request, lambda: self._create(request))  # noqa: E731
-            return stream_turn(request, start, wire=UIMessageFormat(), headers=turn_headers, session=self.get_session())
-        response = run_idempotently(request, lambda: self._create(request))
-        if response.status_code == status.HTTP_201_CREATED and request.data.get("stream") is False:
-            return self._reply_when_done(request, response.data["run_uuid"])
-        return response
-
-    def _reply_when_done(self, request: Request, run_uuid: str) -> Response:
-        """``stream: false``: wait for the run, answer with the agent message."""
-        message = reply_when_done(request, run_uuid)
-        return Response(MessageSerializer(message, context={"request": request}).data, status=status.HTTP_201_CREATED)
-
-    def _create(self, request: Request) -> Response:
         session = self.get_session()
         data = MessageCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        require_redis()
-        stream_url = absolute_url(request, "runs:session-stream", session_uuid=session.uuid)
+        fields = data.validated_data
+        start = lambda: services.start_turn(  # noqa: E731
+            caller=request.auth,
+            idempotency=IdempotentRequest.of(request),
+            session=session,
+            text=fields["text"],
+            metadata=fields["metadata"],
+            ui_context=fields["ui_context"],
+            scan_context=fields["scan_context"],
+            file_ids=fields["file_ids"],
+            on_active_run=fields["on_active_run"],
+        )
+        streamed = wants_event_stream(request)
+        wait = not streamed and request.data.get("stream") is False
         try:
-            run = services.post_message(
-                session=session,
-                text=data.validated_data["text"],
-                metadata=data.validated_data["metadata"],
-                ui_context=data.validated_data["ui_context"],
-                scan_context=data.validated_data["scan_context"],
-                file_ids=data.validated_data["file_ids"],
-                on_active_run=data.validated_data["on_active_run"],
+            return answer_turn(
+                request,
+                start,
+                wire=UIMessageFormat() if streamed else None,
+                headers=turn_headers,
+                wait=wait,
+                render=reply_rendered if wait else message_started,
             )
         except RunActive as exc:
-            exc.details["stream_url"] = stream_url
+            exc.details["stream_url"] = absolute_url(request, "runs:session-stream", session_uuid=session.uuid)
             raise
-        body = {"uuid": str(run.agent_message.uuid), "stream_url": stream_url, **run_urls(request, run)}
-        return Response(body, status=status.HTTP_201_CREATED)
-
-    def _reply_started(self, request: Request, run: Run) -> Response:
-        session = self.get_session()
-        body = {
-            "uuid": str(run.agent_message.uuid),
-            "user_message_uuid": str(run.user_message.uuid),
-            "stream_url": absolute_url(request, "runs:session-stream", session_uuid=session.uuid),
-            **run_urls(request, run),
-        }
-        return Response(body, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         request=None,
@@ -430,13 +370,14 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         message. The old reply stays in the transcript (with its rating), its ``replaced_by``
         naming the new one; later prompts leave it out."""
 
-        def start() -> Response:
-            reply = self.get_object()
-            require_redis()
-            run = services.regenerate_reply(session=self.get_session(), reply=reply, check_last=True)
-            return self._reply_started(request, run)
-
-        return run_idempotently(request, start)
+        start = lambda: services.start_turn(  # noqa: E731
+            caller=request.auth,
+            idempotency=IdempotentRequest.of(request),
+            session=self.get_session(),
+            regenerate=self.get_object(),
+            check_last=True,
+        )
+        return answer_turn(request, start, render=reply_started)
 
     @extend_schema(
         request=MessageEditSerializer,
@@ -459,15 +400,48 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         in the transcript, their ``replaced_by`` naming the new user message, and later
         prompts leave them out."""
 
-        def start() -> Response:
-            message = self.get_object()
-            data = MessageEditSerializer(data=request.data)
-            data.is_valid(raise_exception=True)
-            require_redis()
-            run = services.edit_message(session=self.get_session(), message=message, text=data.validated_data["text"])
-            return self._reply_started(request, run)
+        message = self.get_object()
+        data = MessageEditSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        start = lambda: services.start_turn(  # noqa: E731
+            caller=request.auth,
+            idempotency=IdempotentRequest.of(request),
+            session=self.get_session(),
+            edit=message,
+            text=data.validated_data["text"],
+        )
+        return answer_turn(request, start, render=reply_started)
 
-        return run_idempotently(request, start)
+
+def session_started(request: Request, turn: Turn) -> Response:
+    body = {"uuid": str(turn.session.uuid), **turn_urls(request, turn.session), **run_urls(request, turn.run)}
+    if turn.client_secret:
+        body["client_secret"] = turn.client_secret
+    return Response(body, status=status.HTTP_201_CREATED)
+
+
+def message_started(request: Request, turn: Turn) -> Response:
+    stream_url = absolute_url(request, "runs:session-stream", session_uuid=turn.session.uuid)
+    body = {"uuid": str(turn.run.agent_message.uuid), "stream_url": stream_url, **run_urls(request, turn.run)}
+    return Response(body, status=status.HTTP_201_CREATED)
+
+
+def reply_started(request: Request, turn: Turn) -> Response:
+    """A regenerated reply or an edited message: the new reply, its user message and run."""
+    run = turn.run
+    body = {
+        "uuid": str(run.agent_message.uuid),
+        "user_message_uuid": str(run.user_message.uuid),
+        "stream_url": absolute_url(request, "runs:session-stream", session_uuid=turn.session.uuid),
+        **run_urls(request, run),
+    }
+    return Response(body, status=status.HTTP_201_CREATED)
+
+
+def reply_rendered(request: Request, turn: Turn) -> Response:
+    """``stream: false``: the agent message once the run ended."""
+    message = reply_of(request, turn.run)
+    return Response(MessageSerializer(message, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
 class UploadViewSet(viewsets.GenericViewSet):

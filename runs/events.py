@@ -393,3 +393,17 @@ def read_run_log(run: Run, *, store_unflushed: bool = False) -> list[LoggedEvent
 
 def logged_text(events: list[LoggedEvent]) -> str:
     return "".join(event.data.get("delta", "") for event in events if event.type == "text-delta")
+
+
+def pause_point(run: Run, call_ids: list[str]) -> int:
+    """The id of the ``finish-step`` that paused ``run`` for ``call_ids``: a continuation
+    streams what follows it. Reads the run's log (PostgreSQL, then Redis)."""
+    log = read_run_log(run)
+    requested = [
+        index
+        for index, event in enumerate(log)
+        if (event.type == "tool-approval-request" and event.data.get("toolCallId") in call_ids)
+        or (event.type == "data-client-tool-call" and event.data.get("data", {}).get("call_id") in call_ids)
+    ]
+    start = requested[-1] if requested else len(log) - 1
+    return next((event.seq for event in log[start:] if event.type == "finish-step"), log[-1].seq if log else 0)

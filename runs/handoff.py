@@ -1,8 +1,8 @@
-"""A Django view that answers with a turn's stream.
+"""Answering a turn: ``answer_turn`` relays its stream, waits for its reply, or renders it.
 
-The view does the request's work in Django (authentication, CSRF, validation, idempotency,
-the turn's writes) and ends with ``hand_off``: a placeholder response that names a stream
-plan. ``HandoffEdge``, the ASGI layer around Django in ``genie.asgi``, sees the placeholder
+A streamed answer: the view does the request's work in Django (authentication, CSRF,
+validation, idempotency, the turn's writes) and ends with ``hand_off``: a placeholder
+response that names a stream plan. ``HandoffEdge``, the ASGI layer around Django in ``genie.asgi``, sees the placeholder
 and relays that plan on the same response, with the relay's own backpressure and
 disconnect handling; the headers Django added (CORS, ``Location``) go with it. A plan
 that no edge picks up (the test client, a WSGI server) expires after HANDOFF_TTL and gives
@@ -18,18 +18,22 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from django.db.models import Max
+from django.conf import settings
 from django.http import HttpResponse
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from chat.models import Session
+from chat.models import Message
+from genie.links import absolute_url
 from genie.throttles import client_ip
-from runs.exceptions import TooManyStreams
+from runs.exceptions import RunRequiresAction, RunTimeout, TooManyStreams
 from runs.formats import StreamFormat
-from runs.models import Run, RunEvent
+from runs.models import Run
+from runs.serializers import pending_actions
+from runs.services import Turn
 from runs.sse import StreamPlan, events_before, plan_backlog, relay_stream
 from runs.stream_slots import credential_ident, release_slot_now, take_slot
+from runs.waiting import wait_for_continuation, wait_for_finish
 
 HANDOFF_HEADER = b"genie-relay-handoff"
 HANDOFF_TTL = 30.0
@@ -90,49 +94,114 @@ def turn_plan(
     return replace(plan, slot=slot)
 
 
-def stream_turn(
+def answer_turn(
     request: Request,
-    start: Callable[[], Response],
+    start: Callable[[], Turn],
     *,
-    wire: StreamFormat,
-    headers: Callable[[Request, Response, Run], dict[str, str]],
-    session: Session | None = None,
-    after_seq: int | None = None,
-    run_field: str = "run_uuid",
+    render: Callable[[Request, Turn], Response],
+    wire: StreamFormat | None = None,
+    headers: Callable[[Request, Turn], dict[str, str]] | None = None,
+    wait: bool = False,
+    timed_out: Callable[[Request, Run], Exception] | None = None,
 ) -> HttpResponse | Response:
-    """Start a turn with ``start`` (a view's JSON answer naming the run in ``run_field``:
-    an adapter names it in its own words) and answer with its stream instead (from after
-    ``after_seq`` when given: a paused turn goes on). ``session``: the session the turn
-    goes to, when known before ``start`` (which may create it). The stream's slot is taken
-    first, so a caller at its cap gets 429 before anything is written; an error answer
-    (4xx) is returned as it is."""
+    """Start a turn with ``start`` (a ``chat.services.start_turn`` call) and answer it, the
+    one way every entry answers one:
+
+    - ``wire``: with the turn's stream in that format, relayed by ``HandoffEdge`` (from its
+      ``after_seq`` for a continued turn), with ``headers(request, turn)``. The stream's slot is
+      taken before ``start``, so a caller at its cap gets 429 before anything is written.
+      A replayed turn whose events are no longer kept is answered with ``render``.
+    - ``wait``: with ``render(request, turn)`` once the run ended or paused (``wait_for_reply``;
+      ``timed_out``: the protocol's own error for a run that goes on).
+    - otherwise with ``render(request, turn)`` at once.
+
+    A replayed turn (an ``Idempotency-Key`` seen before) says so in ``Idempotent-Replayed``."""
+    if wire is not None:
+        return _relay(request, start, render=render, wire=wire, headers=headers)
+    turn = start()
+    if wait:
+        turn = replace(turn, run=wait_for_reply(request, turn, timed_out=timed_out))
+    response = render(request, turn)
+    if turn.replayed:
+        response["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _relay(
+    request: Request,
+    start: Callable[[], Turn],
+    *,
+    render: Callable[[Request, Turn], Response],
+    wire: StreamFormat,
+    headers: Callable[[Request, Turn], dict[str, str]] | None,
+) -> HttpResponse | Response:
     ident = credential_ident(request.auth, client_ip(request.META))
     slot = take_slot(ident)
     if slot is None:
         raise TooManyStreams()
     try:
-        stored_before = stored_seq(session) if session is not None else 0
-        response = start()
-        if response.status_code >= 300 or run_field not in (response.data or {}):
-            release_slot_now(ident, slot)
-            return response
-        run = Run.objects.select_related("session", "agent_message").get(uuid=response.data[run_field])
-        # What the JSON answer said in its headers (an idempotent replay says so) still holds.
-        said = {name: value for name, value in response.items() if name.lower() != "content-type"}
-        fresh = response.get("Idempotent-Replayed") != "true"
-        plan = turn_plan(run, (ident, slot), stored_before=stored_before if fresh else None, after_seq=after_seq)
-        said.update(headers(request, response, run))
+        turn = start()
+        plan = turn_plan(turn.run, (ident, slot), stored_before=turn.stored_before, after_seq=turn.after_seq)
+        said = {"Idempotent-Replayed": "true"} if turn.replayed else {}
+        said.update(headers(request, turn) if headers is not None else {})
     except BaseException:
         release_slot_now(ident, slot)
         raise
     if plan is None:  # a replayed turn whose events are no longer kept: its JSON answer is all there is
         release_slot_now(ident, slot)
+        response = render(request, turn)
+        response["Idempotent-Replayed"] = "true"
         return response
     return hand_off(plan=plan, wire=wire, headers=said)
 
 
-def stored_seq(session: Session) -> int:
-    return RunEvent.objects.filter(session=session).aggregate(m=Max("seq"))["m"] or 0
+def wait_for_reply(
+    request: Request, turn: Turn, *, timed_out: Callable[[Request, Run], Exception] | None = None
+) -> Run:
+    """The one synchronous wait (``stream: false``, seed 002, ``/v1`` without ``stream``,
+    ``/v1/responses``): the run once it ended or paused for an answer, reloaded with its
+    session, agent message and user message. A continued turn (answers to its pause) is
+    first waited for until it left that pause. Holds no database connection while it
+    waits; after GENIE_SYNC_TIMEOUT, ``timed_out(request, run)`` or ``RunTimeout`` (504),
+    naming the run, which goes on."""
+    run = turn.run
+    if turn.after_seq is not None and not turn.replayed and run.status == Run.Status.REQUIRES_ACTION:
+        wait_for_continuation(run, paused_at=run.updated_at)
+    if not wait_for_finish(run=run, timeout=settings.GENIE_SYNC_TIMEOUT, or_pause=True):
+        raise timed_out(request, run) if timed_out is not None else RunTimeout(details=run_urls(request, run))
+    return Run.objects.select_related("session__agent", "agent_message", "user_message").get(pk=run.pk)
+
+
+def reply_of(request: Request, run: Run) -> Message:
+    """The agent message of a run that ended; ``RunRequiresAction`` (409) for a run that
+    paused, naming what it waits for."""
+    if run.status == Run.Status.REQUIRES_ACTION:
+        calls = run.tool_calls.open().select_related("run__session", "connection_attempt")
+        waiting = pending_actions(list(calls), request)
+        raise RunRequiresAction(details={**run_urls(request, run), "pending_actions": waiting})
+    return Message.objects.select_related("session", "feedback").get(pk=run.agent_message_id)
+
+
+def run_urls(request: Request, run: Run) -> dict[str, str]:
+    kwargs = {"session_uuid": run.session.uuid, "run_uuid": run.uuid}
+    return {"run_uuid": str(run.uuid), "run_url": absolute_url(request, "runs:run-detail", **kwargs)}
+
+
+def turn_headers(request: Request, turn: Turn) -> dict[str, str]:
+    """A streaming POST's headers (the canonical API's, seed 003's, the AI SDK's): where to
+    resume (the run's own stream, with Last-Event-ID), what it created, and a publishable
+    key's new session's ``client_secret`` in ``Genie-Client-Secret`` (shown once)."""
+    run = turn.run
+    kwargs = {"session_uuid": run.session.uuid, "run_uuid": run.uuid}
+    headers = {
+        "Location": absolute_url(request, "runs:run-stream", **kwargs),
+        "Genie-Session-Uuid": str(run.session.uuid),
+        "Genie-Message-Uuid": str(run.agent_message.uuid),
+        "Genie-Run-Uuid": str(run.uuid),
+    }
+    if turn.client_secret:
+        headers["Genie-Client-Secret"] = turn.client_secret
+    return headers
 
 
 class HandoffEdge:

@@ -52,6 +52,25 @@ class Usage:
     completion_tokens: int | None = None
 
 
+@dataclass(frozen=True)
+class Turn:
+    """A started turn (``chat.services.start_turn``), as every entry answers it
+    (``runs.handoff.answer_turn``).
+
+    ``client_secret``: a publishable key's new session's secret, shown once (a replay has
+    none: it is kept nowhere). ``replayed``: the turn an earlier request with the same
+    ``Idempotency-Key`` started. ``stored_before``: the session's last stored event id
+    before a fresh turn (its stream is read from Redis after it); ``after_seq``: where a
+    continued turn's stream goes on."""
+
+    session: Session
+    run: Run
+    client_secret: str | None = None
+    replayed: bool = False
+    stored_before: int | None = None
+    after_seq: int | None = None
+
+
 def make_way_for_turn(*, session: Session, on_active_run: str = "reject") -> None:
     """Apply the busy-session policy before a new turn (call with the session row locked):
     ``reject`` raises ``RunActive``; ``enqueue`` lets the new run wait its turn;
@@ -299,6 +318,45 @@ def submit_tool_result(*, session: Session, call_id: str, output: Any = None, er
             call.mark_succeeded(output)
         continue_when_answered(call.run)
     return call
+
+
+@dataclass(frozen=True)
+class ToolAnswer:
+    """A client's answer to one tool call: a decision (``approved`` with its ``reason``),
+    or a client tool's result (``output``, or ``error`` when it failed)."""
+
+    call_id: str
+    approved: bool | None = None
+    reason: str = ""
+    output: Any = None
+    error: str | None = None
+
+
+def apply_answers(*, run: Run, answers: list[ToolAnswer], decided_by: str) -> None:
+    """Each answer to a call of ``run`` through the one service for it
+    (``decide_tool_call``, ``submit_tool_result``), all or none. An answer the call
+    already has is skipped (a client may send it again); a different decision is 409
+    ``already_decided``; a call the run never made raises ``ToolCall.DoesNotExist``."""
+    session = run.session
+    with transaction.atomic():
+        calls = {call.call_id: call for call in run.tool_calls.filter(call_id__in=[a.call_id for a in answers])}
+        for answer in answers:
+            if answer.call_id not in calls:
+                raise ToolCall.DoesNotExist(answer.call_id)
+            call = calls[answer.call_id]
+            if answer.approved is not None:
+                if call.status == ToolCall.Status.PENDING_APPROVAL:
+                    decide_tool_call(
+                        session=session,
+                        call_id=answer.call_id,
+                        approved=answer.approved,
+                        reason=answer.reason,
+                        decided_by=decided_by,
+                    )
+                elif not call.decided_by or (call.status == ToolCall.Status.DENIED) == answer.approved:
+                    raise ActionAlreadyAnswered(details={"call_id": answer.call_id, "status": call.status})
+            elif call.status == ToolCall.Status.AWAITING_RESULT:
+                submit_tool_result(session=session, call_id=answer.call_id, output=answer.output, error=answer.error)
 
 
 def _locked_call(*, session: Session, call_id: str) -> ToolCall:

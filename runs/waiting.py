@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 import redis
 from django.db import close_old_connections, connection
@@ -47,6 +48,19 @@ def wait_for_finish(*, run: Run, timeout: float, or_pause: bool = False) -> bool
         close_old_connections()
         if pubsub is not None:
             pubsub.close()
+
+
+def wait_for_continuation(run: Run, *, paused_at: datetime, timeout: float = 5.0) -> None:
+    """After answers, a paused run stays ``requires_action`` until a worker claims it again:
+    wait (briefly) until it has left the pause the answers were for (``paused_at``: the
+    run's ``updated_at`` then), so that a wait for its reply does not take that pause for
+    the reply's end."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = Run.objects.filter(pk=run.pk).values_list("status", "updated_at").first()
+        if current is None or current[0] != Run.Status.REQUIRES_ACTION or current[1] != paused_at:
+            return
+        time.sleep(0.02)
 
 
 def _saw_finish(pubsub: redis.client.PubSub, run_uuid: str, deadline: float, *, or_pause: bool = False) -> bool:

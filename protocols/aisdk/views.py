@@ -29,7 +29,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
 from django.http import Http404, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
@@ -40,23 +39,21 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat import services
-from chat.exceptions import ChatHistoryMismatch, ChatIdTaken, NoToolAnswer, NoUserMessage
+from chat.exceptions import ChatHistoryMismatch, NoToolAnswer, NoUserMessage
 from chat.models import Agent, Message, Session
 from chat.serializers import validate_message_text
-from chat.views import turn_headers
 from genie.auth import BearerTokenAuthentication, Caller, CsrfSessionAuthentication
 from genie.exceptions import error_body
-from genie.idempotency import run_idempotently
+from genie.idempotency import IdempotentRequest
 from genie.schema import error_response
 from genie.serializers import StrictSerializer
 from runs import services as run_services
-from runs.events import read_run_log
-from runs.events import require_redis as require_event_log
-from runs.exceptions import ActionAlreadyAnswered
+from runs.events import pause_point
 from runs.formats import AISDKChatFormat
 from runs.formats.ai_sdk_chat import data_frame
-from runs.handoff import stream_turn
+from runs.handoff import answer_turn, turn_headers
 from runs.models import Run, ToolCall
+from runs.services import ToolAnswer, Turn
 from runs.sse import StreamApp, StreamPlan, StreamRefusal, plan_stream
 
 ANSWERED_STATES = {"approval-responded", "output-available", "output-error"}
@@ -195,37 +192,16 @@ class AISDKChatView(APIView):
             raise NoUserMessage()
         text = messages[-1].text(len(messages) - 1)
         check_history(session, messages[:-1])
-        if session is None:
-            agent = pick_agent(request.auth, body.get("agent"))
-            start = lambda: self.start_chat(request, agent, body["id"], text)  # noqa: E731
-        else:
-            start = lambda: self.next_turn(session, text)  # noqa: E731
-        return stream_turn(
-            request,
-            lambda: run_idempotently(request, start),
-            wire=AISDKChatFormat(),
-            headers=turn_headers,
+        agent = pick_agent(request.auth, body.get("agent")) if session is None else None
+        start = lambda: services.start_turn(  # noqa: E731
+            caller=request.auth,
+            idempotency=IdempotentRequest.of(request),
+            agent=agent,
             session=session,
+            text=text,
+            chat_id=body["id"] if session is None else "",
         )
-
-    def start_chat(self, request: Request, agent: Agent, chat_id: str, text: str) -> Response:
-        require_event_log()
-        try:
-            with transaction.atomic():
-                session, run, client_secret = services.start_session(
-                    caller=request.auth, agent=agent, text=text, chat_id=chat_id
-                )
-        except IntegrityError as exc:  # the same id, just created by a parallel request (or unreachable)
-            raise ChatIdTaken() from exc
-        body = {"uuid": str(session.uuid), "run_uuid": str(run.uuid)}
-        if client_secret:
-            body["client_secret"] = client_secret
-        return Response(body, status=status.HTTP_201_CREATED)
-
-    def next_turn(self, session: Session, text: str) -> Response:
-        require_event_log()
-        run = services.post_message(session=session, text=text)
-        return Response({"uuid": str(session.uuid), "run_uuid": str(run.uuid)}, status=status.HTTP_201_CREATED)
+        return answer_turn(request, start, wire=AISDKChatFormat(), headers=turn_headers, render=turn_started)
 
     def regenerate(
         self, request: Request, session: Session | None, messages: list[ChatMessage], message_id: str | None
@@ -241,19 +217,10 @@ class AISDKChatView(APIView):
                 "Only the chat's last reply can be regenerated.", details={"messageId": message_id}
             )
         check_history(session, messages[:-1], before=reply)
-
-        def start() -> Response:
-            require_event_log()
-            run = services.regenerate_reply(session=session, reply=reply)
-            return Response({"uuid": str(session.uuid), "run_uuid": str(run.uuid)}, status=status.HTTP_201_CREATED)
-
-        return stream_turn(
-            request,
-            lambda: run_idempotently(request, start),
-            wire=AISDKChatFormat(),
-            headers=turn_headers,
-            session=session,
+        start = lambda: services.start_turn(  # noqa: E731
+            caller=request.auth, idempotency=IdempotentRequest.of(request), session=session, regenerate=reply
         )
+        return answer_turn(request, start, wire=AISDKChatFormat(), headers=turn_headers, render=turn_started)
 
     def continue_reply(self, request: Request, session: Session | None, messages: list[ChatMessage]) -> HttpResponse:
         """The last message is a paused reply with answers: apply them (the tool-call
@@ -281,20 +248,34 @@ class AISDKChatView(APIView):
             # client tool whose output is still to come): the turn still waits.
             return answer_at_once(wire, run, "tool-calls")
         pending = [call_id for call_id, call in calls.items() if call.is_open] or list(calls)
-        after = pause_point(run, pending)
-
-        def start() -> Response:
-            apply_answers(session=session, calls=calls, answers=answers, decided_by=request.auth.label)
-            return Response({"uuid": str(session.uuid), "run_uuid": str(run.uuid)})
-
-        return stream_turn(
-            request,
-            lambda: run_idempotently(request, start),
-            wire=wire,
-            headers=turn_headers,
+        start = lambda: services.start_turn(  # noqa: E731
+            caller=request.auth,
+            idempotency=IdempotentRequest.of(request),
             session=session,
-            after_seq=after,
+            run=run,
+            answers=[tool_answer(call_id, part) for call_id, part in answers.items()],
+            after_seq=pause_point(run, pending),
         )
+        return answer_turn(request, start, wire=wire, headers=turn_headers, render=turn_continued)
+
+
+def turn_started(request: Request, turn: Turn) -> Response:
+    """A replayed request whose stream is no longer kept: what it started."""
+    return Response({"uuid": str(turn.session.uuid), "run_uuid": str(turn.run.uuid)}, status=status.HTTP_201_CREATED)
+
+
+def turn_continued(request: Request, turn: Turn) -> Response:
+    return Response({"uuid": str(turn.session.uuid), "run_uuid": str(turn.run.uuid)})
+
+
+def tool_answer(call_id: str, part: dict[str, Any]) -> ToolAnswer:
+    """A tool part that carries an answer, as the tool-call services take it."""
+    if part["state"] == "approval-responded":
+        approval = part["approval"]  # an object with a boolean ``approved`` (ChatMessage.parse)
+        return ToolAnswer(call_id, approved=approval["approved"], reason=str(approval.get("reason") or ""))
+    if part["state"] == "output-error":
+        return ToolAnswer(call_id, error=str(part.get("errorText") or "The client tool failed."))
+    return ToolAnswer(call_id, output=part.get("output"))
 
 
 def pick_agent(caller: Caller, handle: str | None) -> Agent:
@@ -363,47 +344,6 @@ def answer_at_once(wire: AISDKChatFormat, run: Run, finish_reason: str) -> HttpR
         if name != b"content-type":
             response[name.decode()] = value.decode()
     return response
-
-
-def pause_point(run: Run, call_ids: list[str]) -> int:
-    """The id of the ``finish-step`` that paused ``run`` for ``call_ids``: a continuation
-    streams what follows it."""
-    log = read_run_log(run)
-    requested = [
-        index
-        for index, event in enumerate(log)
-        if (event.type == "tool-approval-request" and event.data.get("toolCallId") in call_ids)
-        or (event.type == "data-client-tool-call" and event.data.get("data", {}).get("call_id") in call_ids)
-    ]
-    start = requested[-1] if requested else len(log) - 1
-    return next((event.seq for event in log[start:] if event.type == "finish-step"), log[-1].seq if log else 0)
-
-
-def apply_answers(
-    *, session: Session, calls: dict[str, ToolCall], answers: dict[str, dict[str, Any]], decided_by: str
-) -> None:
-    """Each answer through the one service for it (``decide_tool_call``,
-    ``submit_tool_result``), all or none. An answer the call already has is skipped (the
-    SDK sends every message again); a different decision is 409 ``already_decided``."""
-    with transaction.atomic():
-        for call_id, part in answers.items():
-            call = calls[call_id]
-            if part["state"] == "approval-responded":
-                approval = part["approval"]  # an object with a boolean ``approved`` (ChatMessage.parse)
-                approved = approval["approved"]
-                if call.status == ToolCall.Status.PENDING_APPROVAL:
-                    reason = str(approval.get("reason") or "")
-                    run_services.decide_tool_call(
-                        session=session, call_id=call_id, approved=approved, reason=reason, decided_by=decided_by
-                    )
-                elif not call.decided_by or (call.status == ToolCall.Status.DENIED) == approved:
-                    raise ActionAlreadyAnswered(details={"call_id": call_id, "status": call.status})
-            elif call.status == ToolCall.Status.AWAITING_RESULT:
-                if part["state"] == "output-error":
-                    error = str(part.get("errorText") or "The client tool failed.")
-                    run_services.submit_tool_result(session=session, call_id=call_id, error=error)
-                else:
-                    run_services.submit_tool_result(session=session, call_id=call_id, output=part.get("output"))
 
 
 class ChatSessionView(APIView):

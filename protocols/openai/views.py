@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from django.conf import settings
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -41,13 +40,11 @@ from chat.exceptions import ChatHistoryMismatch, ModelNotFound, SessionNotFound,
 from chat.models import Agent, Message, Session
 from chat.serializers import validate_message_text
 from genie.auth import Caller, IsTeamCaller, NotPublishable
-from genie.idempotency import run_idempotently
+from genie.idempotency import IdempotentRequest
 from genie.links import absolute_url
 from genie.schema import IDEMPOTENCY_KEY
 from genie.serializers import JSONObjectField, StrictSerializer
-from runs import services as run_services
-from runs.events import logged_text, read_run_log, require_redis
-from runs.exceptions import RunTimeout
+from runs.events import logged_text, read_run_log
 from runs.formats.openai import (
     ChatCompletionChunkFormat,
     awaited_note,
@@ -55,14 +52,14 @@ from runs.formats.openai import (
     openai_finish_reason,
     openai_usage,
 )
-from runs.handoff import stream_turn
+from runs.handoff import answer_turn
 from runs.models import Run, RunEvent, ToolCall
 from runs.options import ClientSettings, ClientToolSpec, TurnOptions, client_tool_names
 from runs.providers import get_provider
+from runs.services import ToolAnswer, Turn
 from runs.titles import fallback_title
 from runs.tools import check_input_schema
 from runs.tools.schema import check_schema
-from runs.waiting import wait_for_finish
 
 SESSION_HEADER = "Genie-Session"
 RUN_HEADER = "Genie-Run-Uuid"
@@ -742,15 +739,16 @@ def awaited(call: ToolCall) -> str:
     return awaited_note("client_tool", call.tool_name, url)
 
 
-def session_headers(request: Request, response: Response, run: Run) -> dict[str, str]:
+def session_headers(request: Request, turn: Turn) -> dict[str, str]:
     """The session that stores the call (send it back as ``Genie-Session`` to continue it),
     the turn's run, for a paused turn its status, and for a publishable key the new
     session's secret (send it as ``X-Session-Secret``)."""
-    headers = {SESSION_HEADER: str(run.session.uuid), RUN_HEADER: str(run.uuid)}
+    run = turn.run
+    headers = {SESSION_HEADER: str(turn.session.uuid), RUN_HEADER: str(run.uuid)}
     if run.status == Run.Status.REQUIRES_ACTION:
         headers[RUN_STATUS_HEADER] = run.status
-    if response.data.get("client_secret"):
-        headers["Genie-Client-Secret"] = response.data["client_secret"]
+    if turn.client_secret:
+        headers["Genie-Client-Secret"] = turn.client_secret
     return headers
 
 
@@ -914,14 +912,32 @@ class ChatCompletionView(APIView):
                 details={"param": "messages"},
             )
 
-        def start() -> Response:
-            return run_idempotently(request, lambda: self._start(request, body, agent, session, conversation, options))
-
-        if body["stream"]:
-            return stream_turn(
-                request, start, wire=self.wire(body, agent, options), headers=session_headers, session=session
+        if session is None:
+            first = next((said for role, said in conversation.earlier if role == Message.SenderRole.USER), None)
+            start = lambda: services.start_turn(  # noqa: E731
+                caller=caller,
+                idempotency=IdempotentRequest.of(request),
+                agent=agent,
+                text=conversation.text,
+                title=fallback_title(first or conversation.text),  # from the first user message: no model call
+                metadata=body["metadata"],
+                user_id=body["user"],
+                history=conversation.earlier,
+                options=options,
             )
-        return self._reply_when_done(request, start(), model=agent.handle, offset=len(options.text))
+        else:
+            start = lambda: services.start_turn(  # noqa: E731
+                caller=caller,
+                idempotency=IdempotentRequest.of(request),
+                session=session,
+                text=conversation.text,
+                metadata=body["metadata"],
+                options=options,
+            )
+        if body["stream"]:
+            wire = self.wire(body, agent, options)
+            return answer_turn(request, start, wire=wire, headers=session_headers, render=turn_started)
+        return answer_turn(request, start, wait=True, render=completion_rendered(offset=len(options.text)))
 
     def wire(
         self, body: dict[str, Any], agent: Agent, options: TurnOptions | None = None, run: Run | None = None
@@ -937,22 +953,18 @@ class ChatCompletionView(APIView):
         result through ``submit_tool_result``, then the same run goes on (an answer the
         call already has is skipped: a resent request finds the turn going on)."""
         after, offset = pause_point(run, list(answers))
-
-        def submit() -> Response:
-            with transaction.atomic():
-                for call in run.tool_calls.filter(call_id__in=answers, status=ToolCall.Status.AWAITING_RESULT):
-                    run_services.submit_tool_result(
-                        session=run.session, call_id=call.call_id, output=tool_output(answers[call.call_id])
-                    )
-            return Response({"run_uuid": str(run.uuid), "session_uuid": str(run.session.uuid)})
-
-        def start() -> Response:
-            return run_idempotently(request, submit)
-
+        start = lambda: services.start_turn(  # noqa: E731
+            caller=request.auth,
+            idempotency=IdempotentRequest.of(request),
+            session=run.session,
+            run=run,
+            answers=[ToolAnswer(call_id, output=tool_output(text)) for call_id, text in answers.items()],
+            after_seq=after,
+        )
         if body["stream"]:
             wire = self.wire(body, run.session.agent, run=run)
-            return stream_turn(request, start, wire=wire, headers=session_headers, session=run.session, after_seq=after)
-        return self._reply_when_done(request, start(), model=model, offset=offset)
+            return answer_turn(request, start, wire=wire, headers=session_headers, render=turn_continued)
+        return answer_turn(request, start, wait=True, render=completion_rendered(offset=offset))
 
     def continued_session(self, request: Request, agent: Agent) -> Session | None:
         """The session named by the ``Genie-Session`` header (None without one): reachable
@@ -970,56 +982,32 @@ class ChatCompletionView(APIView):
             )
         return session
 
-    def _start(
-        self,
-        request: Request,
-        body: dict[str, Any],
-        agent: Agent,
-        session: Session | None,
-        conversation: Conversation,
-        options: TurnOptions,
-    ) -> Response:
-        require_redis()
-        client_secret = None
-        if session is None:
-            first = next((said for role, said in conversation.earlier if role == Message.SenderRole.USER), None)
-            session, run, client_secret = services.start_session(
-                caller=request.auth,
-                agent=agent,
-                text=conversation.text,
-                # from the first user message: no model call for a title
-                title=fallback_title(first or conversation.text),
-                metadata=body["metadata"],
-                user_id=body["user"],
-                history=conversation.earlier,
-                options=options,
-            )
-        else:
-            run = services.post_message(
-                session=session, text=conversation.text, metadata=body["metadata"], options=options
-            )
-        started = {"run_uuid": str(run.uuid), "session_uuid": str(session.uuid)}
-        if client_secret:
-            started["client_secret"] = client_secret
-        return Response(started, status=status.HTTP_201_CREATED)
 
-    def _reply_when_done(self, request: Request, started: Response, *, model: str, offset: int = 0) -> Response:
-        """Wait for the turn (its end, or a pause for a person or the client), answer with
-        its ``chat.completion``."""
-        run = Run.objects.select_related("session").get(uuid=started.data["run_uuid"])
-        if not wait_for_finish(run=run, timeout=settings.GENIE_SYNC_TIMEOUT, or_pause=True):
-            raise RunTimeout(details={"run_uuid": str(run.uuid), "session_uuid": str(run.session.uuid)})
-        run = Run.objects.select_related("session", "agent_message").get(pk=run.pk)
+def turn_started(request: Request, turn: Turn) -> Response:
+    """A replayed streamed call whose stream is no longer kept: what it started."""
+    return Response({"run_uuid": str(turn.run.uuid), "session_uuid": str(turn.session.uuid)}, status=201)
+
+
+def turn_continued(request: Request, turn: Turn) -> Response:
+    return Response({"run_uuid": str(turn.run.uuid), "session_uuid": str(turn.session.uuid)})
+
+
+def completion_rendered(*, offset: int = 0) -> Callable[[Request, Turn], Response]:
+    """A turn that ended (or paused for a person or the client) as its ``chat.completion``
+    (its text from ``offset``: what an earlier answer of the same run said is not said
+    again); a failed one is 502 ``turn_failed``."""
+
+    def render(request: Request, turn: Turn) -> Response:
+        run = turn.run
         if run.status == Run.Status.FAILED:
             raise TurnFailed(
                 run.error_message or None,
                 details={"run_uuid": str(run.uuid), "session_uuid": str(run.session.uuid), "param": None},
             )
-        body = completion_body(run, model=model, offset=offset)
-        response = Response(body, headers=session_headers(request, started, run))
-        if started.has_header("Idempotent-Replayed"):
-            response["Idempotent-Replayed"] = started["Idempotent-Replayed"]
-        return response
+        body = completion_body(run, model=turn.session.agent.handle, offset=offset)
+        return Response(body, headers=session_headers(request, turn))
+
+    return render
 
 
 def is_uuid(value: str) -> bool:

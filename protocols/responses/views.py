@@ -13,7 +13,7 @@ response (the same run) goes on. The stream is the relay's, in ``runs.formats.re
 from __future__ import annotations
 
 import json
-import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -30,7 +30,7 @@ from chat.exceptions import ModelNotFound, TurnFailed
 from chat.models import Agent, Message, Session
 from genie.auth import Caller
 from genie.exceptions import GenieError
-from genie.idempotency import run_idempotently
+from genie.idempotency import IdempotentRequest
 from genie.schema import IDEMPOTENCY_KEY
 from protocols.openai.views import (
     COMMON_OPENAI_ERRORS,
@@ -48,7 +48,7 @@ from protocols.responses.serializers import (
     parse_response_id,
 )
 from runs import services as run_services
-from runs.events import last_seq, read_run_log, require_redis
+from runs.events import last_seq, read_run_log
 from runs.exceptions import RunTimeout
 from runs.formats.responses import (
     ResponseHead,
@@ -58,10 +58,11 @@ from runs.formats.responses import (
     responses_usage,
     resume_point,
 )
-from runs.handoff import stream_turn
+from runs.handoff import answer_turn
 from runs.models import Run, ToolCall
 from runs.options import ClientSettings, ClientToolSpec, TurnOptions, client_tool_names
 from runs.providers import get_provider
+from runs.services import ToolAnswer, Turn
 from runs.sse import StreamApp, StreamPlan, StreamRefusal, plan_stream
 from runs.titles import fallback_title
 from runs.waiting import wait_for_finish
@@ -211,10 +212,10 @@ def response_body(run: Run) -> dict[str, Any]:
     return state.snapshot(response_status)
 
 
-def session_headers(request: Request, response: Response, run: Run) -> dict[str, str]:
-    headers = {SESSION_HEADER: str(run.session.uuid)}
-    if (response.data or {}).get("client_secret"):
-        headers["Genie-Client-Secret"] = response.data["client_secret"]
+def session_headers(request: Request, turn: Turn) -> dict[str, str]:
+    headers = {SESSION_HEADER: str(turn.session.uuid)}
+    if turn.client_secret:
+        headers["Genie-Client-Secret"] = turn.client_secret
     return headers
 
 
@@ -320,33 +321,27 @@ class ResponsesView(APIView):
             session = session_with_history(request.auth, agent, conversation.earlier)
         wire = ResponsesFormat(ResponseState(ResponseHead(id="", created_at=0, model=agent.handle)))
 
-        def start() -> Response:
-            require_redis()
-            client_secret = None
-            if session is None:
-                first = next((said for role, said in conversation.earlier if role == Message.SenderRole.USER), None)
-                _, run, client_secret = services.start_session(
-                    caller=request.auth,
-                    agent=agent,
-                    text=conversation.text,
-                    title=fallback_title(first or conversation.text),  # no model call for a title
-                    metadata=body["metadata"],
-                    user_id=body["user"],
-                    history=conversation.earlier,
-                    options=options,
-                )
-                if not body["store"] and body["stream"]:  # the relay answers: forget it once the run is done
-                    run_services.forget_session_when_idle(session=run.session)
-            else:
-                run = services.post_message(
-                    session=session, text=conversation.text, metadata=body["metadata"], options=options
-                )
-            started = {"run_uuid": str(run.uuid), "session_uuid": str(run.session.uuid)}
-            if client_secret:
-                started["client_secret"] = client_secret
-            return Response(started, status=status.HTTP_201_CREATED)
+        first = next((said for role, said in conversation.earlier if role == Message.SenderRole.USER), None)
 
-        return self.reply(request, body, lambda: run_idempotently(request, start), wire=wire, session=session)
+        def start() -> Turn:
+            turn = services.start_turn(
+                caller=request.auth,
+                idempotency=IdempotentRequest.of(request),
+                agent=agent if session is None else None,
+                session=session,
+                text=conversation.text,
+                title=fallback_title(first or conversation.text),  # a new session's: no model call for a title
+                metadata=body["metadata"],
+                user_id=body["user"],
+                history=conversation.earlier if session is None else None,
+                options=options,
+            )
+            if session is None and not turn.replayed and not body["store"] and body["stream"]:
+                # the relay answers: forget it once the run is done
+                run_services.forget_session_when_idle(session=turn.session)
+            return turn
+
+        return self.reply(request, body, start, wire=wire)
 
     # --- answers to a paused response -----------------------------------------------------
 
@@ -383,108 +378,61 @@ class ResponsesView(APIView):
         after = last_seq(run.session_id, str(run.session.uuid))
         state = state_of(run, until=after, answering={item.call_id for item in items})
         wire = ResponsesFormat(state, continues_after=after)
-        session = run.session
-
-        def start() -> Response:
-            require_redis()
-            for item in items:
-                if item.type == "mcp_approval_response":
-                    run_services.decide_tool_call(
-                        session=session,
-                        call_id=item.call_id,
-                        approved=item.approve,
-                        reason=item.reason,
-                        decided_by=request.auth.label,
-                    )
-                else:
-                    output = tool_output(item.output) if isinstance(item.output, str) else item.output
-                    run_services.submit_tool_result(session=session, call_id=item.call_id, output=output)
-            return Response({"run_uuid": str(run.uuid), "session_uuid": str(session.uuid)})
-
-        return self.reply(
-            request,
-            body,
-            lambda: run_idempotently(request, start),
-            wire=wire,
-            session=session,
+        start = lambda: services.start_turn(  # noqa: E731
+            caller=request.auth,
+            idempotency=IdempotentRequest.of(request),
+            session=run.session,
+            run=run,
+            answers=[tool_answer(item) for item in items],
             after_seq=after,
-            paused_at=run.updated_at,
         )
+        return self.reply(request, body, start, wire=wire)
 
     # --- answering ------------------------------------------------------------------------
 
     def reply(
-        self,
-        request: Request,
-        body: dict[str, Any],
-        start: Any,
-        *,
-        wire: ResponsesFormat,
-        session: Session | None,
-        after_seq: int | None = None,
-        paused_at: Any = None,
+        self, request: Request, body: dict[str, Any], start: Callable[[], Turn], *, wire: ResponsesFormat
     ) -> Response | HttpResponse:
         """Stream the response (the relay), return it at once (``background``), or wait
         for it (its end, or a pause for the client)."""
         if body["stream"]:
 
-            def started() -> Response:
-                response = start()
-                if response.status_code < 300:
-                    run = Run.objects.select_related("session__agent", "user_message").get(
-                        uuid=response.data["run_uuid"]
-                    )
-                    if after_seq is None:
-                        wire.state.head = self.head(run, body)
-                        wire.state.run_hex = run.uuid.hex
-                    else:
-                        wire.state.head.background = body["background"]
-                return response
+            def started() -> Turn:
+                turn = start()
+                if turn.after_seq is None:
+                    wire.state.head = self.head(turn.run, body)
+                    wire.state.run_hex = turn.run.uuid.hex
+                else:
+                    wire.state.head.background = body["background"]
+                return turn
 
-            return stream_turn(
-                request, started, wire=wire, headers=session_headers, session=session, after_seq=after_seq
-            )
-        started = start()
-        if started.status_code >= 300:
-            return started
-        run = (
-            Run.objects.select_related("session__agent", "user_message", "agent_message")
-            .filter(uuid=started.data["run_uuid"])
-            .first()
-        )
-        if run is None:  # a replayed request (Idempotency-Key) of a response not stored (store: false)
-            raise not_found(response_id(started.data["run_uuid"]))
-        if not body["background"]:
-            run = self.finished(run, body, paused_at=paused_at)
-        answer = response_body(run)
-        answer.update(self.echo(body))
-        response = Response(answer, headers=session_headers(request, started, run))
-        if not body["store"]:
-            run_services.forget_session(session_id=run.session_id)  # its run is done or paused: nothing is kept
-        return response
+            return answer_turn(request, started, wire=wire, headers=session_headers, render=turn_started)
 
-    def finished(self, run: Run, body: dict[str, Any], *, paused_at: Any) -> Run:
-        """``run`` once it has ended or paused for the client (``paused_at``: it was
-        paused then, and answers just let it go on). Raises RunTimeout after
-        GENIE_SYNC_TIMEOUT (the run goes on), TurnFailed for a failed run."""
-        if paused_at is not None:
-            wait_for_continuation(run, paused_at=paused_at)
-        if not wait_for_finish(run=run, timeout=settings.GENIE_SYNC_TIMEOUT, or_pause=True):
+        def timed_out(request: Request, run: Run) -> RunTimeout:
             if not body["store"]:
                 run_services.forget_session_when_idle(session=run.session)
-            raise RunTimeout(
+            return RunTimeout(
                 f"The response {response_id(str(run.uuid))} goes on; retrieve it later.",
                 details={"param": None, "response_id": response_id(str(run.uuid))},
             )
-        run = reload(run)
-        if run.status == Run.Status.FAILED:
+
+        def render(request: Request, turn: Turn) -> Response:
+            run = reload(turn.run)
+            if not body["background"] and run.status == Run.Status.FAILED:
+                if not body["store"]:
+                    run_services.forget_session(session_id=run.session_id)
+                raise TurnFailed(
+                    run.error_message or None,
+                    details={"param": None, "response_id": response_id(str(run.uuid)), "code": run.error_code},
+                )
+            answer = response_body(run)
+            answer.update(self.echo(body))
+            response = Response(answer, headers=session_headers(request, turn))
             if not body["store"]:
-                run_services.forget_session(session_id=run.session_id)
-            raise TurnFailed(
-                run.error_message or None,
-                details={"param": None, "response_id": response_id(str(run.uuid)), "code": run.error_code},
-            )
-        return run
+                run_services.forget_session(session_id=run.session_id)  # its run is done or paused: nothing is kept
+            return response
+
+        return answer_turn(request, start, wait=not body["background"], timed_out=timed_out, render=render)
 
     def head(self, run: Run, body: dict[str, Any]) -> ResponseHead:
         head = head_of(run)
@@ -590,16 +538,16 @@ def client_tools_of(body: dict[str, Any], agent: Agent) -> tuple[ClientToolSpec,
     )
 
 
-def wait_for_continuation(run: Run, *, paused_at: Any, timeout: float = 5.0) -> None:
-    """After answers, the paused run is ``requires_action`` until a worker claims it again:
-    wait (briefly) until it has left the pause the answers were for (``paused_at``: the
-    run's ``updated_at`` then)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        current = Run.objects.filter(pk=run.pk).values_list("status", "updated_at").first()
-        if current is None or current[0] != Run.Status.REQUIRES_ACTION or current[1] != paused_at:
-            return
-        time.sleep(0.02)
+def tool_answer(item: InputItem) -> ToolAnswer:
+    if item.type == "mcp_approval_response":
+        return ToolAnswer(item.call_id, approved=item.approve, reason=item.reason)
+    return ToolAnswer(item.call_id, output=tool_output(item.output) if isinstance(item.output, str) else item.output)
+
+
+def turn_started(request: Request, turn: Turn) -> Response:
+    """A replayed streamed request whose stream is no longer kept: what it started."""
+    body = {"run_uuid": str(turn.run.uuid), "session_uuid": str(turn.session.uuid)}
+    return Response(body, status=status.HTTP_201_CREATED if turn.after_seq is None else status.HTTP_200_OK)
 
 
 class ResponseDetailView(APIView):

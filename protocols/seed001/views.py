@@ -34,16 +34,17 @@ from chat import services
 from chat.models import Agent, Message, Session, Upload
 from chat.serializers import MessageErrorSerializer, MessageTextField, UploadSerializer, validate_message_text
 from chat.views import UPLOAD_REQUEST, MessageViewSet, UploadViewSet
-from genie.idempotency import run_idempotently
+from genie.idempotency import IdempotentRequest
 from genie.links import absolute_url
 from genie.schema import IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, SECURITY
 from genie.serializers import JSONObjectField, StrictSerializer
-from runs.events import iso_utc, require_redis
+from runs.events import iso_utc
 from runs.formats import Seed001Format
 from runs.formats.seed001 import Reply, seed001_events
-from runs.handoff import stream_turn
+from runs.handoff import answer_turn
 from runs.models import ConnectionAttempt, Run, RunEvent
 from runs.serializers import AuthLinkSerializer, EventQuerySerializer, ToolCallApprovalSerializer
+from runs.services import Turn
 from runs.views import ConnectionLinkView, ConnectionRejectView, SessionEventsView, ToolCallApprovalView
 
 TAGS = ["seed 001"]
@@ -279,9 +280,21 @@ def genie_run_url(request: Request, run: Run) -> str:
     return absolute_url(request, "seed001:genie-run", **kwargs)
 
 
-def turn_headers(request: Request, response: Response, run: Run) -> dict[str, str]:
+def turn_headers(request: Request, turn: Turn) -> dict[str, str]:
     """A streamed send names its run (the stream's first event does too) and where to resume."""
-    return {"Genie-Run-Id": str(run.uuid), "Location": genie_run_url(request, run)}
+    return {"Genie-Run-Id": str(turn.run.uuid), "Location": genie_run_url(request, turn.run)}
+
+
+def genie_run_started(request: Request, turn: Turn) -> Response:
+    body = {
+        "conversation_id": str(turn.session.uuid),
+        "genie_handle": turn.session.agent.handle,
+        "genie_run_id": str(turn.run.uuid),
+        "message_id": str(turn.run.agent_message.uuid),
+        "status": Run.Status.QUEUED,  # as it was queued (a replay says the same)
+        "stream_url": genie_run_url(request, turn.run),
+    }
+    return Response(body, status=status.HTTP_201_CREATED)
 
 
 @extend_schema(tags=TAGS, parameters=[HANDLE])
@@ -296,19 +309,21 @@ class ConversationCreateView(Seed001Mixin, generics.GenericAPIView):
         responses={201: ConversationSerializer, **seed001_errors(422)},
     )
     def post(self, request: Request, handle: str) -> Response:
-        return run_idempotently(request, lambda: self._create(request))
-
-    def _create(self, request: Request) -> Response:
         data = ConversationCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         agent = Agent.objects.startable_by(request.auth).by_handle_or_uuid(self.kwargs["handle"]).first()
         if agent is None:
             raise NotFound("No such genie.", code="genie_not_found")
-        session, client_secret = services.open_session(caller=request.auth, agent=agent, **data.validated_data)
+        session, client_secret, replayed = services.open_session_once(
+            caller=request.auth, agent=agent, idempotency=IdempotentRequest.of(request), **data.validated_data
+        )
         body = ConversationSerializer(session).data
         if client_secret:
             body["client_secret"] = client_secret
-        return Response(body, status=status.HTTP_201_CREATED)
+        response = Response(body, status=status.HTTP_201_CREATED)
+        if replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
 
 
 @extend_schema(tags=TAGS, parameters=[HANDLE, CONVERSATION])
@@ -339,36 +354,17 @@ class ConversationMessagesView(Seed001Mixin, MessageViewSet):
         conversation = self.get_conversation()  # an unknown conversation is 404 before a bad body is 400
         data = SendMessageSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        start = lambda: run_idempotently(request, lambda: self._send(request, data.validated_data))  # noqa: E731
-        if data.validated_data["stream"]:
-            return stream_turn(
-                request,
-                start,
-                wire=Seed001Format(),
-                headers=turn_headers,
-                run_field="genie_run_id",
-                session=conversation,
-            )
-        return start()
-
-    def _send(self, request: Request, data: dict[str, Any]) -> Response:
-        conversation = self.get_conversation()
-        require_redis()
-        run = services.post_message(
+        fields = data.validated_data
+        start = lambda: services.start_turn(  # noqa: E731
+            caller=request.auth,
+            idempotency=IdempotentRequest.of(request),
             session=conversation,
-            text=data["text"],
-            metadata=data["metadata"],
-            file_ids=[data["file_id"]] if data["file_id"] else [],
+            text=fields["text"],
+            metadata=fields["metadata"],
+            file_ids=[fields["file_id"]] if fields["file_id"] else [],
         )
-        body = {
-            "conversation_id": str(conversation.uuid),
-            "genie_handle": conversation.agent.handle,
-            "genie_run_id": str(run.uuid),
-            "message_id": str(run.agent_message.uuid),
-            "status": run.status,
-            "stream_url": genie_run_url(request, run),
-        }
-        return Response(body, status=status.HTTP_201_CREATED)
+        wire = Seed001Format() if fields["stream"] else None
+        return answer_turn(request, start, wire=wire, headers=turn_headers, render=genie_run_started)
 
 
 @extend_schema(tags=TAGS, parameters=[HANDLE, CONVERSATION])

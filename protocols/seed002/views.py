@@ -3,7 +3,7 @@ message's answer is the assistant's reply, synchronously.
 
 A thin layer: sessions are opened, posted to and deleted by ``chat.services``, reached by
 the one access rule (``Session.objects.reachable_by``), and the reply is awaited as the
-canonical ``stream: false`` awaits it (``chat.views.reply_when_done``). Field names are the
+canonical ``stream: false`` awaits it (``runs.handoff.answer_turn``). Field names are the
 document's (camelCase); ids are Genie's uuids; ``agentId`` names an agent by handle (its
 uuid is accepted too) and is answered with the handle.
 """
@@ -29,12 +29,13 @@ from rest_framework.response import Response
 from chat import services
 from chat.models import Agent, Message, Session
 from chat.serializers import MessageErrorSerializer, MessageTextField, validate_message_text
-from chat.views import REDIS_UNAVAILABLE, TEXT_TOO_LONG, reply_when_done
+from chat.views import REDIS_UNAVAILABLE, TEXT_TOO_LONG
 from genie.auth import Caller, NotPublishable
-from genie.idempotency import run_idempotently
+from genie.idempotency import IdempotentRequest
 from genie.schema import IDEMPOTENCY_ERRORS, IDEMPOTENCY_KEY, error_response, register_error_voice
 from genie.serializers import JSONObjectField, StrictSerializer
-from runs.events import require_redis
+from runs.handoff import answer_turn, reply_of
+from runs.services import Turn
 
 TAG = "seed 002"
 
@@ -184,25 +185,26 @@ class ChatViewSet(ChatScoped, viewsets.GenericViewSet):
     )
     def create(self, request: Request) -> Response:
         """Create a chat with no message yet."""
-        return run_idempotently(request, lambda: self._create(request))
-
-    def _create(self, request: Request) -> Response:
         data = ChatCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         caller: Caller = request.auth
         agent = Agent.objects.startable_by(caller).pick(data.validated_data["agentId"])
         if agent is None:
             raise ValidationError({"agentId": ["No such agent."]}, code="unknown_agent")
-        session, client_secret = services.open_session(
+        session, client_secret, replayed = services.open_session_once(
             caller=caller,
             agent=agent,
+            idempotency=IdempotentRequest.of(request),
             metadata=data.validated_data["metadata"],
             user_id=data.validated_data["userId"],
         )
         body = ChatSerializer(session).data
         if client_secret:
             body["clientSecret"] = client_secret
-        return Response(body, status=status.HTTP_200_OK)
+        response = Response(body, status=status.HTTP_200_OK)
+        if replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
 
     @extend_schema(responses=ChatListSerializer)
     def list(self, request: Request) -> Response:
@@ -256,15 +258,19 @@ class ChatMessageViewSet(ChatScoped, viewsets.GenericViewSet):
     )
     def create(self, request: Request, chat_id: str) -> Response:
         """Send a user message; the answer is the assistant's reply, once it is written."""
-        turn = run_idempotently(request, lambda: self._create(request))
-        if turn.status_code != status.HTTP_201_CREATED:
-            return turn
-        return Response(ReplySerializer(reply_when_done(request, turn.data["run_uuid"])).data)
-
-    def _create(self, request: Request) -> Response:
         chat = self.get_chat()
         data = ChatMessageCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        require_redis()
-        run = services.post_message(session=chat, text=data.validated_data["content"])
-        return Response({"run_uuid": str(run.uuid)}, status=status.HTTP_201_CREATED)
+        start = lambda: services.start_turn(  # noqa: E731
+            caller=request.auth,
+            idempotency=IdempotentRequest.of(request),
+            session=chat,
+            text=data.validated_data["content"],
+        )
+        return answer_turn(request, start, wait=True, render=reply_rendered)
+
+
+def reply_rendered(request: Request, turn: Turn) -> Response:
+    return Response(ReplySerializer(reply_of(request, turn.run)).data)
+
+

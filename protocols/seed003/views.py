@@ -24,16 +24,16 @@ from rest_framework.views import APIView
 from chat import services
 from chat.models import Session
 from chat.serializers import CompactSerializer, ContextUsageSerializer, MessageTextField, validate_message_text
-from chat.views import REDIS_UNAVAILABLE, TEXT_TOO_LONG, SessionViewSet, turn_headers
-from genie.idempotency import run_idempotently
+from chat.views import REDIS_UNAVAILABLE, TEXT_TOO_LONG, SessionViewSet
+from genie.idempotency import IdempotentRequest
 from genie.schema import IDEMPOTENCY_ERRORS, IDEMPOTENCY_KEY, error_response, register_error_voice
 from genie.serializers import JSONObjectField, StrictSerializer
 from runs import services as run_services
-from runs.events import require_redis
 from runs.formats import Seed003Format, StreamFormat
-from runs.handoff import stream_turn
+from runs.handoff import answer_turn, turn_headers
 from runs.models import ToolCall
 from runs.serializers import ToolCallResultSerializer
+from runs.services import Turn
 
 TAG = "seed 003"
 
@@ -136,20 +136,22 @@ class SessionMessageView(APIView):
     )
     def post(self, request: Request, session_id: str) -> HttpResponse | Response:
         session = reachable_session(request, session_id)
-        start = lambda: run_idempotently(request, lambda: self._send(request, session))  # noqa: E731
-        return stream_turn(request, start, wire=Seed003Format(), headers=turn_headers, session=session)
-
-    def _send(self, request: Request, session: Session) -> Response:
         data = SendMessageSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        require_redis()
-        run = services.post_message(
+        start = lambda: services.start_turn(  # noqa: E731
+            caller=request.auth,
+            idempotency=IdempotentRequest.of(request),
             session=session,
             text=data.validated_data["content"],
             ui_context=data.validated_data["uiContext"],
             scan_context=data.validated_data["scanContext"],
         )
-        return Response({"run_uuid": str(run.uuid)}, status=status.HTTP_201_CREATED)
+        return answer_turn(request, start, wire=Seed003Format(), headers=turn_headers, render=run_started)
+
+
+def run_started(request: Request, turn: Turn) -> Response:
+    """A replayed message whose stream is no longer kept: the run it started."""
+    return Response({"run_uuid": str(turn.run.uuid)}, status=status.HTTP_201_CREATED)
 
 
 class SessionContextViewSet(SessionViewSet):

@@ -38,7 +38,7 @@ def finish_with(text: str, usage: run_services.Usage | None = None, status: str 
         run_services.end_run(run=run, status=status, text=text, usage=usage, **kwargs)
         return True
 
-    return mock.patch("protocols.openai.views.wait_for_finish", side_effect=wait)
+    return mock.patch("runs.handoff.wait_for_finish", side_effect=wait)
 
 
 def test_models_lists_the_teams_live_agents(api, agent, team):
@@ -274,7 +274,7 @@ def test_a_paused_turn_without_client_tool_calls_finishes_with_stop(api, agent):
         Message.objects.filter(pk=run.agent_message_id).update(text="Let me ask.")
         return True
 
-    with mock.patch("protocols.openai.views.wait_for_finish", side_effect=pause):
+    with mock.patch("runs.handoff.wait_for_finish", side_effect=pause):
         response = ask(api, turn(agent.handle))
 
     choice = response.json()["choices"][0]
@@ -285,7 +285,7 @@ def test_a_paused_turn_without_client_tool_calls_finishes_with_stop(api, agent):
 
 
 def test_a_wait_that_times_out_is_504_and_the_turn_goes_on(api, agent):
-    with mock.patch("protocols.openai.views.wait_for_finish", return_value=False):
+    with mock.patch("runs.handoff.wait_for_finish", return_value=False):
         response = ask(api, turn(agent.handle))
 
     assert response.status_code == 504

@@ -57,7 +57,8 @@ def worker() -> Iterator[dict[str, list[Any]]]:
             "generate_title": tasks.generate_title,
         }.items()
     ]
-    patches.append(mock.patch("protocols.openai.views.wait_for_finish", side_effect=wait))
+    patches.append(mock.patch("runs.handoff.wait_for_finish", side_effect=wait))
+    patches.append(mock.patch("runs.handoff.wait_for_continuation"))
     for patch in patches:
         patch.start()
     yield sent

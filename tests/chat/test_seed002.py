@@ -32,7 +32,7 @@ def replies():
 
     with (
         mock.patch.object(loop, "get_provider", return_value=provider),
-        mock.patch("chat.views.wait_for_finish", side_effect=run_now),
+        mock.patch("runs.handoff.wait_for_finish", side_effect=run_now),
     ):
         yield provider
 

@@ -153,10 +153,7 @@ def in_process(db, offline, team, agent) -> Iterator[dict[str, str]]:
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     try:
-        with (
-            mock.patch("chat.views.wait_for_finish", side_effect=finish_at_once),
-            mock.patch("protocols.openai.views.wait_for_finish", side_effect=finish_at_once),
-        ):
+        with mock.patch("runs.handoff.wait_for_finish", side_effect=finish_at_once):
             yield {"Authorization": f"Bearer {build_world(team, agent)}"}
     finally:
         request_started.connect(close_old_connections)

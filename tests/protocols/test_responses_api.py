@@ -42,7 +42,8 @@ def model():
     with (
         mock.patch.object(loop, "get_provider", return_value=provider),
         mock.patch("protocols.responses.views.wait_for_finish", side_effect=run_now),
-        mock.patch("protocols.responses.views.wait_for_continuation"),
+        mock.patch("runs.handoff.wait_for_finish", side_effect=run_now),
+        mock.patch("runs.handoff.wait_for_continuation"),
     ):
         yield provider
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from chat.views import reply_when_done
 from genie.models import AccessToken
 from genie.services import create_access_token
 from runs import loop
 from runs.exceptions import RunRequiresAction
+from runs.handoff import reply_of, wait_for_reply
 from runs.models import Run, ToolCall
-from runs.services import queue_run
+from runs.services import Turn, queue_run
 from tests.conftest import bearer_client
 from tests.factories import MessageFactory, SessionFactory
 from tests.runs.conftest import published_types, text, tool_call
@@ -204,7 +204,7 @@ def test_a_connection_must_name_a_provider_of_the_team_and_not_a_client_tool(sec
 def test_a_synchronous_reply_that_pauses_is_409_requires_action_naming_what_waits(api, paused, rf):
     request = rf.get("/")
     with pytest.raises(RunRequiresAction) as raised:
-        reply_when_done(request, str(paused.uuid))
+        reply_of(request, wait_for_reply(request, Turn(paused.session, paused)))
 
     (action,) = raised.value.details["pending_actions"]
     assert raised.value.status_code == 409
