@@ -309,6 +309,20 @@ class ResponsesView(APIView):
         conversation = conversation_of(items)
         options = turn_options(body, agent, items, conversation)
         session = previous.session if previous is not None else None
+        if previous is not None:
+            resent = [i for i, item in enumerate(items[: last_user(items)]) if item.role not in INSTRUCTION_ROLES]
+            if resent:
+                raise serializers.ValidationError(
+                    {
+                        "input": {
+                            resent[0]: [
+                                "With previous_response_id the conversation so far is the session's: "
+                                "send only the new user message."
+                            ]
+                        }
+                    },
+                    code="invalid_value",
+                )
         if previous is None and body["store"]:  # store false: a session of its own, kept while its run works
             try:
                 paused = answered_run(request.auth, agent, conversation)

@@ -272,5 +272,3 @@ class ChatMessageViewSet(ChatScoped, viewsets.GenericViewSet):
 
 def reply_rendered(request: Request, turn: Turn) -> Response:
     return Response(ReplySerializer(reply_of(request, turn.run)).data)
-
-

@@ -208,13 +208,20 @@ def test_a_refused_destination_is_never_connected_to(no_allowlist, listener):
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     "url",
-    ["https://ex\u00adample.com/hook", "https://exa\u200bmple.com/hook", "https://example.com/\x7f", "https://xn--zz.com/"],
+    [
+        "https://ex\u00adample.com/hook",
+        "https://exa\u200bmple.com/hook",
+        "https://example.com/\x7f",
+        "https://xn--zz.com/",
+    ],
 )
 def test_a_url_the_http_clients_cannot_send_is_refused_at_save(secret_api, url):
     # Issue 26, finding 13: these passed the save-time check and failed every call.
     tool = {"name": "hook", "kind": "webhook", "url": url}
 
-    tools = secret_api.post("/api/v1/agents", {"handle": "a", "name": "A", "model": "m", "tools": [tool]}, format="json")
+    tools = secret_api.post(
+        "/api/v1/agents", {"handle": "a", "name": "A", "model": "m", "tools": [tool]}, format="json"
+    )
     base = secret_api.post("/api/v1/agents", {"handle": "b", "name": "B", "model": "m", "base_url": url}, format="json")
 
     assert tools.status_code == 400

@@ -596,3 +596,19 @@ def test_a_failed_run_is_turn_failed_and_the_response_says_failed(api, agent, mo
     assert response.json()["error"]["type"] == "server_error"
     assert retrieved["status"] == "failed"
     assert retrieved["error"] == {"code": "server_error", "message": "The model is down."}
+
+
+def test_with_previous_response_id_the_conversation_is_not_sent_again(api, agent, model):
+    model.scripts.append(text("Miso."))
+    first = create(api, model=agent.handle, input="Name a cat.").json()
+
+    resent = create(
+        api,
+        model=agent.handle,
+        previous_response_id=first["id"],
+        input=[{"role": "user", "content": "Name a cat."}, {"role": "user", "content": "Another?"}],
+    )
+
+    assert resent.status_code == 400
+    assert resent.json()["error"]["param"] == "input[0]"
+    assert Message.objects.count() == 2
