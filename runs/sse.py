@@ -37,7 +37,7 @@ from genie import nul
 from genie.auth import Caller, OriginNotAllowed, auth_epoch, caller_for_user, parse_bearer, resolve_bearer_key
 from genie.cors import Headers, asgi_cors
 from genie.exceptions import NOT_FOUND_FOR_PUBLISHABLE, ErrorVoice, error_body_for_status
-from genie.throttles import client_ip, throttle_wait
+from genie.throttles import ThrottleSubject, auth_failure_wait, client_ip, record_auth_failure, throttle_wait
 from runs.events import FINISH, StreamEvent, channel_name, stream_key
 from runs.fanout import Subscriber, async_redis, live_fanout, relayed_events
 from runs.formats import StreamFormat, UIMessageFormat
@@ -132,6 +132,28 @@ def parse_last_event_id(
     return seq, frame
 
 
+def stream_caller(headers: dict[bytes, bytes], meta: dict[str, str]) -> Caller | StreamRefusal:
+    """Who opens the stream, as ``BearerTokenAuthentication`` decides for the REST API: a
+    client that sent too many bad keys (GENIE_RATE_AUTH_FAILURES) is refused before its
+    key is looked at, and a bad key counts as one more."""
+    subject = ThrottleSubject(auth=None, META=meta)
+    if (wait := auth_failure_wait(subject)) is not None:
+        return StreamRefusal(429, "rate_limited", "Request was throttled.", retry_after=math.ceil(wait))
+    try:
+        caller = authenticate_scope(headers)
+    except UndecodableHeader as exc:
+        if str(exc) == "authorization":
+            return NOT_AUTHENTICATED
+        return StreamRefusal(400, "invalid_header", f"The {exc} header is not valid UTF-8.")
+    if caller is None:
+        if headers.get(b"authorization"):
+            record_auth_failure(subject)
+        return NOT_AUTHENTICATED
+    if not caller.allows_origin(headers.get(b"origin", b"").decode("latin-1") or None):
+        return StreamRefusal(403, OriginNotAllowed.default_code, OriginNotAllowed.default_detail)
+    return caller
+
+
 def plan_stream(
     *,
     headers: dict[bytes, bytes],
@@ -152,17 +174,10 @@ def plan_stream(
     epoch, else 1-2), the session, its run(s), the backlog from PostgreSQL (a run's own
     stream from its start: one query finds where that is too).
     """
-    try:
-        caller = authenticate_scope(headers)
-    except UndecodableHeader as exc:
-        if str(exc) == "authorization":
-            return NOT_AUTHENTICATED
-        return StreamRefusal(400, "invalid_header", f"The {exc} header is not valid UTF-8.")
-    if caller is None:
-        return NOT_AUTHENTICATED
-    if not caller.allows_origin(headers.get(b"origin", b"").decode("latin-1") or None):
-        return StreamRefusal(403, OriginNotAllowed.default_code, OriginNotAllowed.default_detail)
     meta = {"REMOTE_ADDR": client[0] if client else "", "HTTP_X_FORWARDED_FOR": forwarded_for(headers)}
+    caller = stream_caller(headers, meta)
+    if isinstance(caller, StreamRefusal):
+        return caller
     wait = throttle_wait(caller=caller, meta=meta)
     if wait is not None:
         return StreamRefusal(429, "rate_limited", "Request was throttled.", retry_after=math.ceil(wait))

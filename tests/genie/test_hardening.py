@@ -179,3 +179,17 @@ def test_a_member_of_another_team_is_no_one_here(member):
     _, key = create_access_token(team=member.team, kind=AccessToken.Kind.PERSONAL, user=other.user)
 
     assert bearer_client(key).get("/api/v1/sessions").status_code == 401
+
+
+def test_bad_keys_on_stream_opens_are_throttled_per_client_ip(secret_key, active_run, settings):
+    # Issue 26, finding 13: the REST API's rule (tests/genie/test_throttling.py) at the SSE edge too.
+    settings.GENIE_RATE_AUTH_FAILURES = "2/min"
+
+    guesses = [open_stream(f"sk_live_guess{n:020d}", active_run) for n in range(2)]
+    held = open_stream(secret_key, active_run)
+
+    assert [(refusal.status, refusal.code) for refusal in guesses] == [(401, "not_authenticated")] * 2
+    assert isinstance(held, StreamRefusal)
+    assert (held.status, held.code) == (429, "rate_limited")
+    assert held.retry_after > 0
+    assert bearer_client(secret_key).get("/api/v1/sessions").status_code == 429  # the same counter, same IP
