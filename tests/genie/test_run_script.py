@@ -144,10 +144,14 @@ def alive(pid: int) -> bool:
 
 @pytest.fixture
 def terminal(live_env, tmp_path):
-    """Start run.sh on a free port; its tasks on a queue of its own (the suite's worker
-    reads the default one), its beat schedule in a temporary folder."""
+    """Start run.sh on a free port, on the test database and Redis but with Genie's own
+    timings (not the live stack's short leases: the first local turn loads the model); its
+    tasks on a queue of its own (the suite's worker reads the default one), its beat
+    schedule in a temporary folder."""
     env = {
-        **live_env,
+        **os.environ,
+        **{name: live_env[name] for name in ("DATABASE_URL", "REDIS_URL", "GENIE_MEDIA_ROOT", "GENIE_EGRESS_ALLOW")},
+        "DJANGO_SETTINGS_MODULE": "genie.settings",
         "VENV": str(Path(sys.executable).parent.parent),
         "GENIE_TASK_QUEUE": f"run-script-{uuid.uuid4().hex[:8]}",
         "GENIE_BEAT_SCHEDULE": str(tmp_path / "celerybeat-schedule"),
