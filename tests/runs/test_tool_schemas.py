@@ -235,3 +235,16 @@ def test_a_strict_reply_is_checked_against_a_catastrophic_pattern_in_linear_time
     assert ClientSettings(response_format=strict).output_error(json.dumps({"code": "aaa"})) is None
     assert stored_remote.startswith("The response_format schema cannot be used")
     assert schema_host.paths == []
+
+
+def test_a_responses_text_format_schema_referring_outside_itself_is_400_and_never_fetched(api, agent, schema_host):
+    for schema in remote_ref_schemas(schema_host):
+        text_format = {"type": "json_schema", "name": "answer", "schema": schema, "strict": True}
+
+        response = api.post(
+            "/v1/responses", {"model": agent.handle, "input": "x", "text": {"format": text_format}}, format="json"
+        )
+
+        assert response.status_code == 400, response.json()
+    assert schema_host.paths == []
+    assert not Session.objects.exists()
