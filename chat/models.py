@@ -361,6 +361,16 @@ class Message(models.Model):
     def is_agent(self) -> bool:
         return self.sender_role == self.SenderRole.AGENT
 
+    def mark_streaming(self) -> None:
+        """pending → streaming: its run's worker started (the end of the run sets the rest)."""
+        self.status = self.Status.STREAMING
+        self.save(update_fields=["status", "updated_at"])
+
+    def keep_text(self, text: str) -> None:
+        """The reply so far, kept while its run waits (a pause): the status stays."""
+        self.text = text
+        self.save(update_fields=["text", "updated_at"])
+
 
 def upload_path(upload: Upload, filename: str) -> str:
     # Not the client's name: a random one under the session, so names never clash or traverse.

@@ -19,14 +19,13 @@ from chat.models import (
     Session,
     Upload,
 )
-from genie.egress import validate_public_url
 from genie.exceptions import PayloadTooLarge
 from genie.links import absolute_url
 from genie.serializers import JSONObjectField, StrictSerializer
 from runs.models import ConnectionProvider, Run, ToolCall
-from runs.serializers import PendingActionSerializer, ToolCallSerializer, pending_actions
+from runs.serializers import PendingActionSerializer, ToolCallSerializer, ToolSpecSerializer, pending_actions
 from runs.services import ON_ACTIVE_RUN_CHOICES
-from runs.tools import DEFAULT_TIMEOUT, MAX_TIMEOUT, MAX_TOOLS, TOOL_KINDS, check_input_schema
+from runs.tools import MAX_TOOLS, get_tool
 
 
 def validate_message_text(value: str) -> str:
@@ -393,42 +392,6 @@ class ReplyStartedSerializer(TurnStartedSerializer):
     )
 
 
-class ToolSpecSerializer(StrictSerializer):
-    """One tool definition of an agent (see ``runs.tools``)."""
-
-    name = serializers.RegexField(r"^[A-Za-z0-9_-]{1,64}$", max_length=64)
-    description = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
-    input_schema = serializers.JSONField(required=False, default=dict)
-    kind = serializers.ChoiceField(choices=sorted(TOOL_KINDS))
-    requires_approval = serializers.BooleanField(required=False, default=False)
-    connection = serializers.SlugField(required=False, allow_null=True, default=None, max_length=100)
-    timeout = serializers.IntegerField(required=False, min_value=1, max_value=MAX_TIMEOUT, default=DEFAULT_TIMEOUT)
-    url = serializers.URLField(required=False, allow_blank=True, default="", validators=[validate_public_url])
-    server_url = serializers.URLField(required=False, allow_blank=True, default="", validators=[validate_public_url])
-    allowed_tools = serializers.ListField(
-        child=serializers.CharField(max_length=200), required=False, allow_null=True, default=None, max_length=200
-    )
-
-    def validate_input_schema(self, value: Any) -> dict[str, Any]:
-        value = value or {"type": "object"}
-        problem = check_input_schema(value)
-        if problem:
-            raise serializers.ValidationError(problem, code="invalid_schema")
-        return value
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        needs = {"webhook": "url", "mcp": "server_url"}.get(attrs["kind"])
-        if needs and not attrs.get(needs):
-            raise serializers.ValidationError({needs: [f"A {attrs['kind']} tool needs a {needs}."]}, code="required")
-        # Store only what the kind uses.
-        unused = {
-            "webhook": ("server_url", "allowed_tools"),
-            "mcp": ("url",),
-            "client": ("url", "server_url", "allowed_tools"),
-        }
-        return {name: value for name, value in attrs.items() if name not in unused[attrs["kind"]]}
-
-
 def unique_tool_names(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     names = [tool["name"] for tool in tools]
     repeated = sorted({name for name in names if names.count(name) > 1})
@@ -459,12 +422,13 @@ class ToolsField(serializers.JSONField):
         known = set(
             ConnectionProvider.objects.filter(team=self.context["team"], slug__in=slugs).values_list("slug", flat=True)
         )
+        in_browser = {tool["name"] for tool in tools if not get_tool(tool["kind"]).runs_on_server}
         problems = {
             tool["name"]: "A client tool runs in the browser: it cannot use a connection."
-            if tool["kind"] == "client"
+            if tool["name"] in in_browser
             else f"No connection provider {tool['connection']!r} in this team."
             for tool in tools
-            if tool.get("connection") and (tool["kind"] == "client" or tool["connection"] not in known)
+            if tool.get("connection") and (tool["name"] in in_browser or tool["connection"] not in known)
         }
         if problems:
             raise serializers.ValidationError(problems, code="invalid_connection")

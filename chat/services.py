@@ -29,10 +29,10 @@ from chat.exceptions import (
 )
 from chat.models import Agent, Message, Session, Upload
 from genie.auth import Caller
+from genie.connections import require_redis
 from genie.idempotency import IdempotencyKeyReused, IdempotentRequest
 from genie.models import Team
 from runs import services as run_services
-from runs.events import require_redis
 from runs.models import Run, RunEvent
 from runs.options import TurnOptions
 from runs.services import ToolAnswer, Turn

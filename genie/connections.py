@@ -1,4 +1,6 @@
-"""The process's connections to the shared services the apps use (Redis).
+"""The process's connections to the shared services the apps use: the Redis client, the
+check that Redis is up before a write, and giving the database connection back between
+the few queries of a long task.
 
 Lives in the project package so that every app, and the health check, share one client
 without ``genie`` importing an app."""
@@ -12,6 +14,7 @@ import redis
 from django.conf import settings
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
+from django.db import connection
 
 
 @cache
@@ -20,6 +23,27 @@ def redis_client() -> redis.Redis:
     return redis.Redis.from_url(
         settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
     )
+
+
+def require_redis() -> None:
+    """Refuse a write up front when Redis is down, so nothing is half written (a run whose
+    task cannot be enqueued). Raises ``RedisUnavailable`` (503 ``redis_unavailable``)."""
+    # Imported here: genie.exceptions loads DRF's views, whose settings load genie.auth,
+    # which needs this module's client.
+    from genie.exceptions import RedisUnavailable
+
+    try:
+        redis_client().ping()
+    except redis.RedisError as exc:
+        raise RedisUnavailable() from exc
+
+
+def release_connection() -> None:
+    """Give this thread's database connection back to the pool between the few queries of
+    a streaming turn: a turn lasts minutes, a worker runs dozens at once, and the pool is
+    sized for the queries, not for the turns. Inside a transaction it does nothing."""
+    if not connection.in_atomic_block:
+        connection.close()
 
 
 class RedisCache(DjangoRedisCache):

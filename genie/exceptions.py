@@ -60,6 +60,11 @@ class ServiceUnavailable(GenieError):
     default_detail = "A backing service is unavailable; retry shortly."
 
 
+class RedisUnavailable(ServiceUnavailable):
+    default_code = "redis_unavailable"
+    default_detail = "The event store (Redis) is unavailable; retry shortly."
+
+
 CODE_BY_EXCEPTION: list[tuple[type[Exception], str]] = [
     (exceptions.ValidationError, "validation_error"),
     (exceptions.ParseError, "malformed_request"),

@@ -7,7 +7,8 @@ request. What a write keeps is what it created (a turn keeps its session and run
 ``chat.services.start_turn``), re-read through the access rule on replay, never a
 rendered answer: a new session's client secret is shown once and kept nowhere.
 ``run_idempotently`` keeps a rendered answer, for the writes whose answer holds no secret
-(an upload, a rating)."""
+(an upload, a rating). Keys older than the TTL are purged hourly (``purge_expired_keys``,
+the ``genie.purge_idempotency_keys`` task)."""
 
 from __future__ import annotations
 
@@ -133,3 +134,9 @@ def run_idempotently(request: Request, handler: Callable[[], Response]) -> Respo
         response = handler()
         idempotency.record(response.data, response.status_code)
     return response
+
+
+def purge_expired_keys() -> int:
+    """Delete the keys older than GENIE_IDEMPOTENCY_TTL (a reused expired key is also
+    dropped when it comes back, in ``run_idempotently``); returns how many."""
+    return IdempotencyKey.objects.filter(created_at__lt=timezone.now() - settings.GENIE_IDEMPOTENCY_TTL).delete()[0]

@@ -426,4 +426,5 @@ GENIE_METRICS_TOKEN = env_str("GENIE_METRICS_TOKEN", "")
 CELERY_BEAT_SCHEDULE = {
     "sweep-runs": {"task": "runs.sweep_runs", "schedule": GENIE_SWEEP_INTERVAL},
     "purge-events": {"task": "runs.purge_events", "schedule": 3600.0},
+    "purge-idempotency-keys": {"task": "genie.purge_idempotency_keys", "schedule": 3600.0},
 }

@@ -18,12 +18,10 @@ from typing import Any
 import hiredis
 import redis
 from django.conf import settings
-from django.db import connection
 from django.db.models import Max
 from django.utils import timezone
 
-from genie.connections import redis_client
-from runs.exceptions import RedisUnavailable
+from genie.connections import redis_client, release_connection
 from runs.models import Run, RunEvent
 
 logger = logging.getLogger(__name__)
@@ -62,23 +60,6 @@ PUBLISH_EVENT_BYTES = PUBLISH_EVENT.encode()
 
 # Replies a writer leaves unread at most before it reads them (each is a few bytes).
 UNREAD_REPLIES_MAX = 256
-
-
-def release_connection() -> None:
-    """Give this thread's database connection back to the pool between the few queries of
-    a streaming turn: a turn lasts minutes, a worker runs dozens at once, and the pool is
-    sized for the queries, not for the turns."""
-    if not connection.in_atomic_block:
-        connection.close()
-
-
-def require_redis() -> None:
-    """Refuse a write up front when Redis is down, so nothing is half written (a run whose
-    task cannot be enqueued). Raises ServiceUnavailable (503 ``redis_unavailable``)."""
-    try:
-        redis_client().ping()
-    except redis.RedisError as exc:
-        raise RedisUnavailable() from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import status
 
-from genie.exceptions import Conflict, GenieError, ServiceUnavailable
+from genie.exceptions import Conflict, GenieError
 
 
 class RunActive(Conflict):
@@ -24,11 +24,6 @@ class RunTimeout(GenieError):
     status_code = status.HTTP_504_GATEWAY_TIMEOUT
     default_code = "run_timeout"
     default_detail = "The run did not finish in time; it goes on: read its stream or poll it."
-
-
-class RedisUnavailable(ServiceUnavailable):
-    default_code = "redis_unavailable"
-    default_detail = "The event store (Redis) is unavailable; retry shortly."
 
 
 class ActionAlreadyAnswered(Conflict):

@@ -229,6 +229,20 @@ class Run(models.Model):
             ]
         )
 
+    def renew_lease(self, *, worker_id: str, seconds: float) -> bool:
+        """Extend the lease ``seconds`` from now, while ``worker_id`` still holds it (a run
+        taken from its worker stays taken); returns whether it did. One UPDATE."""
+        until = timezone.now() + timedelta(seconds=seconds)
+        renewed = Run.objects.filter(pk=self.pk, lease_owner=worker_id).update(lease_expires_at=until)
+        if renewed:
+            self.lease_expires_at = until
+        return bool(renewed)
+
+    def store_first_token_at(self) -> None:
+        """Store ``first_token_at`` (set when the first token went out). One UPDATE of that
+        field alone: the row's other fields may have changed meanwhile (a stop request)."""
+        Run.objects.filter(pk=self.pk).update(first_token_at=self.first_token_at)
+
     def mark_requeued(self) -> None:
         """running (its worker died before any text) → queued, for another worker."""
         self.status = self.Status.QUEUED

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from genie.models import IdempotencyKey
 from runs.models import RunEvent
 
 BATCH_SIZE = 5_000
@@ -29,5 +28,4 @@ def purge_events(*, older_than: timedelta | None = None, dry_run: bool = False, 
         if not ids:
             break
         removed += RunEvent.objects.filter(pk__in=ids).delete()[0]
-    IdempotencyKey.objects.filter(created_at__lt=timezone.now() - settings.GENIE_IDEMPOTENCY_TTL).delete()
     return removed

@@ -9,6 +9,7 @@ from genie.egress import validate_public_url
 from genie.links import absolute_url
 from genie.serializers import StrictSerializer
 from runs.models import Connection, ConnectionProvider, Run, RunEvent, ToolCall
+from runs.tools import DEFAULT_TIMEOUT, MAX_TIMEOUT, TOOL_KINDS, check_input_schema, get_tool
 
 
 class RunErrorSerializer(serializers.Serializer):
@@ -19,6 +20,43 @@ class RunErrorSerializer(serializers.Serializer):
 class RunUsageSerializer(serializers.Serializer):
     prompt_tokens = serializers.IntegerField(allow_null=True)
     completion_tokens = serializers.IntegerField(allow_null=True)
+
+
+class ToolSpecSerializer(StrictSerializer):
+    """One tool definition of an agent (see ``runs.tools``): the fields every kind has, then
+    each kind's own (``Tool.spec_fields``, in registry order). A definition must have what
+    its kind requires and stores only its kind's fields."""
+
+    name = serializers.RegexField(r"^[A-Za-z0-9_-]{1,64}$", max_length=64)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+    input_schema = serializers.JSONField(required=False, default=dict)
+    kind = serializers.ChoiceField(choices=sorted(TOOL_KINDS))
+    requires_approval = serializers.BooleanField(required=False, default=False)
+    connection = serializers.SlugField(required=False, allow_null=True, default=None, max_length=100)
+    timeout = serializers.IntegerField(required=False, min_value=1, max_value=MAX_TIMEOUT, default=DEFAULT_TIMEOUT)
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        for kind in TOOL_KINDS:
+            fields.update(get_tool(kind).spec_fields())
+        return fields
+
+    def validate_input_schema(self, value: Any) -> dict[str, Any]:
+        value = value or {"type": "object"}
+        problem = check_input_schema(value)
+        if problem:
+            raise serializers.ValidationError(problem, code="invalid_schema")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        tool = get_tool(attrs["kind"])
+        for needs in tool.required_fields:
+            if not attrs.get(needs):
+                raise serializers.ValidationError(
+                    {needs: [f"A {attrs['kind']} tool needs a {needs}."]}, code="required"
+                )
+        kept = {*self._declared_fields, *tool.spec_fields()}
+        return {name: value for name, value in attrs.items() if name in kept}
 
 
 class ToolCallSerializer(serializers.ModelSerializer):

@@ -1,5 +1,5 @@
 """Writes for runs: queue a turn, stop a session's runs, answer a paused run, and the one
-place a run ends (``end_run``)."""
+place a run ends (``_close_run``: the worker's ``finish_run``, a bystander's ``end_run``)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from chat.models import Message, Session
 from genie.connections import redis_client
 from runs import tasks
+from runs import vocabulary as ev
 from runs.events import OpenParts, RunEventWriter, StreamEvent, logged_text, read_run_log, stop_key
 from runs.exceptions import ActionAlreadyAnswered, RunActive
 from runs.metrics import record_run_end
@@ -114,6 +114,52 @@ def queue_run(*, session: Session, user_message: Message, options: TurnOptions |
     return run
 
 
+def finish_run(
+    *,
+    run: Run,
+    writer: RunEventWriter,
+    worker_id: str,
+    status: str,
+    error_code: str = "",
+    error_message: str = "",
+    text: str,
+    usage: Usage | None = None,
+    open_parts: OpenParts | None = None,
+    finish_metadata: dict[str, Any] | None = None,
+    finish_reason: str | None = None,
+) -> bool:
+    """The executing worker ends its run as ``status`` (succeeded, failed or stopped), while
+    it still holds the lease: with its own ``writer`` (whose ids it owns), what it left
+    open in the stream, the reply's ``text`` and ``usage``. ``finish_metadata`` (usage and
+    context) goes out as the ``finish`` chunk's ``messageMetadata``, ``finish_reason`` (the
+    AI SDK's words: ``stop``, ``length``, …) as its ``finishReason``: a succeeded run whose
+    reply was cut by the token cap (``length``) leaves its message ``incomplete``, not
+    ``complete``. See ``_close_run`` for what ending writes. Returns False, changing
+    nothing, when the run had already ended or was taken from this worker."""
+    with transaction.atomic():
+        locked = Run.objects.locked(run.pk)
+        if locked is None or locked.is_finished:
+            return False
+        if locked.status != Run.Status.RUNNING or locked.lease_owner != worker_id:
+            logger.warning("Run %s is no longer leased by %s; not ending it", run.uuid, worker_id)
+            return False
+        _close_run(
+            run=run,
+            locked=locked,
+            writer=writer,
+            own_writer=False,
+            status=status,
+            error_code=error_code,
+            error_message=error_message,
+            text=text,
+            usage=usage,
+            open_parts=open_parts or OpenParts(started=True),
+            finish_metadata=finish_metadata,
+            finish_reason=finish_reason,
+        )
+    return True
+
+
 def end_run(
     *,
     run: Run,
@@ -122,122 +168,134 @@ def end_run(
     error_message: str = "",
     text: str | None = None,
     usage: Usage | None = None,
-    writer: RunEventWriter | None = None,
-    open_parts: OpenParts | None = None,
-    worker_id: str | None = None,
-    finish_metadata: dict[str, Any] | None = None,
-    finish_reason: str | None = None,
 ) -> bool:
-    """End ``run`` as ``status`` (succeeded, failed or stopped): the one way a run ends.
-
-    In one transaction: the closing events (``start`` if none went out, ``text-end`` and
-    ``finish-step`` for what is open, ``error`` or ``abort``, then ``finish``) are stored,
-    the agent message gets its text, status, error and usage, the run its final status. After
-    commit: the events are published (a client that reads the transcript after
-    ``finish`` sees the whole text), the session's next queued run is enqueued, a title
-    is written for a blank-titled session, and the run's stop flag is cleared.
-
-    The executing worker passes its ``writer``, what it left open and its ``worker_id``
-    (it ends the run only while it still holds the lease). Anyone else (stop, sweeper)
-    passes nothing: the session row is locked for the event ids, and what is open and the
-    partial text are read from the run's log (PostgreSQL and Redis). The worker also
-    passes ``finish_metadata`` (usage and context), sent as the ``finish`` chunk's
-    ``messageMetadata``, and the model's ``finish_reason`` in the AI SDK's words (``stop``,
-    ``length``, …), sent as the chunk's ``finishReason``: a succeeded run whose reply was cut
-    by the token cap (``length``) leaves its message ``incomplete``, not ``complete``.
-
-    Returns False, changing nothing, when the run had already ended (or, for a worker,
-    was taken from it). Locks the run row; queries: about six.
-    """
+    """A bystander ends ``run`` as ``status``: stop, the sweeper, a claim that finds the run
+    stopped before it started. No worker holds it (or its worker is gone), so the session
+    row is locked for the event ids, and what is open in the stream and the reply so far
+    (unless ``text`` is given) are read from the run's log, PostgreSQL and Redis: the text
+    its clients saw. See ``_close_run`` for what ending writes. Returns False, changing
+    nothing, when the run had already ended. Locks the run and session rows; queries:
+    about six."""
     with transaction.atomic():
         locked = Run.objects.locked(run.pk)
         if locked is None or locked.is_finished:
             return False
-        if worker_id is not None and (locked.status != Run.Status.RUNNING or locked.lease_owner != worker_id):
-            logger.warning("Run %s is no longer leased by %s; not ending it", run.uuid, worker_id)
-            return False
-        own_writer = writer is None
-        if writer is None:
-            Session.objects.select_for_update().filter(pk=run.session_id).first()  # serialise event ids
-            writer = RunEventWriter.open(run)
-            log = read_run_log(run, store_unflushed=True)
-            open_parts = OpenParts.of([event.type for event in log])
-            if text is None and open_parts.started:
-                text = logged_text(log)
-        recorded = [
-            writer.record(type_, **fields)
-            for type_, fields in closing_events(
-                run, status, error_message, open_parts, finish_metadata=finish_metadata, finish_reason=finish_reason
-            )
-        ]
-        writer.flush()
-        message = run.agent_message
-        message.status = MESSAGE_STATUS[status]
-        if status == Run.Status.SUCCEEDED and finish_reason == "length":
-            message.status = Message.Status.INCOMPLETE
-        message.error = message_error(status, error_code, error_message)
-        fields = ["status", "error", "updated_at"]
-        if text is not None:
-            message.text = text
-            fields.append("text")
-        if usage is not None:
-            message.prompt_tokens, message.completion_tokens = usage.prompt_tokens, usage.completion_tokens
-            fields += ["prompt_tokens", "completion_tokens"]
-        message.save(update_fields=fields)
-        calls = list(run.tool_calls.all())
-        for call in calls:
-            if call.is_open:  # nobody will answer it now
-                call.mark_expired()
-        if calls:  # only a tool call can have asked for a connection (most turns call none)
-            ConnectionAttempt.objects.unwaited_after(run).expire()
-        usage = usage or Usage()
-        locked.mark_finished(
+        Session.objects.select_for_update().filter(pk=run.session_id).first()  # serialise event ids
+        writer = RunEventWriter.open(run)
+        log = read_run_log(run, store_unflushed=True)
+        open_parts = OpenParts.of([event.type for event in log])
+        if text is None and open_parts.started:
+            text = logged_text(log)
+        _close_run(
+            run=run,
+            locked=locked,
+            writer=writer,
+            own_writer=True,
             status=status,
             error_code=error_code,
             error_message=error_message,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
+            text=text,
+            usage=usage,
+            open_parts=open_parts,
         )
-        for name in (
-            "status",
-            "error_code",
-            "error_message",
-            "first_token_at",
-            "finished_at",
-            "lease_owner",
-            "lease_expires_at",
-        ):
-            setattr(run, name, getattr(locked, name))
-        transaction.on_commit(partial(_after_run_end, run=run, writer=writer, events=recorded, close=own_writer))
     return True
+
+
+def _close_run(
+    *,
+    run: Run,
+    locked: Run,
+    writer: RunEventWriter,
+    own_writer: bool,
+    status: str,
+    error_code: str,
+    error_message: str,
+    text: str | None,
+    usage: Usage | None,
+    open_parts: OpenParts,
+    finish_metadata: dict[str, Any] | None = None,
+    finish_reason: str | None = None,
+) -> None:
+    """The one way a run ends (``finish_run``, ``end_run``), inside their transaction with
+    the run row ``locked``: the closing events (``start`` if none went out, ``text-end`` and
+    ``finish-step`` for what is open, ``error`` or ``abort``, then ``finish``) are stored,
+    the agent message gets its text, status, error and usage, open tool calls and the connection
+    attempts only they waited on expire, the run gets its final status. After commit: the
+    events are published (a client that reads the transcript after ``finish`` sees the
+    whole text), the session's next queued run is enqueued, a title is written for a
+    blank-titled session, and the run's stop flag is cleared."""
+    recorded = [
+        writer.record(type_, **fields)
+        for type_, fields in closing_events(
+            run, status, error_message, open_parts, finish_metadata=finish_metadata, finish_reason=finish_reason
+        )
+    ]
+    writer.flush()
+    message = run.agent_message
+    message.status = MESSAGE_STATUS[status]
+    if status == Run.Status.SUCCEEDED and finish_reason == "length":
+        message.status = Message.Status.INCOMPLETE
+    message.error = message_error(status, error_code, error_message)
+    fields = ["status", "error", "updated_at"]
+    if text is not None:
+        message.text = text
+        fields.append("text")
+    if usage is not None:
+        message.prompt_tokens, message.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+        fields += ["prompt_tokens", "completion_tokens"]
+    message.save(update_fields=fields)
+    calls = list(run.tool_calls.all())
+    for call in calls:
+        if call.is_open:  # nobody will answer it now
+            call.mark_expired()
+    if calls:  # only a tool call can have asked for a connection (most turns call none)
+        ConnectionAttempt.objects.unwaited_after(run).expire()
+    usage = usage or Usage()
+    locked.mark_finished(
+        status=status,
+        error_code=error_code,
+        error_message=error_message,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+    )
+    for name in (
+        "status",
+        "error_code",
+        "error_message",
+        "first_token_at",
+        "finished_at",
+        "lease_owner",
+        "lease_expires_at",
+    ):
+        setattr(run, name, getattr(locked, name))
+    transaction.on_commit(partial(_after_run_end, run=run, writer=writer, events=recorded, close=own_writer))
 
 
 def closing_events(
     run: Run,
     status: str,
     error_message: str,
-    open_parts: OpenParts | None,
+    parts: OpenParts,
     *,
     finish_metadata: dict[str, Any] | None = None,
     finish_reason: str | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
     """The events that close a run's stream, in the order the AI SDK expects."""
-    parts = open_parts or OpenParts(started=True)
     events: list[tuple[str, dict[str, Any]]] = []
     if not parts.started:
-        events.append(("start", {"messageId": str(run.agent_message.uuid)}))
+        events.append((ev.START, {"messageId": str(run.agent_message.uuid)}))
     if parts.text_open:
-        events.append(("text-end", {"id": run.text_part_id}))
+        events.append((ev.TEXT_END, {"id": run.text_part_id}))
     if status == Run.Status.FAILED:
-        events.append(("error", {"errorText": error_message}))
+        events.append((ev.ERROR, {"errorText": error_message}))
     elif status == Run.Status.STOPPED:
-        events.append(("abort", {}))
+        events.append((ev.ABORT, {}))
     if parts.step_open:
-        events.append(("finish-step", {}))
+        events.append((ev.FINISH_STEP, {}))
     finish: dict[str, Any] = {"finishReason": finish_reason} if finish_reason else {}
     if finish_metadata:
         finish["messageMetadata"] = finish_metadata
-    events.append(("finish", finish))
+    events.append((ev.FINISH, finish))
     return events
 
 
@@ -269,20 +327,20 @@ def pause_run(
             return False
         if locked.stop_requested_at is None:
             writer.flush()
-            Message.objects.filter(pk=run.agent_message_id).update(text=text, updated_at=timezone.now())
+            run.agent_message.keep_text(text)
             locked.mark_waiting(state=state, expires_at=expires_at)
             run.status, run.state = locked.status, locked.state
             # An answer that came in after the worker last looked found the run still
             # running and enqueued nothing: the run must not wait for the sweeper.
             continue_when_answered(locked)
             return True
-    end_run(
+    finish_run(
         run=run,
+        writer=writer,
+        worker_id=worker_id,
         status=Run.Status.STOPPED,
         text=text,
-        writer=writer,
         open_parts=OpenParts(started=True),
-        worker_id=worker_id,
     )
     return False
 

@@ -2,11 +2,13 @@
 (as providers are).
 
 A tool definition lives on the agent (``Agent.tools``, validated by
-``chat.serializers.ToolSpecSerializer``). A ``Tool`` turns one definition into what the
-model is offered (``offers``: a webhook or client tool offers itself, an MCP server each
-of its tools as ``<name>__<tool>``) and executes a call on the server (``call``; client
-tools are executed by the client). A tool never touches the ORM and raises only
-``ToolError``; the call's record is ``runs.models.ToolCall``.
+``runs.serializers.ToolSpecSerializer``: the common fields, then the kind's own from
+``Tool.spec_fields``). A ``Tool`` turns one definition into what the model is offered
+(``offers``: a webhook or client tool offers itself, an MCP server each of its tools as
+``<name>__<tool>``) and executes a call on the server (``call``; client tools are
+executed by the client). A new kind is one module here and one line in ``TOOL_KINDS``.
+A tool never touches the ORM and raises only ``ToolError``; the call's record is
+``runs.models.ToolCall``, and a step's calls are driven by ``runs.tool_calls``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from django.utils.module_loading import import_string
+from rest_framework import serializers
 
 from runs.providers import ToolDefinition
 from runs.tools.schema import input_problem, schema_problem
@@ -106,6 +109,11 @@ class CallContext:
 class Tool(Protocol):
     kind: str
     runs_on_server: bool  # False: the client executes it and posts the result
+    required_fields: tuple[str, ...]  # of ``spec_fields``: a definition of this kind must set them
+
+    def spec_fields(self) -> dict[str, serializers.Field]:
+        """The definition's fields of this kind beyond the common ones (new instances)."""
+        ...
 
     def offers(self, spec: ToolSpec) -> list[OfferedTool]: ...
 

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from rest_framework import serializers
+
 from runs.tools import CallContext, OfferedTool, ToolError, ToolSpec, offer_itself
 
 
 class ClientTool:
     kind = "client"
     runs_on_server = False
+    required_fields = ()
+
+    def spec_fields(self) -> dict[str, serializers.Field]:
+        return {}
 
     def offers(self, spec: ToolSpec) -> list[OfferedTool]:
         return offer_itself(spec)

@@ -47,8 +47,9 @@ from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, Implementation, TextContent
+from rest_framework import serializers
 
-from genie.egress import EgressRefused, guarded_async_client
+from genie.egress import EgressRefused, guarded_async_client, validate_public_url
 from runs.tools import CallContext, OfferedTool, ToolError, ToolSpec
 from runs.tools.schema import schema_problem
 
@@ -101,6 +102,21 @@ def forget_listing(server_url: str) -> None:
 class McpTool:
     kind = "mcp"
     runs_on_server = True
+    required_fields = ("server_url",)
+
+    def spec_fields(self) -> dict[str, serializers.Field]:
+        return {
+            "server_url": serializers.URLField(
+                required=False, allow_blank=True, default="", validators=[validate_public_url]
+            ),
+            "allowed_tools": serializers.ListField(
+                child=serializers.CharField(max_length=200),
+                required=False,
+                allow_null=True,
+                default=None,
+                max_length=200,
+            ),
+        }
 
     def offers(self, spec: ToolSpec) -> list[OfferedTool]:
         tools = cached_listing(spec.server_url)

@@ -14,8 +14,9 @@ import time
 from typing import Any
 
 import httpx
+from rest_framework import serializers
 
-from genie.egress import EgressRefused, guarded_client
+from genie.egress import EgressRefused, guarded_client, validate_public_url
 from runs.tools import CallContext, OfferedTool, ToolError, ToolSpec, offer_itself
 
 MAX_RESPONSE_BYTES = 1_000_000
@@ -29,6 +30,12 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
 class WebhookTool:
     kind = "webhook"
     runs_on_server = True
+    required_fields = ("url",)
+
+    def spec_fields(self) -> dict[str, serializers.Field]:
+        return {
+            "url": serializers.URLField(required=False, allow_blank=True, default="", validators=[validate_public_url]),
+        }
 
     def offers(self, spec: ToolSpec) -> list[OfferedTool]:
         return offer_itself(spec)

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from chat.models import Session
+from genie.idempotency import purge_expired_keys
 from genie.models import AccessToken, IdempotencyKey
 from genie.services import create_access_token
 from runs.models import Run
@@ -155,3 +158,15 @@ def test_a_visitors_key_is_its_own_in_its_session(visitor):
     assert replayed["Idempotent-Replayed"] == "true"
     assert other.json()["uuid"] != first.json()["uuid"]
     assert not other.has_header("Idempotent-Replayed")
+
+
+@pytest.mark.django_db
+def test_the_hourly_purge_drops_expired_keys_only(api, settings):
+    api.post("/api/v1/sessions", {"text": "old"}, format="json", HTTP_IDEMPOTENCY_KEY="old")
+    api.post("/api/v1/sessions", {"text": "new"}, format="json", HTTP_IDEMPOTENCY_KEY="new")
+    IdempotencyKey.objects.filter(key="old").update(
+        created_at=timezone.now() - settings.GENIE_IDEMPOTENCY_TTL - timedelta(1)
+    )
+
+    assert purge_expired_keys() == 1
+    assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["new"]

@@ -55,21 +55,21 @@ def test_transitions_of_one_row():
         (Run.Status.STOPPED, Message.Status.STOPPED, ["abort", "finish"]),
     ],
 )
-def test_end_run_by_its_worker_writes_the_closing_events_then_the_final_state(
+def test_finish_run_by_its_worker_writes_the_closing_events_then_the_final_state(
     enqueued, status, message_status, closing
 ):
     run = leased(RunFactory())
     writer = RunEventWriter.open(run)
     writer.emit("start", messageId=str(run.agent_message.uuid))
 
-    ended = services.end_run(
+    ended = services.finish_run(
         run=run,
+        writer=writer,
+        worker_id="worker-1",
         status=status,
         error_message="It broke." if status == Run.Status.FAILED else "",
         text="the reply",
         usage=services.Usage(prompt_tokens=3, completion_tokens=4),
-        writer=writer,
-        worker_id="worker-1",
     )
     writer.close()
 
@@ -145,7 +145,9 @@ def test_a_worker_that_lost_its_lease_cannot_end_the_run(enqueued):
     run = leased(RunFactory(), owner="new-worker")
     writer = RunEventWriter.open(run)
 
-    ended = services.end_run(run=run, status=Run.Status.SUCCEEDED, text="stale", writer=writer, worker_id="old-worker")
+    ended = services.finish_run(
+        run=run, writer=writer, worker_id="old-worker", status=Run.Status.SUCCEEDED, text="stale"
+    )
     writer.close()
 
     assert ended is False
@@ -160,7 +162,7 @@ def test_after_commit_the_next_run_is_enqueued_the_title_written_and_the_stop_fl
     redis_client().set(stop_key(str(run.uuid)), 1)
     writer = RunEventWriter.open(run)
 
-    services.end_run(run=run, status=Run.Status.SUCCEEDED, text="done", writer=writer, worker_id="worker-1")
+    services.finish_run(run=run, writer=writer, worker_id="worker-1", status=Run.Status.SUCCEEDED, text="done")
     writer.close()
 
     assert enqueued["execute_run"][-1] == queued.pk
