@@ -22,15 +22,12 @@ from django.db.models import Max
 from django.utils import timezone
 
 from genie.connections import redis_client, release_connection
+from runs import vocabulary as ev
 from runs.models import Run, RunEvent
 
 logger = logging.getLogger(__name__)
 
-FINISH = "finish"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# The events by which a run asks a person or the client for something; the run then
-# pauses (requires_action) until it is answered.
-ACTION_REQUESTS = frozenset({"data-approval-required", "data-client-tool-call", "data-connection-auth-required"})
 
 
 def stream_key(session_uuid: str) -> str:
@@ -94,13 +91,13 @@ class StreamEvent:
     def from_row(cls, row: RunEvent, run_uuid: str, *, after: int = 0) -> StreamEvent:
         """A stored row as one event (a merged delta with the last of its ids), without
         what a reader that has every id up to ``after`` already saw."""
-        data_json = json.dumps(row.data_after(after), separators=(",", ":"))
+        data_json = ev.to_json(row.data_after(after))
         return cls(row.seq, run_uuid, row.type, data_json, epoch_micros(row.created_at))
 
     @classmethod
     def from_row_through(cls, row: RunEvent, run_uuid: str, seq: int) -> StreamEvent:
         """The part of a merged delta up to ``seq``, as the event ``seq``."""
-        data_json = json.dumps(row.data_through(seq), separators=(",", ":"))
+        data_json = ev.to_json(row.data_through(seq))
         return cls(seq, run_uuid, row.type, data_json, epoch_micros(row.created_at))
 
     @property
@@ -109,7 +106,8 @@ class StreamEvent:
         return iso_utc(EPOCH + timedelta(microseconds=self.created_at) if self.created_at else timezone.now())
 
     def sse(self) -> str:
-        return f"id: {self.seq}\ndata: {self.data_json}\n\n"
+        """The event as the log's own SSE frame (``id: <seq>``, ``data: <chunk>``)."""
+        return ev.sse_frame(self.data_json, event_id=self.seq)
 
 
 def iso_utc(moment: datetime) -> str:
@@ -228,12 +226,12 @@ class RunEventWriter:
                     created_at=created_at,
                 )
             )
-        data_json = json.dumps(data, separators=(",", ":"))
+        data_json = ev.to_json(data)
         return StreamEvent(seq, self.run_uuid, type_, data_json, epoch_micros(created_at))
 
     def publish(self, event: StreamEvent) -> None:
         """Send the event to the session's Stream and channel; its reply is read later."""
-        expire = settings.GENIE_STREAM_TTL if event.seq == 1 or event.type in {"start", FINISH} else 0
+        expire = settings.GENIE_STREAM_TTL if event.seq == 1 or event.type in {ev.START, ev.FINISH} else 0
         command = hiredis.pack_command(
             (
                 b"EVAL",
@@ -324,12 +322,12 @@ class OpenParts:
     def of(cls, types: list[str]) -> OpenParts:
         parts = cls()
         for type_ in types:
-            if type_ == "start":
+            if type_ == ev.START:
                 parts.started = True
-            elif type_ in {"start-step", "finish-step"}:
-                parts.step_open = type_ == "start-step"
-            elif type_ in {"text-start", "text-end"}:
-                parts.text_open = type_ == "text-start"
+            elif type_ in {ev.START_STEP, ev.FINISH_STEP}:
+                parts.step_open = type_ == ev.START_STEP
+            elif type_ in {ev.TEXT_START, ev.TEXT_END}:
+                parts.text_open = type_ == ev.TEXT_START
         return parts
 
 
@@ -373,7 +371,7 @@ def read_run_log(run: Run, *, store_unflushed: bool = False) -> list[LoggedEvent
 
 
 def logged_text(events: list[LoggedEvent]) -> str:
-    return "".join(event.data.get("delta", "") for event in events if event.type == "text-delta")
+    return "".join(event.data.get("delta", "") for event in events if event.type == ev.TEXT_DELTA)
 
 
 def pause_point(run: Run, call_ids: list[str]) -> int:
@@ -383,8 +381,8 @@ def pause_point(run: Run, call_ids: list[str]) -> int:
     requested = [
         index
         for index, event in enumerate(log)
-        if (event.type == "tool-approval-request" and event.data.get("toolCallId") in call_ids)
-        or (event.type == "data-client-tool-call" and event.data.get("data", {}).get("call_id") in call_ids)
+        if (event.type == ev.TOOL_APPROVAL_REQUEST and event.data.get("toolCallId") in call_ids)
+        or (event.type == ev.DATA_CLIENT_TOOL_CALL and event.data.get("data", {}).get("call_id") in call_ids)
     ]
     start = requested[-1] if requested else len(log) - 1
-    return next((event.seq for event in log[start:] if event.type == "finish-step"), log[-1].seq if log else 0)
+    return next((event.seq for event in log[start:] if event.type == ev.FINISH_STEP), log[-1].seq if log else 0)

@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 
 from genie.encryption import EncryptedTextField, decrypt, encrypt
+from runs.vocabulary import TEXT_DELTA
 
 if TYPE_CHECKING:
     from genie.auth import Caller
@@ -372,7 +373,7 @@ class RunEvent(models.Model):
         return f"{self.seq} {self.type}" if self.first_seq == self.seq else f"{self.first_seq}-{self.seq} {self.type}"
 
     def can_merge(self, type_: str, fields: dict[str, Any]) -> bool:
-        return type_ == "text-delta" and self.type == "text-delta" and self.data.get("id") == fields.get("id")
+        return type_ == TEXT_DELTA and self.type == TEXT_DELTA and self.data.get("id") == fields.get("id")
 
     def merge_delta(self, seq: int, delta: str) -> None:
         """Take the next id's delta into this row (its ids must follow on)."""

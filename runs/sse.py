@@ -38,11 +38,12 @@ from genie.auth import Caller, OriginNotAllowed, auth_epoch, caller_for_user, pa
 from genie.cors import Headers, asgi_cors
 from genie.exceptions import NOT_FOUND_FOR_PUBLISHABLE, ErrorVoice, error_body_for_status
 from genie.throttles import ThrottleSubject, auth_failure_wait, client_ip, record_auth_failure, throttle_wait
-from runs.events import FINISH, StreamEvent, channel_name, stream_key
+from runs.events import StreamEvent, channel_name, stream_key
 from runs.fanout import Subscriber, async_redis, live_fanout, relayed_events
 from runs.formats import StreamFormat, UIMessageFormat
 from runs.models import Run, RunEvent
 from runs.stream_slots import credential_ident, release_slot, take_slot
+from runs.vocabulary import FINISH
 
 logger = logging.getLogger(__name__)
 

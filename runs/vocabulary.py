@@ -102,10 +102,11 @@ def to_json(payload: Any) -> str:
     return json.dumps(payload, separators=(",", ":"))
 
 
-def sse_frame(data_json: str, *, seq: int | None = None, event: str | None = None) -> str:
-    """One SSE event: ``id: <seq>`` (what a client resumes from with Last-Event-ID; none for
-    a frame the log does not hold), ``event:`` (a named event), then its ``data:`` line."""
-    head = "" if seq is None else f"id: {seq}\n"
+def sse_frame(data_json: str, *, event_id: int | str | None = None, event: str | None = None) -> str:
+    """One SSE event: ``id:`` (what a client resumes from with Last-Event-ID: the event's
+    ``seq``; none for a frame the log does not hold), ``event:`` (a named event), then its
+    ``data:`` line."""
+    head = "" if event_id is None else f"id: {event_id}\n"
     if event is not None:
         head += f"event: {event}\n"
     return f"{head}data: {data_json}\n\n"
@@ -114,3 +115,8 @@ def sse_frame(data_json: str, *, seq: int | None = None, event: str | None = Non
 def data_line(payload: dict[str, Any]) -> str:
     """A ``data:`` frame with no id for ``payload``."""
     return sse_frame(to_json(payload))
+
+
+# The last frame of a stream whose client reads OpenAI's end marker (OpenAI's clients, the
+# AI SDK's chat transport).
+DONE = b"data: [DONE]\n\n"

@@ -9,8 +9,9 @@ import redis
 from django.db import close_old_connections, connection
 
 from genie.connections import redis_client
-from runs.events import ACTION_REQUESTS, StreamEvent, channel_name
+from runs.events import StreamEvent, channel_name
 from runs.models import Run
+from runs.vocabulary import ACTION_REQUESTS, FINISH
 
 POLL_FALLBACK_SECONDS = 1.0
 
@@ -75,7 +76,7 @@ def _saw_finish(pubsub: redis.client.PubSub, run_uuid: str, deadline: float, *, 
                 event = StreamEvent.unpack(message["data"])
                 if event.run_uuid != run_uuid:
                     continue
-                if event.type == "finish":
+                if event.type == FINISH:
                     return True
                 if or_pause and event.type in ACTION_REQUESTS:
                     return False

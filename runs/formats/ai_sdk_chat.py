@@ -7,28 +7,26 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from runs.events import FINISH, StreamEvent
+from runs import vocabulary as ev
+from runs.events import StreamEvent
 from runs.formats.base import INTERRUPTED
 from runs.formats.ui_message import UIMessageFormat
 
+# The requests ``useChat`` answers itself (an approval, a client tool's output), by the
+# chunk that opens each; a connection's sign-in is answered elsewhere and ends nothing.
+REQUESTS = {type_ for type_, asks in ev.REQUEST_OPENERS.items() if asks in {ev.APPROVAL, ev.CLIENT_TOOL}}
 # The chunks this format reads or rewrites; every other one goes out as stored.
-REQUESTS = {"tool-approval-request", "data-client-tool-call"}
-ANSWERS = {"tool-approval-response", "tool-output-available", "tool-output-error", "tool-output-denied"}
-READ = {"start", FINISH, "start-step", "finish-step", "error", "abort", *REQUESTS, *ANSWERS}
-
-DONE = b"data: [DONE]\n\n"
+READ = {ev.START, ev.FINISH, ev.START_STEP, ev.FINISH_STEP, ev.ERROR, ev.ABORT, *REQUESTS, *ev.ANSWERS}
 
 # Chunks that ai 7 reads and ai 6 refuses ("Type validation failed": its chunk schema is a
 # union on ``type``), and the stream then fails. ai 6 and ai 7 send the same requests to
 # /api/chat (same body, same headers: neither names its version), so this endpoint sends
 # what both read. Nothing is lost: ``tool-approval-response`` repeats a decision the client
 # holds already (it sent it), or, decided elsewhere, the tool's outcome follows it.
-V7_ONLY = frozenset({"tool-approval-response"})
+V7_ONLY = frozenset({ev.TOOL_APPROVAL_RESPONSE})
 
-
-def data_frame(chunk: dict[str, Any]) -> str:
-    """A chunk the log does not hold (no ``id:``: a Last-Event-ID could not name it)."""
-    return f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n"
+# A chunk the log does not hold (no ``id:``: a Last-Event-ID could not name it).
+data_frame = ev.data_line
 
 
 class AISDKChatFormat(UIMessageFormat):
@@ -65,7 +63,7 @@ class AISDKChatFormat(UIMessageFormat):
         if self.continues is None:
             return opening
         message_id, run_uuid = self.continues
-        start = {"type": "start", "messageId": message_id, "messageMetadata": {"run_uuid": run_uuid}}
+        start = {"type": ev.START, "messageId": message_id, "messageMetadata": {"run_uuid": run_uuid}}
         return opening + data_frame(start).encode()
 
     def frame(self, event: StreamEvent) -> str:
@@ -74,20 +72,20 @@ class AISDKChatFormat(UIMessageFormat):
         chunk = json.loads(event.data_json)
         if event.type in REQUESTS:
             return self.request(event, chunk)
-        if event.type in {"start", FINISH}:
+        if event.type in {ev.START, ev.FINISH}:
             return self.with_metadata(event, chunk)
-        if event.type in ANSWERS:
+        if event.type in ev.ANSWERS:
             self.waiting.discard(chunk.get("toolCallId") or chunk.get("approvalId"))
             if chunk.get("approved") is True:
                 self.approved.add(chunk["approvalId"])
             if event.type in V7_ONLY:
                 return ""
-        elif event.type in {"start-step", "finish-step"}:
-            self.step_open = event.type == "start-step"
+        elif event.type in {ev.START_STEP, ev.FINISH_STEP}:
+            self.step_open = event.type == ev.START_STEP
             if not self.step_open and self.waiting:
                 return event.sse() + self.pause(event)
         else:  # error, abort: how the turn ends
-            self.ended_by = "error" if event.type == "error" else "other"
+            self.ended_by = ev.ENDED_BY[event.type]
         return event.sse()
 
     def request(self, event: StreamEvent, chunk: dict[str, Any]) -> str:
@@ -99,7 +97,7 @@ class AISDKChatFormat(UIMessageFormat):
             # ``input-available`` (the SDK's onToolCall fires), or the SDK's
             # lastAssistantMessageIsCompleteWithApprovalResponses would send it again and again.
             data = chunk["data"]
-            ask = {"type": "tool-input-available", "toolCallId": call_id, "toolName": data["tool_name"]}
+            ask = {"type": ev.TOOL_INPUT_AVAILABLE, "toolCallId": call_id, "toolName": data["tool_name"]}
             frame = data_frame({**ask, "input": data["input"]}) + frame
         if call_id not in self.answered:
             self.waiting.add(call_id)
@@ -110,19 +108,19 @@ class AISDKChatFormat(UIMessageFormat):
     def with_metadata(self, event: StreamEvent, chunk: dict[str, Any]) -> str:
         """``start`` and ``finish`` name the run; ``finish`` says why the turn ended."""
         chunk["messageMetadata"] = {"run_uuid": event.run_uuid, **chunk.get("messageMetadata", {})}
-        if event.type == FINISH:
+        if event.type == ev.FINISH:
             self.ending = True
             chunk["finishReason"] = self.ended_by or chunk.get("finishReason") or "stop"
-        return f"id: {event.seq}\n{data_frame(chunk)}"
+        return ev.sse_frame(ev.to_json(chunk), event_id=event.seq)
 
     def pause(self, event: StreamEvent) -> str:
         self.ending = True
         return data_frame(
-            {"type": FINISH, "finishReason": "tool-calls", "messageMetadata": {"run_uuid": event.run_uuid}}
+            {"type": ev.FINISH, "finishReason": "tool-calls", "messageMetadata": {"run_uuid": event.run_uuid}}
         )
 
     def ends_after(self, event: StreamEvent) -> bool:
         return self.ending
 
     def epilogue(self, *, complete: bool) -> bytes:
-        return DONE if complete else INTERRUPTED
+        return ev.DONE if complete else INTERRUPTED

@@ -14,27 +14,15 @@ import json
 import time
 from typing import Any
 
+from runs import vocabulary as ev
 from runs.events import StreamEvent
 from runs.formats.base import StreamFormat
-
-DONE = b"data: [DONE]\n\n"
-
-# The AI SDK's finish reasons (a ``finish`` chunk's ``finishReason``) in OpenAI's words.
-FINISH_REASONS = {
-    "stop": "stop",
-    "length": "length",
-    "content-filter": "content_filter",
-    "tool-calls": "tool_calls",
-}
+from runs.vocabulary import data_line, openai_finish_reason
 
 
 def completion_id(run_uuid: str) -> str:
     """The ``id`` of a turn's completion, streamed or not: its run's uuid."""
     return "chatcmpl-" + run_uuid.replace("-", "")
-
-
-def openai_finish_reason(finish_data: dict[str, Any]) -> str:
-    return FINISH_REASONS.get(finish_data.get("finishReason") or "stop", "stop")
 
 
 def openai_usage(usage: dict[str, Any] | None) -> dict[str, int]:
@@ -44,26 +32,19 @@ def openai_usage(usage: dict[str, Any] | None) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def data_line(payload: dict[str, Any]) -> str:
-    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
-
-
 def awaited_note(action: str, name: str, url: str) -> str:
     """What a paused reply says it waits for (``name``: the tool, or for a sign-in the
     connection's provider), and where that is answered."""
-    if action == "approval":
+    if action == ev.APPROVAL:
         return f"[Waiting for approval of the tool call `{name}`: POST {url}]"
-    if action == "connection":
+    if action == ev.CONNECTION:
         return f"[Waiting for the user to sign in to `{name}`: {url}]"
     return f"[Waiting for the client's result of the tool call `{name}`: POST {url}]"
 
 
-# A request for action's event → (the action, the key of its URL in the event's data).
-AWAITED = {
-    "data-approval-required": ("approval", "approval_url"),
-    "data-client-tool-call": ("client_tool", "result_url"),
-    "data-connection-auth-required": ("connection", "link_url"),
-}
+# Where a request for action is answered: the key of its URL in the event's data, by what
+# it asks for (``runs.vocabulary.ACTION_REQUESTS``).
+ANSWER_URL = {ev.APPROVAL: "approval_url", ev.CLIENT_TOOL: "result_url", ev.CONNECTION: "link_url"}
 
 
 class ChatCompletionChunkFormat(StreamFormat):
@@ -128,19 +109,19 @@ class ChatCompletionChunkFormat(StreamFormat):
     def frame(self, event: StreamEvent) -> str:
         if self.failed:
             return ""
-        if event.type == "start":
+        if event.type == ev.START:
             return self.chunk(event, {"role": "assistant", "content": ""})
-        if event.type == "text-delta":
+        if event.type == ev.TEXT_DELTA:
             return self.chunk(event, {"content": json.loads(event.data_json)["delta"]})
-        if event.type == "error":
+        if event.type == ev.ERROR:
             self.failed = True
             message = json.loads(event.data_json).get("errorText") or "The agent's turn failed."
             return data_line({"error": {"message": message, "type": "server_error", "param": None, "code": None}})
-        if event.type in AWAITED:
+        if event.type in ev.ACTION_REQUESTS:
             return self.action_frame(event, json.loads(event.data_json).get("data") or {})
-        if event.type == "finish-step" and (self.tool_calls or self.awaiting):
+        if event.type == ev.FINISH_STEP and (self.tool_calls or self.awaiting):
             return self.chunk(event, {}, "tool_calls" if self.tool_calls else "stop")
-        if event.type == "finish":
+        if event.type == ev.FINISH:
             data = json.loads(event.data_json)
             frame = self.chunk(event, {}, openai_finish_reason(data))
             if self.include_usage:
@@ -151,7 +132,7 @@ class ChatCompletionChunkFormat(StreamFormat):
     def action_frame(self, event: StreamEvent, data: dict[str, Any]) -> str:
         """A request for action: the client's own tool call as a tool-call delta; anything
         else as content that says what is awaited."""
-        if event.type == "data-client-tool-call" and data.get("tool_name") in self.client_tools:
+        if event.type == ev.DATA_CLIENT_TOOL_CALL and data.get("tool_name") in self.client_tools:
             call = {
                 "index": self.tool_calls,
                 "id": data["call_id"],
@@ -161,20 +142,20 @@ class ChatCompletionChunkFormat(StreamFormat):
             self.tool_calls += 1
             return self.chunk(event, {"tool_calls": [call]})
         self.awaiting = True
-        action, url_key = AWAITED[event.type]
-        name = data.get("provider") if action == "connection" else data.get("tool_name")
-        note = awaited_note(action, name or "", data.get(url_key) or "")
+        action = ev.ACTION_REQUESTS[event.type]
+        name = data.get("provider") if action == ev.CONNECTION else data.get("tool_name")
+        note = awaited_note(action, name or "", data.get(ANSWER_URL[action]) or "")
         return self.chunk(event, {"content": f"\n\n{note}"})
 
     def ends_after(self, event: StreamEvent) -> bool:
         # A turn that waits pauses at the end of its step.
-        return event.type == "error" or (event.type == "finish-step" and bool(self.tool_calls or self.awaiting))
+        return event.type == ev.ERROR or (event.type == ev.FINISH_STEP and bool(self.tool_calls or self.awaiting))
 
     def epilogue(self, *, complete: bool) -> bytes:
         if self.failed:
             return b""
         if complete:
-            return DONE
+            return ev.DONE
         error = {
             "message": "The stream was cut short; the reply goes on in its Genie session (header Genie-Session).",
             "type": "server_error",

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from runs import vocabulary as ev
 from runs.events import StreamEvent
 from runs.formats.base import StreamFormat
 from runs.models import Run
@@ -38,13 +39,13 @@ class Reply:
 
     def read(self, chunk: dict[str, Any]) -> None:
         kind = chunk.get("type")
-        if kind == "start":
+        if kind == ev.START:
             self.message_id = chunk.get("messageId", "")
-        elif kind == "text-delta":
+        elif kind == ev.TEXT_DELTA:
             self.text += chunk.get("delta", "")
-        elif kind == "error":
+        elif kind == ev.ERROR:
             self.status = Run.Status.FAILED
-        elif kind == "abort":
+        elif kind == ev.ABORT:
             self.status = Run.Status.STOPPED
 
 
@@ -60,26 +61,26 @@ def _from_chunk(**names: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
 
 # Events whose data is the chunk's alone (no reply state), by the chunk's type.
 NAMED: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
-    "tool-input-available": ("skill.called", _from_chunk(call_id="toolCallId", skill_name="toolName", input="input")),
-    "data-approval-required": (
+    ev.TOOL_INPUT_AVAILABLE: ("skill.called", _from_chunk(call_id="toolCallId", skill_name="toolName", input="input")),
+    ev.DATA_APPROVAL_REQUIRED: (
         "skill.confirmation_required",
         _from_data(call_id="call_id", skill_name="tool_name", input="input", expires_at="expires_at"),
     ),
-    "tool-approval-response": ("skill.confirmation_resolved", _from_chunk(call_id="approvalId", approved="approved")),
-    "tool-output-available": ("skill.completed", _from_chunk(call_id="toolCallId", output="output")),
-    "tool-output-error": ("skill.failed", _from_chunk(call_id="toolCallId", error="errorText")),
-    "tool-output-denied": ("skill.rejected", _from_chunk(call_id="toolCallId")),
-    "data-connection-auth-required": (
+    ev.TOOL_APPROVAL_RESPONSE: ("skill.confirmation_resolved", _from_chunk(call_id="approvalId", approved="approved")),
+    ev.TOOL_OUTPUT_AVAILABLE: ("skill.completed", _from_chunk(call_id="toolCallId", output="output")),
+    ev.TOOL_OUTPUT_ERROR: ("skill.failed", _from_chunk(call_id="toolCallId", error="errorText")),
+    ev.TOOL_OUTPUT_DENIED: ("skill.rejected", _from_chunk(call_id="toolCallId")),
+    ev.DATA_CONNECTION_AUTH_REQUIRED: (
         "runtime_connection.auth_required",
         _from_data(
             runtime_connection_attempt_id="attempt_id", auth_link="auth_link", provider="provider", call_id="call_id"
         ),
     ),
-    "data-connection-auth-success": (
+    ev.DATA_CONNECTION_AUTH_SUCCESS: (
         "runtime_connection.auth_success",
         _from_data(runtime_connection_attempt_id="attempt_id", provider="provider"),
     ),
-    "error": ("processing.error", _from_chunk(message="errorText")),
+    ev.ERROR: ("processing.error", _from_chunk(message="errorText")),
 }
 
 
@@ -89,11 +90,11 @@ def seed001_events(chunk: dict[str, Any], *, genie_run_id: str, reply: Reply) ->
     (``agent.message`` at the finish holds all of it)."""
     run = {"genie_run_id": genie_run_id}
     kind = chunk.get("type", "")
-    if kind == "start":
+    if kind == ev.START:
         return [("processing.started", {**run, "message_id": reply.message_id})]
-    if kind == "text-delta":
+    if kind == ev.TEXT_DELTA:
         return [("agent.message.delta", {**run, "message_id": reply.message_id, "delta": chunk.get("delta", "")})]
-    if kind == "finish":
+    if kind == ev.FINISH:
         closing = [("processing.finished", {**run, "status": reply.status})]
         if reply.text or reply.status == Run.Status.SUCCEEDED:
             closing.insert(0, ("agent.message", {**run, "message_id": reply.message_id, "text": reply.text}))
@@ -132,7 +133,7 @@ class Seed001Format(StreamFormat):
             return ""
         created_at = event.created_at_iso
         frames = [
-            f"id: {frame_id}\nevent: {name}\ndata: {json.dumps({**data, 'created_at': created_at}, separators=(',', ':'))}\n\n"
+            ev.sse_frame(ev.to_json({**data, "created_at": created_at}), event_id=frame_id, event=name)
             for frame_id, (name, data) in zip(frame_ids(event.seq, len(events)), events, strict=True)
         ]
         seq, had = self.resume_within

@@ -14,17 +14,15 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from runs import vocabulary as ev
 from runs.events import StreamEvent
 from runs.formats.base import StreamFormat
-
-
-def data_line(payload: dict[str, Any]) -> str:
-    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
+from runs.vocabulary import data_line
 
 
 def approval_action(data: dict[str, Any], calls: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {
-        "type": "approval",
+        "type": ev.APPROVAL,
         "call_id": data.get("call_id", ""),
         "tool_name": data.get("tool_name", ""),
         "input": data.get("input"),
@@ -36,7 +34,7 @@ def approval_action(data: dict[str, Any], calls: dict[str, dict[str, Any]]) -> d
 def connection_action(data: dict[str, Any], calls: dict[str, dict[str, Any]]) -> dict[str, Any]:
     call = calls.get(data.get("call_id", ""), {})
     return {
-        "type": "connection",
+        "type": ev.CONNECTION,
         "call_id": data.get("call_id", ""),
         "tool_name": call.get("tool_name", ""),
         "input": call.get("input"),
@@ -45,12 +43,14 @@ def connection_action(data: dict[str, Any], calls: dict[str, dict[str, Any]]) ->
     }
 
 
-# What a turn may wait for that seed 003 itself cannot answer, as a pending action (the
-# shape of ``GET sessions/{s}``'s ``pending_actions``).
-PENDING_ACTIONS: dict[str, Callable[[dict[str, Any], dict[str, dict[str, Any]]], dict[str, Any]]] = {
-    "data-approval-required": approval_action,
-    "data-connection-auth-required": connection_action,
+# What a turn may wait for that seed 003 itself cannot answer (an approval, a sign-in; a
+# client tool is its ``command``), as a pending action (the shape of ``GET sessions/{s}``'s
+# ``pending_actions``), by the event that asks (``runs.vocabulary.ACTION_REQUESTS``).
+ACTION_OF: dict[str, Callable[[dict[str, Any], dict[str, dict[str, Any]]], dict[str, Any]]] = {
+    ev.APPROVAL: approval_action,
+    ev.CONNECTION: connection_action,
 }
+PENDING_ACTIONS = {type_: ACTION_OF[asks] for type_, asks in ev.ACTION_REQUESTS.items() if asks in ACTION_OF}
 
 
 class Seed003Format(StreamFormat):
@@ -85,18 +85,18 @@ class Seed003Format(StreamFormat):
 
     def frame(self, event: StreamEvent) -> str:  # noqa: C901  (one branch per event the seed shows)
         chunk = json.loads(event.data_json)
-        if event.type == "start":
+        if event.type == ev.START:
             self.message_id = chunk.get("messageId", "")
-        elif event.type in {"start-step", "finish-step"}:
-            self.step_open = event.type == "start-step"
+        elif event.type in {ev.START_STEP, ev.FINISH_STEP}:
+            self.step_open = event.type == ev.START_STEP
             if not self.step_open and self.pending:
                 return self.action_required(event)
-        elif event.type == "text-delta":
+        elif event.type == ev.TEXT_DELTA:
             self.text.append(chunk["delta"])
             return data_line({"type": "token", "content": chunk["delta"]})
-        elif event.type == "tool-input-available":
+        elif event.type == ev.TOOL_INPUT_AVAILABLE:
             self.calls[chunk["toolCallId"]] = {"tool_name": chunk.get("toolName", ""), "input": chunk.get("input")}
-        elif event.type == "data-client-tool-call":
+        elif event.type == ev.DATA_CLIENT_TOOL_CALL:
             call = chunk["data"]
             command = {"call_id": call["call_id"], "name": call["tool_name"], "input": call["input"]}
             self.commands.append(command)
@@ -105,14 +105,14 @@ class Seed003Format(StreamFormat):
             self.pending.append(PENDING_ACTIONS[event.type](chunk["data"], self.calls))
             if not self.step_open:  # asked between steps (a turn resumed to ask again): it waits now
                 return self.action_required(event)
-        elif event.type == "data-compaction":
+        elif event.type == ev.DATA_COMPACTION:
             self.compaction = chunk["data"]
-        elif event.type == "error":
+        elif event.type == ev.ERROR:
             self.status = "failed"
             return data_line({"type": "error", "code": "generation_failed", "message": chunk.get("errorText", "")})
-        elif event.type == "abort":
+        elif event.type == ev.ABORT:
             self.status = "stopped"
-        elif event.type == "finish":
+        elif event.type == ev.FINISH:
             if chunk.get("finishReason") == "length" and self.status == "complete":
                 self.status = "incomplete"  # cut by the token cap
             return data_line(self.done(event, chunk.get("messageMetadata") or {}))
