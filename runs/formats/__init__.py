@@ -3,9 +3,9 @@
 The relay (``runs.sse``) reads a session's stored event log (Redis, then PostgreSQL) with
 one set of rules for order, resume, gaps and backpressure; a ``StreamFormat`` only says how
 that log is written on the wire for one protocol. Every protocol therefore gets the same
-durability and resume, and none copies the relay.
-
-``FORMATS`` names each format for the views that hand a turn's stream to the relay.
+durability and resume, and none copies the relay. A view names its format by class
+(``StreamApp(Seed001Format)``, ``hand_off(wire=UIMessageFormat())``); a format maps the
+event vocabulary (``runs.vocabulary``) to bytes and nothing else.
 """
 
 from __future__ import annotations
@@ -18,17 +18,7 @@ from runs.formats.seed001 import Seed001Format
 from runs.formats.seed003 import Seed003Format
 from runs.formats.ui_message import UIMessageFormat
 
-FORMATS: dict[str, type[StreamFormat]] = {
-    UIMessageFormat.name: UIMessageFormat,
-    AISDKChatFormat.name: AISDKChatFormat,
-    ChatCompletionChunkFormat.name: ChatCompletionChunkFormat,
-    ResponsesFormat.name: ResponsesFormat,
-    Seed001Format.name: Seed001Format,
-    Seed003Format.name: Seed003Format,
-}
-
 __all__ = [
-    "FORMATS",
     "AISDKChatFormat",
     "ChatCompletionChunkFormat",
     "ResponsesFormat",

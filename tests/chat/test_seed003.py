@@ -13,7 +13,7 @@ import pytest
 from chat.models import Message
 from runs import compaction, loop
 from runs.events import StreamEvent
-from runs.formats import FORMATS, Seed003Format
+from runs.formats import Seed003Format
 from runs.handoff import HANDOFF_HEADER
 from runs.models import Run, ToolCall
 from tests.conftest import bearer_client
@@ -36,7 +36,7 @@ def frames(wire: Seed003Format, *events: StreamEvent) -> list[dict]:
 
 
 def test_the_stream_is_tokens_then_done_with_the_whole_message():
-    wire = FORMATS["seed-003"]()
+    wire = Seed003Format()
 
     seen = frames(
         wire,

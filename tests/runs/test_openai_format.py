@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from runs.events import StreamEvent
-from runs.formats import FORMATS, ChatCompletionChunkFormat
+from runs.formats import ChatCompletionChunkFormat
 
 RUN = "0b6c6f1e-5a8c-4d35-9b3e-0c8f6a2d9e11"
 
@@ -151,4 +151,3 @@ def test_a_stream_cut_short_says_so_in_openais_error_shape():
 
     assert json.loads(tail.removeprefix("data: "))["error"]["code"] == "stream_interrupted"
     assert wire.preamble() == b""
-    assert FORMATS["openai"] is ChatCompletionChunkFormat

@@ -14,7 +14,7 @@ from chat.services import start_session
 from genie.auth import Caller
 from runs import services as run_services
 from runs.events import StreamEvent, epoch_micros
-from runs.formats import FORMATS, Seed001Format
+from runs.formats import Seed001Format
 from runs.models import Run, RunEvent
 from runs.sse import parse_last_event_id, plan_backlog
 from tests.factories import AgentFactory, RunFactory, SessionFactory
@@ -287,8 +287,8 @@ def test_last_event_id_names_a_frame_only_on_a_stream_that_reads_whole_runs():
     assert parse("0.1", frames=True).status == 400
 
 
-def test_the_format_is_registered_and_writes_the_seeds_event_names():
-    wire = FORMATS["seed001"]()
+def test_the_format_writes_the_seeds_event_names():
+    wire = Seed001Format()
 
     written = frames(
         wire,
