@@ -39,8 +39,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from runs.events import ACTION_REQUESTS, StreamEvent
+from runs.events import StreamEvent
 from runs.formats.base import StreamFormat
+from runs.vocabulary import ACTION_REQUESTS, sse_frame, to_json
 
 NUMBERS_PER_EVENT = 10
 
@@ -396,9 +397,9 @@ class ResponsesFormat(StreamFormat):
             "param": None,
             "sequence_number": 0,
         }
-        return f"event: error\ndata: {json.dumps(error, separators=(',', ':'))}\n\n".encode()
+        return sse_frame(to_json(error), event="error").encode()
 
 
 def sse(number: int, kind: str, payload: dict[str, Any]) -> str:
     body = {"type": kind, "sequence_number": number, **payload}
-    return f"event: {kind}\ndata: {json.dumps(body, separators=(',', ':'))}\n\n"
+    return sse_frame(to_json(body), event=kind)
