@@ -10,7 +10,6 @@ transcript keeps every message.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from django.conf import settings
 from django.db import transaction
 
 from chat.models import Compaction, Message, Session
+from runs import vocabulary as ev
 from runs.context import PromptParts, count_usage, prompt_parts
 from runs.events import StreamEvent
 from runs.formats.base import StreamFormat
@@ -117,7 +117,7 @@ def compaction_data(compaction: Compaction) -> dict[str, int]:
 
 
 def sse(chunk: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n".encode()
+    return ev.data_line(chunk).encode()
 
 
 def chunk_writer(wire: StreamFormat | None) -> Callable[[dict[str, Any]], bytes]:
@@ -125,7 +125,7 @@ def chunk_writer(wire: StreamFormat | None) -> Callable[[dict[str, Any]], bytes]
     format (seed 003's ``token``/``done``). A compaction is no run: its events have no id."""
     if wire is None:
         return sse
-    return lambda chunk: wire.frame(StreamEvent(0, "", chunk["type"], json.dumps(chunk))).encode()
+    return lambda chunk: wire.frame(StreamEvent(0, "", chunk["type"], ev.to_json(chunk))).encode()
 
 
 def compact_stream(
@@ -140,31 +140,31 @@ def compact_stream(
     part_id = f"compaction-{session.uuid}"
     write = chunk_writer(wire)
     yield f": ok\n\nretry: {settings.GENIE_SSE_RETRY_MS}\n\n".encode()
-    yield write({"type": "start"})
+    yield write({"type": ev.START})
     plan = plan_compaction(session=session, keep_last=keep_last)
     if not plan.possible:
         data = {"before_tokens": plan.before_tokens, "after_tokens": plan.before_tokens, "messages_compacted": 0}
-        yield write({"type": "data-compaction", "data": data})
-        yield write({"type": "finish"})
+        yield write({"type": ev.DATA_COMPACTION, "data": data})
+        yield write({"type": ev.FINISH})
         return
-    yield write({"type": "text-start", "id": part_id})
+    yield write({"type": ev.TEXT_START, "id": part_id})
     provider = get_provider(session.agent.provider)
     written: list[str] = []
     try:
         for chunk in provider.stream(summary_request(plan)):
             if chunk.text:
                 written.append(chunk.text)
-                yield write({"type": "text-delta", "id": part_id, "delta": chunk.text})
+                yield write({"type": ev.TEXT_DELTA, "id": part_id, "delta": chunk.text})
     except ProviderError as exc:
-        yield write({"type": "text-end", "id": part_id})
-        yield write({"type": "error", "errorText": exc.message})
-        yield write({"type": "finish"})
+        yield write({"type": ev.TEXT_END, "id": part_id})
+        yield write({"type": ev.ERROR, "errorText": exc.message})
+        yield write({"type": ev.FINISH})
         return
-    yield write({"type": "text-end", "id": part_id})
+    yield write({"type": ev.TEXT_END, "id": part_id})
     summary = "".join(written).strip()
     compaction = store_compaction(plan=plan, summary=summary, idempotency_key=idempotency_key)
-    yield write({"type": "data-compaction", "data": compaction_data(compaction)})
-    yield write({"type": "finish"})
+    yield write({"type": ev.DATA_COMPACTION, "data": compaction_data(compaction)})
+    yield write({"type": ev.FINISH})
 
 
 def replay_stream(compaction: Compaction, *, wire: StreamFormat | None = None) -> Iterator[bytes]:
@@ -172,12 +172,12 @@ def replay_stream(compaction: Compaction, *, wire: StreamFormat | None = None) -
     part_id = f"compaction-{compaction.session.uuid}"
     write = chunk_writer(wire)
     yield f": ok\n\nretry: {settings.GENIE_SSE_RETRY_MS}\n\n".encode()
-    yield write({"type": "start"})
-    yield write({"type": "text-start", "id": part_id})
-    yield write({"type": "text-delta", "id": part_id, "delta": compaction.summary})
-    yield write({"type": "text-end", "id": part_id})
-    yield write({"type": "data-compaction", "data": compaction_data(compaction)})
-    yield write({"type": "finish"})
+    yield write({"type": ev.START})
+    yield write({"type": ev.TEXT_START, "id": part_id})
+    yield write({"type": ev.TEXT_DELTA, "id": part_id, "delta": compaction.summary})
+    yield write({"type": ev.TEXT_END, "id": part_id})
+    yield write({"type": ev.DATA_COMPACTION, "data": compaction_data(compaction)})
+    yield write({"type": ev.FINISH})
 
 
 def compact_before_turn(*, parts: PromptParts, session: Session, provider: Provider) -> Compaction | None:
