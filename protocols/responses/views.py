@@ -29,7 +29,6 @@ from chat import services
 from chat.exceptions import ModelNotFound, TurnFailed
 from chat.models import Agent, Message, Session
 from genie.auth import Caller
-from genie.connections import require_redis
 from genie.exceptions import GenieError
 from genie.idempotency import IdempotentRequest
 from genie.schema import IDEMPOTENCY_KEY
