@@ -48,9 +48,9 @@ from genie.idempotency import IdempotentRequest
 from genie.schema import error_response
 from genie.serializers import StrictSerializer
 from runs import services as run_services
+from runs import vocabulary as ev
 from runs.events import pause_point
 from runs.formats import AISDKChatFormat
-from runs.formats.ai_sdk_chat import data_frame
 from runs.handoff import answer_turn, turn_headers
 from runs.models import Run, ToolCall
 from runs.services import ToolAnswer, Turn
@@ -330,15 +330,16 @@ def answers_now(call: ToolCall, part: dict[str, Any]) -> bool:
     return call.status == ToolCall.Status.AWAITING_RESULT and part["state"] in {"output-available", "output-error"}
 
 
-# How a finished run's reply ended, as a ``finish`` chunk's ``finishReason``.
-FINISH_REASONS = {Run.Status.FAILED: "error", Run.Status.STOPPED: "other"}
+# How a finished run's reply ended, as a ``finish`` chunk's ``finishReason`` (as its
+# ``error`` or ``abort`` says it).
+FINISH_REASONS = {Run.Status.FAILED: ev.ENDED_BY[ev.ERROR], Run.Status.STOPPED: ev.ENDED_BY[ev.ABORT]}
 
 
 def answer_at_once(wire: AISDKChatFormat, run: Run, finish_reason: str) -> HttpResponse:
     """A continuation with nothing to relay (the turn still waits, or is over): its
     ``start``, then ``finish`` at once."""
-    finish = {"type": "finish", "finishReason": finish_reason, "messageMetadata": {"run_uuid": str(run.uuid)}}
-    body = wire.preamble() + data_frame(finish).encode() + wire.epilogue(complete=True)
+    finish = {"type": ev.FINISH, "finishReason": finish_reason, "messageMetadata": {"run_uuid": str(run.uuid)}}
+    body = wire.preamble() + ev.data_line(finish).encode() + wire.epilogue(complete=True)
     response = HttpResponse(body, content_type=wire.content_type.decode())
     for name, value in wire.headers():
         if name != b"content-type":

@@ -44,6 +44,7 @@ from genie.idempotency import IdempotentRequest
 from genie.links import absolute_url
 from genie.schema import IDEMPOTENCY_KEY
 from genie.serializers import JSONObjectField, StrictSerializer
+from runs import vocabulary as ev
 from runs.events import logged_text, read_run_log
 from runs.formats.openai import (
     ChatCompletionChunkFormat,
@@ -653,10 +654,10 @@ def pause_point(run: Run, call_ids: list[str]) -> tuple[int, int]:
     requested = [
         index
         for index, event in enumerate(log)
-        if event.type == "data-client-tool-call" and event.data.get("data", {}).get("call_id") in call_ids
+        if event.type == ev.DATA_CLIENT_TOOL_CALL and event.data.get("data", {}).get("call_id") in call_ids
     ]
     start = requested[-1] if requested else len(log) - 1
-    seq = next((event.seq for event in log[start:] if event.type == "finish-step"), log[-1].seq if log else 0)
+    seq = next((event.seq for event in log[start:] if event.type == ev.FINISH_STEP), log[-1].seq if log else 0)
     return seq, len(logged_text([event for event in log if event.seq <= seq]))
 
 
@@ -708,7 +709,7 @@ def completion_body(run: Run, *, model: str, offset: int = 0) -> dict[str, Any]:
                 content += "\n\n" + awaited(call)
         finish_reason = "tool_calls" if calls else "stop"
     else:
-        finish = RunEvent.objects.filter(run=run, type="finish").values_list("data", flat=True).first()
+        finish = RunEvent.objects.filter(run=run, type=ev.FINISH).values_list("data", flat=True).first()
         finish_reason = openai_finish_reason(finish or {})
         usage = {"prompt_tokens": run.prompt_tokens, "completion_tokens": run.completion_tokens}
     message: dict[str, Any] = {"role": "assistant", "content": content or (None if calls else ""), "refusal": None}

@@ -25,9 +25,6 @@ READ = {ev.START, ev.FINISH, ev.START_STEP, ev.FINISH_STEP, ev.ERROR, ev.ABORT, 
 # holds already (it sent it), or, decided elsewhere, the tool's outcome follows it.
 V7_ONLY = frozenset({ev.TOOL_APPROVAL_RESPONSE})
 
-# A chunk the log does not hold (no ``id:``: a Last-Event-ID could not name it).
-data_frame = ev.data_line
-
 
 class AISDKChatFormat(UIMessageFormat):
     """What ``useChat`` reads from ``/api/chat``.
@@ -64,7 +61,7 @@ class AISDKChatFormat(UIMessageFormat):
             return opening
         message_id, run_uuid = self.continues
         start = {"type": ev.START, "messageId": message_id, "messageMetadata": {"run_uuid": run_uuid}}
-        return opening + data_frame(start).encode()
+        return opening + ev.data_line(start).encode()
 
     def frame(self, event: StreamEvent) -> str:
         if event.type not in READ:
@@ -91,14 +88,14 @@ class AISDKChatFormat(UIMessageFormat):
     def request(self, event: StreamEvent, chunk: dict[str, Any]) -> str:
         """A request for an approval or a client tool's result: the turn waits for it."""
         call_id = chunk.get("toolCallId") or chunk.get("data", {}).get("call_id")
-        frame = event.sse()
+        frame = event.sse()  # chunks the log does not hold go as ``ev.data_line`` (no id to resume from)
         if call_id in self.approved:
             # An approved client tool: its part leaves ``approval-responded`` for
             # ``input-available`` (the SDK's onToolCall fires), or the SDK's
             # lastAssistantMessageIsCompleteWithApprovalResponses would send it again and again.
             data = chunk["data"]
             ask = {"type": ev.TOOL_INPUT_AVAILABLE, "toolCallId": call_id, "toolName": data["tool_name"]}
-            frame = data_frame({**ask, "input": data["input"]}) + frame
+            frame = ev.data_line({**ask, "input": data["input"]}) + frame
         if call_id not in self.answered:
             self.waiting.add(call_id)
             if not self.step_open:  # asked between steps (a continuation): the run pauses right here
@@ -115,7 +112,7 @@ class AISDKChatFormat(UIMessageFormat):
 
     def pause(self, event: StreamEvent) -> str:
         self.ending = True
-        return data_frame(
+        return ev.data_line(
             {"type": ev.FINISH, "finishReason": "tool-calls", "messageMetadata": {"run_uuid": event.run_uuid}}
         )
 
