@@ -248,8 +248,16 @@ class Turn:
         self.emit_start()
         if self.state["steps"] == 0 and not self.calls.pending:
             self.compact_if_needed()
-        if self.calls.pending and not self.calls.advance():
-            return TurnEnd(PAUSED)  # continued too early: an answer is still missing
+        # A run re-queued after its worker died inside a step resumes that step's recorded
+        # calls (never asks the model again) and closes the step the dead worker left open.
+        resumed_step = self.state.pop("step_open", False)
+        if self.calls.pending:
+            self.parts.step_open = resumed_step
+            settled = self.calls.advance()
+            if resumed_step:
+                self.end_step(settled=settled)
+            if not settled:
+                return TurnEnd(PAUSED)  # continued too early: an answer is still missing
         max_steps = self.run.session.agent.max_steps or settings.GENIE_MAX_STEPS
         while True:
             if self.state["steps"] >= max_steps:
@@ -383,15 +391,38 @@ class Turn:
                 return TurnEnd(Run.Status.FAILED, exc.code, exc.message)
         self.close_text()
         self.calls.record([streamed[index] for index in sorted(streamed)], "".join(step_text))
-        # What can run now runs inside the step (its outcomes before ``finish-step``).
-        settled = self.calls.advance() if self.calls.pending else True
-        self.writer.emit(ev.FINISH_STEP)
-        self.parts.step_open = False
+        settled = True
+        if self.calls.pending:
+            self.state["step_open"] = True
+            self.checkpoint()  # the calls' identity is durable before any of them runs
+            # What can run now runs inside the step (its outcomes before ``finish-step``).
+            settled = self.calls.advance()
+            self.end_step(settled=settled)
+        else:
+            self.writer.emit(ev.FINISH_STEP)
+            self.parts.step_open = False
         if self.watch.should_stop():
             return TurnEnd(Run.Status.STOPPED)
         if not streamed:
             return self.checked_output()
         return None if settled else TurnEnd(PAUSED)
+
+    def checkpoint(self) -> None:
+        """Store the turn's state while it runs (``Run.store_state``): what a run re-queued
+        after its worker died resumes from (``runs.recovery``)."""
+        self.state["usage"] = asdict(self.usage)
+        self.run.store_state(self.state)
+        release_connection()
+
+    def end_step(self, *, settled: bool) -> None:
+        """``finish-step`` after the step's calls went as far as they go now; their
+        outcomes in, the checkpoint no longer holds calls to resume (a later crash must
+        not report them twice)."""
+        self.state["step_open"] = False
+        if settled:
+            self.checkpoint()
+        self.writer.emit(ev.FINISH_STEP)
+        self.parts.step_open = False
 
     def checked_output(self) -> TurnEnd:
         """A finished reply: succeeded, unless the client asked for a strict JSON schema

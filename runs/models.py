@@ -250,6 +250,13 @@ class Run(models.Model):
         self.lease_owner, self.lease_expires_at = "", None
         self.save(update_fields=["status", "lease_owner", "lease_expires_at", "updated_at"])
 
+    def store_state(self, state: dict[str, Any]) -> None:
+        """Store ``state`` while the run goes on (its worker's checkpoint: a step's tool
+        calls are recorded before any executes, so a run re-queued after its worker died
+        resumes them instead of asking the model again). One UPDATE of that field alone."""
+        self.state = state
+        Run.objects.filter(pk=self.pk).update(state=state)
+
     def mark_waiting(self, *, state: dict[str, Any], expires_at: datetime) -> None:
         """running → requires_action: the lease is given up (no worker holds a paused run)
         and ``state`` keeps what the continuation needs."""
@@ -400,6 +407,16 @@ class RunEvent(models.Model):
         return {**self.data, "delta": self.data["delta"][:seen]}
 
 
+# What the model and the client (``tool-output-error``) are told of a call whose worker died
+# during its execution: it may or may not have taken effect, and it was not run again (only
+# a tool declared ``idempotent`` is). The code leads, for programs that read it.
+OUTCOME_UNKNOWN = (
+    "outcome_unknown: the worker executing this call stopped before its outcome was known; "
+    "the call may or may not have taken effect, and it was not run again."
+)
+NEVER_RAN = "The run ended before this call ran."
+
+
 class ToolCallQuerySet(models.QuerySet["ToolCall"]):
     def open(self) -> ToolCallQuerySet:
         """Calls waiting on someone: a decision, a client's result, a connection."""
@@ -527,6 +544,11 @@ class ToolCall(models.Model):
 
     def mark_succeeded(self, output: Any) -> None:
         self._finish(self.Status.SUCCEEDED, output=output)
+
+    def mark_outcome_unknown(self) -> None:
+        """running → failed: its execution started and its worker died before the outcome
+        was stored; it is not run again (see ``OUTCOME_UNKNOWN``)."""
+        self.mark_failed(OUTCOME_UNKNOWN if self.executed_at else NEVER_RAN)
 
     def mark_failed(self, error: str) -> None:
         self._finish(self.Status.FAILED, error=error)

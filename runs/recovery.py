@@ -2,7 +2,11 @@
 
 - A running run's worker renews its lease every GENIE_RUN_LEASE / 3 seconds. When the
   lease expires the worker is presumed dead (kill -9, OOM, lost machine): a run that
-  emitted no text yet is re-queued (at most three attempts); otherwise it ends
+  emitted no text yet, or whose checkpoint holds a step's recorded tool calls
+  (``Run.store_state``), is re-queued (at most three attempts): the next worker resumes
+  from the checkpoint, those calls included, without asking the model again (a call
+  whose execution had started fails ``outcome_unknown`` unless its tool is idempotent,
+  ``runs.tool_calls.StepCalls.execute``); otherwise it ends
   ``failed``/``worker_lost`` with the text its clients saw (``end_run`` reads it from the
   event log, Redis included) and ``error`` + ``finish``.
 - A paused run (``requires_action``) holds no lease and is never re-queued: unanswered
@@ -45,7 +49,7 @@ def sweep_runs() -> dict[str, int]:
             "agent_message", "session"
         )
         for run in locked.lease_expired(now):
-            if run.first_token_at is None and run.attempts < MAX_ATTEMPTS:
+            if run.attempts < MAX_ATTEMPTS and (run.first_token_at is None or run.state.get("calls")):
                 read_run_log(run, store_unflushed=True)  # its `start`, which the next attempt does not repeat
                 run.mark_requeued()
                 transaction.on_commit(partial(tasks.execute_run.delay, run.pk))

@@ -32,6 +32,7 @@ class ToolSpecSerializer(StrictSerializer):
     input_schema = serializers.JSONField(required=False, default=dict)
     kind = serializers.ChoiceField(choices=sorted(TOOL_KINDS))
     requires_approval = serializers.BooleanField(required=False, default=False)
+    idempotent = serializers.BooleanField(required=False, default=False)
     connection = serializers.SlugField(required=False, allow_null=True, default=None, max_length=100)
     timeout = serializers.IntegerField(required=False, min_value=1, max_value=MAX_TIMEOUT, default=DEFAULT_TIMEOUT)
 

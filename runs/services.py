@@ -224,10 +224,23 @@ def _close_run(
     events are published (a client that reads the transcript after ``finish`` sees the
     whole text), the session's next queued run is enqueued, a title is written for a
     blank-titled session, and the run's stop flag is cleared."""
+    calls = list(run.tool_calls.all())
+    # A call still running when a bystander ends the run lost its worker: it is not run
+    # again, and the model's transcript and the client are told so.
+    interrupted = [call for call in calls if call.status == ToolCall.Status.RUNNING]
+    for call in interrupted:
+        call.mark_outcome_unknown()
+    outputs = [(ev.TOOL_OUTPUT_ERROR, {"toolCallId": call.call_id, "errorText": call.error}) for call in interrupted]
     recorded = [
         writer.record(type_, **fields)
         for type_, fields in closing_events(
-            run, status, error_message, open_parts, finish_metadata=finish_metadata, finish_reason=finish_reason
+            run,
+            status,
+            error_message,
+            open_parts,
+            finish_metadata=finish_metadata,
+            finish_reason=finish_reason,
+            outputs=outputs,
         )
     ]
     writer.flush()
@@ -244,7 +257,6 @@ def _close_run(
         message.prompt_tokens, message.completion_tokens = usage.prompt_tokens, usage.completion_tokens
         fields += ["prompt_tokens", "completion_tokens"]
     message.save(update_fields=fields)
-    calls = list(run.tool_calls.all())
     for call in calls:
         if call.is_open:  # nobody will answer it now
             call.mark_expired()
@@ -279,13 +291,16 @@ def closing_events(
     *,
     finish_metadata: dict[str, Any] | None = None,
     finish_reason: str | None = None,
+    outputs: list[tuple[str, dict[str, Any]]] | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
-    """The events that close a run's stream, in the order the AI SDK expects."""
+    """The events that close a run's stream, in the order the AI SDK expects; ``outputs``:
+    the outcomes of tool calls the run ends (``tool-output-error``), in its open step."""
     events: list[tuple[str, dict[str, Any]]] = []
     if not parts.started:
         events.append((ev.START, {"messageId": str(run.agent_message.uuid)}))
     if parts.text_open:
         events.append((ev.TEXT_END, {"id": run.text_part_id}))
+    events += outputs or []
     if status == Run.Status.FAILED:
         events.append((ev.ERROR, {"errorText": error_message}))
     elif status == Run.Status.STOPPED:

@@ -255,11 +255,15 @@ class StepCalls:
         )
 
     def execute(self, call: ToolCall, offered: OfferedTool, *, access_token: str | None = None) -> None:
-        """Run a server-side tool once, ever: a call a dead attempt had started is failed,
-        not run again."""
+        """Run a server-side tool once, ever. A call a dead attempt had started (its worker
+        died during it: the outcome is unknown) is not run again silently: it fails
+        ``outcome_unknown``, unless its tool is declared ``idempotent``, which is run again
+        with the same call id (a webhook's ``Idempotency-Key``)."""
         if not call.claim_execution():
-            call.mark_failed("The call was interrupted (its worker stopped); it was not run again.")
-            return
+            if not offered.spec.idempotent:
+                call.mark_outcome_unknown()
+                return
+            logger.info("Run %s: re-executing idempotent call %s after its worker died", self.run.uuid, call.call_id)
         # The lease covers the call's whole timeout: a slow tool is not a dead worker.
         self.run.renew_lease(worker_id=self.worker_id, seconds=offered.spec.timeout + settings.GENIE_RUN_LEASE)
         session = self.run.session

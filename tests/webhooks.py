@@ -13,12 +13,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class WebhookReceiver:
     """Answers each signed call with ``{"echo": input}``; refuses a bad signature with 401.
-    Records each call's body and its ``Authorization`` header (a connection's token)."""
+    Records each call's body, its ``Authorization`` header (a connection's token) and its
+    ``Idempotency-Key``."""
 
     def __init__(self) -> None:
         self.secret = ""
         self.calls: list[dict] = []
         self.authorizations: list[str | None] = []  # each signed call's Authorization header
+        self.idempotency_keys: list[str | None] = []  # each signed call's Idempotency-Key header
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,6 +40,7 @@ class WebhookReceiver:
                 body = json.loads(raw)
                 receiver.calls.append(body)
                 receiver.authorizations.append(self.headers.get("Authorization"))
+                receiver.idempotency_keys.append(self.headers.get("Idempotency-Key"))
                 answer = json.dumps({"echo": body["input"]}).encode()
                 self.send_response(200)
                 self.send_header("content-type", "application/json")

@@ -53,6 +53,9 @@ class ToolSpec:
     description: str = ""
     input_schema: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
     requires_approval: bool = False
+    # Safe to run twice with the same call id: a call whose worker died during it is run
+    # again (same ``call_id``, same ``Idempotency-Key``) instead of failing ``outcome_unknown``.
+    idempotent: bool = False
     connection: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     url: str = ""  # webhook
@@ -68,6 +71,7 @@ class ToolSpec:
             description=data.get("description", ""),
             input_schema=data.get("input_schema") or {"type": "object"},
             requires_approval=bool(data.get("requires_approval", False)),
+            idempotent=bool(data.get("idempotent", False)),
             connection=data.get("connection"),
             timeout=float(data.get("timeout") or DEFAULT_TIMEOUT),
             url=data.get("url", ""),

@@ -3,6 +3,9 @@ agent's ``webhook_secret``, through the egress guard; a 2xx JSON body is the out
 
 Signature header: ``Genie-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">``.
 A receiver recomputes the HMAC over the raw body it received and rejects old timestamps.
+``Idempotency-Key: <call_id>`` (the body's ``call_id``) names the call: a call sent again
+(an ``idempotent`` tool's, after its worker died) carries the same key, so a receiver can
+de-duplicate on it.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class WebhookTool:
             "Content-Type": "application/json",
             "User-Agent": "Genie-Webhook/1",
             "Genie-Signature": signature(context.webhook_secret, int(time.time()), body),
+            "Idempotency-Key": context.call_id,
         }
         if context.access_token:
             headers["Authorization"] = f"Bearer {context.access_token}"

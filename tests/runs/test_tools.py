@@ -10,10 +10,12 @@ import hmac
 import json
 import threading
 import time
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest import mock
 
 import pytest
+from django.utils import timezone
 
 from chat.models import Session
 from genie.models import AccessToken
@@ -21,6 +23,7 @@ from genie.services import create_access_token
 from runs import loop, services
 from runs.exceptions import ActionAlreadyAnswered
 from runs.models import Run, ToolCall
+from runs.recovery import sweep_runs
 from runs.tools import CallContext, ToolError, ToolSpec
 from runs.tools.webhook import WebhookTool, signature
 from tests.factories import RunFactory
@@ -262,3 +265,101 @@ def test_an_unexpected_exception_in_a_tool_is_a_tool_error_the_model_sees(script
     assert ToolCall.objects.get(run=run).status == ToolCall.Status.FAILED
     assert run.status == Run.Status.SUCCEEDED
     assert run.agent_message.text == "The weather service is down."
+
+
+class WorkerKilled(BaseException):
+    """The worker process dies here (kill -9): nothing after this point runs."""
+
+
+def killed_during_its_first_webhook_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The receiver gets the first call and answers; its worker dies before storing the outcome."""
+    real_call, calls = WebhookTool.call, []
+
+    def call(self: WebhookTool, offered: object, arguments: dict, context: CallContext) -> object:
+        output = real_call(self, offered, arguments, context)
+        calls.append(context.call_id)
+        if len(calls) == 1:
+            raise WorkerKilled
+        return output
+
+    monkeypatch.setattr(WebhookTool, "call", call)
+
+
+def crash_and_sweep(run: Run) -> None:
+    """The worker died during the call; its lease expires and the sweeper takes the run over."""
+    with pytest.raises(WorkerKilled):
+        loop.execute_run(run.pk)
+    Run.objects.filter(pk=run.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert sweep_runs()["requeued"] == 1
+
+
+def test_a_call_whose_worker_died_during_it_ends_outcome_unknown_and_the_model_is_not_asked_again(
+    script, enqueued, receiver, monkeypatch
+):
+    # Text before the call: the run was seen by clients, and is still resumed (not failed worker_lost).
+    run = webhook_run(receiver)
+    script([*text("Let me refund that."), *tool_call("weather", '{"city": "Oslo"}')])
+    killed_during_its_first_webhook_call(monkeypatch)
+    crash_and_sweep(run)
+    call = ToolCall.objects.get(run=run)
+    assert call.status == ToolCall.Status.RUNNING  # its outcome is unknown
+
+    provider = script(text(" I could not confirm it."))  # the next worker's model
+    loop.execute_run(run.pk)
+
+    assert len(receiver.calls) == 1  # the side effect happened at most once
+    assert receiver.idempotency_keys == [call.call_id]
+    assert ToolCall.objects.filter(run=run).count() == 1  # no new call: the model was not asked to call again
+    call.refresh_from_db()
+    assert call.status == ToolCall.Status.FAILED
+    assert call.error.startswith("outcome_unknown")
+    (request,) = provider.requests  # the next step, with the recorded call and its unknown outcome
+    assistant, result = request.messages[-2:]
+    assert assistant["tool_calls"][0]["function"] == {"name": "weather", "arguments": '{"city": "Oslo"}'}
+    assert result["role"] == "tool"
+    assert "outcome_unknown" in result["content"]
+    assert published_data(run, "tool-output-error") == [
+        {"type": "tool-output-error", "toolCallId": call.call_id, "errorText": call.error}
+    ]
+    types = published_types(run)
+    assert types.count("start") == 1
+    assert types[types.index("tool-input-available") :][:4] == [
+        "tool-input-available", "tool-output-error", "finish-step", "start-step"
+    ]  # fmt: skip
+    run = reload(run)
+    assert run.status == Run.Status.SUCCEEDED
+    assert run.agent_message.text == "Let me refund that. I could not confirm it."
+
+
+def test_an_idempotent_tools_call_is_run_again_with_the_same_call_id(script, enqueued, receiver, monkeypatch):
+    run = webhook_run(receiver, idempotent=True)
+    script(tool_call("weather", '{"city": "Oslo"}'))
+    killed_during_its_first_webhook_call(monkeypatch)
+    crash_and_sweep(run)
+
+    provider = script(text("Sunny."))
+    loop.execute_run(run.pk)
+
+    call = ToolCall.objects.get(run=run)
+    assert [body["call_id"] for body in receiver.calls] == [call.call_id, call.call_id]
+    assert receiver.idempotency_keys == [call.call_id, call.call_id]  # the receiver can de-duplicate
+    assert (call.status, call.output) == (ToolCall.Status.SUCCEEDED, {"echo": {"city": "Oslo"}})
+    assert len(provider.requests) == 1
+    assert published_data(run, "tool-output-available")[0]["toolCallId"] == call.call_id
+    assert reload(run).status == Run.Status.SUCCEEDED
+
+
+def test_a_call_running_when_its_run_fails_worker_lost_ends_outcome_unknown(script, enqueued, receiver, monkeypatch):
+    run = webhook_run(receiver)
+    script(tool_call("weather", '{"city": "Oslo"}'))
+    killed_during_its_first_webhook_call(monkeypatch)
+    with pytest.raises(WorkerKilled):
+        loop.execute_run(run.pk)
+    Run.objects.filter(pk=run.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1), attempts=3)
+
+    assert sweep_runs()["failed"] == 1
+
+    call = ToolCall.objects.get(run=run)
+    assert (call.status, call.error.split(":")[0]) == (ToolCall.Status.FAILED, "outcome_unknown")
+    assert published_types(run)[-4:] == ["tool-output-error", "error", "finish-step", "finish"]
+    assert len(receiver.calls) == 1
