@@ -21,6 +21,8 @@ class WebhookReceiver:
         self.calls: list[dict] = []
         self.authorizations: list[str | None] = []  # each signed call's Authorization header
         self.idempotency_keys: list[str | None] = []  # each signed call's Idempotency-Key header
+        self.arrived = threading.Event()  # set when a signed call is in
+        self.hold: threading.Event | None = None  # when set: each answer waits for it (a call in flight)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,12 +43,18 @@ class WebhookReceiver:
                 receiver.calls.append(body)
                 receiver.authorizations.append(self.headers.get("Authorization"))
                 receiver.idempotency_keys.append(self.headers.get("Idempotency-Key"))
+                receiver.arrived.set()
+                if receiver.hold is not None:
+                    receiver.hold.wait(30)
                 answer = json.dumps({"echo": body["input"]}).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
+                try:
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                except OSError:
+                    pass  # the caller is gone (its worker was killed during the call)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
