@@ -282,6 +282,11 @@ class Turn:
             return
         if end.status == Run.Status.FAILED:
             logger.warning("Run %s failed: %s %s", self.run.uuid, end.error_code, end.error_message)
+        finish_reason = ev.finish_reason(self.finish_reason) if end.status == Run.Status.SUCCEEDED else None
+        # Noted first: a worker killed while ending the run leaves its outcome to whoever
+        # takes it over (``runs.recovery``), not a complete reply marked worker_lost.
+        self.state["outcome"] = {**asdict(end), "finish_reason": finish_reason}
+        self.checkpoint()
         finish_run(
             run=self.run,
             writer=self.writer,
@@ -293,7 +298,7 @@ class Turn:
             usage=self.usage,
             open_parts=self.parts,
             finish_metadata=self.finish_metadata(),
-            finish_reason=ev.finish_reason(self.finish_reason) if end.status == Run.Status.SUCCEEDED else None,
+            finish_reason=finish_reason,
         )
 
     def finish_metadata(self) -> dict[str, Any]:

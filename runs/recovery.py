@@ -6,7 +6,9 @@
   (``Run.store_state``), is re-queued (at most three attempts): the next worker resumes
   from the checkpoint, those calls included, without asking the model again (a call
   whose execution had started fails ``outcome_unknown`` unless its tool is idempotent,
-  ``runs.tool_calls.StepCalls.execute``); otherwise it ends
+  ``runs.tool_calls.StepCalls.execute``). A run whose worker noted its outcome (the reply
+  finished, ``Run.state["outcome"]``) and died while ending it is ended with that
+  outcome; otherwise it ends
   ``failed``/``worker_lost`` with the text its clients saw (``end_run`` reads it from the
   event log, Redis included) and ``error`` + ``finish``.
 - A paused run (``requires_action``) holds no lease and is never re-queued: unanswered
@@ -29,7 +31,7 @@ from django.utils import timezone
 from runs import tasks
 from runs.events import read_run_log
 from runs.models import Run
-from runs.services import end_run
+from runs.services import Usage, end_run
 
 logger = logging.getLogger(__name__)
 
@@ -43,13 +45,24 @@ def sweep_runs() -> dict[str, int]:
     skip_locked, and ``end_run`` ends a run once)."""
     now = timezone.now()
     grace = now - timedelta(seconds=settings.GENIE_QUEUED_RUN_GRACE)
-    counts = {"failed": 0, "requeued": 0, "expired": 0, "resumed": 0}
+    counts = {"failed": 0, "requeued": 0, "expired": 0, "resumed": 0, "ended": 0}
     with transaction.atomic():
         locked = Run.objects.select_for_update(skip_locked=True, of=("self",)).select_related(
             "agent_message", "session"
         )
         for run in locked.lease_expired(now):
-            if run.attempts < MAX_ATTEMPTS and (run.first_token_at is None or run.state.get("calls")):
+            if outcome := run.state.get("outcome"):  # its worker died while ending it
+                if end_run(
+                    run=run,
+                    status=outcome["status"],
+                    error_code=outcome["error_code"],
+                    error_message=outcome["error_message"],
+                    reply=run.state.get("text", ""),
+                    usage=Usage(**run.state.get("usage", {})),
+                    finish_reason=outcome["finish_reason"],
+                ):
+                    counts["ended"] += 1
+            elif run.attempts < MAX_ATTEMPTS and (run.first_token_at is None or run.state.get("calls")):
                 read_run_log(run, store_unflushed=True)  # its `start`, which the next attempt does not repeat
                 run.mark_requeued()
                 transaction.on_commit(partial(tasks.execute_run.delay, run.pk))

@@ -168,14 +168,17 @@ def end_run(
     error_message: str = "",
     text: str | None = None,
     usage: Usage | None = None,
+    reply: str | None = None,
+    finish_reason: str | None = None,
 ) -> bool:
     """A bystander ends ``run`` as ``status``: stop, the sweeper, a claim that finds the run
     stopped before it started. No worker holds it (or its worker is gone), so the session
     row is locked for the event ids, and what is open in the stream and the reply so far
     (unless ``text`` is given) are read from the run's log, PostgreSQL and Redis: the text
-    its clients saw. See ``_close_run`` for what ending writes. Returns False, changing
-    nothing, when the run had already ended. Locks the run and session rows; queries:
-    about six."""
+    its clients saw. ``reply``: the whole reply its dead worker noted; what of it clients
+    have not seen yet goes out as a last ``text-delta``. See ``_close_run`` for what ending
+    writes. Returns False, changing nothing, when the run had already ended. Locks the run
+    and session rows; queries: about six."""
     with transaction.atomic():
         locked = Run.objects.locked(run.pk)
         if locked is None or locked.is_finished:
@@ -186,6 +189,9 @@ def end_run(
         open_parts = OpenParts.of([event.type for event in log])
         if text is None and open_parts.started:
             text = logged_text(log)
+        tail = ""
+        if reply and open_parts.text_open and reply.startswith(text or "") and len(reply) > len(text or ""):
+            tail, text = reply[len(text or "") :], reply
         _close_run(
             run=run,
             locked=locked,
@@ -197,6 +203,8 @@ def end_run(
             text=text,
             usage=usage,
             open_parts=open_parts,
+            finish_reason=finish_reason,
+            tail=tail,
         )
     return True
 
@@ -215,6 +223,7 @@ def _close_run(
     open_parts: OpenParts,
     finish_metadata: dict[str, Any] | None = None,
     finish_reason: str | None = None,
+    tail: str = "",
 ) -> None:
     """The one way a run ends (``finish_run``, ``end_run``), inside their transaction with
     the run row ``locked``: the closing events (``start`` if none went out, ``text-end`` and
@@ -241,6 +250,7 @@ def _close_run(
             finish_metadata=finish_metadata,
             finish_reason=finish_reason,
             outputs=outputs,
+            tail=tail,
         )
     ]
     writer.flush()
@@ -292,12 +302,16 @@ def closing_events(
     finish_metadata: dict[str, Any] | None = None,
     finish_reason: str | None = None,
     outputs: list[tuple[str, dict[str, Any]]] | None = None,
+    tail: str = "",
 ) -> list[tuple[str, dict[str, Any]]]:
     """The events that close a run's stream, in the order the AI SDK expects; ``outputs``:
-    the outcomes of tool calls the run ends (``tool-output-error``), in its open step."""
+    the outcomes of tool calls the run ends (``tool-output-error``), in its open step;
+    ``tail``: the open text's last piece, which no client saw yet."""
     events: list[tuple[str, dict[str, Any]]] = []
     if not parts.started:
         events.append((ev.START, {"messageId": str(run.agent_message.uuid)}))
+    if tail and parts.text_open:
+        events.append((ev.TEXT_DELTA, {"id": run.text_part_id, "delta": tail}))
     if parts.text_open:
         events.append((ev.TEXT_END, {"id": run.text_part_id}))
     events += outputs or []

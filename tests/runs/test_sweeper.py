@@ -4,16 +4,19 @@ text), paused, paused past its TTL, answered but not picked up, and queued too l
 from __future__ import annotations
 
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.utils import timezone
 
 from chat.models import Message
+from runs import loop
 from runs.events import RunEventWriter
 from runs.models import Run, ToolCall
+from runs.providers import Chunk
 from runs.recovery import sweep_runs
 from tests.factories import RunFactory
-from tests.runs.conftest import published_types, stored_events, stored_types
+from tests.runs.conftest import published_types, stored_events, stored_types, text
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_settings")]
 
@@ -42,7 +45,7 @@ def paused(expires_in: timedelta, *, answered: bool) -> Run:
 def test_a_run_with_a_live_lease_is_left_alone(enqueued):
     run = started(FUTURE)
 
-    assert sweep_runs() == {"failed": 0, "requeued": 0, "expired": 0, "resumed": 0}
+    assert sweep_runs() == {"failed": 0, "requeued": 0, "expired": 0, "resumed": 0, "ended": 0}
     run.refresh_from_db()
     assert run.status == Run.Status.RUNNING
 
@@ -138,7 +141,7 @@ def test_a_re_queued_run_keeps_its_start_in_the_stored_log(enqueued, settings):
 def test_a_paused_run_is_never_re_queued(enqueued):
     run = paused(FUTURE, answered=False)
 
-    assert sweep_runs() == {"failed": 0, "requeued": 0, "expired": 0, "resumed": 0}
+    assert sweep_runs() == {"failed": 0, "requeued": 0, "expired": 0, "resumed": 0, "ended": 0}
 
     run.refresh_from_db()
     assert run.status == Run.Status.REQUIRES_ACTION
@@ -172,3 +175,57 @@ def test_a_run_queued_too_long_is_enqueued_again(enqueued, settings):
     assert sweep_runs()["requeued"] == 1
 
     assert enqueued["execute_run"] == [run.pk]
+
+
+class WorkerKilled(BaseException):
+    """The worker process dies here (kill -9): nothing after this point runs."""
+
+
+def test_a_worker_killed_while_ending_a_finished_reply_leaves_it_succeeded(script, enqueued, monkeypatch):
+    run = RunFactory()
+    script([*text("Hello ", "world."), Chunk(finish_reason="stop")])
+    monkeypatch.setattr(loop, "finish_run", mock.Mock(side_effect=WorkerKilled))  # dies in the end's transaction
+    with pytest.raises(WorkerKilled):
+        loop.execute_run(run.pk)
+    Run.objects.filter(pk=run.pk).update(lease_expires_at=timezone.now() + PAST)
+
+    assert sweep_runs()["ended"] == 1
+
+    run.refresh_from_db()
+    assert (run.status, run.error_code) == (Run.Status.SUCCEEDED, "")
+    message = Message.objects.get(pk=run.agent_message_id)
+    assert (message.text, message.status) == ("Hello world.", Message.Status.COMPLETE)
+    assert stored_types(run)[-3:] == ["text-end", "finish-step", "finish"]
+    assert stored_events(run)[-1][1]["finishReason"] == "stop"
+    assert published_types(run) == stored_types(run)  # live streams get the finish too
+    assert enqueued["execute_run"] == []  # the model is not asked again
+
+
+def test_the_survivor_sends_what_clients_had_not_seen_of_a_finished_reply(enqueued, settings):
+    run = started(PAST)
+    Run.objects.filter(pk=run.pk).update(
+        first_token_at=timezone.now(),
+        state={
+            "text": "Hello",
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2},
+            "outcome": {"status": "succeeded", "error_code": "", "error_message": "", "finish_reason": "stop"},
+        },
+    )
+    part = run.text_part_id
+    writer = RunEventWriter.open(run)
+    for type_, fields in [
+        ("start", {"messageId": str(run.agent_message.uuid)}),
+        ("start-step", {}),
+        ("text-start", {"id": part}),
+        ("text-delta", {"id": part, "delta": "Hel"}),  # "lo" died with the worker
+    ]:
+        writer.emit(type_, **fields)
+    writer.close()
+
+    assert sweep_runs()["ended"] == 1
+
+    stored = stored_events(run)
+    assert [type_ for type_, _ in stored][-5:] == ["text-delta", "text-delta", "text-end", "finish-step", "finish"]
+    assert "".join(data.get("delta", "") for _, data in stored) == "Hello"
+    message = Message.objects.get(pk=run.agent_message_id)
+    assert (message.text, message.status, message.completion_tokens) == ("Hello", Message.Status.COMPLETE, 2)
