@@ -2,8 +2,10 @@
 
 Plain ASGI apps routed by Channels (a lean path: no Django middleware per stream, and a
 disconnect is seen at once). All database work happens in ``plan_stream`` before the
-first byte; afterwards the stream reads Redis only: the backlog once, then live events
-from the process-wide fan-out.
+first byte; afterwards the stream reads Redis: the backlog once, then live events from
+the process-wide fan-out. PostgreSQL again only for a gap Redis lost, and once per
+heartbeat of a quiet stream (a run ended in PostgreSQL whose worker died before
+publishing its end: its ``finish`` still reaches the stream).
 
 Rules (AI SDK UI message stream protocol): without Last-Event-ID the session stream
 replays the active run and tails it, or answers 204 when no run is active; with it,
@@ -493,7 +495,12 @@ class StreamRelay:
                 await self.write(events)
             elif subscriber.heartbeat_due:
                 subscriber.heartbeat_due = False
-                await self.send({"type": "http.response.body", "body": self.wire.heartbeat, "more_body": True})
+                # A quiet stream looks in PostgreSQL once per heartbeat: a run whose worker
+                # died after its end was committed, before publishing it, stored its finish
+                # there only (one indexed query, only when nothing came for a while).
+                await self.write(await load_stored_events(self.plan.session_uuid, self.sent_seq))
+                if not self.done:
+                    await self.send({"type": "http.response.body", "body": self.wire.heartbeat, "more_body": True})
 
 
 @database_sync_to_async

@@ -11,7 +11,7 @@ import pytest
 
 from chat.models import Message
 from genie.models import Member
-from runs import tasks
+from runs import services, tasks
 from runs.models import Run, RunEvent
 from runs.services import queue_run
 from tests.factories import MessageFactory, SessionFactory
@@ -267,3 +267,22 @@ def test_a_quiet_stream_sends_heartbeats_until_its_run_ends(live):
         read = reading.result(timeout=30)
     assert "ping" in read.comments
     assert read.types == ["start", "abort", "finish"]
+
+
+def test_a_run_ended_in_postgresql_but_never_published_still_finishes_live_streams(live):
+    """The worker died after its run's end was committed, before publishing it: a quiet
+    stream finds the stored end at its next heartbeat and finishes."""
+    owner = Member.objects.get(team=live.agent.team).user
+    session = SessionFactory(agent=live.agent, owner=owner)
+    user_message = MessageFactory(session=session, text="Anyone there?")
+    with mock.patch.object(tasks.execute_run, "delay"):  # queued, and no worker will start it
+        run = queue_run(session=session, user_message=user_message)
+    url = f"{live.base_url}/api/v1/sessions/{session.uuid}/runs/{run.uuid}/stream"
+    with ThreadPoolExecutor(1) as pool:
+        reading = pool.submit(live.read_stream, url)
+        time.sleep(1)
+        with mock.patch.object(services, "_after_run_end"):  # stored, never published
+            services.end_run(run=run, status=Run.Status.FAILED, error_code="worker_lost", error_message="gone")
+        read = reading.result(timeout=30)
+    assert read.types == ["start", "error", "finish"]
+    assert [event.type for event in RunEvent.objects.filter(run=run).order_by("seq")] == read.types
