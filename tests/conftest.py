@@ -46,6 +46,14 @@ def _loopback_egress_allowed(settings) -> None:
     settings.GENIE_EGRESS_ALLOW = TEST_EGRESS_ALLOW
 
 
+@pytest.fixture(autouse=True)
+def _failed_auth_not_throttled(settings) -> None:
+    """Every test's client is 127.0.0.1 and the suite sends hundreds of bad keys on
+    purpose: counted together (in Redis, across tests), they would lock out the good ones.
+    The tests of that throttle set GENIE_RATE_AUTH_FAILURES themselves."""
+    settings.GENIE_RATE_AUTH_FAILURES = ""
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _require_real_services() -> None:
     assert connection.vendor == "postgresql", "The suite runs on PostgreSQL: set DATABASE_URL (see README)."
@@ -172,6 +180,7 @@ def live_env(django_db_setup, django_db_blocker, tmp_path_factory) -> dict[str, 
         GENIE_SWEEP_INTERVAL="1",
         GENIE_EGRESS_ALLOW=TEST_EGRESS_ALLOW,
         GENIE_ACTION_TTL="6",  # a pause nobody answers expires within the test's patience
+        GENIE_RATE_AUTH_FAILURES="",  # bad keys on purpose, all from 127.0.0.1 (see _failed_auth_not_throttled)
         GENIE_MEDIA_ROOT=str(tmp_path_factory.mktemp("media")),
         # The live server's own address (its port chosen now): URLs built outside a request,
         # such as an OAuth redirect_uri, lead back to it.
