@@ -337,3 +337,30 @@ def test_agents_sdk_output_type(live, sdk, warm):
     sent = model_requests_with(live, "A cat, as JSON.")[-1]
     assert sent["response_format"]["type"] == "json_schema"
     assert sent["response_format"]["json_schema"]["schema"]["required"] == ["name", "age"]
+
+
+def test_agents_sdk_run_streamed_with_a_function_tool(live, sdk, warm):
+    live.script(
+        [("tool_call", {"id": "a", "name": "weather", "arguments": '{"city": "Oslo"}'})],
+        [("text", "Sunny "), ("text", "in Oslo.")],
+    )
+
+    @sdk.function_tool
+    def weather(city: str) -> str:
+        """The weather in a city."""
+        return f"sunny in {city}"
+
+    agent = sdk.Agent(name="Weather", model=live.agent.handle, tools=[weather])
+
+    async def run() -> tuple[str, list[str]]:
+        result = sdk.Runner.run_streamed(agent, "Weather in Oslo?")
+        kinds = [event.item.type async for event in result.stream_events() if event.type == "run_item_stream_event"]
+        return result.final_output, kinds
+
+    final, kinds = asyncio.run(run())
+
+    assert final == "Sunny in Oslo."
+    assert kinds == ["tool_call_item", "tool_call_output_item", "message_output_item"]
+    run_record = Run.objects.get(session__agent=live.agent, user_message__text="Weather in Oslo?")
+    assert run_record.status == Run.Status.SUCCEEDED
+    assert run_record.tool_calls.get().output == "sunny in Oslo"
