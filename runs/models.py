@@ -319,6 +319,16 @@ class RunEventQuerySet(models.QuerySet["RunEvent"]):
     def after(self, seq: int) -> RunEventQuerySet:
         return self.filter(seq__gt=seq).order_by("seq")
 
+    def since(self, query: dict[str, Any]) -> RunEventQuerySet:
+        """The events an events query asks for (``since_id``, ``since_created_at``:
+        ``runs.serializers.EventQuerySerializer``), oldest first."""
+        events = self.order_by("seq")
+        if "since_id" in query:
+            events = events.filter(seq__gt=query["since_id"])
+        if "since_created_at" in query:
+            events = events.filter(created_at__gt=query["since_created_at"])
+        return events
+
     def stream_backlog(self, *, session_id: int, after: int = 0, run_id: int | None = None) -> list[RunEvent]:
         """A stream's stored backlog in order, each row with its run's uuid (``run_uuid``):
         the session's events after ``after``; or (``run_id``) from run ``run_id``'s first

@@ -112,12 +112,7 @@ class SessionEventsView(mixins.ListModelMixin, viewsets.GenericViewSet):
     def get_queryset(self) -> QuerySet[RunEvent]:
         if getattr(self, "swagger_fake_view", False):  # schema generation
             return RunEvent.objects.none()
-        events = self.get_session().events.select_related("run").order_by("seq")
-        if "since_id" in self.event_query:
-            events = events.filter(seq__gt=self.event_query["since_id"])
-        if "since_created_at" in self.event_query:
-            events = events.filter(created_at__gt=self.event_query["since_created_at"])
-        return events
+        return self.get_session().events.select_related("run").since(self.event_query)
 
     def get_serializer_context(self) -> dict[str, Any]:
         since_id = self.event_query.get("since_id", 0) if hasattr(self, "request") else 0

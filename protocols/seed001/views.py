@@ -12,7 +12,7 @@ Errors take the one error path in this API's voice (``seed001_error``).
 
 from __future__ import annotations
 
-import uuid
+from functools import cached_property
 from typing import Any
 
 from django.db.models import QuerySet
@@ -25,27 +25,36 @@ from drf_spectacular.utils import (
     extend_schema_view,
     inline_serializer,
 )
-from rest_framework import generics, serializers, status
-from rest_framework.exceptions import NotFound
+from rest_framework import generics, mixins, serializers, status, viewsets
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from chat import services
-from chat.models import Agent, Message, Session, Upload
+from chat.models import Agent, Message, Session
 from chat.serializers import MessageErrorSerializer, MessageTextField, UploadSerializer, validate_message_text
-from chat.views import UPLOAD_REQUEST, MessageViewSet, UploadViewSet
-from genie.idempotency import IdempotentRequest
+from chat.views import UPLOAD_REQUEST
+from genie.idempotency import IdempotentRequest, run_idempotently
 from genie.links import absolute_url
+from genie.parsers import GenieMultiPartParser
 from genie.schema import IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, SECURITY
 from genie.serializers import JSONObjectField, StrictSerializer
+from protocols.base import ProtocolView, find_session, parse_uuid, pick_agent
+from runs import connections
+from runs import services as run_services
 from runs.events import iso_utc
 from runs.formats import Seed001Format
 from runs.formats.seed001 import Reply, seed001_events
 from runs.handoff import answer_turn
-from runs.models import ConnectionAttempt, Run, RunEvent
-from runs.serializers import AuthLinkSerializer, EventQuerySerializer, ToolCallApprovalSerializer
+from runs.models import ConnectionAttempt, Run, RunEvent, ToolCall
+from runs.serializers import (
+    AuthLinkSerializer,
+    ConnectionLinkSerializer,
+    EventQuerySerializer,
+    ToolCallApprovalSerializer,
+)
 from runs.services import Turn
-from runs.views import ConnectionLinkView, ConnectionRejectView, SessionEventsView, ToolCallApprovalView
 
 TAGS = ["seed 001"]
 PREFIX = "genies/<str:handle>/chat/"
@@ -145,28 +154,27 @@ SSE_EVENT = {
 }
 
 
-class Seed001Mixin:
+class Seed001View(ProtocolView):
     """What every seed 001 view shares: its error voice, JSON whatever the Accept header
     asks (a client that accepts only SSE still reads its errors), and the lookups scoped
     to the URL's genie."""
 
     error_voice = staticmethod(seed001_error)
+    json_always = True
     kwargs: dict[str, Any]
     request: Request
-
-    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:  # noqa: FBT001, FBT002
-        return super().perform_content_negotiation(request, force=True)  # type: ignore[misc]
 
     def genie_agents(self) -> QuerySet[Agent]:
         return Agent.objects.for_team(self.request.auth.team).by_handle_or_uuid(self.kwargs["handle"])
 
     def get_conversation(self, session_uuid: Any = None) -> Session:
         if not hasattr(self, "_conversation"):
-            sessions = Session.objects.reachable_by(self.request.auth).filter(agent__in=self.genie_agents())
-            found = sessions.select_related("agent").filter(uuid=session_uuid or self.kwargs["session_uuid"]).first()
-            if found is None:
-                raise NotFound("No such conversation with this genie.", code="conversation_not_found")
-            self._conversation = found
+            self._conversation = find_session(
+                self.request.auth,
+                session_uuid or self.kwargs["session_uuid"],
+                sessions=Session.objects.reachable_by(self.request.auth).filter(agent__in=self.genie_agents()),
+                missing=NotFound("No such conversation with this genie.", code="conversation_not_found"),
+            )
         return self._conversation
 
 
@@ -298,7 +306,7 @@ def genie_run_started(request: Request, turn: Turn) -> Response:
 
 
 @extend_schema(tags=TAGS, parameters=[HANDLE])
-class ConversationCreateView(Seed001Mixin, generics.GenericAPIView):
+class ConversationCreateView(Seed001View, generics.GenericAPIView):
     """``POST conversations``: a conversation with the genie, with no message yet."""
 
     serializer_class = ConversationSerializer
@@ -311,9 +319,8 @@ class ConversationCreateView(Seed001Mixin, generics.GenericAPIView):
     def post(self, request: Request, handle: str) -> Response:
         data = ConversationCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        agent = Agent.objects.startable_by(request.auth).by_handle_or_uuid(self.kwargs["handle"]).first()
-        if agent is None:
-            raise NotFound("No such genie.", code="genie_not_found")
+        missing = NotFound("No such genie.", code="genie_not_found")
+        agent = pick_agent(request.auth, self.kwargs["handle"], missing=missing, default=False)
         session, client_secret, replayed = services.open_session_once(
             caller=request.auth, agent=agent, idempotency=IdempotentRequest.of(request), **data.validated_data
         )
@@ -328,14 +335,16 @@ class ConversationCreateView(Seed001Mixin, generics.GenericAPIView):
 
 @extend_schema(tags=TAGS, parameters=[HANDLE, CONVERSATION])
 @extend_schema_view(list=extend_schema(responses={200: ConversationMessageSerializer(many=True), **seed001_errors()}))
-class ConversationMessagesView(Seed001Mixin, MessageViewSet):
+class ConversationMessagesView(Seed001View, mixins.ListModelMixin, viewsets.GenericViewSet):
     """``GET conversations/{id}/messages``: the history, oldest first; ``POST``: send the
     next message (``stream: true`` answers with the turn's SSE stream)."""
 
     serializer_class = ConversationMessageSerializer
 
-    def get_session(self) -> Session:
-        return self.get_conversation()
+    def get_queryset(self) -> QuerySet[Message]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return Message.objects.none()
+        return self.get_conversation().messages.transcript()
 
     @extend_schema(
         request=SendMessageSerializer,
@@ -368,17 +377,12 @@ class ConversationMessagesView(Seed001Mixin, MessageViewSet):
 
 
 @extend_schema(tags=TAGS, parameters=[HANDLE, CONVERSATION])
-class ConversationUploadView(Seed001Mixin, UploadViewSet):
+class ConversationUploadView(Seed001View, viewsets.GenericViewSet):
     """``POST conversations/{id}/upload`` (multipart ``file``): its ``file_id`` goes in a
     message's ``file_id``."""
 
     serializer_class = ConversationUploadSerializer
-
-    def get_session(self) -> Session:
-        return self.get_conversation()
-
-    def get_queryset(self) -> QuerySet[Upload]:
-        return super().get_queryset().select_related("session__agent")
+    parser_classes = [GenieMultiPartParser]
 
     @extend_schema(
         request=UPLOAD_REQUEST,
@@ -386,11 +390,19 @@ class ConversationUploadView(Seed001Mixin, UploadViewSet):
         responses={201: ConversationUploadSerializer, **seed001_errors(422)},
     )
     def create(self, request: Request, handle: str, session_uuid: str) -> Response:
-        return super().create(request, session_uuid=session_uuid)
+        return run_idempotently(request, lambda: self._create(request))
+
+    def _create(self, request: Request) -> Response:
+        conversation = self.get_conversation()
+        file = request.FILES.get("file")
+        if file is None:
+            raise ValidationError({"file": ["Send the file as the multipart field `file`."]}, code="required")
+        upload = services.store_upload(session=conversation, file=file, filename=file.name or "")
+        return Response(self.get_serializer(upload).data, status=status.HTTP_201_CREATED)
 
 
 @extend_schema(tags=TAGS, parameters=[HANDLE, CONVERSATION])
-class SkillApprovalView(Seed001Mixin, ToolCallApprovalView):
+class SkillApprovalView(Seed001View, APIView):
     """``POST conversations/{id}/skill_approval/{call_id} {approved, reason?}``: approve or
     reject the skill call a ``skill.confirmation_required`` event named."""
 
@@ -411,37 +423,39 @@ class SkillApprovalView(Seed001Mixin, ToolCallApprovalView):
     )
     def post(self, request: Request, handle: str, session_uuid: str, call_id: str) -> Response:
         conversation = self.get_conversation()
+        data = ToolCallApprovalSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
         try:
-            response = super().post(request, session_uuid=session_uuid, call_id=call_id)
-        except NotFound as exc:
+            run_services.decide_tool_call(
+                session=conversation, call_id=call_id, decided_by=request.auth.label, **data.validated_data
+            )
+        except ToolCall.DoesNotExist as exc:
             raise NotFound("No such skill call in this conversation.", code="skill_call_not_found") from exc
-        response.data.update(conversation_id=str(conversation.uuid), genie_handle=conversation.agent.handle)
-        return response
+        decision = "approved" if data.validated_data["approved"] else "denied"
+        body = {"call_id": call_id, "status": decision}
+        return Response({**body, "conversation_id": str(conversation.uuid), "genie_handle": conversation.agent.handle})
 
 
-class RuntimeConnectionMixin(Seed001Mixin):
-    def check_attempt(self, attempt_id: str) -> Agent:
+class RuntimeConnectionView(Seed001View, APIView):
+    def find_attempt(self, attempt_id: str) -> tuple[ConnectionAttempt, Agent]:
         """The attempt must be reachable and wait for a call of this genie's conversation.
         (The route takes any text, so that a malformed id is this API's 404 too.)"""
         not_found = NotFound("No such runtime connection attempt for this genie.", code="runtime_connection_not_found")
-        try:
-            uuid.UUID(attempt_id)
-        except ValueError:
-            raise not_found from None
-        attempts = ConnectionAttempt.objects.reachable_by(self.request.auth)
         agent = self.genie_agents().first()
-        if agent is None or not attempts.filter(attempt_id=attempt_id, tool_calls__run__session__agent=agent).exists():
+        attempt = None
+        if agent is not None and parse_uuid(attempt_id) is not None:
+            attempts = ConnectionAttempt.objects.reachable_by(self.request.auth)
+            attempt = attempts.filter(attempt_id=attempt_id, tool_calls__run__session__agent=agent).first()
+        if attempt is None:
             raise not_found
-        return agent
+        return attempt, agent
 
-    def in_seed_voice(self, response: Response, agent: Agent) -> Response:
-        body = dict(response.data)
-        response.data = {
-            "runtime_connection_attempt_id": str(body.pop("attempt_id")),
-            **body,
-            "genie_handle": agent.handle,
-        }
-        return response
+    @staticmethod
+    def in_seed_voice(body: dict[str, Any], agent: Agent) -> Response:
+        body = dict(body)
+        return Response(
+            {"runtime_connection_attempt_id": str(body.pop("attempt_id")), **body, "genie_handle": agent.handle}
+        )
 
 
 RUNTIME_CONNECTION = {200: RuntimeConnectionSerializer, **seed001_errors(409)}
@@ -451,25 +465,30 @@ ATTEMPT = OpenApiParameter(
 
 
 @extend_schema(tags=TAGS, parameters=[HANDLE, ATTEMPT])
-class RuntimeConnectionLinkView(RuntimeConnectionMixin, ConnectionLinkView):
+class RuntimeConnectionLinkView(RuntimeConnectionView):
     """``POST runtime_connection/{attempt_id}/link``: ``auth_required`` with an
     ``auth_link`` to present, or ``authorized`` when it is done."""
 
     @extend_schema(request=None, responses=RUNTIME_CONNECTION)
     def post(self, request: Request, handle: str, attempt_id: str) -> Response:
-        agent = self.check_attempt(attempt_id)
-        return self.in_seed_voice(super().post(request, attempt_id=attempt_id), agent)
+        attempt, agent = self.find_attempt(attempt_id)
+        link = connections.link_connection(attempt=attempt)
+        if link is None:
+            return self.in_seed_voice({"attempt_id": str(attempt.attempt_id), "status": "authorized"}, agent)
+        body = {"attempt_id": attempt.attempt_id, "status": "auth_required", "auth_link": vars(link)}
+        return self.in_seed_voice(ConnectionLinkSerializer(body).data, agent)
 
 
 @extend_schema(tags=TAGS, parameters=[HANDLE, ATTEMPT])
-class RuntimeConnectionRejectView(RuntimeConnectionMixin, ConnectionRejectView):
+class RuntimeConnectionRejectView(RuntimeConnectionView):
     """``POST runtime_connection/{attempt_id}/reject``: the skill call fails ("connection
     declined") and the genie goes on."""
 
     @extend_schema(request=None, responses=RUNTIME_CONNECTION)
     def post(self, request: Request, handle: str, attempt_id: str) -> Response:
-        agent = self.check_attempt(attempt_id)
-        return self.in_seed_voice(super().post(request, attempt_id=attempt_id), agent)
+        attempt, agent = self.find_attempt(attempt_id)
+        connections.reject_connection(attempt=attempt)
+        return self.in_seed_voice({"attempt_id": str(attempt.attempt_id), "status": "rejected"}, agent)
 
 
 @extend_schema(
@@ -482,18 +501,23 @@ class RuntimeConnectionRejectView(RuntimeConnectionMixin, ConnectionRejectView):
     ],
     responses={200: ConversationEventSerializer(many=True), **seed001_errors()},
 )
-class ConversationEventsView(Seed001Mixin, SessionEventsView):
+class ConversationEventsView(Seed001View, viewsets.GenericViewSet):
     """``GET conversations/events?conversation_id=&since_created_at=``: the stream's
     events, stored 24 h, oldest first. A page covers ``page_size`` stored events; a run's
     end is two (``agent.message``, ``processing.finished``)."""
 
-    query_serializer_class = ConversationEventQuerySerializer
-
-    def get_session(self) -> Session:
-        return self.get_conversation(self.event_query["conversation_id"])
+    @cached_property
+    def event_query(self) -> dict[str, Any]:
+        """The validated query parameters (400 on bad ones), read once per request."""
+        query = ConversationEventQuerySerializer(data=self.request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        return query.validated_data
 
     def get_queryset(self) -> QuerySet[RunEvent]:
-        return super().get_queryset().select_related("run__agent_message")
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return RunEvent.objects.none()
+        conversation = self.get_conversation(self.event_query["conversation_id"])
+        return conversation.events.select_related("run__agent_message").since(self.event_query)
 
     def list(self, request: Request, handle: str) -> Response:
         page = self.paginate_queryset(self.get_queryset())
@@ -521,7 +545,7 @@ class ConversationEventsView(Seed001Mixin, SessionEventsView):
 
 
 @extend_schema(tags=TAGS)
-class GenieRunStreamView(Seed001Mixin, generics.GenericAPIView):
+class GenieRunStreamView(Seed001View, generics.GenericAPIView):
     """Served by the relay under ASGI (``genie.asgi``); this answers only under WSGI and
     gives the URL its name and schema."""
 
