@@ -24,7 +24,6 @@ body as the error's message. Nothing is stored for a refused request.
 
 from __future__ import annotations
 
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +46,8 @@ from genie.exceptions import error_body
 from genie.idempotency import IdempotentRequest
 from genie.schema import error_response
 from genie.serializers import StrictSerializer
+from protocols import base
+from protocols.base import ProtocolView, parse_uuid
 from runs import services as run_services
 from runs import vocabulary as ev
 from runs.events import pause_point
@@ -158,7 +159,7 @@ def valid_tool_part(part: dict[str, Any]) -> bool:
     return (approved is None or isinstance(approved, bool)) and (reason is None or isinstance(reason, str))
 
 
-class AISDKChatView(APIView):
+class AISDKChatView(ProtocolView, APIView):
     """``POST /api/chat``: one ``useChat`` request, answered with the turn's stream."""
 
     authentication_classes = AUTHENTICATION
@@ -279,17 +280,7 @@ def tool_answer(call_id: str, part: dict[str, Any]) -> ToolAnswer:
 
 
 def pick_agent(caller: Caller, handle: str | None) -> Agent:
-    agent = Agent.objects.startable_by(caller).pick(handle)
-    if agent is None:
-        raise ValidationError({"agent": ["No such agent."]}, code="unknown_agent")
-    return agent
-
-
-def parse_uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
+    return base.pick_agent(caller, handle, missing=ValidationError({"agent": ["No such agent."]}, code="unknown_agent"))
 
 
 def visible(session: Session) -> Any:
@@ -347,7 +338,7 @@ def answer_at_once(wire: AISDKChatFormat, run: Run, finish_reason: str) -> HttpR
     return response
 
 
-class ChatSessionView(APIView):
+class ChatSessionView(ProtocolView, APIView):
     """A view on the session a chat id names."""
 
     authentication_classes = AUTHENTICATION

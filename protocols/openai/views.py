@@ -14,7 +14,6 @@ tools run on the server inside the turn; the client sees the reply's text only.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -44,6 +43,7 @@ from genie.idempotency import IdempotentRequest
 from genie.links import absolute_url
 from genie.schema import IDEMPOTENCY_KEY
 from genie.serializers import JSONObjectField, StrictSerializer
+from protocols.base import ProtocolView, parse_uuid, pick_agent
 from runs import vocabulary as ev
 from runs.events import logged_text, read_run_log
 from runs.formats.openai import (
@@ -846,15 +846,11 @@ SESSION_RESPONSE_HEADER = OpenApiParameter(
 # --- views --------------------------------------------------------------------------------
 
 
-class ChatCompletionView(APIView):
+class ChatCompletionView(ProtocolView, APIView):
     """``POST /v1/chat/completions``: one turn of the agent named by ``model``."""
 
     error_voice = staticmethod(openai_error)
-
-    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:  # noqa: FBT001, FBT002
-        # A JSON answer (and JSON errors) whatever the client's Accept header says; a
-        # streamed answer is the relay's.
-        return super().perform_content_negotiation(request, force=True)
+    json_always = True  # a JSON answer (and JSON errors) whatever Accept says; a streamed one is the relay's
 
     @extend_schema(
         operation_id="openai_chat_completions",
@@ -889,12 +885,10 @@ class ChatCompletionView(APIView):
         data.is_valid(raise_exception=True)
         body = data.validated_data
         caller: Caller = request.auth
-        agent = Agent.objects.startable_by(caller).pick(body["model"])
-        if agent is None:
-            raise ModelNotFound(
-                f"The model `{body['model']}` does not exist or you do not have access to it.",
-                details={"param": "model"},
-            )
+        missing = ModelNotFound(
+            f"The model `{body['model']}` does not exist or you do not have access to it.", details={"param": "model"}
+        )
+        agent = pick_agent(caller, body["model"], missing=missing)
         session = self.continued_session(request, agent)
         conversation = Conversation.of(body["messages"])
         options = turn_options(body, agent, conversation)
@@ -974,7 +968,7 @@ class ChatCompletionView(APIView):
         if not value:
             return None
         sessions = Session.objects.reachable_by(request.auth).select_related("agent")
-        session = sessions.filter(uuid=value).first() if is_uuid(value) else None
+        session = sessions.filter(uuid=value).first() if parse_uuid(value) is not None else None
         if session is None:
             raise SessionNotFound(details={"param": SESSION_HEADER})
         if session.agent_id != agent.pk:
@@ -1011,15 +1005,7 @@ def completion_rendered(*, offset: int = 0) -> Callable[[Request, Turn], Respons
     return render
 
 
-def is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
-
-
-class AgentModelViewSet(viewsets.GenericViewSet):
+class AgentModelViewSet(ProtocolView, viewsets.GenericViewSet):
     """``GET /v1/models``: the team's agents as models (not for publishable keys, which
     never read agents)."""
 

@@ -27,13 +27,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from chat import services
-from chat.models import Agent, Message, Session
+from chat.models import Message, Session
 from chat.serializers import MessageErrorSerializer, MessageTextField, validate_message_text
 from chat.views import REDIS_UNAVAILABLE, TEXT_TOO_LONG
 from genie.auth import Caller, NotPublishable
 from genie.idempotency import IdempotentRequest
 from genie.schema import IDEMPOTENCY_ERRORS, IDEMPOTENCY_KEY, error_response, register_error_voice
 from genie.serializers import JSONObjectField, StrictSerializer
+from protocols.base import ProtocolView, find_session, pick_agent
 from runs.handoff import answer_turn, reply_of
 from runs.services import Turn
 
@@ -150,7 +151,7 @@ class ChatFilter(django_filters.FilterSet):
 # --- views -------------------------------------------------------------------------------
 
 
-class ChatScoped:
+class ChatScoped(ProtocolView):
     """The chat named in the path, by the one access rule; 404 in the document's voice."""
 
     error_voice = staticmethod(seed002_error)
@@ -162,10 +163,9 @@ class ChatScoped:
         return Session.objects.reachable_by(self.request.auth).select_related("agent", "team")
 
     def get_chat(self) -> Session:
-        chat = self.get_queryset().named(self.kwargs["chat_id"]).first()
-        if chat is None:
-            raise NotFound("No such chat.")
-        return chat
+        return find_session(
+            self.request.auth, self.kwargs["chat_id"], sessions=self.get_queryset(), missing=NotFound("No such chat.")
+        )
 
 
 @extend_schema(tags=[TAG])
@@ -188,9 +188,8 @@ class ChatViewSet(ChatScoped, viewsets.GenericViewSet):
         data = ChatCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         caller: Caller = request.auth
-        agent = Agent.objects.startable_by(caller).pick(data.validated_data["agentId"])
-        if agent is None:
-            raise ValidationError({"agentId": ["No such agent."]}, code="unknown_agent")
+        missing = ValidationError({"agentId": ["No such agent."]}, code="unknown_agent")
+        agent = pick_agent(caller, data.validated_data["agentId"], missing=missing)
         session, client_secret, replayed = services.open_session_once(
             caller=caller,
             agent=agent,

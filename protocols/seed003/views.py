@@ -28,6 +28,7 @@ from chat.views import REDIS_UNAVAILABLE, TEXT_TOO_LONG, SessionViewSet
 from genie.idempotency import IdempotentRequest
 from genie.schema import IDEMPOTENCY_ERRORS, IDEMPOTENCY_KEY, error_response, register_error_voice
 from genie.serializers import JSONObjectField, StrictSerializer
+from protocols.base import ProtocolView, find_session
 from runs import services as run_services
 from runs.formats import Seed003Format, StreamFormat
 from runs.handoff import answer_turn, turn_headers
@@ -79,10 +80,7 @@ SEED003_EVENT = {
 
 
 def reachable_session(request: Request, session_id: str) -> Session:
-    session = Session.objects.reachable_by(request.auth).select_related("agent").named(session_id).first()
-    if session is None:
-        raise NotFound("No such session.")
-    return session
+    return find_session(request.auth, session_id, missing=NotFound("No such session."))
 
 
 class SendMessageSerializer(StrictSerializer):
@@ -98,14 +96,11 @@ class SendMessageSerializer(StrictSerializer):
         return validate_message_text(value)
 
 
-class SessionMessageView(APIView):
+class SessionMessageView(ProtocolView, APIView):
     """``POST sessions/{session_id}/messages``: a message, answered with the reply's stream."""
 
     error_voice = staticmethod(seed003_error)
-
-    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:  # noqa: FBT001, FBT002
-        # The answer is a stream whatever the Accept header asks; errors are JSON.
-        return super().perform_content_negotiation(request, force=True)
+    json_always = True  # the answer is a stream whatever the Accept header asks; errors are JSON
 
     @extend_schema(
         tags=[TAG],
@@ -202,7 +197,7 @@ class CommandResultSerializer(serializers.Serializer):
     status = serializers.CharField(help_text="The call's status: `succeeded`, or `failed` with an `error`.")
 
 
-class CommandView(APIView):
+class CommandView(ProtocolView, APIView):
     """``POST command``: the client's result of a UI command; the reply goes on."""
 
     error_voice = staticmethod(seed003_error)
