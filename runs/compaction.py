@@ -139,7 +139,7 @@ def compact_stream(
     the model writes."""
     part_id = f"compaction-{session.uuid}"
     write = chunk_writer(wire)
-    yield f": ok\n\nretry: {settings.GENIE_SSE_RETRY_MS}\n\n".encode()
+    yield (wire or StreamFormat()).preamble()
     yield write({"type": ev.START})
     plan = plan_compaction(session=session, keep_last=keep_last)
     if not plan.possible:
@@ -171,7 +171,7 @@ def replay_stream(compaction: Compaction, *, wire: StreamFormat | None = None) -
     """A stored compaction as the stream that made it (an ``Idempotency-Key`` retry)."""
     part_id = f"compaction-{compaction.session.uuid}"
     write = chunk_writer(wire)
-    yield f": ok\n\nretry: {settings.GENIE_SSE_RETRY_MS}\n\n".encode()
+    yield (wire or StreamFormat()).preamble()
     yield write({"type": ev.START})
     yield write({"type": ev.TEXT_START, "id": part_id})
     yield write({"type": ev.TEXT_DELTA, "id": part_id, "delta": compaction.summary})
