@@ -237,6 +237,7 @@ class Turn:
             worker_id=worker_id,
             expires_at=self.action_expires_at,
             offers_tools=self.provider.supports_tools,
+            should_stop=self.watch.should_stop,
         )
 
     # --- the turn --------------------------------------------------------------------

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,6 +42,16 @@ from runs.providers import ToolCallDelta, ToolDefinition
 from runs.tools import CallContext, OfferedTool, ToolError, get_tool, offered_tools
 
 logger = logging.getLogger(__name__)
+
+# A call the run was stopped during: the stop did not wait for it, so whether it took
+# effect is unknown (it ends by its own timeout, unread).
+STOPPED_DURING_CALL = (
+    "outcome_unknown: the run was stopped while this call was running; the call may or may not have taken effect."
+)
+
+
+class ToolStopped(Exception):
+    """The run was stopped while a server-side call ran."""
 
 
 def new_call_id() -> str:
@@ -80,7 +92,8 @@ class StepCalls:
 
     ``state`` is the turn's (saved to ``Run.state`` at a pause); ``expires_at`` is when an
     action asked for in this task expires (GENIE_ACTION_TTL from the task's start);
-    ``offers_tools``: whether the agent's model can call tools at all."""
+    ``offers_tools``: whether the agent's model can call tools at all; ``should_stop``: the
+    turn's stop watch, polled while a server-side call runs (a stop never waits for a tool)."""
 
     def __init__(
         self,
@@ -91,6 +104,7 @@ class StepCalls:
         worker_id: str,
         expires_at: datetime,
         offers_tools: bool,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
         self.run = run
         self.writer = writer
@@ -98,6 +112,8 @@ class StepCalls:
         self.worker_id = worker_id
         self.expires_at = expires_at
         self.offers_tools = offers_tools
+        self.should_stop = should_stop
+        self.stopped = False  # a stop came during a call: the step's other calls do not run
         self._offered: dict[str, OfferedTool] | None = None
 
     @property
@@ -207,8 +223,8 @@ class StepCalls:
     def take_further(self, call: ToolCall) -> None:
         """One call as far as it goes now: a running call is asked about or executed; a
         settled or waiting one stays as it is."""
-        if call.status != ToolCall.Status.RUNNING:
-            return
+        if call.status != ToolCall.Status.RUNNING or self.stopped:
+            return  # settled, waiting, or left to the run's end (which fails it: it never ran)
         offered = self.offered.get(call.tool_name)
         if offered is None:
             call.mark_failed(f"The tool {call.tool_name!r} is no longer offered.")
@@ -279,7 +295,10 @@ class StepCalls:
         )
         release_connection()
         try:
-            output = get_tool(offered.spec.kind).call(offered, call.input or {}, context)
+            output = self.call_watching_stop(offered, call.input or {}, context)
+        except ToolStopped:
+            self.stopped = True
+            call.mark_failed(STOPPED_DURING_CALL)
         except ToolError as exc:
             call.mark_failed(exc.message)
         except Exception:  # a bug in a tool: the model's tool error, not a turn retried and lost
@@ -287,6 +306,29 @@ class StepCalls:
             call.mark_failed("The tool failed unexpectedly.")
         else:
             call.mark_succeeded(output)
+
+    def call_watching_stop(self, offered: OfferedTool, arguments: dict[str, Any], context: CallContext) -> Any:
+        """The tool's call in a thread of its own while this one polls the stop flag: a stop
+        ends the run now instead of after the tool answers (or times out); the abandoned
+        call ends by its own timeout. Raises ToolStopped then; whatever the call raised
+        otherwise (a ToolError, a bug) is raised here."""
+        outcome: dict[str, Any] = {}
+
+        def run_call() -> None:
+            try:
+                outcome["output"] = get_tool(offered.spec.kind).call(offered, arguments, context)
+            except BaseException as exc:  # raised again in the worker's thread
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=run_call, name=f"tool-call-{context.call_id}", daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(settings.GENIE_STOP_POLL_INTERVAL)
+            if thread.is_alive() and self.should_stop():
+                raise ToolStopped
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["output"]
 
     # --- report --------------------------------------------------------------------------
 

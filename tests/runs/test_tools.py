@@ -363,3 +363,31 @@ def test_a_call_running_when_its_run_fails_worker_lost_ends_outcome_unknown(scri
     assert (call.status, call.error.split(":")[0]) == (ToolCall.Status.FAILED, "outcome_unknown")
     assert published_types(run)[-4:] == ["tool-output-error", "error", "finish-step", "finish"]
     assert len(receiver.calls) == 1
+
+
+def test_a_stop_during_a_webhook_call_does_not_wait_for_the_tool(script, enqueued, receiver):
+    run = webhook_run(receiver, timeout=60)
+    script(tool_call("weather", '{"city": "Oslo"}'), text("never asked"))
+    receiver.hold = threading.Event()  # the tool does not answer until the test lets it
+
+    def stop_once_the_call_is_in() -> None:
+        assert receiver.arrived.wait(20)
+        services.stop_session(session=run.session)
+
+    stopper = threading.Thread(target=stop_once_the_call_is_in)
+    stopper.start()
+    try:
+        loop.execute_run(run.pk)  # returns while the receiver still holds the call
+        assert not receiver.hold.is_set()
+    finally:
+        receiver.hold.set()
+        stopper.join()
+
+    run = reload(run)
+    assert run.status == Run.Status.STOPPED
+    call = ToolCall.objects.get(run=run)
+    assert (call.status, call.error.split(":")[0]) == (ToolCall.Status.FAILED, "outcome_unknown")
+    assert published_data(run, "tool-output-error") == [
+        {"type": "tool-output-error", "toolCallId": call.call_id, "errorText": call.error}
+    ]
+    assert published_types(run)[-2:] == ["abort", "finish"]
