@@ -71,7 +71,8 @@ def start_turn(
       policy, ``make_way_for_turn``); with ``regenerate`` (a reply), that reply's user
       message answered again instead (``check_last``: only the chat's latest reply); with
       ``edit`` (a user message), ``text`` replacing it and what followed it; with ``answers`` to its paused ``run``, the answers
-      applied (``apply_answers``) and the run going on (its stream from ``after_seq``).
+      applied (``apply_answers``; ``options``: the run's next model calls') and the run
+      going on (its stream from ``after_seq``).
 
     Refuses up front when Redis is down (503, nothing written). With ``idempotency``, the
     first request with its key records the turn's session and run in the same
@@ -108,7 +109,7 @@ def start_turn(
                 raise ChatIdTaken() from exc
         elif run is not None:
             stored_before = None
-            run_services.apply_answers(run=run, answers=answers or [], decided_by=caller.label)
+            run_services.apply_answers(run=run, answers=answers or [], decided_by=caller.label, options=options)
         else:
             stored_before = RunEvent.objects.filter(session=session).aggregate(m=Max("seq"))["m"] or 0
             if regenerate is not None:

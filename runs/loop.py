@@ -410,7 +410,7 @@ class Turn:
         if self.watch.should_stop():
             return TurnEnd(Run.Status.STOPPED)
         if not streamed:
-            return self.checked_output()
+            return self.checked_output("".join(step_text))
         return None if settled else TurnEnd(PAUSED)
 
     def checkpoint(self) -> None:
@@ -430,10 +430,11 @@ class Turn:
         self.writer.emit(ev.FINISH_STEP)
         self.parts.step_open = False
 
-    def checked_output(self) -> TurnEnd:
+    def checked_output(self, reply: str) -> TurnEnd:
         """A finished reply: succeeded, unless the client asked for a strict JSON schema
-        and the reply does not validate (``invalid_output``: never a silent pass)."""
-        error = ClientSettings.from_dict(self.run.client_settings).output_error(self.state["text"])
+        and the last model call's ``reply`` does not validate (``invalid_output``: never a
+        silent pass; text before the turn's tool calls is not the answer)."""
+        error = ClientSettings.from_dict(self.run.client_settings).output_error(reply)
         if error is not None:
             return TurnEnd(Run.Status.FAILED, "invalid_output", error)
         return TurnEnd(Run.Status.SUCCEEDED)

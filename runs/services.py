@@ -419,13 +419,20 @@ class ToolAnswer:
     error: str | None = None
 
 
-def apply_answers(*, run: Run, answers: list[ToolAnswer], decided_by: str) -> None:
+def apply_answers(*, run: Run, answers: list[ToolAnswer], decided_by: str, options: TurnOptions | None = None) -> None:
     """Each answer to a call of ``run`` through the one service for it
     (``decide_tool_call``, ``submit_tool_result``), all or none. An answer the call
     already has is skipped (a client may send it again); a different decision is 409
-    ``already_decided``; a call the run never made raises ``ToolCall.DoesNotExist``."""
+    ``already_decided``; a call the run never made raises ``ToolCall.DoesNotExist``.
+    ``options``: what the answering request asks of the run's next model calls (an
+    OpenAI-style client sends its instructions, settings and tools with every request,
+    and an Agents SDK handoff changes them): they replace the run's."""
     session = run.session
     with transaction.atomic():
+        if options is not None and (locked := Run.objects.locked(run.pk)) is not None:
+            locked.client_settings = options.settings.as_dict()
+            locked.client_tools = [tool.as_dict() for tool in options.tools]
+            locked.save(update_fields=["client_settings", "client_tools", "updated_at"])
         calls = {call.call_id: call for call in run.tool_calls.filter(call_id__in=[a.call_id for a in answers])}
         for answer in answers:
             if answer.call_id not in calls:

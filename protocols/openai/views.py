@@ -898,7 +898,7 @@ class ChatCompletionView(ProtocolView, APIView):
                 raise ChatHistoryMismatch(
                     "The tool results answer calls of another session.", details={"param": SESSION_HEADER}
                 )
-            return self.answer_calls(request, body, paused, conversation.answers, model=agent.handle)
+            return self.answer_calls(request, body, paused, conversation.answers, options, model=agent.handle)
         if session is None:
             session = session_with_history(caller, agent, conversation.earlier)
         elif conversation.earlier and stored_transcript(session) != conversation.earlier:
@@ -934,19 +934,25 @@ class ChatCompletionView(ProtocolView, APIView):
             return answer_turn(request, start, wire=wire, headers=session_headers, render=turn_started)
         return answer_turn(request, start, wait=True, render=completion_rendered(offset=len(options.text)))
 
-    def wire(
-        self, body: dict[str, Any], agent: Agent, options: TurnOptions | None = None, run: Run | None = None
-    ) -> ChatCompletionChunkFormat:
+    def wire(self, body: dict[str, Any], agent: Agent, options: TurnOptions) -> ChatCompletionChunkFormat:
         include_usage = bool(body["stream_options"] and body["stream_options"]["include_usage"])
-        tools = client_tool_names(run.client_tools) if run is not None else frozenset(t.name for t in options.tools)
+        tools = frozenset(tool.name for tool in options.tools)
         return ChatCompletionChunkFormat(model=agent.handle, include_usage=include_usage, client_tools=tools)
 
     def answer_calls(
-        self, request: Request, body: dict[str, Any], run: Run, answers: dict[str, str], *, model: str
+        self,
+        request: Request,
+        body: dict[str, Any],
+        run: Run,
+        answers: dict[str, str],
+        options: TurnOptions,
+        *,
+        model: str,
     ) -> Response | HttpResponse:
-        """The request's tool results answer the client tool calls ``run`` waits for: each
-        result through ``submit_tool_result``, then the same run goes on (an answer the
-        call already has is skipped: a resent request finds the turn going on)."""
+        """The request's tool results answer the client tool calls ``run`` waits for
+        (``apply_answers``: an answer the call has already is skipped, so a resent request
+        finds the turn going on), and the request's settings and tools apply to its next
+        model calls; the same run goes on."""
         after, offset = pause_point(run, list(answers))
         start = lambda: services.start_turn(  # noqa: E731
             caller=request.auth,
@@ -955,9 +961,10 @@ class ChatCompletionView(ProtocolView, APIView):
             run=run,
             answers=[ToolAnswer(call_id, output=tool_output(text)) for call_id, text in answers.items()],
             after_seq=after,
+            options=options,
         )
         if body["stream"]:
-            wire = self.wire(body, run.session.agent, run=run)
+            wire = self.wire(body, run.session.agent, options)
             return answer_turn(request, start, wire=wire, headers=session_headers, render=turn_continued)
         return answer_turn(request, start, wait=True, render=completion_rendered(offset=offset))
 

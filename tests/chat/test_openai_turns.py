@@ -622,3 +622,36 @@ def test_genie_session_with_the_stored_history_or_none_continues(api, agent, mod
     assert (second.status_code, third.status_code) == (200, 200)
     assert Session.objects.count() == 1
     assert Message.objects.count() == 6
+
+
+def test_the_request_that_answers_a_call_sets_the_next_model_calls(api, agent, model, worker):
+    """An OpenAI client sends its instructions, settings and tools with every request; an
+    Agents SDK handoff changes them between the call and its result."""
+    model.script(
+        agent.model,
+        [("text", "Looking. "), ("tool_call", {"id": "m1", "name": "get_weather", "arguments": '{"city": "Oslo"}'})],
+        [("text", '{"setup": "Why?", "punchline": "Sun."}')],
+    )
+    question = {"role": "user", "content": "Weather joke?"}
+    first = ask(api, {"model": agent.handle, "messages": [question], "tools": [WEATHER]})
+    message = first.json()["choices"][0]["message"]
+    answered = [question, message, {"role": "tool", "tool_call_id": message["tool_calls"][0]["id"], "content": "Sunny"}]
+
+    second = ask(
+        api,
+        {
+            "model": agent.handle,
+            "messages": [{"role": "system", "content": "Answer as a joke."}, *answered],
+            "response_format": JOKE,
+            "temperature": 0.9,
+        },
+    )
+
+    assert second.status_code == 200, second.json()
+    assert json.loads(second.json()["choices"][0]["message"]["content"]) == {"setup": "Why?", "punchline": "Sun."}
+    sent = sent_to_model(model, agent)
+    assert "tools" not in sent
+    assert (sent["response_format"], sent["temperature"]) == (JOKE, 0.9)
+    assert [m["content"] for m in sent["messages"] if m["role"] == "system"][-1] == "Answer as a joke."
+    assert sent["messages"][-1] == {"role": "tool", "tool_call_id": "m1", "content": '"Sunny"'}
+    assert Run.objects.get().status == Run.Status.SUCCEEDED  # the strict check reads the last call's reply only
