@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -26,6 +27,24 @@ class SessionLock:
 
     earlier_active: bool  # a run created before this one is still active
     stored_seq: int  # the session's last event id in PostgreSQL (0: none)
+
+
+class OrderedJSONField(models.TextField):
+    """JSON kept as its text: the keys keep the client's order (PostgreSQL's ``jsonb``
+    sorts them, and the order of a schema's properties is the order a model writes
+    them in)."""
+
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Any:
+        return None if value is None else json.loads(value)
+
+    def to_python(self, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+    def get_prep_value(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(value)
+
+    def value_to_string(self, obj: models.Model) -> str:
+        return json.dumps(self.value_from_object(obj))
 
 
 class RunQuerySet(models.QuerySet["Run"]):
@@ -141,12 +160,12 @@ class Run(models.Model):
     error_code = models.CharField(max_length=50, blank=True)
     error_message = models.TextField(blank=True)
     state = models.JSONField(default=dict, blank=True)
-    client_settings = models.JSONField(
+    client_settings = OrderedJSONField(
         default=dict,
         blank=True,
         help_text="What the client asked of this turn's model calls (see runs.options.ClientSettings).",
     )
-    client_tools = models.JSONField(
+    client_tools = OrderedJSONField(
         default=list,
         blank=True,
         help_text="Tools the client offered for this turn ({name, description, input_schema}); it runs them.",

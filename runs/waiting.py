@@ -19,7 +19,8 @@ POLL_FALLBACK_SECONDS = 1.0
 def wait_for_finish(*, run: Run, timeout: float, or_pause: bool = False) -> bool:
     """Block until ``run`` has finished (True) or ``timeout`` passes (False); with
     ``or_pause``, a run that waits for a person or the client (requires_action) counts as
-    done too (seen within about a second of its request for action).
+    done too (seen within about a second of its request for action), unless every answer
+    it waits for is in (it is about to go on).
 
     Subscribes to the session's live channel first, then checks the database once (the
     run may already be over), then releases the database connection and listens. If Redis
@@ -29,6 +30,8 @@ def wait_for_finish(*, run: Run, timeout: float, or_pause: bool = False) -> bool
     channel = channel_name(str(run.session.uuid))
     run_uuid = str(run.uuid)
     waiting_on = (Run.Status.QUEUED, Run.Status.RUNNING) if or_pause else Run.ACTIVE_STATUSES
+    # A paused run whose answers are all in goes on (its continuation is on its way): not done.
+    done = Run.objects.filter(pk=run.pk).exclude(status__in=waiting_on).exclude(pk__in=Run.objects.ready_to_continue())
     pubsub = redis_client().pubsub(ignore_subscribe_messages=True)
     try:
         pubsub.subscribe(channel)
@@ -36,7 +39,7 @@ def wait_for_finish(*, run: Run, timeout: float, or_pause: bool = False) -> bool
         pubsub = None
     try:
         while time.monotonic() < deadline:
-            if Run.objects.filter(pk=run.pk).exclude(status__in=waiting_on).exists():
+            if done.exists():
                 return True
             connection.close()  # hold no connection while waiting
             if pubsub is None:
@@ -44,7 +47,7 @@ def wait_for_finish(*, run: Run, timeout: float, or_pause: bool = False) -> bool
                 continue
             if _saw_finish(pubsub, run_uuid, deadline, or_pause=or_pause):
                 return True
-        return Run.objects.filter(pk=run.pk).exclude(status__in=waiting_on).exists()
+        return done.exists()
     finally:
         close_old_connections()
         if pubsub is not None:

@@ -702,7 +702,11 @@ def completion_body(run: Run, *, model: str, offset: int = 0) -> dict[str, Any]:
                     {
                         "id": call.call_id,
                         "type": "function",
-                        "function": {"name": call.tool_name, "arguments": json.dumps(call.input or {})},
+                        # The model's own text of the arguments: the keys in its order.
+                        "function": {
+                            "name": call.tool_name,
+                            "arguments": call.arguments or json.dumps(call.input or {}),
+                        },
                     }
                 )
             else:

@@ -655,3 +655,24 @@ def test_the_request_that_answers_a_call_sets_the_next_model_calls(api, agent, m
     assert [m["content"] for m in sent["messages"] if m["role"] == "system"][-1] == "Answer as a joke."
     assert sent["messages"][-1] == {"role": "tool", "tool_call_id": "m1", "content": '"Sunny"'}
     assert Run.objects.get().status == Run.Status.SUCCEEDED  # the strict check reads the last call's reply only
+
+
+def test_a_client_schema_keeps_its_key_order_to_the_model(api, agent, model, worker):
+    model.script(agent.model, [("text", "{}")])
+    properties = {"zeta": {"type": "string"}, "alpha": {"type": "integer"}, "mid": {"type": "boolean"}}
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": properties}}}
+    response_format = {"type": "json_schema", "json_schema": {"name": "o", "schema": {"properties": properties}}}
+
+    ask(
+        api,
+        {
+            "model": agent.handle,
+            "messages": [{"role": "user", "content": "x"}],
+            "tools": [tool],
+            "response_format": response_format,
+        },
+    )
+
+    sent = sent_to_model(model, agent)
+    assert list(sent["tools"][0]["function"]["parameters"]["properties"]) == ["zeta", "alpha", "mid"]
+    assert list(sent["response_format"]["json_schema"]["schema"]["properties"]) == ["zeta", "alpha", "mid"]
