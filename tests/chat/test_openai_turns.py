@@ -229,12 +229,12 @@ def test_any_unknown_v1_path_is_an_openai_404_for_every_method_even_with_csrf_ch
 
     body = {} if method == "get" else {"data": "{}", "content_type": "application/json"}
 
-    response = getattr(client, method)("/v1/responses", **body, HTTP_AUTHORIZATION=f"Bearer {personal_key}")
+    response = getattr(client, method)("/v1/embeddings", **body, HTTP_AUTHORIZATION=f"Bearer {personal_key}")
 
     assert response.status_code == 404
     error = response.json()["error"]
     assert (error["code"], error["type"]) == ("unknown_url", "invalid_request_error")
-    assert error["message"] == f"Invalid URL ({method.upper()} /v1/responses)"
+    assert error["message"] == f"Invalid URL ({method.upper()} /v1/embeddings)"
 
 
 # --- client tools -----------------------------------------------------------------------
