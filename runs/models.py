@@ -467,6 +467,8 @@ class ToolCall(models.Model):
         EXPIRED = "expired", "Expired"
 
     OPEN_STATUSES = (Status.PENDING_APPROVAL, Status.AWAITING_RESULT, Status.AWAITING_CONNECTION)
+    # What answering a UI command's result says (its call stays succeeded; not a status).
+    RECORDED = "recorded"
     SETTLED_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.DENIED, Status.EXPIRED)
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tool_calls")
@@ -485,6 +487,10 @@ class ToolCall(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True, help_text="When it was approved or denied.")
     reason = models.TextField(blank=True)
     executed_at = models.DateTimeField(null=True, blank=True, help_text="When the server started executing it.")
+    waits_for_result = models.BooleanField(
+        default=True,
+        help_text="False: a client tool's UI command (wait_for_result false): sent, and the turn went on.",
+    )
     connection_attempt = models.ForeignKey(
         "runs.ConnectionAttempt",
         on_delete=models.SET_NULL,
@@ -508,6 +514,21 @@ class ToolCall(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status in self.OPEN_STATUSES
+
+    @property
+    def is_ui_command(self) -> bool:
+        """A client tool's call that waits for no result (the model was told it was sent):
+        a result posted later is only recorded."""
+        return not self.waits_for_result
+
+    def record_result(self, *, output: Any = None, error: str | None = None) -> None:
+        """What the client reports of a UI command it ran; the call stays ``succeeded`` (it
+        was sent) and the model's turn is not touched."""
+        if error is not None:
+            self.error = error
+        else:
+            self.output = output
+        self.save(update_fields=["output", "error"])
 
     @property
     def is_settled(self) -> bool:

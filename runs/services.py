@@ -391,10 +391,15 @@ def decide_tool_call(*, session: Session, call_id: str, approved: bool, reason: 
 
 
 def submit_tool_result(*, session: Session, call_id: str, output: Any = None, error: str | None = None) -> ToolCall:
-    """The client's result of a client tool call (``output``, or ``error``). Raises
-    ``ToolCall.DoesNotExist`` or ``ActionAlreadyAnswered`` (not waiting for a result)."""
+    """The client's result of a client tool call (``output``, or ``error``); for a UI
+    command (``call.is_ui_command``: its turn went on) it is recorded on the call, however
+    often. Raises ``ToolCall.DoesNotExist`` or ``ActionAlreadyAnswered`` (not waiting for a
+    result)."""
     with transaction.atomic():
         call = _locked_call(session=session, call_id=call_id)
+        if call.is_ui_command:
+            call.record_result(output=output, error=error)
+            return call
         if call.status != ToolCall.Status.AWAITING_RESULT:
             raise ActionAlreadyAnswered(
                 "This tool call is not waiting for a result.", details={"call_id": call_id, "status": call.status}

@@ -201,13 +201,21 @@ class ToolCallApprovalView(APIView):
 
 class ToolCallResultView(APIView):
     """``POST sessions/{s}/tool-calls/{call_id}/result {output} | {error}``: the result of
-    a client tool (a UI command the client ran)."""
+    a client tool (a UI command the client ran); ``status: recorded`` for a command whose
+    turn did not wait for it."""
 
     @extend_schema(
         request=ToolCallResultSerializer,
         responses={
             200: inline_serializer(
-                "ToolCallResult", {"call_id": serializers.CharField(), "status": serializers.CharField()}
+                "ToolCallResult",
+                {
+                    "call_id": serializers.CharField(),
+                    "status": serializers.CharField(
+                        help_text="The call's status (`succeeded`, `failed`), or `recorded` for a UI command "
+                        "whose turn went on without waiting (`wait_for_result: false`)."
+                    ),
+                },
             ),
             409: error_response(
                 "`already_decided`: the call waits for no result (answered before, or not a client tool)."
@@ -222,7 +230,7 @@ class ToolCallResultView(APIView):
             call = services.submit_tool_result(session=session, call_id=call_id, **data.validated_data)
         except ToolCall.DoesNotExist as exc:
             raise NotFound("No such tool call in this session.") from exc
-        return Response({"call_id": call_id, "status": call.status})
+        return Response({"call_id": call_id, "status": ToolCall.RECORDED if call.is_ui_command else call.status})
 
 
 # --- connections ------------------------------------------------------------------------

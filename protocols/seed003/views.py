@@ -194,7 +194,10 @@ class CommandSerializer(ToolCallResultSerializer):
 class CommandResultSerializer(serializers.Serializer):
     session_id = serializers.UUIDField()
     call_id = serializers.CharField()
-    status = serializers.CharField(help_text="The call's status: `succeeded`, or `failed` with an `error`.")
+    status = serializers.CharField(
+        help_text="The call's status: `succeeded`, or `failed` with an `error`; `recorded` for a command whose "
+        "tool waits for no result (`wait_for_result: false`)."
+    )
 
 
 class CommandView(ProtocolView, APIView):
@@ -228,4 +231,5 @@ class CommandView(ProtocolView, APIView):
             call = run_services.submit_tool_result(session=session, call_id=call_id, **fields)
         except ToolCall.DoesNotExist as exc:
             raise NotFound("No such command in this session.") from exc
-        return Response({"session_id": str(session.uuid), "call_id": call_id, "status": call.status})
+        status_ = ToolCall.RECORDED if call.is_ui_command else call.status
+        return Response({"session_id": str(session.uuid), "call_id": call_id, "status": status_})
