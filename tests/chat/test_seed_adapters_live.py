@@ -90,8 +90,13 @@ def test_seed003_send_compact_usage_and_a_ui_command(live):
     assert "/pricing" in prompt
     assert '"tabTitle": "Pricing"' in prompt
     assert compacted.status == 200
-    assert compacted.types[0] == "start"
-    assert "data-compaction" in compacted.types
+    assert compacted.types == ["token", "done"]  # seed 003's events, not the AI SDK's
+    assert compacted.events[0].data["content"] == "Earlier: plans."
+    assert set(compacted.events[-1].data["metadata"]["compaction"]) == {
+        "before_tokens",
+        "after_tokens",
+        "messages_compacted",
+    }
     assert usage["last_compacted_at"] is not None
     assert answer.status_code == 200
     assert answer.json()["status"] == "succeeded"
@@ -104,6 +109,33 @@ def test_seed003_send_compact_usage_and_a_ui_command(live):
         "input": {"to": "/pricing"},
     }
     assert commanded.events[-1].data["message"]["content"] == "Here it is."
+    assert commanded.events[-1].data["metadata"]["commands"] == [
+        {"call_id": call.call_id, "name": "navigate", "input": {"to": "/pricing"}}
+    ]
+
+
+def test_seed003_a_turn_waiting_for_an_approval_ends_with_done_naming_it(live):
+    live.agent.tools = [{"name": "refund", "kind": "client", "requires_approval": True}]
+    live.agent.save()
+    live.script([("text", "Refunding. "), ("tool_call", {"id": "r", "name": "refund", "arguments": '{"order": 7}'})])
+    chat_id = chat_api(live, "POST", "/chat", json={"agentId": live.agent.handle}).json()["id"]
+    titled(chat_id)
+
+    sent = live.read_stream(
+        f"{live.base_url}/api/v1/chat/sessions/{chat_id}/messages", method="POST", json={"content": "Refund 7"}
+    )
+
+    call = ToolCall.objects.get(run__session__uuid=chat_id)
+    assert sent.status == 200
+    assert [e.data["type"] for e in sent.events] == ["token", "done"]  # no error: the reply goes on later
+    done = sent.events[-1].data
+    assert done["message"]["content"] == "Refunding. "
+    assert done["metadata"]["status"] == "action_required"
+    (action,) = done["metadata"]["pending_actions"]
+    assert (action["type"], action["call_id"], action["tool_name"]) == ("approval", call.call_id, "refund")
+    assert action["input"] == {"order": 7}
+    assert action["url"].endswith(f"/sessions/{chat_id}/tool-calls/{call.call_id}/approval")
+    assert call.status == ToolCall.Status.PENDING_APPROVAL
 
 
 def wait_for_command(session_uuid: str, timeout: float = 20) -> ToolCall:
