@@ -452,6 +452,10 @@ class ToolCallQuerySet(models.QuerySet["ToolCall"]):
         return self.filter(status__in=ToolCall.OPEN_STATUSES)
 
 
+# What the model is told of a UI command (a client tool with wait_for_result false).
+UI_COMMAND_SENT = {"sent": True}
+
+
 class ToolCall(models.Model):
     """One tool call the model made in a run, with its own transitions. ``call_id`` is
     Genie's id for it (the stream's ``toolCallId``, the URL's ``{call_id}``)."""
@@ -599,6 +603,11 @@ class ToolCall(models.Model):
         """running → failed: its execution started and its worker died before the outcome
         was stored; it is not run again (see ``OUTCOME_UNKNOWN``)."""
         self.mark_failed(OUTCOME_UNKNOWN if self.executed_at else NEVER_RAN)
+
+    def mark_sent(self) -> None:
+        """running → succeeded for a UI command (a client tool that waits for no result):
+        sent to the client, which the model is told."""
+        self._finish(self.Status.SUCCEEDED, output=UI_COMMAND_SENT, waits_for_result=False)
 
     def mark_failed(self, error: str) -> None:
         self._finish(self.Status.FAILED, error=error)

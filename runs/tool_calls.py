@@ -232,6 +232,12 @@ class StepCalls:
             call.mark_waiting(ToolCall.Status.PENDING_APPROVAL)
             self.writer.emit(ev.TOOL_APPROVAL_REQUEST, approvalId=call.call_id, toolCallId=call.call_id)
             self.writer.emit(ev.DATA_APPROVAL_REQUIRED, data=self.action_data(call, "approval"))
+        elif not get_tool(offered.spec.kind).runs_on_server and not offered.spec.wait_for_result:
+            # A UI command: sent, and the turn goes on (a result posted later is recorded).
+            call.mark_sent()
+            self.writer.emit(
+                ev.DATA_CLIENT_TOOL_CALL, data={**self.action_data(call, "result"), "wait_for_result": False}
+            )
         elif not get_tool(offered.spec.kind).runs_on_server:
             call.mark_waiting(ToolCall.Status.AWAITING_RESULT)
             self.writer.emit(ev.DATA_CLIENT_TOOL_CALL, data=self.action_data(call, "result"))

@@ -58,6 +58,22 @@ REQUEST_OPENERS: dict[str, str] = {
     DATA_CLIENT_TOOL_CALL: CLIENT_TOOL,
     DATA_CONNECTION_AUTH_REQUIRED: CONNECTION,
 }
+
+
+def is_ui_command(data: dict[str, Any]) -> bool:
+    """Whether a ``data-client-tool-call``'s ``data`` is a UI command: a client tool with
+    ``wait_for_result: false``, sent while the turn went on (its outcome follows at once)."""
+    return data.get("wait_for_result") is False
+
+
+def asks_for_answer(event_type: str, chunk: dict[str, Any]) -> bool:
+    """Whether the event (``chunk``: its data) asks a person or the client for an answer,
+    so that the run pauses: an ``ACTION_REQUESTS`` event other than a UI command."""
+    if event_type not in ACTION_REQUESTS:
+        return False
+    return event_type != DATA_CLIENT_TOOL_CALL or not is_ui_command(chunk.get("data") or {})
+
+
 # The events that answer a request (or settle its call) in the stream.
 ANSWERS = frozenset({TOOL_APPROVAL_RESPONSE, TOOL_OUTPUT_AVAILABLE, TOOL_OUTPUT_ERROR, TOOL_OUTPUT_DENIED})
 

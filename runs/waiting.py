@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime
 
@@ -11,7 +12,7 @@ from django.db import close_old_connections, connection
 from genie.connections import redis_client
 from runs.events import StreamEvent, channel_name
 from runs.models import Run
-from runs.vocabulary import ACTION_REQUESTS, FINISH
+from runs.vocabulary import ACTION_REQUESTS, FINISH, asks_for_answer
 
 POLL_FALLBACK_SECONDS = 1.0
 
@@ -81,7 +82,11 @@ def _saw_finish(pubsub: redis.client.PubSub, run_uuid: str, deadline: float, *, 
                     continue
                 if event.type == FINISH:
                     return True
-                if or_pause and event.type in ACTION_REQUESTS:
+                if (
+                    or_pause
+                    and event.type in ACTION_REQUESTS
+                    and asks_for_answer(event.type, json.loads(event.data_json))
+                ):
                     return False
     except redis.RedisError:
         time.sleep(max(0.0, min(POLL_FALLBACK_SECONDS, until - time.monotonic())))

@@ -68,7 +68,8 @@ class AISDKChatFormat(UIMessageFormat):
             return event.sse()
         chunk = json.loads(event.data_json)
         if event.type in REQUESTS:
-            return self.request(event, chunk)
+            # A UI command asks for nothing: the turn went on (its outcome follows).
+            return event.sse() if ev.is_ui_command(chunk.get("data") or {}) else self.request(event, chunk)
         if event.type in {ev.START, ev.FINISH}:
             return self.with_metadata(event, chunk)
         if event.type in ev.ANSWERS:

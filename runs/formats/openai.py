@@ -117,8 +117,8 @@ class ChatCompletionChunkFormat(StreamFormat):
             self.failed = True
             message = json.loads(event.data_json).get("errorText") or "The agent's turn failed."
             return data_line({"error": {"message": message, "type": "server_error", "param": None, "code": None}})
-        if event.type in ev.ACTION_REQUESTS:
-            return self.action_frame(event, json.loads(event.data_json).get("data") or {})
+        if event.type in ev.ACTION_REQUESTS and ev.asks_for_answer(event.type, chunk := json.loads(event.data_json)):
+            return self.action_frame(event, chunk.get("data") or {})
         if event.type == ev.FINISH_STEP and (self.tool_calls or self.awaiting):
             return self.chunk(event, {}, "tool_calls" if self.tool_calls else "stop")
         if event.type == ev.FINISH:

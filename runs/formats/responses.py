@@ -41,7 +41,7 @@ from typing import Any
 
 from runs.events import StreamEvent
 from runs.formats.base import StreamFormat
-from runs.vocabulary import ACTION_REQUESTS, sse_frame, to_json
+from runs.vocabulary import asks_for_answer, sse_frame, to_json
 
 NUMBERS_PER_EVENT = 10
 
@@ -166,7 +166,7 @@ class ResponseState:
         was_ended = self.ended
         handler = getattr(self, "on_" + kind.replace("-", "_"), None)
         frames = handler(seq, data) if handler is not None else []
-        if kind in ACTION_REQUESTS:
+        if asks_for_answer(kind, data):
             call_id = (data.get("data") or {}).get("call_id")
             if call_id not in self.answered:
                 self.waiting.add(call_id)

@@ -61,6 +61,7 @@ class ToolSpec:
     url: str = ""  # webhook
     server_url: str = ""  # mcp
     allowed_tools: tuple[str, ...] | None = None  # mcp: the server's tools to offer (None: all)
+    wait_for_result: bool = True  # client: False, a UI command the turn does not wait for
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ToolSpec:
@@ -77,6 +78,7 @@ class ToolSpec:
             url=data.get("url", ""),
             server_url=data.get("server_url", ""),
             allowed_tools=tuple(allowed) if allowed is not None else None,
+            wait_for_result=bool(data.get("wait_for_result", True)),
         )
 
 

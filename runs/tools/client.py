@@ -1,5 +1,7 @@
 """Client tools (seed 003's UI commands): the client executes them (navigate, open a
-modal…) and posts the result; the run waits for it."""
+modal…) and posts the result; the run waits for it, unless the tool's ``wait_for_result``
+is false: then the call is a fire-and-forget command, the model is told it was sent, and
+the turn goes on."""
 
 from __future__ import annotations
 
@@ -16,7 +18,13 @@ class ClientTool:
     required_fields = ()
 
     def spec_fields(self) -> dict[str, serializers.Field]:
-        return {}
+        return {
+            "wait_for_result": serializers.BooleanField(
+                required=False,
+                default=True,
+                help_text="False: a UI command the turn does not wait for (the model is told it was sent).",
+            )
+        }
 
     def offers(self, spec: ToolSpec) -> list[OfferedTool]:
         return offer_itself(spec)

@@ -58,6 +58,8 @@ def test_agents_take_tool_definitions_and_show_the_webhook_secret_once(secret_ap
     assert [tool["name"] for tool in shown["tools"]] == ["refund", "navigate"]
     assert shown["tools"][0]["timeout"] == 30
     assert shown["tools"][0]["input_schema"] == {"type": "object"}
+    assert shown["tools"][1]["wait_for_result"] is True  # a client tool waits for its result by default
+    assert "wait_for_result" not in shown["tools"][0]  # a field of client tools only
     assert rotated.status_code == 200
     assert rotated.json()["webhook_secret"] not in {created.json()["webhook_secret"], ""}
 
@@ -74,6 +76,7 @@ def test_agents_take_tool_definitions_and_show_the_webhook_secret_once(secret_ap
         ({"name": "t", "kind": "client", "input_schema": {"type": "string"}}, "input_schema"),
         ({"name": "t", "kind": "client", "timeout": 500}, "timeout"),
         ({"name": "t", "kind": "client", "surprise": 1}, "surprise"),
+        ({"name": "t", "kind": "client", "wait_for_result": "maybe"}, "wait_for_result"),
     ],
 )
 def test_a_bad_tool_definition_is_400_naming_the_field(secret_api, settings, tool, field):
