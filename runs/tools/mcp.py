@@ -39,19 +39,22 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import httpx2
-from mcp.client import Client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import MCPError
-from mcp.types import CallToolResult, Implementation, TextContent
 from rest_framework import serializers
 
 from genie.egress import EgressRefused, guarded_async_client, validate_public_url
 from runs.tools import CallContext, OfferedTool, ToolError, ToolSpec
 from runs.tools.schema import schema_problem
+
+# The ``mcp`` SDK is imported where it is used: the web process imports this module only
+# for the kind's definition fields (``McpTool.spec_fields``, when an agent's tools are
+# validated) and never speaks MCP; importing the SDK costs over a second.
+if TYPE_CHECKING:
+    from mcp.client import Client
+    from mcp.types import CallToolResult
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +63,7 @@ MAX_LIST_PAGES = 20
 MAX_ERROR_CHARS = 1000
 SEPARATOR = "__"
 OFFERED_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-CLIENT_INFO = Implementation(name="genie", version="1")
+CLIENT_INFO = {"name": "genie", "version": "1"}
 
 T = TypeVar("T")
 
@@ -183,13 +186,17 @@ async def connect(server_url: str, *, request_timeout: float, access_token: str 
     """A negotiated MCP client session to ``server_url`` whose every HTTP request passes
     the egress guard. ``request_timeout`` bounds each HTTP exchange and each MCP request;
     the caller bounds the whole (``run_bounded``)."""
+    from mcp.client import Client
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.types import Implementation
+
     headers = {"Authorization": f"Bearer {access_token}"} if access_token else None
     async with (
         guarded_async_client(timeout=request_timeout, headers=headers) as http,
         Client(
             streamable_http_client(server_url, http_client=http),
             read_timeout_seconds=request_timeout,
-            client_info=CLIENT_INFO,
+            client_info=Implementation(**CLIENT_INFO),
             cache=None,
         ) as client,
     ):
@@ -233,6 +240,8 @@ def run_bounded(work: Callable[[], Awaitable[T]], *, timeout: float) -> T:
 def tool_error(exc: BaseException, timeout: float) -> ToolError:
     """The ToolError for what went wrong, found in ``exc``, the exception groups of the
     SDK's task groups and their causes."""
+    from mcp.shared.exceptions import MCPError
+
     causes = list(exception_chain(exc))
     for cause in causes:
         if isinstance(cause, EgressRefused):
@@ -266,6 +275,8 @@ def exception_chain(exc: BaseException) -> Iterator[BaseException]:
 
 
 def result_text(result: CallToolResult) -> str:
+    from mcp.types import TextContent
+
     return "\n".join(block.text if isinstance(block, TextContent) else f"[{block.type}]" for block in result.content)
 
 
