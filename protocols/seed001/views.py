@@ -33,14 +33,23 @@ from rest_framework.views import APIView
 
 from chat import services
 from chat.models import Agent, Message, Session
-from chat.serializers import MessageErrorSerializer, MessageTextField, UploadSerializer, validate_message_text
 from chat.views import UPLOAD_REQUEST
 from genie.idempotency import IdempotentRequest, run_idempotently
 from genie.links import absolute_url
 from genie.parsers import GenieMultiPartParser
 from genie.schema import IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, SECURITY
-from genie.serializers import JSONObjectField, StrictSerializer
 from protocols.base import ProtocolView, find_session, parse_uuid, pick_agent
+from protocols.seed001.serializers import (
+    ConversationCreateSerializer,
+    ConversationEventQuerySerializer,
+    ConversationEventSerializer,
+    ConversationMessageSerializer,
+    ConversationSerializer,
+    ConversationUploadSerializer,
+    GenieRunStartedSerializer,
+    RuntimeConnectionSerializer,
+    SendMessageSerializer,
+)
 from runs import connections
 from runs import services as run_services
 from runs.events import iso_utc
@@ -49,9 +58,7 @@ from runs.formats.seed001 import Reply, seed001_events
 from runs.handoff import answer_turn
 from runs.models import ConnectionAttempt, Run, RunEvent, ToolCall
 from runs.serializers import (
-    AuthLinkSerializer,
     ConnectionLinkSerializer,
-    EventQuerySerializer,
     ToolCallApprovalSerializer,
 )
 from runs.services import Turn
@@ -176,108 +183,6 @@ class Seed001View(ProtocolView):
                 missing=NotFound("No such conversation with this genie.", code="conversation_not_found"),
             )
         return self._conversation
-
-
-# --- serializers -------------------------------------------------------------------------
-
-
-class ConversationCreateSerializer(StrictSerializer):
-    title = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
-    user_id = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
-    metadata = JSONObjectField(required=False, default=dict)
-
-
-class ConversationSerializer(serializers.Serializer):
-    conversation_id = serializers.UUIDField(source="uuid")
-    genie_handle = serializers.CharField(source="agent.handle")
-    title = serializers.CharField()
-    user_id = serializers.CharField()
-    metadata = serializers.JSONField()
-    created_at = serializers.DateTimeField()
-    client_secret = serializers.CharField(
-        required=False, help_text="Publishable keys only, shown once: send it as X-Session-Secret."
-    )
-
-
-class SendMessageSerializer(StrictSerializer):
-    text = MessageTextField()
-    stream = serializers.BooleanField(
-        required=False, default=False, help_text="`true`: the answer is the turn's SSE stream."
-    )
-    file_id = serializers.UUIDField(
-        required=False, allow_null=True, default=None, help_text="A file from `…/upload` to attach."
-    )
-    metadata = JSONObjectField(required=False, default=dict)
-
-    def validate_text(self, value: str) -> str:
-        return validate_message_text(value)
-
-
-class GenieRunStartedSerializer(serializers.Serializer):
-    conversation_id = serializers.UUIDField()
-    genie_handle = serializers.CharField()
-    genie_run_id = serializers.UUIDField()
-    message_id = serializers.UUIDField(help_text="The genie's reply, pending until the run ends.")
-    status = serializers.CharField()
-    stream_url = serializers.URLField(help_text="`GET …/genie-runs/{genie_run_id}`: the run's stream.")
-
-
-class ConversationMessageSerializer(serializers.ModelSerializer):
-    message_id = serializers.UUIDField(source="uuid")
-    conversation_id = serializers.UUIDField(source="session.uuid")
-    role = serializers.CharField(source="sender_role", help_text="`user` or `agent` (the genie).")
-    genie_run_id = serializers.SerializerMethodField()
-    file_ids = serializers.SerializerMethodField()
-    error = MessageErrorSerializer(read_only=True, allow_null=True)
-
-    class Meta:
-        model = Message
-        fields = [
-            "message_id",
-            "conversation_id",
-            "role",
-            "text",
-            "status",
-            "error",
-            "genie_run_id",
-            "file_ids",
-            "created_at",
-        ]
-        read_only_fields = fields
-
-    def get_genie_run_id(self, obj: Message) -> str | None:
-        run = getattr(obj, "run", None) if obj.is_agent else None
-        return str(run.uuid) if run is not None else None
-
-    def get_file_ids(self, obj: Message) -> list[str]:
-        return [str(upload.file_id) for upload in obj.attachments.all()]
-
-
-class ConversationUploadSerializer(UploadSerializer):
-    conversation_id = serializers.UUIDField(source="session.uuid", read_only=True)
-
-    class Meta(UploadSerializer.Meta):
-        fields = ["file_id", "conversation_id", *UploadSerializer.Meta.fields[1:]]
-        read_only_fields = fields
-
-
-class ConversationEventQuerySerializer(EventQuerySerializer):
-    conversation_id = serializers.UUIDField()
-
-
-class ConversationEventSerializer(serializers.Serializer):
-    id = serializers.IntegerField(help_text="The event's id in its conversation (the stream's SSE id, for `since_id`).")
-    event = serializers.CharField(help_text="The stream's event name: `agent.message`, `processing.finished`…")
-    genie_run_id = serializers.UUIDField()
-    data = serializers.JSONField()
-    created_at = serializers.DateTimeField()
-
-
-class RuntimeConnectionSerializer(serializers.Serializer):
-    runtime_connection_attempt_id = serializers.UUIDField()
-    status = serializers.CharField(help_text="`auth_required` (present `auth_link.url`), `authorized` or `rejected`.")
-    auth_link = AuthLinkSerializer(required=False)
-    genie_handle = serializers.CharField()
 
 
 # --- views ---------------------------------------------------------------------------------

@@ -18,23 +18,32 @@ from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiResponse,
     extend_schema,
-    extend_schema_serializer,
     extend_schema_view,
 )
-from rest_framework import serializers, status, viewsets
+from rest_framework import status, viewsets
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from chat import services
-from chat.models import Message, Session
-from chat.serializers import MessageErrorSerializer, MessageTextField, validate_message_text
+from chat.models import Session
 from chat.views import REDIS_UNAVAILABLE, TEXT_TOO_LONG
 from genie.auth import Caller, NotPublishable
 from genie.idempotency import IdempotentRequest
 from genie.schema import IDEMPOTENCY_ERRORS, IDEMPOTENCY_KEY, error_response, register_error_voice
-from genie.serializers import JSONObjectField, StrictSerializer
 from protocols.base import ProtocolView, find_session, pick_agent
+from protocols.seed002.serializers import (
+    ChatCreatedSerializer,
+    ChatCreateSerializer,
+    ChatDetailSerializer,
+    ChatListItemSerializer,
+    ChatListSerializer,
+    ChatMessageCreateSerializer,
+    ChatMessageListSerializer,
+    ChatMessageSerializer,
+    ChatSerializer,
+    ReplySerializer,
+)
 from runs.handoff import answer_turn, reply_of
 from runs.services import Turn
 
@@ -62,79 +71,6 @@ register_error_voice(
         "required": ["statusCode", "code", "message", "details"],
     },
 )
-
-
-# --- shapes ------------------------------------------------------------------------------
-
-
-class ChatCreateSerializer(StrictSerializer):
-    agentId = serializers.CharField(max_length=100, help_text="The agent's handle (its uuid is accepted too).")  # noqa: N815
-    userId = serializers.CharField(  # noqa: N815
-        required=False, allow_blank=True, max_length=200, default="", help_text="Your own id for the end user."
-    )
-    metadata = JSONObjectField(required=False, default=dict)
-
-
-class ChatSerializer(serializers.Serializer):
-    id = serializers.UUIDField(source="uuid")
-    agentId = serializers.CharField(source="agent.handle")  # noqa: N815
-    teamId = serializers.UUIDField(source="team.uuid")  # noqa: N815
-    createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
-
-
-class ChatCreatedSerializer(ChatSerializer):
-    clientSecret = serializers.CharField(  # noqa: N815
-        required=False,
-        help_text="Publishable keys only, shown once: send it as X-Session-Secret to act on this chat.",
-    )
-
-
-class ChatListItemSerializer(serializers.Serializer):
-    id = serializers.UUIDField(source="uuid")
-    agentId = serializers.CharField(source="agent.handle")  # noqa: N815
-    userId = serializers.CharField(source="user_id")  # noqa: N815
-    createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
-
-
-@extend_schema_serializer(many=False)  # the list is one object, {chats: [...]}, not an array
-class ChatListSerializer(serializers.Serializer):
-    chats = ChatListItemSerializer(many=True)
-
-
-class ChatMessageSerializer(serializers.Serializer):
-    id = serializers.UUIDField(source="uuid")
-    content = serializers.CharField(source="text")
-    role = serializers.SerializerMethodField()
-    createdAt = serializers.DateTimeField(source="created_at")  # noqa: N815
-    error = MessageErrorSerializer(read_only=True, allow_null=True, help_text="A failed or stopped reply's error.")
-
-    def get_role(self, obj: Message) -> str:
-        return "assistant" if obj.is_agent else "user"
-
-
-@extend_schema_serializer(many=False)  # {messages: [...]}
-class ChatMessageListSerializer(serializers.Serializer):
-    messages = ChatMessageSerializer(many=True)
-
-
-class ChatDetailSerializer(ChatSerializer):
-    messages = ChatMessageSerializer(source="messages.transcript", many=True)
-
-
-class ReplySerializer(ChatMessageSerializer):
-    """The assistant's reply to a message."""
-
-    chatId = serializers.UUIDField(source="session.uuid")  # noqa: N815
-
-
-class ChatMessageCreateSerializer(StrictSerializer):
-    content = MessageTextField()
-    role = serializers.ChoiceField(
-        choices=["user"], required=False, default="user", help_text="Only `user`: the assistant answers."
-    )
-
-    def validate_content(self, value: str) -> str:
-        return validate_message_text(value)
 
 
 class ChatFilter(django_filters.FilterSet):

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
-from rest_framework import serializers, status
+from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -23,17 +23,20 @@ from rest_framework.views import APIView
 
 from chat import services
 from chat.models import Session
-from chat.serializers import CompactSerializer, ContextUsageSerializer, MessageTextField, validate_message_text
+from chat.serializers import CompactSerializer, ContextUsageSerializer
 from chat.views import REDIS_UNAVAILABLE, TEXT_TOO_LONG, SessionViewSet
 from genie.idempotency import IdempotentRequest
 from genie.schema import IDEMPOTENCY_ERRORS, IDEMPOTENCY_KEY, error_response, register_error_voice
-from genie.serializers import JSONObjectField, StrictSerializer
 from protocols.base import ProtocolView, find_session
+from protocols.seed003.serializers import (
+    CommandResultSerializer,
+    CommandSerializer,
+    SendMessageSerializer,
+)
 from runs import services as run_services
 from runs.formats import Seed003Format, StreamFormat
 from runs.handoff import answer_turn, turn_headers
 from runs.models import ToolCall
-from runs.serializers import ToolCallResultSerializer
 from runs.services import Turn
 
 TAG = "seed 003"
@@ -81,19 +84,6 @@ SEED003_EVENT = {
 
 def reachable_session(request: Request, session_id: str) -> Session:
     return find_session(request.auth, session_id, missing=NotFound("No such session."))
-
-
-class SendMessageSerializer(StrictSerializer):
-    content = MessageTextField(help_text="The message text.")
-    uiContext = JSONObjectField(  # noqa: N815
-        required=False, allow_null=True, default=None, help_text="currentPage, selectedElements, formData…"
-    )
-    scanContext = JSONObjectField(  # noqa: N815
-        required=False, allow_null=True, default=None, help_text="tabTitle, pageUrl…: how the visitor arrived."
-    )
-
-    def validate_content(self, value: str) -> str:
-        return validate_message_text(value)
 
 
 class SessionMessageView(ProtocolView, APIView):
@@ -182,22 +172,6 @@ class SessionContextViewSet(SessionViewSet):
     def context_usage(self, request: Request, **kwargs: str) -> Response:
         """The session's token usage, as `GET /api/v1/sessions/{s}/context-usage`."""
         return super().context_usage(request, **kwargs)
-
-
-class CommandSerializer(ToolCallResultSerializer):
-    """A UI command's result: ``output`` (any JSON), or ``error`` when the client could not run it."""
-
-    session_id = serializers.UUIDField()
-    call_id = serializers.CharField(max_length=100, help_text="The `call_id` of the stream's `command` event.")
-
-
-class CommandResultSerializer(serializers.Serializer):
-    session_id = serializers.UUIDField()
-    call_id = serializers.CharField()
-    status = serializers.CharField(
-        help_text="The call's status: `succeeded`, or `failed` with an `error`; `recorded` for a command whose "
-        "tool waits for no result (`wait_for_result: false`)."
-    )
 
 
 class CommandView(ProtocolView, APIView):
