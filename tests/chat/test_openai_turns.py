@@ -676,3 +676,14 @@ def test_a_client_schema_keeps_its_key_order_to_the_model(api, agent, model, wor
     sent = sent_to_model(model, agent)
     assert list(sent["tools"][0]["function"]["parameters"]["properties"]) == ["zeta", "alpha", "mid"]
     assert list(sent["response_format"]["json_schema"]["schema"]["properties"]) == ["zeta", "alpha", "mid"]
+
+
+def test_the_agents_api_reads_and_sets_allow_client_settings(api, secret_api, agent, worker):
+    url = f"/api/v1/agents/{agent.handle}"
+    assert secret_api.get(url).json()["allow_client_settings"] is True
+
+    changed = secret_api.patch(url, {"allow_client_settings": False}, format="json")
+    refused = ask(api, {"model": agent.handle, "messages": [{"role": "user", "content": "Hi"}], "seed": 1})
+
+    assert changed.json()["allow_client_settings"] is False
+    assert (refused.status_code, refused.json()["error"]["param"]) == (400, "seed")

@@ -151,3 +151,20 @@ def test_a_stream_cut_short_says_so_in_openais_error_shape():
 
     assert json.loads(tail.removeprefix("data: "))["error"]["code"] == "stream_interrupted"
     assert wire.preamble() == b""
+
+
+def test_a_sign_in_the_turn_waits_for_says_where_and_ends_with_stop():
+    paused = [
+        *TURN[:4],
+        event(
+            5, "data-connection-auth-required", data={"call_id": "c", "provider": "github", "link_url": "http://h/l"}
+        ),
+        event(6, "finish-step"),
+    ]
+
+    lines, _ = written(ChatCompletionChunkFormat(model="helper"), paused)
+
+    assert (
+        lines[-2]["choices"][0]["delta"]["content"] == "\n\n[Waiting for the user to sign in to `github`: http://h/l]"
+    )
+    assert lines[-1]["choices"][0]["finish_reason"] == "stop"
