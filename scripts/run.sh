@@ -41,6 +41,9 @@ stop() {
   trap 'kill -QUIT "$WORKER" 2>/dev/null; kill -KILL "$SERVER" 2>/dev/null' INT TERM HUP
   kill -TERM "$SERVER" "$WORKER" $NAP 2>/dev/null
   wait "$SERVER" "$WORKER" 2>/dev/null
+  # What the worker leaves behind (its embedded beat, when the worker was killed -9 and
+  # could not stop it): setsid made the worker's pid its process group's id.
+  kill -TERM -- -"$WORKER" 2>/dev/null
   exit "$1"
 }
 trap 'stop 0' INT TERM HUP

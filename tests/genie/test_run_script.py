@@ -234,3 +234,29 @@ def test_a_closed_terminal_stops_every_process(terminal, transactional_db, below
 
     wait_for(lambda: not any(alive(pid) for pid in started), 60, "every process to stop")
     assert [pid for pid in started if alive(pid)] == []
+
+
+def test_a_worker_killed_9_leaves_no_beat_behind(terminal, transactional_db):
+    # Issue 26, finding 5: the embedded beat (the worker's child) outlived a kill -9 of the worker.
+    term, _ = terminal()
+    started = all_started(term.pid)
+    (worker,) = [
+        pid for pid in started if b"celery" in Path(f"/proc/{pid}/cmdline").read_bytes() and pid in children(term.pid)
+    ]
+    assert descendants(worker)  # its beat
+
+    os.kill(worker, signal.SIGKILL)
+    term.read_to_end(120)
+
+    assert term.wait(30) == 1
+    assert "Genie stopped: a process of it exited" in term.text
+    wait_for(lambda: not any(alive(pid) for pid in started), 60, "every process to stop")
+    assert [pid for pid in started if alive(pid)] == []
+
+
+def children(pid: int) -> set[int]:
+    return {
+        child
+        for child in descendants(pid)
+        if Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[1] == str(pid)
+    }
