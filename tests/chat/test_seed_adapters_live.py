@@ -138,6 +138,35 @@ def test_seed003_a_turn_waiting_for_an_approval_ends_with_done_naming_it(live):
     assert call.status == ToolCall.Status.PENDING_APPROVAL
 
 
+def test_seed003_a_fire_and_forget_command_never_stalls_the_stream(live):
+    live.agent.tools = [{"name": "navigate", "kind": "client", "wait_for_result": False}]
+    live.agent.save()
+    live.script(
+        [("tool_call", {"id": "n", "name": "navigate", "arguments": '{"to": "/pricing"}'})],
+        [("text", "Opened pricing.")],
+    )
+    chat_id = chat_api(live, "POST", "/chat", json={"agentId": live.agent.handle}).json()["id"]
+    titled(chat_id)
+
+    # A client that handles commands itself and never posts a result: the turn still ends.
+    sent = live.read_stream(
+        f"{live.base_url}/api/v1/chat/sessions/{chat_id}/messages", method="POST", json={"content": "Prices?"}
+    )
+
+    call = ToolCall.objects.get(run__session__uuid=chat_id)
+    assert [e.data["type"] for e in sent.events] == ["command", "token", "done"]
+    assert sent.events[0].data == {
+        "type": "command",
+        "call_id": call.call_id,
+        "name": "navigate",
+        "input": {"to": "/pricing"},
+    }
+    done = sent.events[-1].data
+    assert (done["message"]["content"], done["metadata"]["status"]) == ("Opened pricing.", "complete")
+    assert done["metadata"]["commands"] == [{"call_id": call.call_id, "name": "navigate", "input": {"to": "/pricing"}}]
+    assert (call.status, call.output) == (ToolCall.Status.SUCCEEDED, {"sent": True})
+
+
 def wait_for_command(session_uuid: str, timeout: float = 20) -> ToolCall:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
