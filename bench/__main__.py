@@ -82,12 +82,17 @@ class Stack:
 
 def start_stack(workers: int) -> Stack:
     """Daphne with production settings (DEBUG=0) and ``workers`` Celery worker processes."""
+    from django.conf import settings
+
     from tests.processes import start_daphne, start_worker
 
     env = dict(os.environ)
     env.update(
         DEBUG="0",
         SECRET_KEY="bench-" + uuid.uuid4().hex,
+        # The agents this process stores have their secrets encrypted with its own key (derived
+        # from its SECRET_KEY when unset): the stack must read them with the same one.
+        GENIE_ENCRYPTION_KEY=",".join(settings.GENIE_ENCRYPTION_KEY),
         ALLOWED_HOSTS="127.0.0.1,localhost",
         SECURE_SSL_REDIRECT="0",
         SESSION_COOKIE_SECURE="0",
