@@ -141,9 +141,9 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("GENIE_DB_POOL", True):
-    # Django hands the pool a check of each connection taken from it (one round trip):
-    # after a PostgreSQL restart every pooled connection is dead, and without the check
-    # each one failed a request with a 500 before the pool dropped it.
+    # Connections are checked when taken from the pool (one round trip), so the dead ones a
+    # PostgreSQL restart leaves in it are replaced, not handed to a request (genie.postgresql).
+    DATABASES["default"]["ENGINE"] = "genie.postgresql"
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 0,
