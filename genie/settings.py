@@ -272,6 +272,7 @@ CORS_ALLOW_CREDENTIALS = False
 CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "idempotency-key", "last-event-id", "x-session-secret"]
 CORS_EXPOSE_HEADERS = [
     "genie-client-secret",  # a publishable key's new session, on a streaming POST
+    "genie-ignored-parameters",  # /v1: the parameters a request sent that were not applied
     "genie-run-id",  # seed 001's streamed send
     "genie-message-uuid",
     "genie-run-uuid",

@@ -65,6 +65,10 @@ from runs.tools.schema import check_schema
 SESSION_HEADER = "Genie-Session"
 RUN_HEADER = "Genie-Run-Uuid"
 RUN_STATUS_HEADER = "Genie-Run-Status"
+# Parameters accepted so that clients sending them work, and not applied: a reply to a
+# request that sent any of them names them in this header (nothing is ignored silently).
+IGNORED_HEADER = "Genie-Ignored-Parameters"
+IGNORED_PARAMETERS = ("store", "parallel_tool_calls", "logit_bias", "reasoning_effort", "service_tier")
 ROLES = {"user": Message.SenderRole.USER, "assistant": Message.SenderRole.AGENT}
 FUNCTIONS_UNSUPPORTED = "The legacy `functions` are not supported: send them as `tools`."
 # OpenAI parameters Genie cannot honour, with the values that ask for nothing (accepted).
@@ -302,8 +306,11 @@ class StreamOptionsSerializer(StrictSerializer):
 
 
 def accepted(field_class: type[serializers.Field]) -> serializers.Field:
-    """An OpenAI parameter accepted so that clients sending it work, and not used."""
-    return field_class(required=False, allow_null=True, help_text="Accepted; not used.")
+    """An OpenAI parameter accepted so that clients sending it work, and not used (the reply
+    names it in ``Genie-Ignored-Parameters``)."""
+    return field_class(
+        required=False, allow_null=True, help_text="Accepted; not used: the reply names it in Genie-Ignored-Parameters."
+    )
 
 
 def applied(field_class: type[serializers.Field], **bounds: Any) -> serializers.Field:
@@ -747,14 +754,17 @@ def awaited(call: ToolCall) -> str:
 
 def session_headers(request: Request, turn: Turn) -> dict[str, str]:
     """The session that stores the call (send it back as ``Genie-Session`` to continue it),
-    the turn's run, for a paused turn its status, and for a publishable key the new
-    session's secret (send it as ``X-Session-Secret``)."""
+    the turn's run, for a paused turn its status, for a publishable key the new session's
+    secret (send it as ``X-Session-Secret``), and the parameters sent but not applied."""
     run = turn.run
     headers = {SESSION_HEADER: str(turn.session.uuid), RUN_HEADER: str(run.uuid)}
     if run.status == Run.Status.REQUIRES_ACTION:
         headers[RUN_STATUS_HEADER] = run.status
     if turn.client_secret:
         headers["Genie-Client-Secret"] = turn.client_secret
+    ignored = [name for name in IGNORED_PARAMETERS if request.data.get(name) is not None]
+    if ignored:
+        headers[IGNORED_HEADER] = ", ".join(ignored)
     return headers
 
 

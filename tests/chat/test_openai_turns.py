@@ -223,6 +223,18 @@ def test_a_session_started_through_v1_is_titled_from_its_first_user_message_with
     assert len(model.requests[agent.model]) == 1  # the turn's call only
 
 
+def test_parameters_accepted_but_not_applied_are_named_in_the_reply(api, agent, model, worker):
+    model.script(agent.model, [("text", "Miso.")], [("text", "Tom.")])
+    body = {"model": agent.handle, "messages": [{"role": "user", "content": "A cat name?"}]}
+
+    ignored = ask(api, {**body, "logit_bias": {"50256": -100}, "store": True, "parallel_tool_calls": None})
+    plain = ask(api, {**body, "temperature": 0.2})
+
+    assert ignored.status_code == plain.status_code == 200
+    assert ignored["Genie-Ignored-Parameters"] == "store, logit_bias"  # null is not a value sent
+    assert "Genie-Ignored-Parameters" not in plain
+
+
 @pytest.mark.parametrize("method", ["get", "post", "put", "patch", "delete"])
 def test_any_unknown_v1_path_is_an_openai_404_for_every_method_even_with_csrf_checks(method, personal_key):
     client = Client(enforce_csrf_checks=True)
