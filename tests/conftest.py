@@ -4,6 +4,8 @@ server, a real Celery worker process, real PostgreSQL and Redis, a scripted fake
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -97,6 +99,19 @@ def oauth() -> Iterator[OAuthServer]:
     server = OAuthServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def aisdk_installed() -> Path:
+    """tests/aisdk (the AI SDK's npm packages) installed from its lock file."""
+    folder = Path(__file__).resolve().parent / "aisdk"
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.fail("node and npm are required for the AI SDK client tests (apt-get install nodejs npm)")
+    done = subprocess.run(
+        ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=folder, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return folder
 
 
 @pytest.fixture
