@@ -322,6 +322,9 @@ class ResponseState:
             if data.get("finishReason") == "length":
                 self.status = "incomplete"
                 self.incomplete_details = {"reason": "max_output_tokens"}
+                cut = [item for item in self.output if item["type"] == "message"][-1:]
+                for item in cut:  # the message the cap cut, as OpenAI marks it
+                    item["status"] = "incomplete"
             else:
                 self.status = "completed"
         self.ended = True

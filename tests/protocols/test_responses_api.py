@@ -579,6 +579,7 @@ def test_a_reply_cut_by_the_token_cap_is_incomplete(api, agent, model):
     assert body["status"] == "incomplete"
     assert body["incomplete_details"] == {"reason": "max_output_tokens"}
     assert body["output"][0]["content"][0]["text"] == "Once upon"
+    assert body["output"][0]["status"] == "incomplete"
     assert (body["usage"]["input_tokens"], body["usage"]["output_tokens"]) == (5, 2)
     assert model.requests[0].max_tokens == 2
 
