@@ -243,7 +243,8 @@ def test_a_worker_killed_9_leaves_no_beat_behind(terminal, transactional_db):
     (worker,) = [
         pid for pid in started if b"celery" in Path(f"/proc/{pid}/cmdline").read_bytes() and pid in children(term.pid)
     ]
-    assert descendants(worker)  # its beat
+    wait_for(lambda: bool(descendants(worker)), 60, "the worker's beat")  # it forks its beat once up
+    started |= descendants(worker)
 
     os.kill(worker, signal.SIGKILL)
     term.read_to_end(120)
