@@ -32,6 +32,7 @@ from genie.auth import Caller
 from genie.exceptions import GenieError
 from genie.idempotency import IdempotentRequest
 from genie.schema import IDEMPOTENCY_KEY
+from protocols.base import pick_agent
 from protocols.openai.views import (
     COMMON_OPENAI_ERRORS,
     Conversation,
@@ -276,12 +277,10 @@ class ResponsesView(APIView):
         data.is_valid(raise_exception=True)
         body = data.validated_data
         caller: Caller = request.auth
-        agent = Agent.objects.startable_by(caller).pick(body["model"])
-        if agent is None:
-            raise ModelNotFound(
-                f"The model `{body['model']}` does not exist or you do not have access to it.",
-                details={"param": "model"},
-            )
+        missing = ModelNotFound(
+            f"The model `{body['model']}` does not exist or you do not have access to it.", details={"param": "model"}
+        )
+        agent = pick_agent(caller, body["model"], missing=missing)
         previous = None
         if body["previous_response_id"] is not None:
             previous = find_response(caller, body["previous_response_id"], param="previous_response_id")
