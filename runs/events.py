@@ -374,9 +374,19 @@ def logged_text(events: list[LoggedEvent]) -> str:
     return "".join(event.data.get("delta", "") for event in events if event.type == ev.TEXT_DELTA)
 
 
-def pause_point(run: Run, call_ids: list[str]) -> int:
-    """The id of the ``finish-step`` that paused ``run`` for ``call_ids``: a continuation
-    streams what follows it. Reads the run's log (PostgreSQL, then Redis)."""
+@dataclass(frozen=True)
+class PausePoint:
+    """Where a run paused: the id of the ``finish-step`` that ended the step (a
+    continuation streams what follows it) and the length of the reply's text by then
+    (what a continuation's answer does not say again)."""
+
+    seq: int
+    text_length: int
+
+
+def pause_point(run: Run, call_ids: list[str]) -> PausePoint:
+    """Where ``run`` paused for ``call_ids`` (their approval requests or client tool
+    calls). Reads the run's log (PostgreSQL, then Redis)."""
     log = read_run_log(run)
     requested = [
         index
@@ -385,4 +395,5 @@ def pause_point(run: Run, call_ids: list[str]) -> int:
         or (event.type == ev.DATA_CLIENT_TOOL_CALL and event.data.get("data", {}).get("call_id") in call_ids)
     ]
     start = requested[-1] if requested else len(log) - 1
-    return next((event.seq for event in log[start:] if event.type == ev.FINISH_STEP), log[-1].seq if log else 0)
+    seq = next((event.seq for event in log[start:] if event.type == ev.FINISH_STEP), log[-1].seq if log else 0)
+    return PausePoint(seq, len(logged_text([event for event in log if event.seq <= seq])))

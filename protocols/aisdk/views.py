@@ -172,7 +172,7 @@ class AISDKChatView(ProtocolView, APIView):
             session=session,
             run=run,
             answers=[tool_answer(call_id, part) for call_id, part in answers.items()],
-            after_seq=pause_point(run, pending),
+            after_seq=pause_point(run, pending).seq,
         )
         return answer_turn(request, start, wire=wire, headers=turn_headers, render=turn_continued)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from django.db.models import QuerySet
@@ -26,10 +26,8 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
-    extend_schema_field,
-    extend_schema_serializer,
 )
-from rest_framework import serializers, status, viewsets
+from rest_framework import serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -37,15 +35,22 @@ from rest_framework.views import APIView
 from chat import services
 from chat.exceptions import ChatHistoryMismatch, ModelNotFound, SessionNotFound, TurnFailed
 from chat.models import Agent, Message, Session
-from chat.serializers import validate_message_text
 from genie.auth import Caller, IsTeamCaller, NotPublishable
 from genie.idempotency import IdempotentRequest
 from genie.links import absolute_url
 from genie.schema import IDEMPOTENCY_KEY
-from genie.serializers import JSONObjectField, StrictSerializer
 from protocols.base import ProtocolView, parse_uuid, pick_agent
+from protocols.openai.conversation import (
+    Conversation,
+    answered_run,
+    session_with_history,
+    stored_transcript,
+    tool_output,
+)
+from protocols.openai.errors import COMMON_OPENAI_ERRORS, openai_error, openai_error_response
+from protocols.openai.serializers import AgentModelSerializer, ChatCompletionRequestSerializer, ModelListSerializer
 from runs import vocabulary as ev
-from runs.events import logged_text, read_run_log
+from runs.events import pause_point
 from runs.formats.openai import (
     ChatCompletionChunkFormat,
     awaited_note,
@@ -59,8 +64,6 @@ from runs.options import ClientSettings, ClientToolSpec, TurnOptions, client_too
 from runs.providers import get_provider
 from runs.services import ToolAnswer, Turn
 from runs.titles import fallback_title
-from runs.tools import check_input_schema
-from runs.tools.schema import check_schema
 
 SESSION_HEADER = "Genie-Session"
 RUN_HEADER = "Genie-Run-Uuid"
@@ -69,62 +72,6 @@ RUN_STATUS_HEADER = "Genie-Run-Status"
 # request that sent any of them names them in this header (nothing is ignored silently).
 IGNORED_HEADER = "Genie-Ignored-Parameters"
 IGNORED_PARAMETERS = ("store", "parallel_tool_calls", "logit_bias", "reasoning_effort", "service_tier")
-ROLES = {"user": Message.SenderRole.USER, "assistant": Message.SenderRole.AGENT}
-FUNCTIONS_UNSUPPORTED = "The legacy `functions` are not supported: send them as `tools`."
-# OpenAI parameters Genie cannot honour, with the values that ask for nothing (accepted).
-UNSUPPORTED: dict[str, tuple[tuple[Any, ...], str]] = {
-    "n": ((None, 1), "n > 1 is not supported: an agent writes one reply per turn."),
-    "functions": ((None, []), FUNCTIONS_UNSUPPORTED),
-    "function_call": ((None, "none", "auto"), FUNCTIONS_UNSUPPORTED),
-    "logprobs": ((None, False), "logprobs are not supported."),
-    "top_logprobs": ((None, 0), "logprobs are not supported."),
-    "modalities": ((None, ["text"]), 'Only text replies are supported (modalities ["text"]).'),
-    "audio": ((None,), "Audio replies are not supported."),
-    "prediction": ((None,), "Predicted outputs are not supported."),
-}
-
-
-# --- errors in OpenAI's voice -----------------------------------------------------------
-
-
-def openai_error(code: str, message: str, details: Any, status_code: int) -> dict[str, Any]:
-    """The one error path's answer in OpenAI's shape: ``{"error": {"message", "type",
-    "param", "code"}}``. An invalid field names itself in ``param``."""
-    param = None
-    if code == "validation_error" and details:
-        param, message, code = first_invalid(details)
-    elif isinstance(details, dict):
-        param = details.get("param")
-    if status_code == status.HTTP_401_UNAUTHORIZED:
-        code = "invalid_api_key"
-    elif status_code == status.HTTP_429_TOO_MANY_REQUESTS:
-        code = "rate_limit_exceeded"
-    kind = "server_error" if status_code >= 500 else "requests" if status_code == 429 else "invalid_request_error"
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
-
-
-def first_invalid(details: Any, param: str = "") -> tuple[str | None, str, str]:
-    """The first error of a DRF validation error as ``(param, message, code)``; ``param``
-    in OpenAI's notation (``messages[1].content``)."""
-    if isinstance(details, dict) and details:
-        name, value = next(iter(details.items()))
-        name = str(name)
-        if name.isdigit():
-            return first_invalid(value, f"{param}[{name}]")
-        if name == "non_field_errors":
-            return first_invalid(value, param)
-        return first_invalid(value, f"{param}.{name}" if param else name)
-    if isinstance(details, list) and details:
-        for index, item in enumerate(details):
-            if isinstance(item, dict | list):
-                if item:
-                    return first_invalid(item, f"{param}[{index}]")
-                continue
-            code = getattr(item, "code", None) or "invalid_value"
-            if code == "unknown_field":
-                return param, f"Unrecognized request argument supplied: {param}", "unknown_parameter"
-            return param or None, f"{param}: {item}" if param else str(item), code
-    return param or None, "The request is invalid.", "invalid_value"
 
 
 @csrf_exempt  # an API path, whatever the method: never a CSRF failure (a cookie-less client has no token)
@@ -134,292 +81,7 @@ def unknown_url(request: HttpRequest) -> JsonResponse:
     return JsonResponse(openai_error("unknown_url", message, None, 404), status=404)
 
 
-# --- requests -----------------------------------------------------------------------------
-
-
-@extend_schema_field(
-    {
-        "oneOf": [
-            {"type": "string"},
-            {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {"type": {"type": "string", "enum": ["text"]}, "text": {"type": "string"}},
-                    "required": ["type", "text"],
-                },
-            },
-        ],
-        "nullable": True,
-        "description": "Text, or text parts (joined with new lines); images are not taken here.",
-    }
-)
-class MessageContentField(serializers.Field):
-    def to_internal_value(self, data: Any) -> str:
-        if data is None:
-            return ""
-        if isinstance(data, str):
-            return data
-        if not isinstance(data, list):
-            raise serializers.ValidationError("Expected text or a list of text parts.", code="invalid_type")
-        texts = []
-        for part in data:
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise serializers.ValidationError(
-                    "Only text parts are supported; attach files through Genie's uploads API.",
-                    code="unsupported_content",
-                )
-            texts.append(part["text"])
-        return "\n".join(texts)
-
-    def to_representation(self, value: str) -> str:
-        return value
-
-
-TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
-
-
-class FunctionCallSerializer(StrictSerializer):
-    name = serializers.RegexField(TOOL_NAME)
-    arguments = serializers.CharField(allow_blank=True, trim_whitespace=False)
-
-
-class ToolCallSerializer(StrictSerializer):
-    """A tool call of an earlier assistant message, as the client received it."""
-
-    id = serializers.CharField(max_length=200)
-    type = serializers.ChoiceField(choices=["function"], required=False, default="function")
-    function = FunctionCallSerializer()
-    index = serializers.IntegerField(required=False, help_text="Accepted (a streamed call's index); not used.")
-
-
-class ChatMessageSerializer(StrictSerializer):
-    role = serializers.ChoiceField(
-        choices=["system", "developer", "user", "assistant", "tool"],
-        error_messages={"invalid_choice": "Role {input} is not supported: system, developer, user, assistant or tool."},
-    )
-    content = MessageContentField(required=False, allow_null=True, default="")
-    name = serializers.CharField(required=False, allow_blank=True, help_text="Accepted; not used.")
-    tool_call_id = serializers.CharField(
-        required=False, max_length=200, help_text="A `tool` message: the call it answers."
-    )
-    tool_calls = serializers.ListField(
-        child=ToolCallSerializer(), required=False, allow_null=True, max_length=128, help_text="An assistant's calls."
-    )
-    refusal = serializers.CharField(required=False, allow_null=True, allow_blank=True, help_text="Accepted; not used.")
-
-    def validate_content(self, value: str | None) -> str:
-        return value or ""
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs["role"] == "tool" and not attrs.get("tool_call_id"):
-            raise serializers.ValidationError(
-                {"tool_call_id": ["A tool message names the call it answers."]}, code="required"
-            )
-        if attrs.get("tool_calls") and attrs["role"] != "assistant":
-            raise serializers.ValidationError({"tool_calls": ["Only an assistant message has tool calls."]})
-        attrs["tool_calls"] = attrs.get("tool_calls") or []
-        return attrs
-
-
-class FunctionSerializer(StrictSerializer):
-    name = serializers.RegexField(TOOL_NAME, help_text="Letters, digits, `_` and `-`; at most 64.")
-    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
-    parameters = JSONObjectField(required=False, default=dict, help_text="A JSON Schema of the arguments (an object).")
-    strict = serializers.BooleanField(required=False, allow_null=True, help_text="Accepted; arguments are checked.")
-
-    def validate_parameters(self, value: dict[str, Any]) -> dict[str, Any]:
-        value = value or {"type": "object", "properties": {}}
-        if (problem := check_input_schema(value)) is not None:
-            raise serializers.ValidationError(problem, code="invalid_schema")
-        return value
-
-
-class ToolSerializer(StrictSerializer):
-    """A function the client runs itself, offered to the model beside the agent's tools."""
-
-    type = serializers.ChoiceField(choices=["function"])
-    function = FunctionSerializer()
-
-
-@extend_schema_field(
-    {
-        "oneOf": [
-            {"type": "string", "enum": ["none", "auto", "required"]},
-            {
-                "type": "object",
-                "properties": {
-                    "type": {"type": "string", "enum": ["function"]},
-                    "function": {"type": "object", "properties": {"name": {"type": "string"}}},
-                },
-            },
-        ],
-        "nullable": True,
-    }
-)
-class ToolChoiceField(serializers.Field):
-    """``none``, ``auto``, ``required``, or one function by name."""
-
-    def to_internal_value(self, data: Any) -> str | dict[str, Any]:
-        if data in ("none", "auto", "required"):
-            return data
-        function = data.get("function") if isinstance(data, dict) else None
-        name = function.get("name") if isinstance(function, dict) else None
-        if not isinstance(data, dict) or data.get("type") != "function" or not isinstance(name, str):
-            raise serializers.ValidationError(
-                'Expected "none", "auto", "required" or {"type": "function", "function": {"name": …}}.',
-                code="invalid_value",
-            )
-        return {"type": "function", "function": {"name": name}}
-
-    def to_representation(self, value: Any) -> Any:
-        return value
-
-
-class JsonSchemaFormatSerializer(StrictSerializer):
-    name = serializers.RegexField(TOOL_NAME)
-    description = serializers.CharField(required=False, allow_blank=True)
-    schema = JSONObjectField(required=False, default=dict)
-    strict = serializers.BooleanField(required=False, allow_null=True, default=False)
-
-    def validate_schema(self, value: dict[str, Any]) -> dict[str, Any]:
-        # The tools' rules (runs.tools.schema): no $ref outside the schema, patterns RE2 can run.
-        problem = check_schema(value)
-        if problem is not None:
-            raise serializers.ValidationError(problem, code="invalid_schema")
-        return value
-
-
-class ResponseFormatSerializer(StrictSerializer):
-    type = serializers.ChoiceField(choices=["text", "json_object", "json_schema"])
-    json_schema = JsonSchemaFormatSerializer(required=False)
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs["type"] == "json_schema" and "json_schema" not in attrs:
-            raise serializers.ValidationError({"json_schema": ["Required for type json_schema."]}, code="required")
-        return attrs
-
-
-class StreamOptionsSerializer(StrictSerializer):
-    include_usage = serializers.BooleanField(required=False, default=False)
-    include_obfuscation = serializers.BooleanField(required=False, help_text="Accepted; not used.")
-
-
-def accepted(field_class: type[serializers.Field]) -> serializers.Field:
-    """An OpenAI parameter accepted so that clients sending it work, and not used (the reply
-    names it in ``Genie-Ignored-Parameters``)."""
-    return field_class(
-        required=False, allow_null=True, help_text="Accepted; not used: the reply names it in Genie-Ignored-Parameters."
-    )
-
-
-def applied(field_class: type[serializers.Field], **bounds: Any) -> serializers.Field:
-    """A client setting forwarded to the model (unless the agent forbids client settings:
-    then a 400 naming it)."""
-    return field_class(
-        required=False,
-        allow_null=True,
-        help_text="Applied to the turn's model calls (the agent's `allow_client_settings`).",
-        **bounds,
-    )
-
-
-@extend_schema_field(
-    {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 4}], "nullable": True}
-)
-class StopField(serializers.Field):
-    """``stop``: one string or up to four."""
-
-    def to_internal_value(self, data: Any) -> tuple[str, ...]:
-        values = [data] if isinstance(data, str) else data
-        if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values) or len(values) > 4:
-            raise serializers.ValidationError("Expected a string or a list of up to 4 strings.", code="invalid_type")
-        return tuple(values)
-
-    def to_representation(self, value: tuple[str, ...]) -> list[str]:
-        return list(value)
-
-
-def unsupported() -> serializers.JSONField:
-    return serializers.JSONField(required=False, help_text="Only the value that asks for nothing is accepted.")
-
-
-class ChatCompletionRequestSerializer(StrictSerializer):
-    model = serializers.CharField(max_length=100, help_text="An agent's handle (or uuid): `GET /v1/models`.")
-    messages = serializers.ListField(child=ChatMessageSerializer(), min_length=1, max_length=1000)
-    stream = serializers.BooleanField(required=False, default=False)
-    stream_options = StreamOptionsSerializer(required=False, allow_null=True, default=None)
-    user = serializers.CharField(
-        required=False, allow_blank=True, max_length=200, default="", help_text="A new session's `user_id`."
-    )
-    metadata = JSONObjectField(required=False, default=dict, help_text="A new session's metadata.")
-    temperature = applied(serializers.FloatField, min_value=0.0, max_value=2.0)
-    top_p = applied(serializers.FloatField, min_value=0.0, max_value=1.0)
-    max_tokens = applied(serializers.IntegerField, min_value=1)
-    max_completion_tokens = applied(serializers.IntegerField, min_value=1)
-    presence_penalty = applied(serializers.FloatField, min_value=-2.0, max_value=2.0)
-    frequency_penalty = applied(serializers.FloatField, min_value=-2.0, max_value=2.0)
-    seed = applied(serializers.IntegerField)
-    stop = StopField(required=False, allow_null=True, help_text="Applied: the model stops before any of these.")
-    store = accepted(serializers.BooleanField)
-    parallel_tool_calls = accepted(serializers.BooleanField)
-    logit_bias = accepted(serializers.JSONField)
-    reasoning_effort = accepted(serializers.CharField)
-    service_tier = accepted(serializers.CharField)
-    n = unsupported()
-    tools = serializers.ListField(
-        child=ToolSerializer(), required=False, allow_null=True, max_length=128, help_text="The client's functions."
-    )
-    tool_choice = ToolChoiceField(required=False, allow_null=True)
-    functions = unsupported()
-    function_call = unsupported()
-    response_format = ResponseFormatSerializer(required=False, allow_null=True)
-    logprobs = unsupported()
-    top_logprobs = unsupported()
-    modalities = unsupported()
-    audio = unsupported()
-    prediction = unsupported()
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        for name, (allowed, message) in UNSUPPORTED.items():
-            if name in attrs and attrs[name] not in allowed:
-                raise serializers.ValidationError({name: [message]}, code="unsupported_parameter")
-        messages = attrs["messages"]
-        turn = last_user_index(messages)
-        if turn is None:
-            raise serializers.ValidationError(
-                {"messages": ["The last message must be the user's (the new turn), or tool results after it."]},
-                code="invalid_value",
-            )
-        if messages[-1]["role"] == "assistant":
-            raise serializers.ValidationError(
-                {"messages": ["The last message must be the user's (the new turn), or tool results."]},
-                code="invalid_value",
-            )
-        called: set[str] = set()
-        for index, message in enumerate(messages):
-            called.update(call["id"] for call in message["tool_calls"])
-            if message["role"] == "tool" and message["tool_call_id"] not in called:
-                raise serializers.ValidationError(
-                    {"messages": {str(index): {"tool_call_id": ["No earlier assistant message made this call."]}}},
-                    code="invalid_value",
-                )
-        for message in messages:
-            if message["role"] in ROLES and message["content"].strip():
-                validate_message_text(message["content"])
-        try:
-            validate_message_text(messages[turn]["content"])
-        except serializers.ValidationError as exc:
-            raise serializers.ValidationError({"messages": {turn: {"content": exc.detail}}}) from exc
-        names = [tool["function"]["name"] for tool in attrs.get("tools") or []]
-        if len(set(names)) != len(names):
-            raise serializers.ValidationError({"tools": ["Each tool needs its own name."]}, code="invalid_value")
-        choice = attrs.get("tool_choice")
-        if isinstance(choice, dict) and choice["function"]["name"] not in names:
-            raise serializers.ValidationError(
-                {"tool_choice": ["It names no tool of the request's `tools`."]}, code="invalid_value"
-            )
-        return attrs
+# --- what a request asks of its turn -------------------------------------------------------
 
 
 # The request's settings of the turn's model calls, in OpenAI's names.
@@ -468,70 +130,6 @@ def client_settings(body: dict[str, Any], agent: Agent) -> ClientSettings:
         stop=body.get("stop") or (),
         max_tokens=body.get("max_completion_tokens") or body.get("max_tokens"),
     )
-
-
-def last_user_index(messages: list[dict[str, Any]]) -> int | None:
-    return next((index for index in range(len(messages) - 1, -1, -1) if messages[index]["role"] == "user"), None)
-
-
-def transcript_of(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """Messages as Genie stores a conversation: user messages, and one agent message per
-    turn (an assistant's messages around its tool calls joined, as a run's reply holds
-    all its steps' text); tool results and instructions are not part of it."""
-    transcript: list[tuple[str, str]] = []
-    for message in messages:
-        if message["role"] == "user":
-            transcript.append((Message.SenderRole.USER, message["content"]))
-        elif message["role"] == "assistant":
-            if transcript and transcript[-1][0] == Message.SenderRole.AGENT:
-                transcript[-1] = (Message.SenderRole.AGENT, transcript[-1][1] + message["content"])
-            else:
-                transcript.append((Message.SenderRole.AGENT, message["content"]))
-    return [(role, text) for role, text in transcript if text.strip()]
-
-
-@dataclass(frozen=True)
-class Conversation:
-    """A request's messages as a turn: the conversation before it (``earlier``), its user
-    message (``text``), and the tool loop the client ran after it (``steps``: assistant
-    tool calls and tool results, as the model reads them; ``steps_text``: their assistant
-    text), whose last tool results (``answers``: call id → content) may answer a paused
-    run's calls."""
-
-    earlier: list[tuple[str, str]]
-    text: str
-    steps: tuple[dict[str, Any], ...]
-    steps_text: str
-    answers: dict[str, str]
-
-    @classmethod
-    def of(cls, messages: list[dict[str, Any]]) -> Conversation:
-        turn = last_user_index(messages)
-        tail = [m for m in messages[turn + 1 :] if m["role"] in ("assistant", "tool")]
-        steps: list[dict[str, Any]] = []
-        for message in tail:
-            if message["role"] == "tool":
-                steps.append({"role": "tool", "tool_call_id": message["tool_call_id"], "content": message["content"]})
-                continue
-            step: dict[str, Any] = {"role": "assistant", "content": message["content"] or None}
-            if message["tool_calls"]:
-                step["tool_calls"] = [
-                    {"id": call["id"], "type": "function", "function": dict(call["function"])}
-                    for call in message["tool_calls"]
-                ]
-            steps.append(step)
-        answers: dict[str, str] = {}
-        for message in reversed(tail):
-            if message["role"] != "tool":
-                break
-            answers[message["tool_call_id"]] = message["content"]
-        return cls(
-            earlier=transcript_of(messages[:turn]),
-            text=messages[turn]["content"],
-            steps=tuple(steps),
-            steps_text="".join(m["content"] for m in tail if m["role"] == "assistant"),
-            answers=dict(reversed(answers.items())),
-        )
 
 
 def response_format_of(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -589,109 +187,7 @@ def turn_options(body: dict[str, Any], agent: Agent, conversation: Conversation)
     )
 
 
-def stored_transcript(session: Session) -> list[tuple[str, str]]:
-    """A session's conversation as ``transcript_of`` reads a request's (replaced replies
-    left out)."""
-    rows = session.messages.filter(replaced_by__isnull=True).order_by("created_at", "id")
-    return [(role, text) for role, text in rows.values_list("sender_role", "text") if text.strip()]
-
-
-# Sessions compared at most, most recent first, when a request's history names none.
-MATCH_CANDIDATES = 20
-
-
-def session_with_history(caller: Caller, agent: Agent, earlier: list[tuple[str, str]]) -> Session | None:
-    """The caller's session with ``agent`` whose stored transcript is exactly ``earlier``
-    and that runs no turn now (a stateless client resending the conversation goes on in
-    it), or None."""
-    users = [text for role, text in earlier if role == Message.SenderRole.USER]
-    if not users:
-        return None
-    candidates = (
-        Session.objects.reachable_by(caller)
-        .filter(agent=agent, messages__sender_role=Message.SenderRole.USER, messages__text=users[-1])
-        .exclude(runs__status__in=Run.ACTIVE_STATUSES)
-        .distinct()
-        .order_by("-updated_at")[:MATCH_CANDIDATES]
-    )
-    return next((session for session in candidates if stored_transcript(session) == earlier), None)
-
-
-def answered_run(caller: Caller, agent: Agent, conversation: Conversation) -> Run | None:
-    """The caller's run (with ``agent``) whose client tool calls the request's last tool
-    results answer, or None (results of calls Genie never made: the client's own loop)."""
-    if not conversation.answers:
-        return None
-    calls = list(
-        ToolCall.objects.filter(
-            call_id__in=conversation.answers,
-            run__session__in=Session.objects.reachable_by(caller),
-            run__session__agent=agent,
-        ).select_related("run__session__agent", "run__agent_message")
-    )
-    if not calls:
-        return None
-    if len({call.run_id for call in calls}) > 1 or len(calls) != len(conversation.answers):
-        raise serializers.ValidationError(
-            {"messages": ["The last tool results must answer the calls of one reply, and only those."]},
-            code="invalid_value",
-        )
-    run = calls[0].run
-    mine = client_tool_names(run.client_tools)
-    waiting = run.tool_calls.filter(status=ToolCall.Status.AWAITING_RESULT, tool_name__in=mine)
-    unanswered = sorted(set(waiting.values_list("call_id", flat=True)) - set(conversation.answers))
-    if unanswered:
-        raise serializers.ValidationError(
-            {"messages": [f"Tool results are missing for: {', '.join(unanswered)}."]}, code="invalid_value"
-        )
-    return run
-
-
-def tool_output(content: str) -> Any:
-    """A ``tool`` message's content as the call's output: its JSON value, else the text."""
-    try:
-        return json.loads(content)
-    except ValueError:
-        return content
-
-
-def pause_point(run: Run, call_ids: list[str]) -> tuple[int, int]:
-    """Where ``run`` paused for ``call_ids``: the id of that step's ``finish-step`` (a
-    continuation streams what follows it) and the length of the reply's text by then."""
-    log = read_run_log(run)
-    requested = [
-        index
-        for index, event in enumerate(log)
-        if event.type == ev.DATA_CLIENT_TOOL_CALL and event.data.get("data", {}).get("call_id") in call_ids
-    ]
-    start = requested[-1] if requested else len(log) - 1
-    seq = next((event.seq for event in log[start:] if event.type == ev.FINISH_STEP), log[-1].seq if log else 0)
-    return seq, len(logged_text([event for event in log if event.seq <= seq]))
-
-
 # --- responses ------------------------------------------------------------------------------
-
-
-class AgentModelSerializer(serializers.Serializer):
-    """An agent as an OpenAI model."""
-
-    id = serializers.CharField(source="handle")
-    object = serializers.SerializerMethodField()
-    created = serializers.SerializerMethodField()
-    owned_by = serializers.CharField(source="team.slug")
-    name = serializers.CharField(help_text="The agent's name (not in OpenAI's shape; clients ignore it).")
-
-    def get_object(self, agent: Agent) -> str:
-        return "model"
-
-    def get_created(self, agent: Agent) -> int:
-        return int(agent.created_at.timestamp())
-
-
-@extend_schema_serializer(many=False)  # the list's own envelope, not a list of it
-class ModelListSerializer(serializers.Serializer):
-    object = serializers.CharField(default="list")
-    data = AgentModelSerializer(many=True)
 
 
 def completion_body(run: Run, *, model: str, offset: int = 0) -> dict[str, Any]:
@@ -768,36 +264,6 @@ def session_headers(request: Request, turn: Turn) -> dict[str, str]:
     return headers
 
 
-OPENAI_ERROR = {
-    "type": "object",
-    "description": "OpenAI's error shape.",
-    "properties": {
-        "error": {
-            "type": "object",
-            "properties": {
-                "message": {"type": "string"},
-                "type": {"type": "string", "example": "invalid_request_error"},
-                "param": {"type": "string", "nullable": True},
-                "code": {"type": "string", "nullable": True},
-            },
-            "required": ["message", "type", "param", "code"],
-        }
-    },
-    "required": ["error"],
-}
-
-
-def openai_error_response(description: str) -> OpenApiResponse:
-    return OpenApiResponse(OPENAI_ERROR, description=description)
-
-
-COMMON_OPENAI_ERRORS = {
-    401: openai_error_response("`invalid_api_key`: no key, or an invalid, revoked or expired one."),
-    403: openai_error_response(
-        "A credential that may not do this (`publishable_key_forbidden`, `origin_not_allowed`)."
-    ),
-    429: openai_error_response("`rate_limit_exceeded`: too many requests or open streams; see Retry-After."),
-}
 COMPLETION = {
     "type": "object",
     "properties": {
@@ -965,23 +431,23 @@ class ChatCompletionView(ProtocolView, APIView):
         model: str,
     ) -> Response | HttpResponse:
         """The request's tool results answer the client tool calls ``run`` waits for
-        (``apply_answers``: an answer the call has already is skipped, so a resent request
+        (``runs.services.apply_answers``: an answer the call has already is skipped, so a resent request
         finds the turn going on), and the request's settings and tools apply to its next
         model calls; the same run goes on."""
-        after, offset = pause_point(run, list(answers))
+        paused_at = pause_point(run, list(answers))
         start = lambda: services.start_turn(  # noqa: E731
             caller=request.auth,
             idempotency=IdempotentRequest.of(request),
             session=run.session,
             run=run,
             answers=[ToolAnswer(call_id, output=tool_output(text)) for call_id, text in answers.items()],
-            after_seq=after,
+            after_seq=paused_at.seq,
             options=options,
         )
         if body["stream"]:
             wire = self.wire(body, run.session.agent, options)
             return answer_turn(request, start, wire=wire, headers=session_headers, render=turn_continued)
-        return answer_turn(request, start, wait=True, render=completion_rendered(offset=offset))
+        return answer_turn(request, start, wait=True, render=completion_rendered(offset=paused_at.text_length))
 
     def continued_session(self, request: Request, agent: Agent) -> Session | None:
         """The session named by the ``Genie-Session`` header (None without one): reachable

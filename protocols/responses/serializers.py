@@ -18,7 +18,7 @@ from rest_framework import serializers
 
 from chat.serializers import validate_message_text
 from genie.serializers import JSONObjectField, StrictSerializer
-from protocols.openai.views import FunctionSerializer, JsonSchemaFormatSerializer
+from protocols.openai.serializers import FunctionSerializer, JsonSchemaFormatSerializer
 
 RESPONSE_ID_PREFIX = "resp_"
 ROLES = ("user", "assistant", "system", "developer")

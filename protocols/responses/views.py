@@ -27,21 +27,14 @@ from rest_framework.views import APIView
 
 from chat import services
 from chat.exceptions import ModelNotFound, TurnFailed
-from chat.models import Agent, Message, Session
+from chat.models import Agent, Message
 from genie.auth import Caller
 from genie.exceptions import GenieError
 from genie.idempotency import IdempotentRequest
 from genie.schema import IDEMPOTENCY_KEY
-from protocols.base import pick_agent
-from protocols.openai.views import (
-    COMMON_OPENAI_ERRORS,
-    Conversation,
-    answered_run,
-    openai_error,
-    openai_error_response,
-    session_with_history,
-    tool_output,
-)
+from protocols.base import ProtocolView, find_run, pick_agent
+from protocols.openai.conversation import Conversation, answered_run, session_with_history, tool_output
+from protocols.openai.errors import COMMON_OPENAI_ERRORS, openai_error, openai_error_response
 from protocols.responses.serializers import (
     InputItem,
     InputItemsQuerySerializer,
@@ -95,25 +88,10 @@ def not_found(value: str, param: str | None = None) -> ResponseNotFound:
     return ResponseNotFound(f"Response with id '{value}' not found.", details={"param": param})
 
 
-def reachable_runs(caller: Caller) -> Any:
-    return Run.objects.filter(session__in=Session.objects.reachable_by(caller))
-
-
 def find_response(caller: Caller, value: str, *, param: str | None = None) -> Run:
-    """The run a response id names, among those the caller reaches (the one access rule):
-    another caller's is as unknown as a made-up one (404)."""
-    run_hex = parse_response_id(value)
-    run = None
-    if run_hex is not None:
-        run = (
-            reachable_runs(caller)
-            .select_related("session__agent", "user_message", "agent_message")
-            .filter(uuid=run_hex)
-            .first()
-        )
-    if run is None:
-        raise not_found(value, param)
-    return run
+    """The run a response id names, among those the caller reaches: another caller's is as
+    unknown as a made-up one (404 ``response_not_found``)."""
+    return find_run(caller, parse_response_id(value), missing=not_found(value, param))
 
 
 # --- the response object -------------------------------------------------------------
@@ -248,14 +226,12 @@ EVENT_STREAM = {
 }
 
 
-class ResponsesView(APIView):
+class ResponsesView(ProtocolView, APIView):
     """``POST /v1/responses``: one turn (or the continuation of a paused response) of the
     agent named by ``model``."""
 
     error_voice = staticmethod(openai_error)
-
-    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:  # noqa: FBT001, FBT002
-        return super().perform_content_negotiation(request, force=True)  # JSON, or the relay's stream
+    json_always = True  # JSON, or the relay's stream
 
     @extend_schema(
         operation_id="responses_create",
@@ -471,7 +447,7 @@ def last_user(items: list[InputItem]) -> int:
 
 def conversation_of(items: list[InputItem]) -> Conversation:
     """The input items as chat messages, read as /v1/chat/completions reads a request's
-    messages (``protocols.openai.views.Conversation``); a function call joins the
+    messages (``protocols.openai.conversation.Conversation``); a function call joins the
     assistant message before it (one assistant message per step, as a model expects)."""
     messages: list[dict[str, Any]] = []
     for item in items:
@@ -563,7 +539,7 @@ def turn_started(request: Request, turn: Turn) -> Response:
     return Response(body, status=status.HTTP_201_CREATED if turn.after_seq is None else status.HTTP_200_OK)
 
 
-class ResponseDetailView(APIView):
+class ResponseDetailView(ProtocolView, APIView):
     """``GET /v1/responses/{id}``: the response now (its stream, ``?stream=true``, is the
     relay's: ``ResponseStreamApp``)."""
 
@@ -586,7 +562,7 @@ class ResponseDetailView(APIView):
         return Response(response_body(run))
 
 
-class ResponseCancelView(APIView):
+class ResponseCancelView(ProtocolView, APIView):
     """``POST /v1/responses/{id}/cancel``: stop the run (and the session's runs queued
     behind it); answers the response, ``cancelled`` once the run has stopped."""
 
@@ -633,7 +609,7 @@ def input_item(message: Message) -> dict[str, Any]:
     }
 
 
-class ResponseInputItemsView(APIView):
+class ResponseInputItemsView(ProtocolView, APIView):
     """``GET /v1/responses/{id}/input_items``: the messages this response answered: its
     user message, and for a response that opened its session the conversation sent with
     it. ``order`` (``desc`` by default, as OpenAI), ``limit`` (20, at most 100), ``after``."""

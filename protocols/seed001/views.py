@@ -38,7 +38,7 @@ from genie.idempotency import IdempotentRequest, run_idempotently
 from genie.links import absolute_url
 from genie.parsers import GenieMultiPartParser
 from genie.schema import IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, SECURITY
-from protocols.base import ProtocolView, find_session, parse_uuid, pick_agent
+from protocols.base import ProtocolView, field_errors, find_session, parse_uuid, pick_agent
 from protocols.seed001.serializers import (
     ConversationCreateSerializer,
     ConversationEventQuerySerializer,
@@ -72,31 +72,13 @@ GENIE_RUN_STREAM_PATH = f"{PREFIX}conversations/<uuid:session_uuid>/genie-runs/<
 # --- errors ------------------------------------------------------------------------------
 
 
-def field_errors(details: Any, prefix: str = "") -> list[dict[str, str]]:
-    """A validation error's details as ``[{field, message}]``; nested fields dotted."""
-    if not isinstance(details, dict):
-        return []
-    errors: list[dict[str, str]] = []
-    for name, value in details.items():
-        field = f"{prefix}.{name}" if prefix else str(name)
-        if isinstance(value, dict):
-            errors += field_errors(value, field)
-        elif isinstance(value, list):
-            for item in value:
-                if isinstance(item, dict):
-                    errors += field_errors(item, field)
-                else:
-                    errors.append({"field": field, "message": str(item)})
-        else:
-            errors.append({"field": field, "message": str(value)})
-    return errors
-
-
 def seed001_error(code: str, message: str, details: Any, status_code: int) -> dict[str, Any]:
     """Seed 001's error body (the document shows none; this one is flat, with the status,
     and names each bad field): ``{status, code, message, errors: [{field, message}],
     details}``. A validation error's message names its first field."""
-    errors = field_errors(details) if code == "validation_error" else []
+    flat = field_errors(details) if code == "validation_error" else []
+    # A field's name dotted (``messages.0.content``); the positions of nested objects in a list are not named.
+    errors = [{"field": ".".join(p for p in e.path if isinstance(p, str)), "message": e.message} for e in flat]
     if errors:
         message = f"{errors[0]['field']}: {errors[0]['message']}"
     return {"status": status_code, "code": code, "message": message, "errors": errors, "details": details}
