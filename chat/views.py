@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -70,6 +70,27 @@ def turn_urls(request: Request, session: Session) -> dict[str, str]:
 
 
 # An upload's body, for the schema: one multipart field, ``file``.
+def session_opened(
+    opened: tuple[Session, str | None, bool],
+    render: Callable[[Session], dict[str, Any]],
+    *,
+    shown_as: str = "client_secret",
+    status_code: int = status.HTTP_201_CREATED,
+) -> Response:
+    """The answer to a session opened without a turn (``services.open_session_once``), the
+    canonical API's and the protocols': ``render(session)``, a publishable key's new
+    session's secret in ``shown_as`` (shown once: a replay has none), and
+    ``Idempotent-Replayed`` on a replay."""
+    session, client_secret, replayed = opened
+    body = render(session)
+    if client_secret:
+        body[shown_as] = client_secret
+    response = Response(body, status=status_code)
+    if replayed:
+        response["Idempotent-Replayed"] = "true"
+    return response
+
+
 UPLOAD_REQUEST = {
     "multipart/form-data": {
         "type": "object",
@@ -164,7 +185,7 @@ class SessionViewSet(
         its first message)."""
         if wants_event_stream(request):
             raise ValidationError({"empty": ["An empty session has no turn to stream."]}, code="invalid")
-        session, client_secret, replayed = services.open_session_once(
+        opened = services.open_session_once(
             caller=caller,
             agent=agent,
             idempotency=IdempotentRequest.of(request),
@@ -172,13 +193,7 @@ class SessionViewSet(
             metadata=data["metadata"],
             user_id=data["user_id"],
         )
-        body = {"uuid": str(session.uuid), **turn_urls(request, session)}
-        if client_secret:
-            body["client_secret"] = client_secret
-        response = Response(body, status=status.HTTP_201_CREATED)
-        if replayed:
-            response["Idempotent-Replayed"] = "true"
-        return response
+        return session_opened(opened, lambda session: {"uuid": str(session.uuid), **turn_urls(request, session)})
 
     @extend_schema(
         parameters=[

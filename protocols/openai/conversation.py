@@ -15,7 +15,8 @@ from chat.models import Agent, Message, Session
 from genie.auth import Caller
 from protocols.openai.serializers import last_user_index
 from runs.models import Run, ToolCall
-from runs.options import client_tool_names
+from runs.options import ClientToolSpec, client_tool_names
+from runs.providers import get_provider
 
 
 def transcript_of(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -142,3 +143,22 @@ def tool_output(content: str) -> Any:
         return json.loads(content)
     except ValueError:
         return content
+
+
+def offered_tools(agent: Agent, tools: list[ClientToolSpec], *, name_at: tuple[str, ...]) -> tuple[ClientToolSpec, ...]:
+    """The request's own tools, to be offered beside the agent's: refused for an agent
+    whose model calls no tools, and for a name one of the agent's tools has (the error
+    names the tool's ``name`` at ``name_at`` in the request's tool)."""
+    if tools and not get_provider(agent.provider).supports_tools:
+        raise serializers.ValidationError(
+            {"tools": [f"The agent `{agent.handle}`'s model ({agent.provider}) does not call tools."]},
+            code="unsupported_parameter",
+        )
+    own = {tool.get("name") for tool in agent.tools}
+    for index, tool in enumerate(tools):
+        if tool.name in own:
+            error: Any = ["The agent has a tool of this name."]
+            for name in reversed(name_at):
+                error = {name: error}
+            raise serializers.ValidationError({"tools": {str(index): error}}, code="invalid_value")
+    return tuple(tools)

@@ -9,6 +9,7 @@ from typing import Any
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import status
 
+from chat.exceptions import ModelNotFound
 from protocols.base import field_errors
 
 
@@ -26,6 +27,13 @@ def openai_error(code: str, message: str, details: Any, status_code: int) -> dic
         code = "rate_limit_exceeded"
     kind = "server_error" if status_code >= 500 else "requests" if status_code == 429 else "invalid_request_error"
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def model_not_found(model: str) -> ModelNotFound:
+    """404 ``model_not_found``, as OpenAI words it."""
+    return ModelNotFound(
+        f"The model `{model}` does not exist or you do not have access to it.", details={"param": "model"}
+    )
 
 
 def openai_param(path: tuple[str | int, ...]) -> str:

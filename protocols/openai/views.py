@@ -33,7 +33,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat import services
-from chat.exceptions import ChatHistoryMismatch, ModelNotFound, SessionNotFound, TurnFailed
+from chat.exceptions import ChatHistoryMismatch, SessionNotFound, TurnFailed
 from chat.models import Agent, Message, Session
 from genie.auth import Caller, IsTeamCaller, NotPublishable
 from genie.idempotency import IdempotentRequest
@@ -43,11 +43,12 @@ from protocols.base import ProtocolView, parse_uuid, pick_agent
 from protocols.openai.conversation import (
     Conversation,
     answered_run,
+    offered_tools,
     session_with_history,
     stored_transcript,
     tool_output,
 )
-from protocols.openai.errors import COMMON_OPENAI_ERRORS, openai_error, openai_error_response
+from protocols.openai.errors import COMMON_OPENAI_ERRORS, model_not_found, openai_error, openai_error_response
 from protocols.openai.serializers import AgentModelSerializer, ChatCompletionRequestSerializer, ModelListSerializer
 from runs import vocabulary as ev
 from runs.events import pause_point
@@ -61,7 +62,6 @@ from runs.formats.openai import (
 from runs.handoff import answer_turn
 from runs.models import Run, RunEvent, ToolCall
 from runs.options import ClientSettings, ClientToolSpec, TurnOptions, client_tool_names
-from runs.providers import get_provider
 from runs.services import ToolAnswer, Turn
 from runs.titles import fallback_title
 
@@ -146,32 +146,6 @@ def response_format_of(body: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def client_tools_of(body: dict[str, Any], agent: Agent) -> tuple[ClientToolSpec, ...]:
-    """The request's ``tools``, to be offered beside the agent's own: refused for an agent
-    whose model calls no tools, and for a name one of the agent's tools has."""
-    tools = body.get("tools") or []
-    if tools and not get_provider(agent.provider).supports_tools:
-        raise serializers.ValidationError(
-            {"tools": [f"The agent `{agent.handle}`'s model ({agent.provider}) does not call tools."]},
-            code="unsupported_parameter",
-        )
-    own = {tool.get("name") for tool in agent.tools}
-    for index, tool in enumerate(tools):
-        if tool["function"]["name"] in own:
-            raise serializers.ValidationError(
-                {"tools": {str(index): {"function": {"name": ["The agent has a tool of this name."]}}}},
-                code="invalid_value",
-            )
-    return tuple(
-        ClientToolSpec(
-            name=tool["function"]["name"],
-            description=tool["function"]["description"],
-            input_schema=tool["function"]["parameters"],
-        )
-        for tool in tools
-    )
-
-
 def turn_options(body: dict[str, Any], agent: Agent, conversation: Conversation) -> TurnOptions:
     """Everything the request asks of the turn besides its text (``runs.options``)."""
     asked = replace(
@@ -181,7 +155,18 @@ def turn_options(body: dict[str, Any], agent: Agent, conversation: Conversation)
     )
     return TurnOptions(
         settings=asked,
-        tools=client_tools_of(body, agent),
+        tools=offered_tools(
+            agent,
+            [
+                ClientToolSpec(
+                    name=tool["function"]["name"],
+                    description=tool["function"]["description"],
+                    input_schema=tool["function"]["parameters"],
+                )
+                for tool in body.get("tools") or []
+            ],
+            name_at=("function", "name"),
+        ),
         steps=conversation.steps,
         text=conversation.steps_text,
     )
@@ -366,10 +351,7 @@ class ChatCompletionView(ProtocolView, APIView):
         data.is_valid(raise_exception=True)
         body = data.validated_data
         caller: Caller = request.auth
-        missing = ModelNotFound(
-            f"The model `{body['model']}` does not exist or you do not have access to it.", details={"param": "model"}
-        )
-        agent = pick_agent(caller, body["model"], missing=missing)
+        agent = pick_agent(caller, body["model"], missing=model_not_found(body["model"]))
         session = self.continued_session(request, agent)
         conversation = Conversation.of(body["messages"])
         options = turn_options(body, agent, conversation)
@@ -522,7 +504,5 @@ class AgentModelViewSet(ProtocolView, viewsets.GenericViewSet):
     def retrieve(self, request: Request, model: str) -> Response:
         agent = self.get_queryset().by_handle_or_uuid(model).first()
         if agent is None:
-            raise ModelNotFound(
-                f"The model `{model}` does not exist or you do not have access to it.", details={"param": "model"}
-            )
+            raise model_not_found(model)
         return Response(self.get_serializer(agent).data)

@@ -26,15 +26,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat import services
-from chat.exceptions import ModelNotFound, TurnFailed
+from chat.exceptions import TurnFailed
 from chat.models import Agent, Message
 from genie.auth import Caller
 from genie.exceptions import GenieError
 from genie.idempotency import IdempotentRequest
 from genie.schema import IDEMPOTENCY_KEY
 from protocols.base import ProtocolView, find_run, pick_agent
-from protocols.openai.conversation import Conversation, answered_run, session_with_history, tool_output
-from protocols.openai.errors import COMMON_OPENAI_ERRORS, openai_error, openai_error_response
+from protocols.openai.conversation import Conversation, answered_run, offered_tools, session_with_history, tool_output
+from protocols.openai.errors import COMMON_OPENAI_ERRORS, model_not_found, openai_error, openai_error_response
 from protocols.responses.serializers import (
     InputItem,
     InputItemsQuerySerializer,
@@ -55,7 +55,6 @@ from runs.formats.responses import (
 from runs.handoff import answer_turn
 from runs.models import Run, ToolCall
 from runs.options import ClientSettings, ClientToolSpec, TurnOptions, client_tool_names
-from runs.providers import get_provider
 from runs.services import ToolAnswer, Turn
 from runs.sse import StreamApp, StreamPlan, StreamRefusal, plan_stream
 from runs.titles import fallback_title
@@ -253,10 +252,7 @@ class ResponsesView(ProtocolView, APIView):
         data.is_valid(raise_exception=True)
         body = data.validated_data
         caller: Caller = request.auth
-        missing = ModelNotFound(
-            f"The model `{body['model']}` does not exist or you do not have access to it.", details={"param": "model"}
-        )
-        agent = pick_agent(caller, body["model"], missing=missing)
+        agent = pick_agent(caller, body["model"], missing=model_not_found(body["model"]))
         previous = None
         if body["previous_response_id"] is not None:
             previous = find_response(caller, body["previous_response_id"], param="previous_response_id")
@@ -500,30 +496,16 @@ def turn_options(body: dict[str, Any], agent: Agent, items: list[InputItem], con
     )
     return TurnOptions(
         settings=client_settings,
-        tools=client_tools_of(body, agent),
+        tools=offered_tools(
+            agent,
+            [
+                ClientToolSpec(name=tool["name"], description=tool["description"], input_schema=tool["parameters"])
+                for tool in body["tools"]
+            ],
+            name_at=("name",),
+        ),
         steps=conversation.steps,
         text=conversation.steps_text,
-    )
-
-
-def client_tools_of(body: dict[str, Any], agent: Agent) -> tuple[ClientToolSpec, ...]:
-    """The request's function tools, offered beside the agent's own: refused for an agent
-    whose model calls no tools, and for a name one of the agent's tools has."""
-    tools = body["tools"]
-    if tools and not get_provider(agent.provider).supports_tools:
-        raise serializers.ValidationError(
-            {"tools": [f"The agent `{agent.handle}`'s model ({agent.provider}) does not call tools."]},
-            code="unsupported_parameter",
-        )
-    own = {tool.get("name") for tool in agent.tools}
-    for index, tool in enumerate(tools):
-        if tool["name"] in own:
-            raise serializers.ValidationError(
-                {"tools": {index: {"name": ["The agent has a tool of this name."]}}}, code="invalid_value"
-            )
-    return tuple(
-        ClientToolSpec(name=tool["name"], description=tool["description"], input_schema=tool["parameters"])
-        for tool in tools
     )
 
 

@@ -33,7 +33,7 @@ from rest_framework.views import APIView
 
 from chat import services
 from chat.models import Agent, Message, Session
-from chat.views import UPLOAD_REQUEST
+from chat.views import UPLOAD_REQUEST, session_opened
 from genie.idempotency import IdempotentRequest, run_idempotently
 from genie.links import absolute_url
 from genie.parsers import GenieMultiPartParser
@@ -208,16 +208,10 @@ class ConversationCreateView(Seed001View, generics.GenericAPIView):
         data.is_valid(raise_exception=True)
         missing = NotFound("No such genie.", code="genie_not_found")
         agent = pick_agent(request.auth, self.kwargs["handle"], missing=missing, default=False)
-        session, client_secret, replayed = services.open_session_once(
+        opened = services.open_session_once(
             caller=request.auth, agent=agent, idempotency=IdempotentRequest.of(request), **data.validated_data
         )
-        body = ConversationSerializer(session).data
-        if client_secret:
-            body["client_secret"] = client_secret
-        response = Response(body, status=status.HTTP_201_CREATED)
-        if replayed:
-            response["Idempotent-Replayed"] = "true"
-        return response
+        return session_opened(opened, lambda session: ConversationSerializer(session).data)
 
 
 @extend_schema(tags=TAGS, parameters=[HANDLE, CONVERSATION])

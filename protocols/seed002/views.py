@@ -27,7 +27,7 @@ from rest_framework.response import Response
 
 from chat import services
 from chat.models import Session
-from chat.views import REDIS_UNAVAILABLE, TEXT_TOO_LONG
+from chat.views import REDIS_UNAVAILABLE, TEXT_TOO_LONG, session_opened
 from genie.auth import Caller, NotPublishable
 from genie.idempotency import IdempotentRequest
 from genie.schema import IDEMPOTENCY_ERRORS, IDEMPOTENCY_KEY, error_response, register_error_voice
@@ -126,20 +126,16 @@ class ChatViewSet(ChatScoped, viewsets.GenericViewSet):
         caller: Caller = request.auth
         missing = ValidationError({"agentId": ["No such agent."]}, code="unknown_agent")
         agent = pick_agent(caller, data.validated_data["agentId"], missing=missing)
-        session, client_secret, replayed = services.open_session_once(
+        opened = services.open_session_once(
             caller=caller,
             agent=agent,
             idempotency=IdempotentRequest.of(request),
             metadata=data.validated_data["metadata"],
             user_id=data.validated_data["userId"],
         )
-        body = ChatSerializer(session).data
-        if client_secret:
-            body["clientSecret"] = client_secret
-        response = Response(body, status=status.HTTP_200_OK)
-        if replayed:
-            response["Idempotent-Replayed"] = "true"
-        return response
+        return session_opened(
+            opened, lambda session: ChatSerializer(session).data, shown_as="clientSecret", status_code=200
+        )
 
     @extend_schema(responses=ChatListSerializer)
     def list(self, request: Request) -> Response:
