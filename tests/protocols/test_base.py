@@ -19,7 +19,7 @@ class PartSerializer(StrictSerializer):
 
 class MessageSerializer(StrictSerializer):
     role = serializers.ChoiceField(choices=["user"])
-    parts = PartSerializer(many=True)  # a list of objects: its errors are a list, one per part
+    parts = PartSerializer(many=True)
 
 
 class RequestSerializer(StrictSerializer):
@@ -51,7 +51,7 @@ def test_every_error_is_flattened_in_order_with_its_path_and_code():
 
     assert [(e.path, e.code) for e in errors] == [
         (("model",), "blank"),
-        (("messages", "0", "parts", 1, "text"), "max_length"),
+        (("messages", "0", "parts", "1", "text"), "max_length"),
         (("messages", "1", "role"), "invalid_choice"),
         (("tags", "0"), "invalid"),
     ]
@@ -67,6 +67,16 @@ def test_a_serializers_own_error_and_a_bare_message():
     assert field_errors({}) == []
 
 
+def test_a_list_of_objects_is_named_by_position_where_a_voice_wants_it():
+    details = {"items": [{}, {"name": ["Taken."]}]}  # a list serializer's errors: one object per item
+
+    assert field_errors(details) == [FieldError(("items", 1, "name"), "Taken.", None)]
+    assert seed001_error("validation_error", "", details, 400)["errors"] == [
+        {"field": "items.name", "message": "Taken."}
+    ]
+    assert openai_error("validation_error", "", details, 400)["error"]["param"] == "items[1].name"
+
+
 def test_seed001_writes_every_error_with_its_field_dotted():
     details = details_of({"model": "", "messages": [{"role": "user", "parts": [{"text": "long"}]}]})
 
@@ -74,7 +84,7 @@ def test_seed001_writes_every_error_with_its_field_dotted():
 
     assert body["errors"] == [
         {"field": "model", "message": "This field may not be blank."},
-        {"field": "messages.0.parts.text", "message": "Ensure this field has no more than 3 characters."},
+        {"field": "messages.0.parts.0.text", "message": "Ensure this field has no more than 3 characters."},
     ]
     assert body["message"] == "model: This field may not be blank."
     assert body["details"] == details
