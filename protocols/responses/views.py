@@ -42,7 +42,7 @@ from protocols.responses.serializers import (
     parse_response_id,
 )
 from runs import services as run_services
-from runs.events import last_seq, read_run_log
+from runs.events import pause_point, read_run_log
 from runs.exceptions import RunTimeout
 from runs.formats.responses import (
     ResponseHead,
@@ -225,6 +225,15 @@ EVENT_STREAM = {
 }
 
 
+RESPONSE_NOT_FOUND = openai_error_response("`response_not_found`.")
+# The answer of a view on one response (its detail, its cancel).
+THE_RESPONSE = {
+    200: OpenApiResponse(RESPONSE, description="The response."),
+    404: RESPONSE_NOT_FOUND,
+    **COMMON_OPENAI_ERRORS,
+}
+
+
 class ResponsesView(ProtocolView, APIView):
     """``POST /v1/responses``: one turn (or the continuation of a paused response) of the
     agent named by ``model``."""
@@ -360,7 +369,7 @@ class ResponsesView(ProtocolView, APIView):
                 raise serializers.ValidationError(
                     {"input": {index: {field: [f"{item.call_id} {why}."]}}}, code="invalid_value"
                 )
-        after = last_seq(run.session_id, str(run.session.uuid))
+        after = pause_point(run, [item.call_id for item in items]).seq
         state = state_of(run, until=after, answering={item.call_id for item in items})
         wire = ResponsesFormat(state, continues_after=after)
         start = lambda: services.start_turn(  # noqa: E731
@@ -533,11 +542,7 @@ class ResponseDetailView(ProtocolView, APIView):
             OpenApiParameter("stream", bool, description="Its stream (SSE), resumable."),
             OpenApiParameter("starting_after", int, description="With stream: only the events after this one."),
         ],
-        responses={
-            200: OpenApiResponse(RESPONSE, description="The response."),
-            404: openai_error_response("`response_not_found`."),
-            **COMMON_OPENAI_ERRORS,
-        },
+        responses=THE_RESPONSE,
     )
     def get(self, request: Request, response_id: str) -> Response:
         run = find_response(request.auth, response_id)
@@ -553,11 +558,7 @@ class ResponseCancelView(ProtocolView, APIView):
     @extend_schema(
         operation_id="responses_cancel",
         request=None,
-        responses={
-            200: OpenApiResponse(RESPONSE, description="The response."),
-            404: openai_error_response("`response_not_found`."),
-            **COMMON_OPENAI_ERRORS,
-        },
+        responses=THE_RESPONSE,
     )
     def post(self, request: Request, response_id: str) -> Response:
         run = find_response(request.auth, response_id)
@@ -607,7 +608,7 @@ class ResponseInputItemsView(ProtocolView, APIView):
                 description="`{object: list, data, first_id, last_id, has_more}`.",
             ),
             400: openai_error_response("`limit` or `order` out of range; `param` names it."),
-            404: openai_error_response("`response_not_found`."),
+            404: RESPONSE_NOT_FOUND,
             **COMMON_OPENAI_ERRORS,
         },
     )
