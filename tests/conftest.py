@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import redis
@@ -22,10 +23,13 @@ from rest_framework.test import APIClient
 
 from genie.models import AccessToken
 from genie.services import create_access_token
+from runs import loop
+from runs.models import Run
 from tests.factories import AgentFactory, MemberFactory, TeamFactory
 from tests.fakellm import FakeLLM
 from tests.oauthserver import OAuthServer
 from tests.processes import LiveProcess, free_port, start_daphne, start_worker
+from tests.runs.conftest import ScriptedProvider
 from tests.webhooks import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,6 +167,27 @@ def api(personal_key, agent) -> APIClient:
 
 
 # --- the live stack -------------------------------------------------------------------
+
+
+def run_in_process(*, run: Run, timeout: float, or_pause: bool = False) -> bool:
+    """``runs.waiting.wait_for_finish`` for a test without a worker: an active run is
+    executed in process by the real loop at that point, as a worker would."""
+    if Run.objects.get(pk=run.pk).is_active:
+        loop.execute_run(run.pk)
+    return True
+
+
+@pytest.fixture
+def replies_in_process() -> Iterator[ScriptedProvider]:
+    """The model's replies (append to its ``scripts``); a turn a view waits for
+    (``runs.handoff``'s synchronous wait) runs in process then (``run_in_process``)."""
+    provider = ScriptedProvider([])
+    with (
+        mock.patch.object(loop, "get_provider", return_value=provider),
+        mock.patch("runs.handoff.wait_for_finish", side_effect=run_in_process),
+        mock.patch("runs.handoff.wait_for_continuation"),
+    ):
+        yield provider
 
 
 @pytest.fixture(scope="session")

@@ -4,37 +4,23 @@ own voice, and publishable keys."""
 
 from __future__ import annotations
 
-from unittest import mock
-
 import pytest
 
 from chat.models import Message, Session
 from genie.models import AccessToken
 from genie.services import create_access_token
-from runs import loop
-from runs.models import Run
 from tests.conftest import bearer_client
 from tests.factories import AgentFactory
-from tests.runs.conftest import ScriptedProvider, text
+from tests.runs.conftest import text
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def replies():
+def replies(replies_in_process):
     """The model's replies; a synchronous message's run is executed in-process by the loop
     where the view waits for it (no worker here)."""
-    provider = ScriptedProvider([])
-
-    def run_now(*, run: Run, timeout: float, or_pause: bool = False) -> bool:
-        loop.execute_run(run.pk)
-        return True
-
-    with (
-        mock.patch.object(loop, "get_provider", return_value=provider),
-        mock.patch("runs.handoff.wait_for_finish", side_effect=run_now),
-    ):
-        yield provider
+    return replies_in_process
 
 
 def test_create_list_message_and_delete_as_the_document_writes_them(secret_api, team, agent, replies):

@@ -19,9 +19,9 @@ from runs.events import read_run_log
 from runs.formats.responses import ResponsesFormat
 from runs.handoff import HANDOFF_HEADER, take_handoff
 from runs.models import Run, ToolCall
-from tests.conftest import bearer_client
+from tests.conftest import bearer_client, run_in_process
 from tests.factories import AgentFactory
-from tests.runs.conftest import ScriptedProvider, text, tool_call
+from tests.runs.conftest import text, tool_call
 
 pytestmark = pytest.mark.django_db
 
@@ -29,23 +29,11 @@ URL = "/v1/responses"
 
 
 @pytest.fixture
-def model():
+def model(replies_in_process):
     """The model's replies; a waiting request's run is executed in-process by the loop
-    where the view waits for it (no worker here)."""
-    provider = ScriptedProvider([])
-
-    def run_now(*, run: Run, timeout: float, or_pause: bool = False) -> bool:
-        if Run.objects.get(pk=run.pk).is_active:
-            loop.execute_run(run.pk)
-        return True
-
-    with (
-        mock.patch.object(loop, "get_provider", return_value=provider),
-        mock.patch("protocols.responses.views.wait_for_finish", side_effect=run_now),
-        mock.patch("runs.handoff.wait_for_finish", side_effect=run_now),
-        mock.patch("runs.handoff.wait_for_continuation"),
-    ):
-        yield provider
+    where the view waits for it (no worker here), a cancel's wait too."""
+    with mock.patch("protocols.responses.views.wait_for_finish", side_effect=run_in_process):
+        yield replies_in_process
 
 
 def create(client, **body):
