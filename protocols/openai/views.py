@@ -370,28 +370,19 @@ class ChatCompletionView(ProtocolView, APIView):
                 details={"param": "messages"},
             )
 
-        if session is None:
-            first = next((said for role, said in conversation.earlier if role == Message.SenderRole.USER), None)
-            start = lambda: services.start_turn(  # noqa: E731
-                caller=caller,
-                idempotency=IdempotentRequest.of(request),
-                agent=agent,
-                text=conversation.text,
-                title=fallback_title(first or conversation.text),  # from the first user message: no model call
-                metadata=body["metadata"],
-                user_id=body["user"],
-                history=conversation.earlier,
-                options=options,
-            )
-        else:
-            start = lambda: services.start_turn(  # noqa: E731
-                caller=caller,
-                idempotency=IdempotentRequest.of(request),
-                session=session,
-                text=conversation.text,
-                metadata=body["metadata"],
-                options=options,
-            )
+        first = next((said for role, said in conversation.earlier if role == Message.SenderRole.USER), None)
+        start = lambda: services.start_turn(  # noqa: E731
+            caller=caller,
+            idempotency=IdempotentRequest.of(request),
+            agent=agent,
+            session=session,  # None: a new session with the agent, its title, user and earlier turns
+            text=conversation.text,
+            title=fallback_title(first or conversation.text),  # from the first user message: no model call
+            metadata=body["metadata"],
+            user_id=body["user"],
+            history=conversation.earlier if session is None else None,
+            options=options,
+        )
         if body["stream"]:
             wire = self.wire(body, agent, options)
             return answer_turn(request, start, wire=wire, headers=session_headers, render=turn_started)
