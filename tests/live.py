@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import openai
 
 from chat.models import Agent
 from genie.models import AccessToken
@@ -81,6 +82,17 @@ class LiveStack:
         response = self.api("POST", "sessions", json={"text": text, **body})
         assert response.status_code == 201, response.text
         return response.json()
+
+    def warm_up(self) -> None:
+        """One finished turn first: a call that waits for its reply must not pay a fresh
+        worker's start-up (its first turn can take longer than the live stack's 3-second
+        GENIE_SYNC_TIMEOUT on a loaded machine). Titled: no title task asks the model."""
+        self.wait_run(self.start_session("Warm up", title="Warm-up")["run_uuid"])
+
+    def openai_client(self) -> openai.OpenAI:
+        """The ``openai`` package's client of this stack's ``/v1`` (no retries: a test sees
+        every answer as it came)."""
+        return openai.OpenAI(base_url=f"{self.base_url}/v1", api_key=self.key, max_retries=0, timeout=30)
 
     def read_stream(
         self,

@@ -22,7 +22,7 @@ def chat_api(live, method: str, path: str, **kwargs) -> httpx.Response:
 def warm_up(live) -> None:
     """One turn first: a cold worker's first turn can outlast GENIE_SYNC_TIMEOUT (3 s here)."""
     live.script([("text", "warm")])
-    live.wait_run(live.start_session(title="Warm-up")["run_uuid"])
+    live.warm_up()
 
 
 def titled(chat_id: str) -> None:

@@ -19,13 +19,12 @@ pytestmark = pytest.mark.live
 
 @pytest.fixture
 def client(live) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{live.base_url}/v1", api_key=live.key, max_retries=0, timeout=30)
+    return live.openai_client()
 
 
 @pytest.fixture
 def warm(live) -> None:
-    """One finished turn first: a waiting call must not pay a fresh worker's start-up."""
-    live.wait_run(live.start_session("Warm up", title="Warm-up")["run_uuid"])
+    live.warm_up()
 
 
 def model_requests_with(live, text: str) -> list[dict]:
