@@ -294,6 +294,142 @@ async def scale_out_scenario(stack: Stack, fx: Fixture, fake: Any, turns: int, t
     }
 
 
+BURST_TOKENS = 50  # the reply of each turn in a burst: 50 tokens at 4 a second
+BURST_INTERVAL = 0.25
+
+
+def burst_script() -> list[tuple[str, Any]]:
+    return [("text", "hello "), *[("delay", BURST_INTERVAL), ("text", "tok ")] * (BURST_TOKENS - 1)]
+
+
+def measure_burst(requests: list[tuple[str, bytes]], pids: list[int]) -> dict[str, Any]:
+    """One burst through the lean client (``bench.load.BurstLoad``): every request sent at
+    once on connections opened before; the servers' CPU (``pids``) from the send to the
+    last first token, and to the last stream's end."""
+    from bench.load import BurstLoad
+
+    load = BurstLoad(requests, timeout=60 + BURST_TOKENS * BURST_INTERVAL * 4).start()
+    if (error := load.wait("connected")) is not None:
+        return error
+    cpu = sum(cpu_seconds(pid) for pid in pids)
+    wall = time.time()
+    load.go()
+    if (error := load.wait("firsts")) is not None:
+        return error
+    cpu_firsts = sum(cpu_seconds(pid) for pid in pids) - cpu
+    out = load.result()
+    if "error" in out:
+        return out
+    cpu_turns = sum(cpu_seconds(pid) for pid in pids) - cpu
+    n = len(requests)
+    ttft = out["ttft"]
+    return {
+        "turns": n,
+        "statuses": out["statuses"],
+        "finished": out["finished"],
+        "ttft_ms": summary_ms(ttft) | {"max": round(max(ttft) * 1000, 3) if ttft else None},
+        "cpu_ms_per_turn_to_first_tokens": round(cpu_firsts / n * 1000, 2),
+        "cpu_ms_per_turn": round(cpu_turns / n * 1000, 2),
+        "wall_started": wall,
+    }
+
+
+def wait_for_titles(agent_model: str, since: float, timeout: float = 60.0) -> None:
+    """Until the sessions started after ``since`` have their titles (a burst's titles run
+    after its replies: the next burst starts quiet unless it means not to)."""
+    from datetime import UTC, datetime
+
+    from chat.models import Session
+
+    after = datetime.fromtimestamp(since, tz=UTC)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not Session.objects.filter(agent__handle=agent_model, created_at__gte=after, title="").exists():
+            return
+        time.sleep(0.2)
+
+
+def server_timings(agent_model: str, since: float) -> dict[str, Any]:
+    """The runs of a burst as the server stored them: queued → started, started → first token."""
+    from datetime import UTC, datetime
+
+    from runs.models import Run
+
+    runs = Run.objects.filter(
+        session__agent__handle=agent_model, created_at__gte=datetime.fromtimestamp(since, tz=UTC)
+    ).values_list("created_at", "started_at", "first_token_at")
+    queued = [(s - c).total_seconds() for c, s, _ in runs if s]
+    to_token = [(f - s).total_seconds() for _, s, f in runs if s and f]
+    return {
+        "queued_to_started_ms": summary_ms(queued) | {"max": round(max(queued, default=0) * 1000, 3)},
+        "started_to_first_token_ms": summary_ms(to_token) | {"max": round(max(to_token, default=0) * 1000, 3)},
+    }
+
+
+def burst_scenario(stack: Stack, fx: Fixture, fake: Any, sizes: list[str], peer: Any | None) -> dict[str, Any]:
+    """Bursts of new chats: N sessions started at once, each a streaming ``POST sessions``
+    (half on each of two Daphne processes, two workers), the fake model answering 50
+    tokens at 4 a second. Time to first token from the request's send, the server's own
+    queued → started and started → first token, and the CPU of the Daphne processes and
+    workers per turn (to the burst's last first token, and for the whole turns). Each
+    burst starts once the previous one's titles are written; ``N+N`` is a burst of N
+    started the moment the previous burst ended, its titles in flight. ``peer`` (URL, pid,
+    model): the same bursts against resumable-stream."""
+    from bench.load import post_request
+    from chat.models import Agent
+    from genie.services import default_team
+    from tests.processes import start_daphne
+
+    model = f"burst-{uuid.uuid4().hex[:8]}"
+    Agent.objects.create(
+        team=default_team(), handle=model, name="Burst", provider="openai", model=model, base_url=fake.base_url
+    )
+    fake.replace_script(model, burst_script())
+    second, url_b = start_daphne(stack.env, ROOT / "var" / "bench" / "daphne-b.log")
+    pids = [stack.daphne_pid, second.proc.pid, *(process.proc.pid for process in stack.processes[1:])]
+    body = json.dumps({"text": "hi", "agent": model}).encode()
+    headers = {"Authorization": f"Bearer {fx.key}"}
+    out: dict[str, Any] = {"tokens_per_turn": BURST_TOKENS, "tokens_per_second": 1 / BURST_INTERVAL, "genie": {}}
+    try:
+        since = time.time()
+        for label in sizes:
+            n = int(label.split("+")[-1])
+            if "+" not in label:
+                wait_for_titles(model, since)
+            requests = [(url, post_request(f"{url}/api/v1/sessions", headers, body)) for url in (stack.base_url, url_b)]
+            requests = (requests * n)[:n]
+            measured = measure_burst(requests, pids)
+            if "error" not in measured:
+                since = measured.pop("wall_started")
+                measured |= server_timings(model, since)
+            out["genie"][label] = measured
+            print(f"burst {label}: {json.dumps(measured)}", file=sys.stderr, flush=True)
+    finally:
+        second.stop()
+    if peer is not None:
+        url, pid, peer_model = peer
+        fake.replace_script(peer_model, burst_script())
+        out["peer"] = {}
+        for label in sizes:
+            n = int(label.split("+")[-1])
+            requests = [(url, post_request(f"{url}/chat/{uuid.uuid4().hex}", {}, b"")) for _ in range(n)]
+            measured = measure_burst(requests, [pid])
+            measured.pop("wall_started", None)
+            out["peer"][label] = measured
+            print(f"peer burst {label}: {json.dumps(measured)}", file=sys.stderr, flush=True)
+    return out
+
+
+def bursts_beside_peer(stack: Stack, fx: Fixture, fake: Any, sizes: list[str]) -> dict[str, Any]:
+    started = start_peer(fake)
+    try:
+        beside = None if started is None else (started[1], started[0].proc.pid, started[2])
+        return burst_scenario(stack, fx, fake, sizes, beside)
+    finally:
+        if started is not None:
+            started[0].stop()
+
+
 def agent_text(session_uuid: str) -> str:
     from chat.models import Message
 
@@ -690,6 +826,24 @@ def print_table(results: dict[str, Any], output: Path) -> None:
             f"DB per turn of {name.replace('_', ' ')}",
             f"{load['queries']} queries, {load['writes']} writes, {load['event_rows']} event rows",
         )
+    for label, burst in results.get("burst", {}).get("genie", {}).items():
+        if "error" in burst:
+            row(f"burst of {label} new chats", burst["error"])
+            continue
+        ttft = burst["ttft_ms"]
+        row(f"burst of {label}: TTFT p50/p99/max ms", f"{ttft['p50']} / {ttft['p99']} / {ttft['max']}")
+        row(
+            "  queued->started, started->1st token p99 ms",
+            f"{burst['queued_to_started_ms']['p99']}, {burst['started_to_first_token_ms']['p99']}",
+        )
+        row(
+            "  CPU ms per turn: to first tokens, whole turn",
+            f"{burst['cpu_ms_per_turn_to_first_tokens']}, {burst['cpu_ms_per_turn']}",
+        )
+        peer_burst = results["burst"].get("peer", {}).get(label)
+        if peer_burst and "error" not in peer_burst:
+            ttft = peer_burst["ttft_ms"]
+            row("  peer: TTFT p50/p99/max ms", f"{ttft['p50']} / {ttft['p99']} / {ttft['max']}")
     if "peer" in results:
         peer = results["peer"]
         added = peer["ttft"]["added_ttft_ms"]
@@ -717,6 +871,7 @@ QUICK = {
     "stalled_tokens": 200,
     "requests": 20,
     "floor": 50,
+    "burst": ["2", "5", "5+5"],
 }
 FULL = {
     "turns": 200,
@@ -733,7 +888,18 @@ FULL = {
     "stalled_tokens": 20_000,
     "requests": 500,
     "floor": 2000,
+    # new chats started at once; N+N: N more the moment the last N ended (their titles in flight)
+    "burst": ["10", "100", "50", "50+50"],
 }
+
+
+def chosen_sizes(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = dict(QUICK if args.quick else FULL)
+    if args.burst:
+        sizes["burst"] = args.burst
+    if args.relay:
+        sizes["relay"] = [(int(r), int(n), int(t), float(i)) for r, n, t, i in (v.split("x") for v in args.relay)]
+    return sizes
 
 
 def main() -> None:
@@ -744,10 +910,9 @@ def main() -> None:
     parser.add_argument(
         "--relay", nargs="*", default=[], help="relay sizes as RUNSxREADERSxTOKENSxINTERVAL, e.g. 20x10x200x0.01"
     )
+    parser.add_argument("--burst", nargs="*", default=[], help="burst sizes, e.g. 10 50 50+50")
     args = parser.parse_args()
-    sizes = dict(QUICK if args.quick else FULL)
-    if args.relay:
-        sizes["relay"] = [(int(r), int(n), int(t), float(i)) for r, n, t, i in (v.split("x") for v in args.relay)]
+    sizes = chosen_sizes(args)
 
     os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
     os.environ.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
@@ -797,6 +962,8 @@ def main() -> None:
                 for s, r, t, i in sizes["relay"]
             ]
             results["redis_floor"] = run("redis floor", lambda: redis_hop_floor(sizes["floor"]))
+        if wanted("burst"):
+            results["burst"] = run("burst", lambda: bursts_beside_peer(stack, fx, fake, sizes["burst"]))
         if wanted("peer") and (started := start_peer(fake)) is not None:
             peer, peer_url, peer_model = started
             try:

@@ -196,3 +196,141 @@ class StreamLoad:
             self.process.join(5)
             if self.process.is_alive():
                 self.process.kill()
+
+
+TEXT_DELTA = b'"type":"text-delta"'
+
+
+@dataclass
+class PostStats:
+    status: int = 0
+    sent_at: float = 0.0  # perf_counter, when the request's bytes went out
+    first_at: float = 0.0  # perf_counter, when its first text-delta arrived
+    finished: bool = False
+
+
+class PostReader(asyncio.Protocol):
+    """One streaming POST: notes when its first ``text-delta`` arrives and reads on to its
+    ``finish``. Keeps only a short tail of what it read (a marker split between reads)."""
+
+    def __init__(self, stats: PostStats, first: asyncio.Future, done: asyncio.Future) -> None:
+        self.stats, self.first, self.done = stats, first, done
+        self.tail = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def send(self, request: bytes) -> None:
+        self.stats.sent_at = time.perf_counter()
+        self.transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()
+        if not self.stats.status:
+            self.stats.status = int(data[9:12])
+        data = self.tail + data
+        if not self.first.done() and TEXT_DELTA in data:
+            self.stats.first_at = now
+            self.first.set_result(None)
+        if FINISH in data:
+            self.stats.finished = True
+            self.transport.close()
+        self.tail = data[-32:]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for future in (self.first, self.done):
+            if not future.done():
+                future.set_result(None)
+
+
+def post_request(url: str, headers: dict[str, str], body: bytes) -> bytes:
+    parts = urlsplit(url)
+    lines = [f"POST {parts.path} HTTP/1.1", f"Host: {parts.netloc}", "Accept: text/event-stream"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def burst(requests: list[tuple[str, bytes]], *, time_limit: float, signal: Any) -> dict[str, Any]:
+    """Connect once per request (``(url, raw request)``), tell ``signal`` ("connected") and
+    wait for its go, send every request at once, tell it ("firsts") when every first token
+    is in (or its stream ended without one), and read every stream to its end."""
+    loop = asyncio.get_running_loop()
+    stats = [PostStats() for _ in requests]
+    firsts = [loop.create_future() for _ in requests]
+    done = [loop.create_future() for _ in requests]
+    readers = []
+    for i, (url, _) in enumerate(requests):
+        parts = urlsplit(url)
+        _, reader = await loop.create_connection(
+            lambda i=i: PostReader(stats[i], firsts[i], done[i]), parts.hostname, parts.port
+        )
+        readers.append(reader)
+    signal("connected")
+    started = time.perf_counter()
+    for reader, (_, request) in zip(readers, requests, strict=True):
+        reader.send(request)
+    deadline = loop.time() + time_limit
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*firsts), max(deadline - loop.time(), 0.1))
+    signal("firsts")
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*done), max(deadline - loop.time(), 0.1))
+    for reader in readers:
+        reader.transport.close()
+    return {
+        "statuses": sorted({s.status for s in stats}),
+        "finished": sum(s.finished for s in stats),
+        "ttft": [s.first_at - s.sent_at if s.first_at else float("nan") for s in stats],
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _burst_child(conn: Any, requests: list[tuple[str, bytes]], timeout: float) -> None:
+    def signal(what: str) -> None:
+        conn.send(what)
+        if what == "connected":
+            conn.recv()  # the parent's go, after it noted the servers' CPU
+
+    try:
+        conn.send(asyncio.run(burst(requests, time_limit=timeout, signal=signal)))
+    except BaseException as exc:  # report, never hang the parent
+        conn.send({"error": repr(exc)})
+    finally:
+        conn.close()
+
+
+class BurstLoad:
+    """``burst`` in a child process: ``start()``, ``wait("connected")``, ``go()``,
+    ``wait("firsts")``, ``result()``; between the steps the parent reads the servers' CPU."""
+
+    def __init__(self, requests: list[tuple[str, bytes]], *, timeout: float) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._parent, child = context.Pipe(duplex=True)
+        self.timeout = timeout
+        self.process = context.Process(target=_burst_child, args=(child, requests, timeout), daemon=True)
+
+    def start(self) -> BurstLoad:
+        self.process.start()
+        return self
+
+    def wait(self, what: str) -> dict[str, Any] | None:
+        """None once the child says ``what``; its error report when it failed instead."""
+        if not self._parent.poll(self.timeout + 30):
+            return {"error": f"load client never said {what}"}
+        said = self._parent.recv()
+        return None if said == what else said
+
+    def go(self) -> None:
+        self._parent.send("go")
+
+    def result(self) -> dict[str, Any]:
+        try:
+            if not self._parent.poll(self.timeout + 30):
+                return {"error": "load client did not report in time"}
+            return self._parent.recv()
+        finally:
+            self.process.join(5)
+            if self.process.is_alive():
+                self.process.kill()
