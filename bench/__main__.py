@@ -97,7 +97,8 @@ def start_stack(workers: int) -> Stack:
         SECURE_SSL_REDIRECT="0",
         SESSION_COOKIE_SECURE="0",
         CSRF_COOKIE_SECURE="0",
-        GENIE_GENERATE_TITLES="0",
+        # Titles off unless asked (a burst's titles run after its replies: the bursts ask).
+        GENIE_GENERATE_TITLES=os.environ.get("GENIE_GENERATE_TITLES", "0"),
         GENIE_LOG_LEVEL="WARNING",
         GENIE_RATE_PER_KEY="",
         GENIE_MAX_STREAMS_PER_KEY="0",  # thousands of streams on one key, by design
