@@ -97,8 +97,9 @@ def start_stack(workers: int) -> Stack:
         SECURE_SSL_REDIRECT="0",
         SESSION_COOKIE_SECURE="0",
         CSRF_COOKIE_SECURE="0",
-        # Titles off unless asked (a burst's titles run after its replies: the bursts ask).
-        GENIE_GENERATE_TITLES=os.environ.get("GENIE_GENERATE_TITLES", "0"),
+        # Titles on, as deployed; the fixture's agent has them off (generate_titles): its
+        # scenarios measure turns, the bursts' agent measures them with their titles.
+        GENIE_GENERATE_TITLES="1",
         GENIE_LOG_LEVEL="WARNING",
         GENIE_RATE_PER_KEY="",
         GENIE_MAX_STREAMS_PER_KEY="0",  # thousands of streams on one key, by design
@@ -142,7 +143,14 @@ def make_fixture(fake_base_url: str) -> Fixture:
     team = default_team()
     model = f"bench-{uuid.uuid4().hex[:8]}"
     Agent.objects.create(
-        team=team, handle=model, name="Bench", provider="openai", model=model, base_url=fake_base_url, temperature=0
+        team=team,
+        handle=model,
+        name="Bench",
+        provider="openai",
+        model=model,
+        base_url=fake_base_url,
+        temperature=0,
+        generate_titles=False,
     )
     _, key = create_access_token(team=team, kind=AccessToken.Kind.SECRET, name="bench")
     return Fixture(key=key, agent_model=model)

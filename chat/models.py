@@ -125,6 +125,11 @@ class Agent(models.Model):
         help_text="OpenAI clients may add instructions and set temperature, top_p, penalties, seed, stop and "
         "max tokens (capped at this agent's own limit); off: such a request is refused.",
     )
+    generate_titles = models.BooleanField(
+        default=True,
+        help_text="A new session's blank title is written by the model after its first reply (a second, "
+        "short model call, on the workers' titles queue); off: sessions stay untitled until renamed.",
+    )
     is_public = models.BooleanField(default=False, help_text="Publishable keys may start sessions with it.")
     is_default = models.BooleanField(default=False)
     archived_at = models.DateTimeField(null=True, blank=True)

@@ -496,6 +496,7 @@ class AgentSerializer(serializers.ModelSerializer):
             "vision",
             "context_window",
             "allow_client_settings",
+            "generate_titles",
             "is_public",
             "is_default",
             "archived_at",

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 NumberT = TypeVar("NumberT", int, float)
@@ -318,12 +319,21 @@ GENIE_RUN_TIMEOUT = env_int("GENIE_RUN_TIMEOUT", 600)  # a turn's hard limit (it
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Longer than the longest turn, so a healthy run is never redelivered mid-turn.
     "visibility_timeout": GENIE_RUN_TIMEOUT * 2,
+    # A worker reads its queues in the order CELERY_TASK_QUEUES names them, every time
+    # (kombu's default takes them in turn): a waiting turn is always taken before a title.
+    "queue_order_strategy": "priority",
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 # The queue Genie's tasks go to and its workers read: Genies that share one Redis each name
 # their own (default "celery", Celery's).
 CELERY_TASK_DEFAULT_QUEUE = env_str("GENIE_TASK_QUEUE", "celery")
+# Session titles (a second model call per new session, after its first reply) have their own
+# queue, read after the turns' one: in a burst of new chats they never go before a turn
+# waiting for its first token. A worker started without -Q reads both.
+GENIE_TITLES_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}.titles"
+CELERY_TASK_QUEUES = [Queue(CELERY_TASK_DEFAULT_QUEUE), Queue(GENIE_TITLES_QUEUE)]
+CELERY_TASK_ROUTES = {"runs.generate_title": {"queue": GENIE_TITLES_QUEUE}}
 
 # Logs on stderr, as lines of text or (GENIE_LOG_FORMAT=json) one JSON object per line
 # for a log collector: {"time", "level", "logger", "message", ...}, with an exception's

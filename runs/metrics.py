@@ -169,9 +169,9 @@ class RunsCollector:
         client = broker_client()
         if client is None:
             return None
-        name = celery_app.conf.task_default_queue
         family = GaugeMetricFamily(
-            "genie_queue_depth", "Tasks waiting in the Celery queue (not yet taken by a worker).", labels=["queue"]
+            "genie_queue_depth", "Tasks waiting in a Celery queue (not yet taken by a worker).", labels=["queue"]
         )
-        family.add_metric([name], client.llen(name))
+        for name in (celery_app.conf.task_default_queue, settings.GENIE_TITLES_QUEUE):  # turns, then titles
+            family.add_metric([name], client.llen(name))
         return family

@@ -336,7 +336,12 @@ def _after_run_end(*, run: Run, writer: RunEventWriter, events: list[StreamEvent
         writer.close()
     enqueue_next_run(session_id=run.session_id)
     record_run_end(run)
-    if run.status == Run.Status.SUCCEEDED and settings.GENIE_GENERATE_TITLES and not run.session.title:
+    if (
+        run.status == Run.Status.SUCCEEDED
+        and settings.GENIE_GENERATE_TITLES
+        and not run.session.title
+        and run.session.agent.generate_titles
+    ):
         tasks.generate_title.delay(run.session_id)
     with contextlib.suppress(redis.RedisError):
         redis_client().delete(stop_key(str(run.uuid)))

@@ -7,6 +7,7 @@ import logging
 from django.conf import settings
 
 from chat.models import Message, Session
+from genie.connections import release_connection
 from runs.providers import ProviderError, ProviderRequest, get_provider
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ def generate_title(*, session_id: int) -> str | None:
         api_key=agent.api_key,
         timeout=settings.GENIE_PROVIDER_TIMEOUT,
     )
+    # No connection held while the model answers: a burst of new chats has as many titles
+    # in flight as turns, and the pool is sized for the turns' few queries.
+    release_connection()
     try:
         title = clean_title("".join(chunk.text for chunk in get_provider(agent.provider).stream(request)))
     except ProviderError as exc:

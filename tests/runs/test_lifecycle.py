@@ -193,3 +193,31 @@ def test_stop_ends_unstarted_runs_and_flags_the_running_one(enqueued):
     assert queued.status == Run.Status.QUEUED
     assert queued.stop_requested_at is not None
     assert services.stop_session(session=RunFactory().session) is True  # a lone queued run ends at once
+
+
+def test_an_agent_with_generate_titles_off_gets_no_title_call(enqueued):
+    run = leased(RunFactory())
+    run.session.agent.generate_titles = False
+    run.session.agent.save(update_fields=["generate_titles"])
+    writer = RunEventWriter.open(run)
+
+    services.finish_run(run=run, writer=writer, worker_id="worker-1", status=Run.Status.SUCCEEDED, text="done")
+    writer.close()
+
+    assert enqueued["generate_title"] == []
+    run.session.refresh_from_db()
+    assert run.session.title == ""
+
+
+def test_titles_go_to_their_own_queue_which_workers_read_after_the_turns():
+    from django.conf import settings
+
+    from genie import celery_app
+
+    route = celery_app.amqp.router.route({}, "runs.generate_title")
+    assert route["queue"].name == settings.GENIE_TITLES_QUEUE
+    assert celery_app.amqp.router.route({}, "runs.execute_run")["queue"].name == settings.CELERY_TASK_DEFAULT_QUEUE
+    # A worker started without -Q reads every declared queue, in this order (the broker's
+    # "priority" strategy keeps it): turns first.
+    assert list(celery_app.amqp.queues) == [settings.CELERY_TASK_DEFAULT_QUEUE, settings.GENIE_TITLES_QUEUE]
+    assert celery_app.conf.broker_transport_options["queue_order_strategy"] == "priority"

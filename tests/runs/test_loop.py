@@ -352,3 +352,17 @@ def test_a_streaming_turn_holds_no_database_connection_while_the_model_streams(e
     assert run.status == Run.Status.SUCCEEDED
     assert run.first_token_at is not None
     assert run.agent_message.text == "one two three"
+
+
+def test_a_title_holds_no_database_connection_while_the_model_answers():
+    from runs import titles
+
+    run = RunFactory()
+    provider = HeldConnections(["Cat ", "names"])
+
+    with mock.patch.object(titles, "get_provider", return_value=provider):
+        titles.generate_title(session_id=run.session_id)
+
+    assert provider.held == [False, False]
+    run.session.refresh_from_db()
+    assert run.session.title == "Cat names"
