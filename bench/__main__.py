@@ -303,21 +303,20 @@ async def scale_out_scenario(stack: Stack, fx: Fixture, fake: Any, turns: int, t
     }
 
 
-BURST_TOKENS = 50  # the reply of each turn in a burst: 50 tokens at 4 a second
-BURST_INTERVAL = 0.25
+BURST_INTERVAL = 0.25  # the reply of each turn in a burst: 4 tokens a second (50 tokens, 5 with --quick)
 
 
-def burst_script() -> list[tuple[str, Any]]:
-    return [("text", "hello "), *[("delay", BURST_INTERVAL), ("text", "tok ")] * (BURST_TOKENS - 1)]
+def burst_script(tokens: int) -> list[tuple[str, Any]]:
+    return [("text", "hello "), *[("delay", BURST_INTERVAL), ("text", "tok ")] * (tokens - 1)]
 
 
-def measure_burst(requests: list[tuple[str, bytes]], pids: list[int]) -> dict[str, Any]:
+def measure_burst(requests: list[tuple[str, bytes]], pids: list[int], tokens: int) -> dict[str, Any]:
     """One burst through the lean client (``bench.load.BurstLoad``): every request sent at
     once on connections opened before; the servers' CPU (``pids``) from the send to the
     last first token, and to the last stream's end."""
     from bench.load import BurstLoad
 
-    load = BurstLoad(requests, timeout=60 + BURST_TOKENS * BURST_INTERVAL * 4).start()
+    load = BurstLoad(requests, timeout=60 + tokens * BURST_INTERVAL * 4).start()
     if (error := load.wait("connected")) is not None:
         return error
     cpu = sum(cpu_seconds(pid) for pid in pids)
@@ -375,7 +374,9 @@ def server_timings(agent_model: str, since: float) -> dict[str, Any]:
     }
 
 
-def burst_scenario(stack: Stack, fx: Fixture, fake: Any, sizes: list[str], peer: Any | None) -> dict[str, Any]:
+def burst_scenario(
+    stack: Stack, fx: Fixture, fake: Any, sizes: list[str], tokens: int, warm: int, peer: Any | None
+) -> dict[str, Any]:
     """Bursts of new chats: N sessions started at once, each a streaming ``POST sessions``
     (half on each of two Daphne processes, two workers), the fake model answering 50
     tokens at 4 a second. Time to first token from the request's send, the server's own
@@ -393,25 +394,24 @@ def burst_scenario(stack: Stack, fx: Fixture, fake: Any, sizes: list[str], peer:
     Agent.objects.create(
         team=default_team(), handle=model, name="Burst", provider="openai", model=model, base_url=fake.base_url
     )
-    fake.replace_script(model, burst_script())
+    fake.replace_script(model, burst_script(tokens))
     second, url_b = start_daphne(stack.env, ROOT / "var" / "bench" / "daphne-b.log")
     pids = [stack.daphne_pid, second.proc.pid, *(process.proc.pid for process in stack.processes[1:])]
     body = json.dumps({"text": "hi", "agent": model}).encode()
     headers = {"Authorization": f"Bearer {fx.key}"}
-    out: dict[str, Any] = {"tokens_per_turn": BURST_TOKENS, "tokens_per_second": 1 / BURST_INTERVAL, "genie": {}}
+    out: dict[str, Any] = {"tokens_per_turn": tokens, "tokens_per_second": 1 / BURST_INTERVAL, "genie": {}}
     try:
-        # Unrecorded: every worker process's first turns pay imports and connections.
-        measure_burst(
-            [(url, post_request(f"{url}/api/v1/sessions", headers, body)) for url in (stack.base_url, url_b)] * 4, pids
-        )
         since = time.time()
+        # Unrecorded: every worker process's first turns pay imports and connections.
+        warm_up = [(url, post_request(f"{url}/api/v1/sessions", headers, body)) for url in (stack.base_url, url_b)]
+        measure_burst((warm_up * warm)[:warm], pids, tokens)
         for label in sizes:
             n = int(label.split("+")[-1])
             if "+" not in label:
                 wait_for_titles(model, since)
             requests = [(url, post_request(f"{url}/api/v1/sessions", headers, body)) for url in (stack.base_url, url_b)]
             requests = (requests * n)[:n]
-            measured = measure_burst(requests, pids)
+            measured = measure_burst(requests, pids, tokens)
             if "error" not in measured:
                 since = measured.pop("wall_started")
                 measured |= server_timings(model, since)
@@ -421,23 +421,23 @@ def burst_scenario(stack: Stack, fx: Fixture, fake: Any, sizes: list[str], peer:
         second.stop()
     if peer is not None:
         url, pid, peer_model = peer
-        fake.replace_script(peer_model, burst_script())
+        fake.replace_script(peer_model, burst_script(tokens))
         out["peer"] = {}
         for label in sizes:
             n = int(label.split("+")[-1])
             requests = [(url, post_request(f"{url}/chat/{uuid.uuid4().hex}", {}, b"")) for _ in range(n)]
-            measured = measure_burst(requests, [pid])
+            measured = measure_burst(requests, [pid], tokens)
             measured.pop("wall_started", None)
             out["peer"][label] = measured
             print(f"peer burst {label}: {json.dumps(measured)}", file=sys.stderr, flush=True)
     return out
 
 
-def bursts_beside_peer(stack: Stack, fx: Fixture, fake: Any, sizes: list[str]) -> dict[str, Any]:
+def bursts_beside_peer(stack: Stack, fx: Fixture, fake: Any, sizes: dict[str, Any]) -> dict[str, Any]:
     started = start_peer(fake)
     try:
         beside = None if started is None else (started[1], started[0].proc.pid, started[2])
-        return burst_scenario(stack, fx, fake, sizes, beside)
+        return burst_scenario(stack, fx, fake, sizes["burst"], sizes["burst_tokens"], sizes["burst_warm_up"], beside)
     finally:
         if started is not None:
             started[0].stop()
@@ -884,7 +884,9 @@ QUICK = {
     "stalled_tokens": 200,
     "requests": 20,
     "floor": 50,
-    "burst": ["2", "5", "5+5"],
+    "burst": ["2", "2+2"],
+    "burst_tokens": 5,
+    "burst_warm_up": 2,
 }
 FULL = {
     "turns": 200,
@@ -903,6 +905,8 @@ FULL = {
     "floor": 2000,
     # new chats started at once; N+N: N more the moment the last N ended (their titles in flight)
     "burst": ["10", "100", "50", "50+50"],
+    "burst_tokens": 50,
+    "burst_warm_up": 8,
 }
 
 
@@ -976,7 +980,7 @@ def main() -> None:
             ]
             results["redis_floor"] = run("redis floor", lambda: redis_hop_floor(sizes["floor"]))
         if wanted("burst"):
-            results["burst"] = run("burst", lambda: bursts_beside_peer(stack, fx, fake, sizes["burst"]))
+            results["burst"] = run("burst", lambda: bursts_beside_peer(stack, fx, fake, sizes))
         if wanted("peer") and (started := start_peer(fake)) is not None:
             peer, peer_url, peer_model = started
             try:

@@ -20,12 +20,23 @@ def test_bench_quick_run_writes_its_results(tmp_path):
         "REDIS_URL": "redis://127.0.0.1:6379/13",
     }
 
-    done = run_python("-m", "bench", "--quick", "--output", str(output), env=env, timeout=240)
+    done = run_python("-m", "bench", "--quick", "--output", str(output), env=env, timeout=300)
 
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(output.read_text())
-    scenarios = {"ttft", "relay", "redis_floor", "idle_streams", "stalled_reader", "rest", "db_load", "machine"}
+    scenarios = {
+        "ttft",
+        "relay",
+        "redis_floor",
+        "idle_streams",
+        "stalled_reader",
+        "rest",
+        "db_load",
+        "burst",
+        "machine",
+    }
     assert scenarios <= set(results)
+    assert all(burst["finished"] == burst["turns"] for burst in results["burst"]["genie"].values())
     assert all(run["streams_finished"] == run["streams"] for run in results["relay"])
     assert results["relay"][0]["events_relayed"] > 0
     assert results["ttft"]["celery_hop_floor_ms"]["n"] == results["sizes"]["turns"]  # every no-op task started
