@@ -174,16 +174,14 @@ class AISDKChatView(ProtocolView, APIView):
             answers=[tool_answer(call_id, part) for call_id, part in answers.items()],
             after_seq=pause_point(run, pending).seq,
         )
-        return answer_turn(request, start, wire=wire, headers=turn_headers, render=turn_continued)
+        return answer_turn(request, start, wire=wire, headers=turn_headers, render=turn_started)
 
 
 def turn_started(request: Request, turn: Turn) -> Response:
-    """A replayed request whose stream is no longer kept: what it started."""
-    return Response({"uuid": str(turn.session.uuid), "run_uuid": str(turn.run.uuid)}, status=status.HTTP_201_CREATED)
-
-
-def turn_continued(request: Request, turn: Turn) -> Response:
-    return Response({"uuid": str(turn.session.uuid), "run_uuid": str(turn.run.uuid)})
+    """A replayed request whose stream is no longer kept: what it started (201), or
+    continued (200)."""
+    body = {"uuid": str(turn.session.uuid), "run_uuid": str(turn.run.uuid)}
+    return Response(body, status=status.HTTP_201_CREATED if turn.after_seq is None else status.HTTP_200_OK)
 
 
 def tool_answer(call_id: str, part: dict[str, Any]) -> ToolAnswer:

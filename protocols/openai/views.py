@@ -419,7 +419,7 @@ class ChatCompletionView(ProtocolView, APIView):
         )
         if body["stream"]:
             wire = self.wire(body, run.session.agent, options)
-            return answer_turn(request, start, wire=wire, headers=session_headers, render=turn_continued)
+            return answer_turn(request, start, wire=wire, headers=session_headers, render=turn_started)
         return answer_turn(request, start, wait=True, render=completion_rendered(offset=paused_at.text_length))
 
     def continued_session(self, request: Request, agent: Agent) -> Session | None:
@@ -440,12 +440,10 @@ class ChatCompletionView(ProtocolView, APIView):
 
 
 def turn_started(request: Request, turn: Turn) -> Response:
-    """A replayed streamed call whose stream is no longer kept: what it started."""
-    return Response({"run_uuid": str(turn.run.uuid), "session_uuid": str(turn.session.uuid)}, status=201)
-
-
-def turn_continued(request: Request, turn: Turn) -> Response:
-    return Response({"run_uuid": str(turn.run.uuid), "session_uuid": str(turn.session.uuid)})
+    """A replayed streamed call whose stream is no longer kept: what it started (201), or
+    continued (200)."""
+    body = {"run_uuid": str(turn.run.uuid), "session_uuid": str(turn.session.uuid)}
+    return Response(body, status=201 if turn.after_seq is None else 200)
 
 
 def completion_rendered(*, offset: int = 0) -> Callable[[Request, Turn], Response]:
