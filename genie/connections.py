@@ -7,14 +7,22 @@ without ``genie`` importing an app."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import time
+from collections.abc import Callable
 from functools import cache, cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from django.conf import settings
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
-from django.db import connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @cache
@@ -44,6 +52,29 @@ def release_connection() -> None:
     sized for the queries, not for the turns. Inside a transaction it does nothing."""
     if not connection.in_atomic_block:
         connection.close()
+
+
+def retry_when_disconnected(operation: Callable[[], T], *, what: str) -> T:
+    """``operation()``, run again when the database connection is lost under it (a
+    PostgreSQL restart, a terminated backend: ``OperationalError``/``InterfaceError``): the
+    dead connection is dropped and the operation retried with a growing pause (0.1 s to
+    1 s) for up to GENIE_DB_RECONNECT_WAIT seconds, so that a streaming turn rides out a
+    restart of a few seconds instead of dying. ``operation`` must be safe to repeat (an
+    idempotent write, or a transaction of its own that failed as a whole). Inside an outer
+    transaction nothing is retried (its earlier writes are lost): the error goes up."""
+    deadline = time.monotonic() + settings.GENIE_DB_RECONNECT_WAIT
+    pause = 0.1
+    while True:
+        try:
+            return operation()
+        except (OperationalError, InterfaceError) as exc:
+            if connection.in_atomic_block or time.monotonic() + pause > deadline:
+                raise
+            logger.warning("Database connection lost during %s (%s); retrying in %.1f s", what, exc, pause)
+            with contextlib.suppress(DatabaseError):
+                connection.close()  # a broken connection goes back to the pool, which drops it
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
 
 class RedisCache(DjangoRedisCache):

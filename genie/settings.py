@@ -424,8 +424,15 @@ GENIE_RATE_PUBLISHABLE_IP = env_str("GENIE_RATE_PUBLISHABLE_IP", "120/min")  # o
 GENIE_RATE_PUBLISHABLE_KEY = env_str("GENIE_RATE_PUBLISHABLE_KEY", "12000/min")  # all its visitors together
 GENIE_RATE_AUTH_FAILURES = env_str("GENIE_RATE_AUTH_FAILURES", "30/min")  # failed sign-ins and bad keys, per IP
 GENIE_SYNC_TIMEOUT = env_float("GENIE_SYNC_TIMEOUT", 60.0)
+# How long a stop request waits for the run's worker to honour it before answering (the
+# answer then says the stop is pending: ``runs.waiting.stop_and_wait``).
+GENIE_STOP_WAIT = env_float("GENIE_STOP_WAIT", 5.0)
 GENIE_IDEMPOTENCY_TTL = timedelta(seconds=env_int("GENIE_IDEMPOTENCY_TTL", 24 * 3600))
 GENIE_RUN_LEASE = env_float("GENIE_RUN_LEASE", 30.0)  # a worker renews its run's lease every third of this
+# How long a worker's write waits for the database to come back (a restart) before the turn
+# gives up (genie.connections.retry_when_disconnected); below the lease, so a worker that
+# gives up is taken over by the sweeper.
+GENIE_DB_RECONNECT_WAIT = env_float("GENIE_DB_RECONNECT_WAIT", 20.0)
 GENIE_SWEEP_INTERVAL = env_float("GENIE_SWEEP_INTERVAL", 10.0)
 GENIE_QUEUED_RUN_GRACE = env_float("GENIE_QUEUED_RUN_GRACE", 30.0)  # re-enqueue a run queued this long
 GENIE_MAX_STEPS = env_int("GENIE_MAX_STEPS", 8)  # model calls per turn

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db.models import Max
 from django.utils import timezone
 
-from genie.connections import redis_client, release_connection
+from genie.connections import redis_client, release_connection, retry_when_disconnected
 from runs import vocabulary as ev
 from runs.models import Run, RunEvent
 
@@ -302,11 +302,22 @@ class RunEventWriter:
         self._redis_ok = False
 
     def flush(self) -> None:
+        """Store the buffered events (one bulk insert; a batch stored already is ignored, so
+        a retry after a lost connection is harmless)."""
         if self._pending:
-            RunEvent.objects.bulk_create(self._pending, ignore_conflicts=True)
+            pending = self._pending
+            retry_when_disconnected(
+                lambda: RunEvent.objects.bulk_create(pending, ignore_conflicts=True), what="an event batch"
+            )
             self._pending = []
             release_connection()
         self._last_flush = time.monotonic()
+
+    def rewind(self, next_seq: int) -> None:
+        """Forget what was recorded from ``next_seq`` on (nothing buffered before it): a
+        transaction that stored those events failed as a whole and is to be run again."""
+        self.next_seq = next_seq
+        self._pending = []
 
 
 @dataclass

@@ -26,6 +26,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -37,7 +38,7 @@ from django.utils import timezone
 
 from chat.files import ensure_text
 from chat.models import Message
-from genie.connections import release_connection
+from genie.connections import release_connection, retry_when_disconnected
 from runs import vocabulary as ev
 from runs.compaction import DEFAULT_KEEP_LAST, compact_before_turn, compaction_data
 from runs.context import PromptParts, count_usage, prompt_parts
@@ -185,7 +186,10 @@ class StopWatch:
                 )
         if now >= self._next_renew:
             self._next_renew = now + self._renew_every
-            self.run.renew_lease(worker_id=self.worker_id, seconds=settings.GENIE_RUN_LEASE)
+            retry_when_disconnected(
+                lambda: self.run.renew_lease(worker_id=self.worker_id, seconds=settings.GENIE_RUN_LEASE),
+                what="a lease renewal",
+            )
             release_connection()
         return self.stopped
 
@@ -272,13 +276,15 @@ class Turn:
     def settle(self, end: TurnEnd) -> None:
         if end.status == PAUSED:
             self.state["usage"] = asdict(self.usage)
-            pause_run(
-                run=self.run,
-                writer=self.writer,
-                state=self.state,
-                text=self.state["text"],
-                worker_id=self.worker_id,
-                expires_at=self.action_expires_at,
+            self.retried_end(
+                lambda: pause_run(
+                    run=self.run,
+                    writer=self.writer,
+                    state=self.state,
+                    text=self.state["text"],
+                    worker_id=self.worker_id,
+                    expires_at=self.action_expires_at,
+                )
             )
             return
         if end.status == Run.Status.FAILED:
@@ -288,19 +294,37 @@ class Turn:
         # takes it over (``runs.recovery``), not a complete reply marked worker_lost.
         self.state["outcome"] = {**asdict(end), "finish_reason": finish_reason}
         self.checkpoint()
-        finish_run(
-            run=self.run,
-            writer=self.writer,
-            worker_id=self.worker_id,
-            status=end.status,
-            error_code=end.error_code,
-            error_message=end.error_message,
-            text=self.state["text"],
-            usage=self.usage,
-            open_parts=self.parts,
-            finish_metadata=self.finish_metadata(),
-            finish_reason=finish_reason,
+        metadata = retry_when_disconnected(self.finish_metadata, what="the finish's figures")
+        self.retried_end(
+            lambda: finish_run(
+                run=self.run,
+                writer=self.writer,
+                worker_id=self.worker_id,
+                status=end.status,
+                error_code=end.error_code,
+                error_message=end.error_message,
+                text=self.state["text"],
+                usage=self.usage,
+                open_parts=self.parts,
+                finish_metadata=metadata,
+                finish_reason=finish_reason,
+            )
         )
+
+    def retried_end(self, end: Callable[[], bool]) -> None:
+        """Run ``end`` (``finish_run`` or ``pause_run``: one transaction that records the
+        closing events, stores them and publishes them after commit) again when the
+        database connection was lost during it: the transaction failed as a whole, so the
+        writer forgets the events it recorded (the batch before them is stored first) and
+        the next attempt records them again with the same ids."""
+        self.writer.flush()
+        next_seq = self.writer.next_seq
+
+        def attempt() -> bool:
+            self.writer.rewind(next_seq)
+            return end()
+
+        retry_when_disconnected(attempt, what="the run's end")
 
     def finish_metadata(self) -> dict[str, Any]:
         """The ``finish`` chunk's ``messageMetadata``: the turn's usage as the provider
@@ -417,7 +441,7 @@ class Turn:
         """Store the turn's state while it runs (``Run.store_state``): what a run re-queued
         after its worker died resumes from (``runs.recovery``)."""
         self.state["usage"] = asdict(self.usage)
-        self.run.store_state(self.state)
+        retry_when_disconnected(lambda: self.run.store_state(self.state), what="a checkpoint")
         release_connection()
 
     def end_step(self, *, settled: bool) -> None:
@@ -451,7 +475,7 @@ class Turn:
             self.state["text"] += chunk.text
             self.writer.emit(ev.TEXT_DELTA, id=self.run.text_part_id, delta=chunk.text)
             if first:  # stored after the first token is out: not on its way
-                self.run.store_first_token_at()
+                retry_when_disconnected(self.run.store_first_token_at, what="the first token's time")
                 release_connection()
         for delta in chunk.tool_calls:
             call = streamed.get(delta.index)

@@ -16,6 +16,14 @@
   within GENIE_QUEUED_RUN_GRACE (its task was lost), its continuation is enqueued again.
 - Runs queued for longer than GENIE_QUEUED_RUN_GRACE (their task was lost, e.g. the
   broker was down at commit) are enqueued again; the run's lease makes a duplicate harmless.
+
+A broker that restarted empty (Redis without persistence) lost every queued task at once:
+each worker's consumer, when it connects to the broker (at start and after every
+reconnection, ``genie.celery.RequeueLostTasks``), finds the broker's mark gone and enqueues
+the queued and answered runs again at once (``requeue_lost_tasks``), not a sweep and a
+grace later. A duplicate delivery is refused by the claim (``runs.loop.claim_run``: the
+run's row is locked, a leased or finished run is skipped), so enqueuing too often costs a
+query, never a second turn.
 """
 
 from __future__ import annotations
@@ -80,3 +88,20 @@ def sweep_runs() -> dict[str, int]:
             transaction.on_commit(partial(tasks.continue_run.delay, run_id))
             counts["resumed"] += 1
     return counts
+
+
+def requeue_lost_tasks() -> int:
+    """Enqueue again every run whose task the broker may have lost: the queued ones and the
+    answered pauses (continuations). Called when the broker came back empty; returns how
+    many were enqueued."""
+    queued = list(Run.objects.filter(status=Run.Status.QUEUED).values_list("pk", flat=True))
+    answered = list(Run.objects.ready_to_continue().values_list("pk", flat=True))
+    for run_id in queued:
+        tasks.execute_run.delay(run_id)
+    for run_id in answered:
+        tasks.continue_run.delay(run_id)
+    if queued or answered:
+        logger.warning(
+            "The broker lost its tasks: %s queued and %s answered runs enqueued again", len(queued), len(answered)
+        )
+    return len(queued) + len(answered)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -11,6 +11,9 @@ from genie.serializers import StrictSerializer
 from runs.models import Connection, ConnectionProvider, Run, RunEvent, ToolCall
 from runs.tools import DEFAULT_TIMEOUT, MAX_TIMEOUT, TOOL_KINDS, check_input_schema, get_tool
 
+if TYPE_CHECKING:
+    from runs.waiting import StopOutcome
+
 
 class RunErrorSerializer(serializers.Serializer):
     code = serializers.CharField()
@@ -20,6 +23,36 @@ class RunErrorSerializer(serializers.Serializer):
 class RunUsageSerializer(serializers.Serializer):
     prompt_tokens = serializers.IntegerField(allow_null=True)
     completion_tokens = serializers.IntegerField(allow_null=True)
+
+
+class StopResultSerializer(serializers.Serializer):
+    """A stop request's answer (``runs.waiting.StopOutcome``), read after the run's worker
+    honoured the stop or GENIE_STOP_WAIT passed."""
+
+    uuid = serializers.UUIDField(help_text="The session.")
+    stopped = serializers.BooleanField(
+        help_text="A run ended `stopped` by this request; false when nothing was active, when the run "
+        "ended on its own first (see `status`), or while the stop is still pending (`status: running`)."
+    )
+    run_uuid = serializers.UUIDField(allow_null=True, help_text="The run that was active; null when none was.")
+    status = serializers.CharField(
+        allow_null=True,
+        help_text="That run's status now: `stopped`, `succeeded` or `failed` (it ended before the stop "
+        "took effect), `running` (its worker has not honoured the stop yet: it ends soon, as `GET …/runs/{r}` "
+        "tells); null when nothing was active.",
+    )
+
+    @classmethod
+    def of(cls, *, session_uuid: Any, outcome: StopOutcome) -> dict[str, Any]:
+        run = outcome.run
+        return cls(
+            {
+                "uuid": session_uuid,
+                "stopped": outcome.stopped,
+                "run_uuid": run.uuid if run is not None else None,
+                "status": run.status if run is not None else None,
+            }
+        ).data
 
 
 class ToolSpecSerializer(StrictSerializer):

@@ -476,15 +476,17 @@ def continue_when_answered(run: Run) -> None:
         transaction.on_commit(partial(tasks.continue_run.delay, run.pk))
 
 
-def stop_session(*, session: Session) -> bool:
-    """Stop the session's active runs (the running one and any queued behind it).
+def stop_session(*, session: Session) -> list[Run]:
+    """Ask the session's active runs to stop (the running one and any queued behind it).
 
     A run no worker holds (queued with nothing running before it, or paused) is ended here
     with ``abort`` + ``finish``; a running one is flagged in PostgreSQL and Redis and its
     worker stops within a poll interval. Queued runs behind a running one are flagged:
     the running run's end hands each on in turn, and each ends ``stopped`` at once
     (its event ids follow the running run's, which only its worker may hand out).
-    Returns whether anything was stopped; stopping twice is harmless.
+    Returns the runs asked to stop, oldest first (empty: nothing was active); a running
+    one may still end otherwise (its worker was ending it: ``runs.waiting.stop_and_wait``
+    tells). Stopping twice is harmless.
     """
     with transaction.atomic():
         runs = list(
@@ -500,7 +502,7 @@ def stop_session(*, session: Session) -> bool:
             if run.status == Run.Status.REQUIRES_ACTION or (run.status == Run.Status.QUEUED and not running):
                 end_run(run=run, status=Run.Status.STOPPED)
         transaction.on_commit(partial(_signal_stop, runs=[run for run in runs if run.status == Run.Status.RUNNING]))
-    return bool(runs)
+    return runs
 
 
 def _signal_stop(*, runs: list[Run]) -> None:

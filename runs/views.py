@@ -42,26 +42,25 @@ from runs.serializers import (
     EventQuerySerializer,
     RunEventSerializer,
     RunSerializer,
+    StopResultSerializer,
     ToolCallApprovalSerializer,
     ToolCallResultSerializer,
 )
+from runs.waiting import stop_and_wait
 
 EVENT_ID = {"type": "integer", "minimum": 0}
 
 
 class SessionStopView(APIView):
-    """``POST sessions/{s}/stream/stop``: stop the active run and those queued behind it."""
+    """``POST sessions/{s}/stream/stop``: stop the active run and those queued behind it;
+    answers once the run's worker honoured the stop (or GENIE_STOP_WAIT passed) with what
+    became of the run (``runs.waiting.stop_and_wait``)."""
 
-    @extend_schema(
-        request=None,
-        responses=inline_serializer(
-            "StopResult", {"uuid": serializers.UUIDField(), "stopped": serializers.BooleanField()}
-        ),
-    )
+    @extend_schema(request=None, responses=StopResultSerializer)
     def post(self, request: Request, session_uuid: str) -> Response:
         session = get_object_or_404(Session.objects.reachable_by(request.auth), uuid=session_uuid)
-        stopped = services.stop_session(session=session)
-        return Response({"uuid": str(session.uuid), "stopped": stopped})
+        outcome = stop_and_wait(session=session)
+        return Response(StopResultSerializer.of(session_uuid=session.uuid, outcome=outcome))
 
 
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from datetime import datetime
 
 import redis
+from django.conf import settings
 from django.db import close_old_connections, connection
 
+from chat.models import Session
 from genie.connections import redis_client
 from runs.events import StreamEvent, channel_name
 from runs.models import Run
+from runs.services import stop_session
 from runs.vocabulary import ACTION_REQUESTS, FINISH, asks_for_answer
 
 POLL_FALLBACK_SECONDS = 1.0
@@ -53,6 +57,35 @@ def wait_for_finish(*, run: Run, timeout: float, or_pause: bool = False) -> bool
         close_old_connections()
         if pubsub is not None:
             pubsub.close()
+
+
+@dataclass(frozen=True)
+class StopOutcome:
+    """What a stop request did, as the stop endpoints answer it. ``run``: the session's
+    active run when the stop came (None: nothing was active), read again after the wait;
+    ``stopped``: a run of the session ended ``stopped`` by it. A run whose worker was
+    already ending it ends ``succeeded`` or ``failed`` all the same; one whose worker has
+    not honoured the stop within the wait is still ``running`` (``stopped`` false: the
+    stop is pending, and the run's own status tells how it ended)."""
+
+    run: Run | None
+    stopped: bool
+
+
+def stop_and_wait(*, session: Session, timeout: float | None = None) -> StopOutcome:
+    """``runs.services.stop_session``, then wait (at most ``timeout``, GENIE_STOP_WAIT by
+    default; no database connection held) for the running run's worker to end it, and
+    read what became of the runs: never a stop claimed that did not happen."""
+    runs = stop_session(session=session)
+    if not runs:
+        return StopOutcome(run=None, stopped=False)
+    active = runs[0]
+    timeout = settings.GENIE_STOP_WAIT if timeout is None else timeout
+    if active.status == Run.Status.RUNNING and timeout > 0:
+        wait_for_finish(run=active, timeout=timeout)
+    statuses = dict(Run.objects.filter(pk__in=[run.pk for run in runs]).values_list("pk", "status"))
+    active.status = statuses.get(active.pk, active.status)
+    return StopOutcome(run=active, stopped=Run.Status.STOPPED in statuses.values())
 
 
 def wait_for_continuation(run: Run, *, paused_at: datetime, timeout: float = 5.0) -> None:

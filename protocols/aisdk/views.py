@@ -29,8 +29,8 @@ from typing import Any
 
 from django.http import Http404, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import serializers, status
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -46,14 +46,15 @@ from genie.schema import error_response
 from protocols import base
 from protocols.aisdk.serializers import ChatMessage, ChatRequestSerializer
 from protocols.base import ProtocolView, parse_uuid
-from runs import services as run_services
 from runs import vocabulary as ev
 from runs.events import pause_point
 from runs.formats import AISDKChatFormat
 from runs.handoff import answer_turn, turn_headers
 from runs.models import Run, ToolCall
+from runs.serializers import StopResultSerializer
 from runs.services import ToolAnswer, Turn
 from runs.sse import StreamApp, StreamPlan, StreamRefusal, plan_stream
+from runs.waiting import stop_and_wait
 
 
 class SameOriginSessionAuthentication(CsrfSessionAuthentication):
@@ -286,17 +287,16 @@ class ChatMessagesView(ChatSessionView):
         return Response([] if session is None else [ui_message(message) for message in visible(session)])
 
 
+class ChatStopResultSerializer(StopResultSerializer):
+    """``POST /api/chat/{id}/stop``'s answer: the canonical stop's."""
+
+
 class ChatStopView(ChatSessionView):
-    @extend_schema(
-        request=None,
-        responses=inline_serializer(
-            "ChatStopResult", {"uuid": serializers.UUIDField(), "stopped": serializers.BooleanField()}
-        ),
-    )
+    @extend_schema(request=None, responses=ChatStopResultSerializer)
     def post(self, request: Request, chat_id: str) -> Response:
         """``POST /api/chat/{id}/stop``: stop the chat's active run (as ``POST sessions/{s}/stream/stop``)."""
         session = self.get_session(chat_id)
-        return Response({"uuid": str(session.uuid), "stopped": run_services.stop_session(session=session)})
+        return Response(StopResultSerializer.of(session_uuid=session.uuid, outcome=stop_and_wait(session=session)))
 
 
 def ui_message(message: Message) -> dict[str, Any]:

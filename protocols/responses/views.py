@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
-from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -58,7 +57,7 @@ from runs.options import ClientSettings, ClientToolSpec, TurnOptions, client_too
 from runs.services import ToolAnswer, Turn
 from runs.sse import StreamApp, StreamPlan, StreamRefusal, plan_stream
 from runs.titles import fallback_title
-from runs.waiting import wait_for_finish
+from runs.waiting import stop_and_wait
 
 SESSION_HEADER = "Genie-Session"
 
@@ -563,10 +562,9 @@ class ResponseCancelView(ProtocolView, APIView):
     def post(self, request: Request, response_id: str) -> Response:
         run = find_response(request.auth, response_id)
         if run.is_active:
-            run_services.stop_session(session=run.session)
-            run = reload(run)
-        if run.status == Run.Status.RUNNING:  # its worker stops within a poll interval
-            wait_for_finish(run=run, timeout=settings.GENIE_SYNC_TIMEOUT)
+            # Answered once its worker honoured the stop (or GENIE_STOP_WAIT passed): a run that
+            # ended on its own first is ``completed``, one still stopping ``in_progress``.
+            stop_and_wait(session=run.session)
             run = reload(run)
         return Response(response_body(run))
 

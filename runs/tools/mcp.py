@@ -26,6 +26,13 @@ A protocol error, a timeout, a refused or unreachable destination and anything e
 goes wrong is a ToolError with a short message; the model reads it.
 
 With ``CallContext.access_token`` set, a call sends ``Authorization: Bearer <token>``.
+
+Each ``tools/call`` names the call in its request's ``_meta``: ``{"genie/idempotency_key":
+<call_id>}``, the identity a webhook gets as ``Idempotency-Key``. A call sent again (an
+``idempotent`` tool's, after its worker died) carries the same key, so the server can
+de-duplicate; a tool reads it from its request's ``_meta`` (``ctx.request_context.meta`` in
+the SDK's ``MCPServer``). It is not an HTTP header: each call's connection sends an
+``initialize`` first, which a header-keyed de-duplication would take for the call.
 """
 
 from __future__ import annotations
@@ -64,6 +71,7 @@ MAX_ERROR_CHARS = 1000
 SEPARATOR = "__"
 OFFERED_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CLIENT_INFO = {"name": "genie", "version": "1"}
+IDEMPOTENCY_META_KEY = "genie/idempotency_key"
 
 T = TypeVar("T")
 
@@ -164,6 +172,7 @@ class McpTool:
                     arguments,
                     request_timeout=spec.timeout,
                     access_token=context.access_token,
+                    idempotency_key=context.call_id,
                 ),
                 timeout=spec.timeout,
             )
@@ -217,10 +226,16 @@ async def list_tools(server_url: str, *, request_timeout: float) -> tuple[Remote
 
 
 async def call_tool(
-    server_url: str, name: str, arguments: dict[str, Any], *, request_timeout: float, access_token: str | None
+    server_url: str,
+    name: str,
+    arguments: dict[str, Any],
+    *,
+    request_timeout: float,
+    access_token: str | None,
+    idempotency_key: str,
 ) -> CallToolResult:
     async with connect(server_url, request_timeout=request_timeout, access_token=access_token) as client:
-        return await client.call_tool(name, arguments)
+        return await client.call_tool(name, arguments, meta={IDEMPOTENCY_META_KEY: idempotency_key})
 
 
 def run_bounded(work: Callable[[], Awaitable[T]], *, timeout: float) -> T:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from unittest import mock
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 
 from chat.models import Message
 from genie.models import AccessToken
@@ -283,7 +283,7 @@ def test_stop_while_paused_ends_the_run_stopped(script, enqueued):
     script(tool_call("lookup", "{}"))
     loop.execute_run(run.pk)
 
-    assert services.stop_session(session=run.session) is True
+    assert services.stop_session(session=run.session)
 
     run = reload(run)
     assert run.status == Run.Status.STOPPED
@@ -366,3 +366,52 @@ def test_a_title_holds_no_database_connection_while_the_model_answers():
     assert provider.held == [False, False]
     run.session.refresh_from_db()
     assert run.session.title == "Cat names"
+
+class LostConnections:
+    """A database that drops the connection under the worker's writes (a PostgreSQL
+    restart): once ``arm``ed, the first ``times`` statements starting with each of
+    ``prefixes`` fail as on a dropped connection."""
+
+    def __init__(self, *prefixes: str, times: int) -> None:
+        self.left = dict.fromkeys(prefixes, times)
+        self.failed: list[str] = []
+        self.armed = False
+
+    def arm(self) -> None:
+        self.armed = True
+
+    def __call__(self, execute, sql, params, many, context):
+        prefix = next((p for p in self.left if sql.startswith(p)), None)
+        if self.armed and prefix is not None and self.left[prefix] > 0:
+            self.left[prefix] -= 1
+            self.failed.append(prefix)
+            raise OperationalError("server closed the connection unexpectedly")
+        return execute(sql, params, many, context)
+
+
+def test_a_reply_goes_on_when_the_database_connection_is_lost_under_its_writes(script, enqueued, settings):
+    """Every kind of write a streaming turn makes (its event batches, lease renewals, the
+    first token's time, its checkpoint and its end) meets a lost connection twice: each is
+    retried on a new connection and the reply completes, stored whole (issue 26: a
+    PostgreSQL restart killed the reply in progress every time)."""
+    settings.GENIE_RUN_LEASE = 0.0  # the lease is renewed at every token
+    run = RunFactory()
+    lost = LostConnections(
+        'INSERT INTO "runs_runevent"',
+        'UPDATE "runs_run" SET "lease_expires_at"',
+        'UPDATE "runs_run" SET "first_token_at"',
+        'UPDATE "runs_run" SET "state"',
+        'UPDATE "chat_message"',  # inside the run's end: its whole transaction again
+        times=2,
+    )
+    script([lost.arm, *text("one ", "two ", "three"), Chunk(finish_reason="stop")])  # armed once the run is claimed
+
+    with connection.execute_wrapper(lost):
+        loop.execute_run(run.pk)
+
+    run = reload(run)
+    assert set(lost.failed) == set(lost.left)  # every kind of write met the fault
+    assert run.status == Run.Status.SUCCEEDED
+    assert run.agent_message.text == "one two three"
+    assert stored_types(run) == published_types(run) == text_turn(deltas=3)
+    assert published_ids(run) == sorted(set(published_ids(run)))

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 import uvicorn
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError as ServerToolError
 
 from runs.tools import CallContext, OfferedTool, ToolError, ToolSpec, get_tool
@@ -39,6 +39,11 @@ def build_server() -> MCPServer:
     def fail(reason: str) -> str:
         """Always fails."""
         raise ServerToolError(f"cannot: {reason}")
+
+    @server.tool(structured_output=False)
+    def whoami(ctx: Context) -> str:
+        """The idempotency key of this request (its ``_meta``)."""
+        return (ctx.request_context.meta or {}).get("genie/idempotency_key", "")
 
     @server.tool()
     async def slow(seconds: float) -> str:
@@ -107,7 +112,7 @@ def offered_named(spec: ToolSpec, name: str) -> OfferedTool:
 def test_offers_each_server_tool_with_the_definition_name_as_prefix(mcp_server):
     offered = get_tool("mcp").offers(mcp_spec(mcp_server.url))
 
-    assert {tool.name for tool in offered} == {"calc__add", "calc__shout", "calc__fail", "calc__slow"}
+    assert {tool.name for tool in offered} == {"calc__add", "calc__shout", "calc__fail", "calc__slow", "calc__whoami"}
     add = next(tool for tool in offered if tool.name == "calc__add")
     assert add.remote_name == "add"
     assert add.description == "Add two integers."
@@ -131,6 +136,15 @@ def test_call_returns_the_structured_content(mcp_server):
     output = get_tool("mcp").call(offered_named(spec, "calc__add"), {"a": 2, "b": 3}, CONTEXT)
 
     assert output == {"result": 5}
+
+
+def test_a_call_names_its_call_id_as_the_idempotency_key_in_its_meta(mcp_server):
+    """As a webhook's ``Idempotency-Key``: the server can de-duplicate a call sent again."""
+    spec = mcp_spec(mcp_server.url)
+
+    output = get_tool("mcp").call(offered_named(spec, "calc__whoami"), {}, CONTEXT)
+
+    assert output == "call-1"
 
 
 def test_call_without_structured_content_returns_the_text(mcp_server):

@@ -15,6 +15,8 @@ import pytest
 import redis
 
 from chat.models import Session
+from runs.models import Run
+from tests.factories import RunFactory
 from tests.live import LiveStack
 from tests.processes import free_port, start_daphne, start_worker, wait_for
 
@@ -138,3 +140,22 @@ def test_a_resume_right_after_redis_returns_loses_and_repeats_nothing(outage_sta
     assert head.text + rest.text == run.agent_message.text == "".join(f"t{i} " for i in range(80))
     assert rest.types[-1] == "finish"
     assert "Couldn't ack" not in worker.log_text()
+
+
+def test_a_queued_run_whose_task_died_with_redis_starts_when_redis_is_back(outage_stack, fake_llm, transactional_db):
+    """A run is queued and its task is in Redis when Redis restarts empty: the task is gone.
+    The worker's consumer, reconnecting, finds the broker's mark gone and enqueues the run
+    again at once (this stack runs no beat, so the sweeper's grace cannot be what starts it;
+    issue 26 measured 39 s with it)."""
+    server, url, _ = outage_stack
+    live = LiveStack.create(base_url=url, fake_llm=fake_llm)
+    live.script([("text", "after all")])
+    # Queued as a committed turn whose task the restart took: the row, and no task.
+    run = RunFactory(session__agent=live.agent, user_message__text="hello", agent_message__text="")
+
+    server.stop()
+    server.start()
+    done = live.wait_run(str(run.uuid), timeout=30)
+
+    assert done.status == Run.Status.SUCCEEDED
+    assert done.agent_message.text == "after all"

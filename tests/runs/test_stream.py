@@ -146,7 +146,12 @@ def test_stop_mid_stream_keeps_partial_text(live):
     tail = live.read_stream(created["stream_url"], last_event_id=head.ids[-1], timeout=5)
     again = live.api("POST", f"sessions/{created['uuid']}/stream/stop")
 
-    assert stop.json() == {"uuid": created["uuid"], "stopped": True}
+    assert stop.json() == {
+        "uuid": created["uuid"],
+        "stopped": True,
+        "run_uuid": created["run_uuid"],
+        "status": "stopped",
+    }
     assert tail.types[-3:] == ["abort", "finish-step", "finish"]
     assert again.json()["stopped"] is False
     run = live.wait_run(created["run_uuid"])
