@@ -31,8 +31,8 @@ URL = "/v1/responses"
 @pytest.fixture
 def model(replies_in_process):
     """The model's replies; a waiting request's run is executed in-process by the loop
-    where the view waits for it (no worker here), a cancel's wait too."""
-    with mock.patch("protocols.responses.views.wait_for_finish", side_effect=run_in_process):
+    where the view waits for it (no worker here), a cancel's wait too (``stop_and_wait``)."""
+    with mock.patch("runs.waiting.wait_for_finish", side_effect=run_in_process):
         yield replies_in_process
 
 
