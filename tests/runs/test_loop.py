@@ -367,6 +367,7 @@ def test_a_title_holds_no_database_connection_while_the_model_answers():
     run.session.refresh_from_db()
     assert run.session.title == "Cat names"
 
+
 class LostConnections:
     """A database that drops the connection under the worker's writes (a PostgreSQL
     restart): once ``arm``ed, the first ``times`` statements starting with each of
