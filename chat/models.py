@@ -285,6 +285,12 @@ class Session(models.Model):
     def __str__(self) -> str:
         return self.title or f"Session {self.uuid}"
 
+    def has_client_secret(self, secret: str) -> bool:
+        """Whether ``secret`` is this session's client secret (a publishable key's visitor)."""
+        return bool(secret and self.client_secret_hash) and secrets.compare_digest(
+            hash_client_secret(secret), self.client_secret_hash
+        )
+
     def issue_client_secret(self) -> str:
         """Set a new client secret and return it; only its hash is kept."""
         secret = "cs_" + secrets.token_urlsafe(24)

@@ -4,11 +4,13 @@ A tool whose definition names a provider (``ToolSpec.connection``) needs the end
 token (``connection_token``: refreshed when expired). Without one, the loop asks for an
 authorization (``request_connection``: an attempt, reused while one is pending for the same
 user and provider) and the run pauses. The user then links (``link_connection``: a fresh
-link, through Genie) or rejects (``reject_connection``). Opening the link
-(``open_link``) binds it to that browser (a cookie) and sends it to the provider, which
-sends it back to the callback (``complete_connection``): only the browser that opened the
-link completes it (a link forwarded to someone else is no use to the sender); the code
-is exchanged, the tokens are stored
+link, through Genie) or rejects (``reject_connection``). A link opens only for whom it
+was issued to (``requester_of``): a signed-in user's session's link in a browser signed in
+to Genie as that user, a publishable key visitor's with that session's client secret; a
+link sent to someone else, opened or not, is refused. Opening the link (``open_link``)
+binds it to that browser (a cookie) and sends it to the provider, which sends it back to
+the callback (``complete_connection``): only the browser that opened the link completes
+it (a provider URL copied elsewhere is no use); the code is exchanged, the tokens are stored
 encrypted, the attempt is authorized and the waiting calls are released; the last
 release of a run enqueues its continuation, whose worker streams
 ``data-connection-auth-success`` and runs the tool with the token.
@@ -30,7 +32,12 @@ from chat.models import Agent, Session
 from genie.encryption import reencrypt
 from genie.links import absolute_url
 from genie.models import AccessToken
-from runs.exceptions import ConnectionAttemptClosed, InvalidConnectionState, UnboundConnectionLink
+from runs.exceptions import (
+    ConnectionAttemptClosed,
+    ConnectionLinkNotForThisBrowser,
+    InvalidConnectionState,
+    UnboundConnectionLink,
+)
 from runs.models import Connection, ConnectionAttempt, ConnectionProvider, Run, ToolCall
 from runs.oauth import OAuthClient, OAuthFailure, new_code_verifier
 from runs.services import continue_when_answered
@@ -146,23 +153,82 @@ def _new_auth_link(attempt: ConnectionAttempt) -> AuthLink:
 
 
 @dataclass(frozen=True)
+class Opener:
+    """The browser opening an auth link, as far as Genie can tell: the Genie user it is
+    signed in as (its session cookie; None when anonymous), and the session client secret
+    the client sent with the link (a publishable key's visitor; '' when none)."""
+
+    user_pk: int | None = None
+    session_secret: str = ""
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Whom an attempt's links are issued to, as a browser can prove it: ``user_pk`` for a
+    signed-in user's session (the browser must be signed in to Genie as that user: an
+    ambient credential a sender cannot hand to someone else), ``session`` for a
+    publishable key's visitor (the link opens only together with that session's client
+    secret, which the visitor's client holds). Neither for a server's session (a secret
+    key): Genie cannot tell the server's users apart, so the server shows the link to its
+    own user and the link binds to the first browser that opens it."""
+
+    user_pk: int | None = None
+    session: Session | None = None
+
+    def check(self, opener: Opener) -> None:
+        """Raise ``ConnectionLinkNotForThisBrowser`` unless ``opener`` is the requester."""
+        if self.user_pk is not None:
+            if opener.user_pk is None:
+                raise ConnectionLinkNotForThisBrowser(sign_in=True)
+            if opener.user_pk != self.user_pk:
+                raise ConnectionLinkNotForThisBrowser()
+        elif self.session is not None and not self.session.has_client_secret(opener.session_secret):
+            raise ConnectionLinkNotForThisBrowser()
+
+
+def requester_of(attempt: ConnectionAttempt) -> Requester:
+    """Whom ``attempt``'s links are for: the creator of the session whose tool call waits on
+    it (the calls an attempt serves share one end user, so one creator kind: a user's
+    attempt serves that user's sessions, a visitor's its one session). One query."""
+    session = (
+        Session.objects.filter(runs__tool_calls__connection_attempt=attempt)
+        .select_related("created_by_token")
+        .order_by("-runs__created_at")
+        .first()
+    )
+    if session is None:
+        return Requester()
+    if session.owner_id is not None:
+        return Requester(user_pk=session.owner_id)
+    token = session.created_by_token
+    if token is not None and token.kind == AccessToken.Kind.PUBLISHABLE:
+        return Requester(session=session)
+    return Requester()
+
+
+@dataclass(frozen=True)
 class OpenedLink:
     attempt: ConnectionAttempt
     provider_url: str
     binding: str  # the browser's cookie: the callback completes only in this browser
 
 
-def open_link(*, state: str) -> OpenedLink:
-    """A browser opens an authorization link: it is bound to that browser (the first to
-    open it; the caller sets ``binding`` as its cookie) and sent on to the provider. The
-    provider's URL (with the state) works only in that browser: copied elsewhere, its
-    callback has no cookie and is refused. Raises ``InvalidConnectionState`` for a bad,
-    used or expired state or a link a browser opened already (another device asks the
-    ``link`` endpoint for a fresh one)."""
+def open_link(*, state: str, opener: Opener) -> OpenedLink:
+    """A browser opens an authorization link: it must be the link's requester
+    (``requester_of``), then the link is bound to that browser (the first to open it; the
+    caller sets ``binding`` as its cookie) and sent on to the provider. The provider's URL
+    (with the state) works only in that browser: copied elsewhere, its callback has no
+    cookie and is refused. Raises ``InvalidConnectionState`` for a bad, used or expired
+    state or a link a browser opened already (another device asks the ``link`` endpoint
+    for a fresh one), ``ConnectionLinkNotForThisBrowser`` for someone else's link (nothing
+    changes: its requester can still open it)."""
     with transaction.atomic():
         attempt = _attempt_of_state(state)
-        opened = attempt.open_link(state) if attempt is not None and attempt.is_pending else None
-        if attempt is None or opened is None:
+        if attempt is None or not attempt.is_pending or not attempt.has_link(state):
+            raise InvalidConnectionState()
+        requester_of(attempt).check(opener)
+        opened = attempt.open_link(state)
+        if opened is None:
             raise InvalidConnectionState()
     binding, verifier = opened
     url = oauth_client(attempt.provider).authorization_url(state=state, code_verifier=verifier)

@@ -36,6 +36,20 @@ class ConnectionAttemptClosed(Conflict):
     default_detail = "This connection attempt is no longer waiting for the user (rejected or expired)."
 
 
+class ConnectionLinkNotForThisBrowser(GenieError):
+    """An auth link opened by someone other than whom it was issued to: a signed-in
+    user's link in a browser signed in as someone else (``sign_in``: not signed in at all),
+    or a publishable key visitor's link without that session's client secret. Nothing
+    changes: the link still works for its requester."""
+
+    default_code = "link_not_for_you"
+    default_detail = "This authorization link was issued to someone else."
+
+    def __init__(self, *, sign_in: bool = False) -> None:
+        super().__init__()
+        self.sign_in = sign_in
+
+
 class InvalidConnectionState(GenieError):
     """A callback whose ``state`` is unknown, already used, or of an expired or settled attempt."""
 

@@ -5,12 +5,14 @@ from typing import Any
 
 import django_filters
 from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -31,7 +33,7 @@ from genie.exceptions import error_body
 from genie.schema import SECURITY, error_response
 from genie.views import TeamConfigViewSet
 from runs import connections, services
-from runs.exceptions import InvalidConnectionState, UnboundConnectionLink
+from runs.exceptions import ConnectionLinkNotForThisBrowser, InvalidConnectionState, UnboundConnectionLink
 from runs.models import Connection, ConnectionAttempt, ConnectionProvider, Run, RunEvent, ToolCall
 from runs.oauth import OAuthFailure
 from runs.serializers import (
@@ -307,17 +309,31 @@ class ConnectionRejectView(APIView):
         return Response({"attempt_id": str(attempt.attempt_id), "status": "rejected"})
 
 
-@require_GET
+@csrf_exempt  # the POST carries its own credential (the session's client secret), never a cookie's authority
+@require_http_methods(["GET", "POST"])
 def connection_authorize(request: HttpRequest) -> HttpResponse:
-    """``GET connections/authorize?state``: the auth link. Binds the link to this browser
-    (a cookie, HttpOnly, SameSite=Lax, for the callback's path, until the attempt expires)
-    and redirects to the provider. The 400 page for a bad, used or expired link, or one
-    another browser opened first."""
-    state = request.GET.get("state", "")
+    """``GET connections/authorize?state``: the auth link; or ``POST`` (form fields
+    ``state``, ``session_secret``) for a publishable key's visitor, whose client opens it
+    with the session's client secret. Opens only for the link's requester
+    (``runs.connections.requester_of``): a signed-in user's link asks an anonymous browser
+    to sign in first and refuses another user; a visitor's link needs its secret. Then
+    binds the link to this browser (a cookie, HttpOnly, SameSite=Lax, for the callback's
+    path, until the attempt expires) and redirects to the provider. The 400 page for a bad,
+    used or expired link, one another browser opened first, or someone else's."""
+    form = request.POST if request.method == "POST" else request.GET
+    state = form.get("state", "")
+    opener = connections.Opener(
+        user_pk=request.user.pk if request.user.is_authenticated else None,
+        session_secret=request.POST.get("session_secret", ""),
+    )
     try:
-        opened = connections.open_link(state=state)
+        opened = connections.open_link(state=state, opener=opener)
     except InvalidConnectionState:
         return render(request, "connections/callback.html", {"outcome": "invalid"}, status=400)
+    except ConnectionLinkNotForThisBrowser as refused:
+        if refused.sign_in and request.method == "GET":
+            return redirect_to_login(request.get_full_path())
+        return render(request, "connections/callback.html", {"outcome": "not_yours"}, status=400)
     response = HttpResponseRedirect(opened.provider_url)
     response.set_cookie(
         connections.binding_cookie_name(state),

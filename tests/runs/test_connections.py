@@ -28,7 +28,7 @@ from runs import loop
 from runs.connections import end_user_of
 from runs.models import Connection, ConnectionAttempt, ConnectionProvider, Run, ToolCall
 from tests.conftest import bearer_client
-from tests.factories import AgentFactory, RunFactory, TeamFactory
+from tests.factories import AgentFactory, MemberFactory, RunFactory, TeamFactory
 from tests.oauthserver import OAuthServer
 from tests.runs.conftest import published_data, published_types, text, tool_call
 from tests.webhooks import WebhookReceiver
@@ -43,10 +43,14 @@ def sk_client(team) -> APIClient:
     return bearer_client(key)
 
 
-def calendar_run(receiver: WebhookReceiver, oauth: OAuthServer, *, user_id: str = "alice", team=None) -> Run:
-    """A queued run whose agent has a webhook tool acting with the user's calendar connection."""
+def calendar_run(
+    receiver: WebhookReceiver, oauth: OAuthServer, *, user_id: str = "alice", team=None, **session: object
+) -> Run:
+    """A queued run whose agent has a webhook tool acting with the user's calendar
+    connection; ``session``: more fields of its session (``owner``, ``created_by_token``)."""
     tool = {"name": "agenda", "kind": "webhook", "url": receiver.url, "input_schema": SCHEMA, "connection": "calendar"}
     extra = {"session__agent__team": team} if team is not None else {}
+    extra.update({f"session__{name}": value for name, value in session.items()})
     run = RunFactory(session__agent__tools=[tool], session__user_id=user_id, **extra)
     receiver.secret = run.session.agent.webhook_secret
     ConnectionProvider.objects.get_or_create(
@@ -555,3 +559,63 @@ def test_a_link_completes_only_in_the_browser_that_opened_it(script, enqueued, r
     assert on_the_phone == 200
     assert ConnectionAttempt.objects.get().status == ConnectionAttempt.Status.AUTHORIZED
     assert enqueued["continue_run"] == [run.pk]
+
+
+def test_a_signed_in_users_link_opens_only_in_a_browser_signed_in_as_that_user(
+    script, enqueued, receiver, oauth, team
+):
+    """Issue 26, finding 11: a link nobody opened yet, sent to a victim, would bind to the
+    victim's browser and connect the victim's account to the sender's user. The link is
+    the requester's: a browser signed in as someone else is refused, an anonymous one is
+    sent to sign in first, and the user who asked for it connects."""
+    asker, victim = MemberFactory(team=team), MemberFactory(team=team)
+    run = calendar_run(receiver, oauth, team=team, owner=asker.user)
+    script(tool_call("agenda", "{}"), text("ok"))
+    loop.execute_run(run.pk)
+    link = auth_required(run)["auth_link"]["url"]
+    victims_browser, anonymous, askers_browser = Client(), Client(), Client()
+    victims_browser.force_login(victim.user)
+    askers_browser.force_login(asker.user)
+
+    refused = open_through_genie(victims_browser, link)
+    sign_in = open_through_genie(anonymous, link)
+
+    assert refused.status_code == 400
+    assert "made for someone else" in refused.content.decode()
+    assert sign_in.status_code == 302
+    assert sign_in["Location"].startswith("/login/?next=/api/v1/connections/authorize")
+    assert ConnectionAttempt.objects.get().status == ConnectionAttempt.Status.AUTH_REQUIRED
+    assert not Connection.objects.exists()
+
+    status, page, _ = browser_leg(askers_browser, link)  # the same link, never opened until now
+
+    assert status == 200, page
+    assert ConnectionAttempt.objects.get().status == ConnectionAttempt.Status.AUTHORIZED
+    assert Connection.objects.get().user_id == str(asker.uuid)
+    assert enqueued["continue_run"] == [run.pk]
+
+
+def test_a_visitors_link_opens_only_with_its_sessions_client_secret(script, enqueued, receiver, oauth, team):
+    """A publishable key's visitor: the link (GET, as a victim would open it) is refused;
+    the visitor's client opens it with the session's secret (POST) and connects."""
+    publishable, _ = create_access_token(team=team, kind=AccessToken.Kind.PUBLISHABLE)
+    run = calendar_run(receiver, oauth, team=team, created_by_token=publishable)
+    secret = run.session.issue_client_secret()
+    run.session.save(update_fields=["client_secret_hash"])
+    script(tool_call("agenda", "{}"), text("ok"))
+    loop.execute_run(run.pk)
+    link = urlsplit(auth_required(run)["auth_link"]["url"])
+    state = parse_qs(link.query)["state"][0]
+
+    victim = open_through_genie(Client(), link.geturl())
+    wrong = Client().post(link.path, {"state": state, "session_secret": "cs_guessed"})
+    visitor = Client()
+    opened = visitor.post(link.path, {"state": state, "session_secret": secret})
+
+    assert victim.status_code == wrong.status_code == 400
+    assert "made for someone else" in victim.content.decode()
+    assert opened.status_code == 302
+    status, page, _ = provider_leg(visitor, opened["Location"])
+    assert status == 200, page
+    assert ConnectionAttempt.objects.get().status == ConnectionAttempt.Status.AUTHORIZED
+    assert Connection.objects.get().user_id == f"session:{run.session.uuid}"

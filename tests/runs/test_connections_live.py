@@ -11,10 +11,12 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from django.conf import settings
+from django.test import Client
 from django.utils import timezone
 from playwright.sync_api import sync_playwright
 
-from genie.models import AccessToken
+from genie.models import AccessToken, Member
 from genie.services import create_access_token
 from runs.models import Connection, Run
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
@@ -45,9 +47,18 @@ def calendar(live, oauth, receiver):
     return live
 
 
-def follow_browser_leg(url: str) -> httpx.Response:
-    """What the user's browser does: the provider's page, its redirect, Genie's callback page."""
-    return httpx.get(url, follow_redirects=True, timeout=15)
+def signed_in(live) -> dict[str, str]:
+    """The cookie of a browser signed in to Genie as the stack's user, whose personal key
+    created the sessions: a signed-in user's auth link opens only in such a browser."""
+    client = Client()
+    client.force_login(Member.objects.get(team=live.agent.team).user)
+    return {settings.SESSION_COOKIE_NAME: client.cookies[settings.SESSION_COOKIE_NAME].value}
+
+
+def follow_browser_leg(live, url: str) -> httpx.Response:
+    """What the user's browser (signed in to Genie) does: Genie's link, the provider's page,
+    its redirect, Genie's callback page."""
+    return httpx.get(url, follow_redirects=True, timeout=15, cookies=signed_in(live))
 
 
 def test_pause_link_authorize_and_the_tool_runs_with_the_users_token(calendar, oauth, receiver):
@@ -60,7 +71,7 @@ def test_pause_link_authorize_and_the_tool_runs_with_the_users_token(calendar, o
     required = head.events[-1].data["data"]
     (action,) = live.api("GET", f"sessions/{created['uuid']}").json()["pending_actions"]
     linked = live.api("POST", required["link_url"].split("/api/v1/", 1)[1]).json()
-    page = follow_browser_leg(linked["auth_link"]["url"])
+    page = follow_browser_leg(live, linked["auth_link"]["url"])
     rest = live.read_stream(created["stream_url"], last_event_id=head.ids[-1])
     run = live.wait_run(created["run_uuid"])
     again = live.api("POST", required["link_url"].split("/api/v1/", 1)[1]).json()
@@ -109,7 +120,7 @@ def test_reject_and_access_denied_fail_the_call_and_the_turn_goes_on(calendar, o
     wait_status(turn["run_uuid"], Run.Status.REQUIRES_ACTION)
     (action,) = live.api("GET", f"sessions/{created['uuid']}").json()["pending_actions"]
     auth = live.api("POST", action["url"].split("/api/v1/", 1)[1]).json()["auth_link"]["url"]
-    page = follow_browser_leg(auth)
+    page = follow_browser_leg(live, auth)
     run = live.wait_run(turn["run_uuid"])
 
     assert page.status_code == 200
@@ -123,7 +134,7 @@ def test_expired_token_is_refreshed_and_a_refused_refresh_asks_again(calendar, o
     live.script([("tool_call", {"id": "a", "name": "agenda", "arguments": "{}"})], [("text", "ok")])
     created = live.start_session("Calendar", title="Calendar", user_id="dave")
     head = live.read_stream(created["stream_url"], until="data-connection-auth-required")
-    follow_browser_leg(head.events[-1].data["data"]["auth_link"]["url"])
+    follow_browser_leg(live, head.events[-1].data["data"]["auth_link"]["url"])
     live.wait_run(created["run_uuid"])
     Connection.objects.update(expires_at=timezone.now() - timedelta(minutes=5))
 
@@ -155,12 +166,15 @@ def test_the_browser_leg_in_headless_chromium(calendar, oauth, receiver):
     created = live.start_session("Calendar", title="Calendar", user_id="erin")
     head = live.read_stream(created["stream_url"], until="data-connection-auth-required")
     auth_url = head.events[-1].data["data"]["auth_link"]["url"]
+    cookies = [{"name": name, "value": value, "url": live.base_url} for name, value in signed_in(live).items()]
 
     assert CHROMIUM.exists(), f"{CHROMIUM} is missing: apt-get install chromium (make test does)"
     with sync_playwright() as playwright:  # no database work in here (Playwright runs an event loop)
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page()
+            context = browser.new_context()
+            context.add_cookies(cookies)  # the user is signed in to Genie
+            page = context.new_page()
             page.goto(auth_url)
             page.click("#allow")
             page.wait_for_selector("#outcome[data-outcome=connected]", timeout=15_000)
