@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -877,6 +878,141 @@ def print_table(results: dict[str, Any], output: Path) -> None:
     print(f"\nwritten to {output}")
 
 
+SOAK_RATE = 5.0  # new turns a second
+SOAK_SAMPLE_SECONDS = 30.0
+# Memory "levels off" when the last third of the soak grows at most this many MB per 1,000
+# turns, or at most a quarter of the first third's rate: a process that keeps growing at
+# its start-up rate is leaking; one that settles has filled its caches and pools.
+SOAK_FLAT_MB_PER_1000 = 0.5
+
+
+def slope_per_1000(samples: list[dict[str, Any]], key: str) -> float | None:
+    """Least-squares slope of ``key`` (MB) against turns done, in MB per 1,000 turns."""
+    points = [(s["turns_done"], s[key]) for s in samples]
+    if len(points) < 2:
+        return None
+    mean_x = sum(x for x, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    if spread == 0:
+        return None
+    return round(sum((x - mean_x) * (y - mean_y) for x, y in points) / spread * 1000, 3)
+
+
+def soak_verdict(first: float | None, last: float | None) -> str:
+    if first is None or last is None:
+        return "too short to say"
+    if last <= SOAK_FLAT_MB_PER_1000 or (first > 0 and last <= first / 4):
+        return "levels off"
+    return "still growing"
+
+
+async def soak_scenario(stack: Stack, fx: Fixture, fake: Any, minutes: float, rate: float) -> dict[str, Any]:
+    """Steady turns for ``minutes``: a new session every 1/``rate`` s, each read to its
+    ``finish`` on its own streaming POST, with the scripted model's short reply (12 deltas).
+    Every SOAK_SAMPLE_SECONDS: the RSS of each worker and of Daphne, turns done, the
+    machine's load. Then the slope of memory per 1,000 turns in the first and last third of
+    the samples, and whether it levels off."""
+    fake.replace_script(fx.agent_model, [("text", "Hello "), *[("delay", 0.01), ("text", "tok ")] * 11])
+    headers = {"Authorization": f"Bearer {fx.key}", "Accept": "text/event-stream"}
+    worker_pids = [process.proc.pid for process in stack.processes[1:]]
+    done = {"turns": 0, "failed": 0, "unfinished": 0}
+    samples: list[dict[str, Any]] = []
+    started = time.monotonic()
+    deadline = started + minutes * 60
+
+    def sample() -> None:
+        workers = [rss_kb(pid) / 1024 for pid in worker_pids]
+        samples.append(
+            {
+                "seconds": round(time.monotonic() - started, 1),
+                "turns_done": done["turns"],
+                "worker_rss_mb": round(sum(workers), 1),
+                "each_worker_rss_mb": [round(mb, 1) for mb in workers],
+                "daphne_rss_mb": round(rss_kb(stack.daphne_pid) / 1024, 1),
+                "load_1m": round(os.getloadavg()[0], 2),
+            }
+        )
+        print(f"soak {samples[-1]}", file=sys.stderr, flush=True)
+
+    async def turn(client: httpx.AsyncClient) -> None:
+        finished = False
+        try:
+            async with client.stream(
+                "POST",
+                f"{stack.base_url}/api/v1/sessions",
+                headers=headers,
+                json={"text": "hi", "agent": fx.agent_model},
+            ) as response:
+                if response.status_code != 200:
+                    done["failed"] += 1
+                    return
+                async for line in response.aiter_lines():
+                    if line.startswith("data: ") and '"type":"finish"' in line.replace(" ", ""):
+                        finished = True
+        except httpx.HTTPError:
+            done["failed"] += 1
+            return
+        done["turns"] += 1
+        done["unfinished"] += not finished
+
+    sample()
+    next_sample = started + SOAK_SAMPLE_SECONDS
+    tasks: set[asyncio.Task] = set()
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=200)) as client:
+        next_turn = time.monotonic()
+        while (now := time.monotonic()) < deadline:
+            if now >= next_turn:
+                task = asyncio.create_task(turn(client))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                next_turn += 1 / rate
+            if now >= next_sample:
+                sample()
+                next_sample += SOAK_SAMPLE_SECONDS
+            await asyncio.sleep(max(0.0, min(next_turn, next_sample) - time.monotonic()))
+        if tasks:
+            await asyncio.wait(tasks, timeout=60)
+    sample()
+    elapsed = time.monotonic() - started
+    third = max(len(samples) // 3, 2)
+    first, last = samples[:third], samples[-third:]
+    slopes = {
+        key: {"first_third": slope_per_1000(first, key), "last_third": slope_per_1000(last, key)}
+        for key in ("worker_rss_mb", "daphne_rss_mb")
+    }
+    loads = [s["load_1m"] for s in samples]
+    return {
+        "machine": machine_facts(),
+        "minutes": minutes,
+        "turns_per_second_asked": rate,
+        "turns_per_second_done": round(done["turns"] / elapsed, 2),
+        "turns": done["turns"],
+        "failed": done["failed"],
+        "without_finish": done["unfinished"],
+        "workers": len(worker_pids),
+        "db_pool_size_per_process": int(stack.env.get("GENIE_DB_POOL_SIZE", "20")),
+        "sample_seconds": SOAK_SAMPLE_SECONDS,
+        "load_1m": {"min": min(loads), "median": percentile(loads, 50), "max": max(loads)},
+        "slope_mb_per_1000_turns": slopes,
+        "verdict": {key: soak_verdict(v["first_third"], v["last_third"]) for key, v in slopes.items()},
+        "samples": samples,
+    }
+
+
+def run_soak(args: argparse.Namespace, stack: Stack, fx: Fixture, fake: Any) -> None:
+    soak = asyncio.run(soak_scenario(stack, fx, fake, args.soak_minutes, args.soak_rate))
+    merge_results(args.output, "soak", soak)
+    print(json.dumps({k: v for k, v in soak.items() if k != "samples"}, indent=1))
+
+
+def merge_results(output: Path, key: str, value: Any) -> None:
+    """Write ``value`` under ``key`` into the results file, keeping its other keys."""
+    results = json.loads(output.read_text()) if output.exists() else {}
+    results[key] = value
+    output.write_text(json.dumps(results, indent=2))
+
+
 QUICK = {
     "turns": 5,
     "relay": [(1, 1, 20, 0.01), (2, 3, 20, 0.01)],
@@ -919,7 +1055,8 @@ def chosen_sizes(args: argparse.Namespace) -> dict[str, Any]:
     return sizes
 
 
-def main() -> None:
+def parse_args() -> tuple[argparse.Namespace, dict[str, Any]]:
+    """The command line, and the scenarios' sizes it asks for."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (the test suite's smoke run)")
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -928,9 +1065,51 @@ def main() -> None:
         "--relay", nargs="*", default=[], help="relay sizes as RUNSxREADERSxTOKENSxINTERVAL, e.g. 20x10x200x0.01"
     )
     parser.add_argument("--burst", nargs="*", default=[], help="burst sizes, e.g. 10 50 50+50")
+    parser.add_argument(
+        "--soak-minutes",
+        type=float,
+        default=None,
+        help="run only the soak: steady turns for this long, worker and Daphne memory sampled (merged into "
+        "the results file under 'soak', its other keys kept)",
+    )
+    parser.add_argument("--soak-rate", type=float, default=SOAK_RATE, help="the soak's new turns a second")
     args = parser.parse_args()
-    sizes = chosen_sizes(args)
+    return args, chosen_sizes(args)
 
+
+def peer_results(fake: Any, sizes: dict[str, Any], run: Any) -> dict[str, Any]:
+    """The peer's figures (``{"peer": …}``), or none where it cannot start."""
+    started = start_peer(fake)
+    if started is None:
+        return {}
+    peer, peer_url, peer_model = started
+    try:
+        target = peer_target(peer, peer_url, peer_model)
+        return {
+            "peer": {
+                "name": "vercel resumable-stream 2.2.13 (Node, node-redis), bench/peer/server.mjs",
+                "ttft": run(
+                    "peer ttft", lambda: asyncio.run(peer_ttft_scenario(peer_url, peer_model, fake, sizes["turns"]))
+                ),
+                "relay": [
+                    run(
+                        f"peer relay {s}x{r}",
+                        lambda s=s, r=r, t=t, i=i: relay_scenario(
+                            target, fake, sessions=s, readers=r, tokens=t, interval=i
+                        ),
+                    )
+                    for s, r, t, i in sizes["relay"]
+                ],
+            }
+        }
+    finally:
+        peer.stop()
+
+
+def main() -> None:
+    args, sizes = parse_args()
+    # Stopped with SIGTERM (a long soak cut short), the stack's processes stop with it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
     os.environ.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "genie.settings")
@@ -960,6 +1139,9 @@ def main() -> None:
 
     try:
         fx = make_fixture(fake.base_url)
+        if args.soak_minutes is not None:  # the soak alone: it is long, and memory is its figure
+            run_soak(args, stack, fx, fake)
+            return
         if wanted("ttft"):
             results["ttft"] = run("ttft", lambda: asyncio.run(ttft_scenario(stack, fx, fake, sizes["turns"])))
             results["ttft"]["celery_hop_floor_ms"] = run(
@@ -981,27 +1163,8 @@ def main() -> None:
             results["redis_floor"] = run("redis floor", lambda: redis_hop_floor(sizes["floor"]))
         if wanted("burst"):
             results["burst"] = run("burst", lambda: bursts_beside_peer(stack, fx, fake, sizes))
-        if wanted("peer") and (started := start_peer(fake)) is not None:
-            peer, peer_url, peer_model = started
-            try:
-                target = peer_target(peer, peer_url, peer_model)
-                results["peer"] = {
-                    "name": "vercel resumable-stream 2.2.13 (Node, node-redis), bench/peer/server.mjs",
-                    "ttft": run(
-                        "peer ttft", lambda: asyncio.run(peer_ttft_scenario(peer_url, peer_model, fake, sizes["turns"]))
-                    ),
-                    "relay": [
-                        run(
-                            f"peer relay {s}x{r}",
-                            lambda s=s, r=r, t=t, i=i: relay_scenario(
-                                target, fake, sessions=s, readers=r, tokens=t, interval=i
-                            ),
-                        )
-                        for s, r, t, i in sizes["relay"]
-                    ],
-                }
-            finally:
-                peer.stop()
+        if wanted("peer"):
+            results.update(peer_results(fake, sizes, run))
         if wanted("stalled"):
             stack.fresh_daphne()
             results["stalled_reader"] = run(
@@ -1018,6 +1181,11 @@ def main() -> None:
     finally:
         stack.stop()
         fake.stop()
+    report(results, args)
+
+
+def report(results: dict[str, Any], args: argparse.Namespace) -> None:
+    """Write the results file; print the table (the figures alone for a subset)."""
     args.output.write_text(json.dumps(results, indent=2))
     if not args.only:
         print_table(results, args.output)
