@@ -355,7 +355,7 @@ class Turn:
             return  # nothing to compact: the last messages are kept (the step reuses this read)
         try:
             # Its own read of the prompt, not the steps' cached one: a run re-queued before its
-            # first token (tests/runs/test_recovery.py) failed its retry timing with the shared read.
+            # first token (tests/runs/test_faults_live.py) failed its retry timing with the shared read.
             compaction = compact_before_turn(parts=turn_prompt_parts(self.run), session=session, provider=self.provider)
         except ProviderError as exc:
             logger.warning("Run %s: automatic compaction failed: %s", self.run.uuid, exc.message)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ from runs.models import Run
 from tests.factories import AgentFactory, MemberFactory, TeamFactory
 from tests.fakellm import FakeLLM
 from tests.oauthserver import OAuthServer
-from tests.processes import LiveProcess, free_port, start_daphne, start_worker
+from tests.processes import LiveProcess, free_port, start_beat, start_daphne, start_worker
 from tests.runs.conftest import ScriptedProvider
 from tests.webhooks import WebhookReceiver
 
@@ -248,23 +247,7 @@ def celery_worker(live_env, tmp_path_factory) -> Iterator[LiveProcess]:
 @pytest.fixture(scope="session")
 def celery_beat(live_env, tmp_path_factory) -> Iterator[LiveProcess]:
     """Beat drives the sweeper (every GENIE_SWEEP_INTERVAL) and the hourly purge."""
-    folder = tmp_path_factory.mktemp("beat")
-    beat = LiveProcess(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "genie",
-            "beat",
-            "--loglevel",
-            "INFO",
-            "--schedule",
-            str(folder / "schedule"),
-        ],
-        live_env,
-        folder / "beat.log",
-    ).start()
+    beat = start_beat(live_env, tmp_path_factory.mktemp("beat"))
     yield beat
     beat.stop()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,8 +84,11 @@ def start_daphne(env: dict[str, str], log: Path, *, port: int | None = None) -> 
     return server, url
 
 
-def start_worker(env: dict[str, str], log: Path, *, concurrency: int = 8, loglevel: str = "INFO") -> LiveProcess:
-    """A real Celery worker (threads pool); returns once it is ready."""
+def start_worker(
+    env: dict[str, str], log: Path, *, concurrency: int = 8, loglevel: str = "INFO", wait: bool = True
+) -> LiveProcess:
+    """A real Celery worker (threads pool); returns once it is ready (``wait``), or at once
+    (``worker_ready`` tells)."""
     worker = LiveProcess(
         [
             sys.executable,
@@ -107,5 +112,73 @@ def start_worker(env: dict[str, str], log: Path, *, concurrency: int = 8, loglev
         env,
         log,
     ).start()
-    wait_for(lambda: "ready" in worker.log_text(), 60, "celery worker")
+    if wait:
+        wait_for(lambda: worker_ready(worker), 60, "celery worker")
     return worker
+
+
+def worker_ready(worker: LiveProcess) -> bool:
+    return "ready" in worker.log_text()
+
+
+def start_beat(env: dict[str, str], folder: Path) -> LiveProcess:
+    """Celery beat: it drives the sweeper (every GENIE_SWEEP_INTERVAL) and the hourly purge."""
+    return LiveProcess(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "genie",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(folder / "schedule"),
+        ],
+        env,
+        folder / "beat.log",
+    ).start()
+
+
+class RedisServer:
+    """A redis-server of a test's own on a free port, to stop and start (empty) at will."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.folder = folder
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                shutil.which("redis-server"),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for(self.ping, 10, "redis-server")
+
+    def ping(self) -> bool:
+        try:
+            return redis.Redis.from_url(self.url).ping()
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()

@@ -4,16 +4,12 @@ server on loopback, reached by the worker through the egress guard."""
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
 import time
 
 import pytest
 
 from runs.loop import execute_run
 from runs.models import Run, ToolCall
-from tests.processes import start_worker
 from tests.runs.test_mcp_tool import mcp_server  # noqa: F401  (a module fixture: the real MCP server)
 
 pytestmark = pytest.mark.live
@@ -169,61 +165,3 @@ def test_an_unanswered_pause_expires(live):
     assert run.error_code == "action_expired"
     assert read.types[-2:] == ["error", "finish"]
     assert "ping" in read.comments
-
-
-def killed_while_the_receiver_holds_the_call(live, receiver, celery_worker, live_env, tmp_path, **spec) -> dict:
-    """``kill -9`` of the worker while the webhook receiver holds the call; a survivor worker
-    (with beat's sweeps) takes the run over. Returns the session's stream from the start."""
-    with_tools(
-        live,
-        {"name": "refund", "kind": "webhook", "url": receiver.url, "input_schema": SCHEMA, "timeout": 5, **spec},
-    )
-    receiver.secret = live.agent.webhook_secret
-    receiver.hold = threading.Event()
-    live.script(
-        [("text", "Refunding. "), ("tool_call", {"id": "a", "name": "refund", "arguments": '{"city": "Oslo"}'})],
-        [("text", "Done.")],
-    )
-    created = live.start_session("Refund my order", title="Refund")
-    assert receiver.arrived.wait(20)
-    os.kill(celery_worker.proc.pid, signal.SIGKILL)  # within the call's timeout
-    celery_worker.proc.wait(10)
-    receiver.hold.set()  # the receiver answers a caller that is gone
-    survivor = start_worker(live_env, tmp_path / "survivor.log", concurrency=2)
-    try:
-        read = live.read_stream(created["stream_url"], last_event_id=0, timeout=40)
-    finally:
-        survivor.stop()
-        celery_worker.restart("ready")
-    return {"read": read, "run": live.wait_run(created["run_uuid"])}
-
-
-def test_a_worker_killed_during_a_webhook_call_never_sends_it_twice(live, receiver, celery_worker, live_env, tmp_path):
-    outcome = killed_while_the_receiver_holds_the_call(live, receiver, celery_worker, live_env, tmp_path)
-
-    read, run = outcome["read"], outcome["run"]
-    call = ToolCall.objects.get(run=run)
-    assert len(receiver.calls) == 1
-    assert receiver.idempotency_keys == [call.call_id]
-    assert (call.status, call.error.split(":")[0]) == (ToolCall.Status.FAILED, "outcome_unknown")
-    assert read.types.count("start") == 1
-    assert read.types.count("tool-output-error") == 1
-    assert read.types[-1] == "finish"
-    assert run.status == Run.Status.SUCCEEDED
-    assert run.agent_message.text == read.text == "Refunding. Done."
-
-
-def test_an_idempotent_webhook_is_sent_again_with_the_same_key_after_a_kill(
-    live, receiver, celery_worker, live_env, tmp_path
-):
-    outcome = killed_while_the_receiver_holds_the_call(
-        live, receiver, celery_worker, live_env, tmp_path, idempotent=True
-    )
-
-    run = outcome["run"]
-    call = ToolCall.objects.get(run=run)
-    assert [body["call_id"] for body in receiver.calls] == [call.call_id, call.call_id]
-    assert receiver.idempotency_keys == [call.call_id, call.call_id]
-    assert call.status == ToolCall.Status.SUCCEEDED
-    assert outcome["read"].types.count("tool-output-available") == 1
-    assert run.status == Run.Status.SUCCEEDED
