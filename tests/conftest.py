@@ -7,8 +7,10 @@ import os
 import shutil
 import subprocess
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -20,9 +22,10 @@ from django.core.management.commands import flush
 from django.db import connection
 from rest_framework.test import APIClient
 
+from chat import tasks as chat_tasks
 from genie.models import AccessToken
 from genie.services import create_access_token
-from runs import loop
+from runs import loop, tasks
 from runs.models import Run
 from tests.factories import AgentFactory, MemberFactory, TeamFactory
 from tests.fakellm import FakeLLM
@@ -166,6 +169,26 @@ def api(personal_key, agent) -> APIClient:
 
 
 # --- the live stack -------------------------------------------------------------------
+
+
+@pytest.fixture
+def enqueued() -> Iterator[dict[str, list[Any]]]:
+    """The tasks enqueued (after commit), by name, instead of sending them to a broker."""
+    sent: dict[str, list[Any]] = defaultdict(list)
+    patches = [
+        mock.patch.object(task, "delay", side_effect=lambda *args, name=name: sent[name].append(args[0]))
+        for name, task in {
+            "execute_run": tasks.execute_run,
+            "continue_run": tasks.continue_run,
+            "generate_title": tasks.generate_title,
+            "extract_upload_text": chat_tasks.extract_upload_text,
+        }.items()
+    ]
+    for patch in patches:
+        patch.start()
+    yield sent
+    for patch in patches:
+        patch.stop()
 
 
 def run_in_process(*, run: Run, timeout: float, or_pause: bool = False) -> bool:

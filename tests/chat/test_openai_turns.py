@@ -6,7 +6,6 @@ scripted model (``tests/fakellm.py``), which records what it was sent."""
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
@@ -18,7 +17,7 @@ from chat.models import Message, Session
 from genie.links import absolute_url
 from genie.models import AccessToken
 from genie.services import create_access_token
-from runs import loop, tasks
+from runs import loop
 from runs.models import Run
 from tests.conftest import bearer_client
 from tests.factories import MemberFactory
@@ -39,31 +38,20 @@ def model(agent, fake_llm, settings):
 
 
 @pytest.fixture
-def worker() -> Iterator[dict[str, list[Any]]]:
+def worker(enqueued) -> Iterator[dict[str, list[Any]]]:
     """Each turn runs inline when the view waits for it (a paused run's continuation
     too); the tasks enqueued are recorded instead of sent."""
-    sent: dict[str, list[Any]] = defaultdict(list)
 
     def wait(*, run: Run, timeout: float, or_pause: bool = False) -> bool:
-        for pk in [*sent.pop("execute_run", []), *sent.pop("continue_run", [])]:
+        for pk in [*enqueued.pop("execute_run", []), *enqueued.pop("continue_run", [])]:
             loop.execute_run(pk)
         return True
 
-    patches = [
-        mock.patch.object(task, "delay", side_effect=lambda *args, name=name: sent[name].append(args[0]))
-        for name, task in {
-            "execute_run": tasks.execute_run,
-            "continue_run": tasks.continue_run,
-            "generate_title": tasks.generate_title,
-        }.items()
-    ]
-    patches.append(mock.patch("runs.handoff.wait_for_finish", side_effect=wait))
-    patches.append(mock.patch("runs.handoff.wait_for_continuation"))
-    for patch in patches:
-        patch.start()
-    yield sent
-    for patch in patches:
-        patch.stop()
+    with (
+        mock.patch("runs.handoff.wait_for_finish", side_effect=wait),
+        mock.patch("runs.handoff.wait_for_continuation"),
+    ):
+        yield enqueued
 
 
 def ask(api, body: dict, **headers: str):

@@ -1,11 +1,10 @@
-"""Fixtures for driving runs in-process: a scripted provider in place of the model, the
-Celery tasks recorded instead of sent, and readers of what a run wrote (PostgreSQL and
-the session's Redis Stream)."""
+"""Fixtures for driving runs in-process: a scripted provider in place of the model and
+readers of what a run wrote (PostgreSQL and the session's Redis Stream). The Celery tasks
+recorded instead of sent (``enqueued``) are in ``tests/conftest.py``, for every app's tests."""
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,9 +12,8 @@ from unittest import mock
 
 import pytest
 
-from chat import tasks as chat_tasks
 from genie.connections import redis_client
-from runs import loop, tasks
+from runs import loop
 from runs.events import stream_key
 from runs.models import Run, RunEvent
 from runs.providers import Chunk, ProviderError, ProviderRequest, ToolCallDelta
@@ -70,26 +68,6 @@ def script() -> Iterator[Callable[..., ScriptedProvider]]:
             return provider
 
         yield install
-
-
-@pytest.fixture
-def enqueued() -> Iterator[dict[str, list[Any]]]:
-    """The tasks enqueued (after commit), by name, instead of sending them to a broker."""
-    sent: dict[str, list[Any]] = defaultdict(list)
-    patches = [
-        mock.patch.object(task, "delay", side_effect=lambda *args, name=name: sent[name].append(args[0]))
-        for name, task in {
-            "execute_run": tasks.execute_run,
-            "continue_run": tasks.continue_run,
-            "generate_title": tasks.generate_title,
-            "extract_upload_text": chat_tasks.extract_upload_text,
-        }.items()
-    ]
-    for patch in patches:
-        patch.start()
-    yield sent
-    for patch in patches:
-        patch.stop()
 
 
 @pytest.fixture
