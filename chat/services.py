@@ -88,7 +88,9 @@ def start_turn(
         if session is None:
             stored_before = 0
             try:
-                with transaction.atomic():
+                # No savepoint: a taken chat id fails the whole request (ChatIdTaken), and a
+                # savepoint and its release were two more round trips on every new chat's POST.
+                with transaction.atomic(savepoint=False):
                     session, run, client_secret = start_session(
                         caller=caller,
                         agent=agent,
@@ -165,7 +167,9 @@ def open_session_once(
     return session, client_secret, False
 
 
-@transaction.atomic
+# No savepoint of its own inside a caller's transaction (start_turn's): two round trips
+# on every new chat's POST; a failure here fails the caller's transaction anyway.
+@transaction.atomic(savepoint=False)
 def start_session(
     *,
     caller: Caller,
@@ -372,7 +376,7 @@ def _add_turn(
     options: TurnOptions | None = None,
 ) -> Run:
     agent = session.agent
-    user_message = Message.objects.create(
+    user_message = Message(
         session=session,
         sender_role=Message.SenderRole.USER,
         text=text,
@@ -384,9 +388,11 @@ def _add_turn(
         ui_context=ui_context,
         scan_context=scan_context,
     )
+    # Stored by queue_run, with the reply's message in one INSERT; its attachments after.
+    run = run_services.queue_run(session=session, user_message=user_message, options=options)
     if uploads:
         user_message.attachments.set(uploads)
-    return run_services.queue_run(session=session, user_message=user_message, options=options)
+    return run
 
 
 def store_upload(*, session: Session, file: IO[bytes], filename: str) -> Upload:

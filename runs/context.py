@@ -156,8 +156,9 @@ def prompt_parts(
 ) -> PromptParts:
     """Agent instructions, the UI and scan context of ``user_message``, then the
     session's latest summary and the history after it (up to ``upto`` when given; at
-    most GENIE_HISTORY_MESSAGES). Three queries: the summary, the messages and their
-    attachments."""
+    most GENIE_HISTORY_MESSAGES). Two queries: where the prompt starts (the summary, and
+    whether the session has files: ``Session.objects.prompt_start``) and the messages;
+    a third for their attachments when it has files."""
     agent = session.agent
     system = [agent.instructions] if agent.instructions else []
     if user_message is not None and user_message.ui_context:
@@ -167,25 +168,27 @@ def prompt_parts(
     messages = Message.objects.filter(session_id=session.pk, replaced_by__isnull=True).exclude(
         sender_role=Message.SenderRole.AGENT, text=""
     )
-    compaction = latest_compaction(session, upto=upto)
-    if compaction is not None:
-        last = compaction.upto_message
-        messages = messages.filter(Q(created_at__gt=last.created_at) | Q(created_at=last.created_at, id__gt=last.pk))
+    start = Session.objects.prompt_start(session.pk, before=upto.created_at if upto is not None else None)
+    if start.upto_id is not None:
+        last_at = start.upto_created_at
+        messages = messages.filter(Q(created_at__gt=last_at) | Q(created_at=last_at, id__gt=start.upto_id))
     if upto is not None:
         messages = messages.filter(created_at__lte=upto.created_at)
     if exclude_pk is not None:
         messages = messages.exclude(pk=exclude_pk)
-    history = list(
-        messages.order_by("-created_at", "-id")
-        .only("sender_role", "text", "created_at")
-        .prefetch_related("attachments")[: settings.GENIE_HISTORY_MESSAGES]
-    )
+    messages = messages.order_by("-created_at", "-id").only("sender_role", "text", "created_at")
+    if start.has_uploads:
+        messages = messages.prefetch_related("attachments")
+    history = list(messages[: settings.GENIE_HISTORY_MESSAGES])
+    if not start.has_uploads:
+        for message in history:  # no files in the session: nothing to read (no query)
+            message._prefetched_objects_cache = {"attachments": Upload.objects.none()}
     return PromptParts(
         agent=agent,
         system=system,
         history=history[::-1],
-        summary=compaction.summary if compaction else "",
-        compacted_at=compaction.created_at if compaction else None,
+        summary=start.summary,
+        compacted_at=start.compacted_at,
     )
 
 

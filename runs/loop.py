@@ -82,7 +82,7 @@ def claim_run(run_id: int, *, worker_id: str) -> tuple[Run, RunEventWriter] | No
     ``finish``), once the runs before it in its session have ended.
     """
     with transaction.atomic():
-        run = Run.objects.select_related("session__agent", "agent_message", "user_message").locked(run_id)
+        run = Run.objects.locked_for_claim(run_id)
         if run is None or run.is_finished:
             return None
         if run.status == Run.Status.REQUIRES_ACTION and run.tool_calls.open().exists():

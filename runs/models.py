@@ -8,6 +8,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections, models
@@ -90,6 +91,36 @@ class RunQuerySet(models.QuerySet["Run"]):
         than the query on a turn's way to its first token."""
         return next(iter(self.select_for_update(of=("self",)).filter(pk=pk)), None)
 
+    def locked_for_claim(self, pk: int) -> Run | None:
+        """Run ``pk`` locked for the transaction (``FOR UPDATE OF`` its own row) with its
+        session, the session's agent and the turn's two messages loaded, as
+        ``select_related("session__agent", "agent_message", "user_message").locked(pk)``
+        would, or None. One statement, built once per process: the worker's claim runs it
+        before every turn's first token, and compiling that queryset cost 2 to 3 ms of CPU,
+        several times the query."""
+        connection = connections[self.db]
+        sql, parts = _claim_statement(connection.alias)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [pk])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        built, start = [], 0
+        for model, fields in parts:
+            values = list(row[start : start + len(fields)])
+            start += len(fields)
+            for i, (field, converters) in enumerate(fields):
+                for convert in converters:  # as the ORM's compiler applies them (JSON, encrypted fields)
+                    values[i] = convert(values[i], field.cached_col, connection)
+            built.append(model.from_db(self.db, [field.attname for field, _ in fields], values))
+        run, session, agent, agent_message, user_message = built
+        session_field = Run._meta.get_field("session")
+        session_field.set_cached_value(run, session)
+        session_field.related_model._meta.get_field("agent").set_cached_value(session, agent)
+        Run._meta.get_field("agent_message").set_cached_value(run, agent_message)
+        Run._meta.get_field("user_message").set_cached_value(run, user_message)
+        return run
+
     def lock_session_of(self, run: Run) -> SessionLock | None:
         """Lock ``run``'s session row (it serialises the session's event ids) and read
         whether a run created before ``run`` is still active and the session's last stored
@@ -124,6 +155,50 @@ class RunQuerySet(models.QuerySet["Run"]):
     def ready_to_continue(self) -> RunQuerySet:
         """Paused runs whose every pending tool call has its answer."""
         return self.filter(status=Run.Status.REQUIRES_ACTION).exclude(tool_calls__status__in=ToolCall.OPEN_STATUSES)
+
+
+@cache
+def _claim_statement(alias: str) -> tuple[str, list[tuple[type[models.Model], list[tuple[models.Field, list]]]]]:
+    """``Run.objects.locked_for_claim``'s SQL and, in its column order, each model's fields
+    with their converters from database values."""
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    session_model = Run._meta.get_field("session").related_model
+    agent_model = session_model._meta.get_field("agent").related_model
+    message_model = Run._meta.get_field("agent_message").related_model
+    parts = [
+        (Run, "r"),
+        (session_model, "s"),
+        (agent_model, "a"),
+        (message_model, "am"),
+        (message_model, "um"),
+    ]
+    columns = ", ".join(
+        f"{alias_}.{quote(field.column)}" for model, alias_ in parts for field in model._meta.concrete_fields
+    )
+    table = lambda model: quote(model._meta.db_table)  # noqa: E731
+    sql = (
+        f"SELECT {columns} FROM {table(Run)} r"  # noqa: S608 (table and column names only)
+        f" JOIN {table(session_model)} s ON s.id = r.session_id"
+        f" JOIN {table(agent_model)} a ON a.id = s.agent_id"
+        f" JOIN {table(message_model)} am ON am.id = r.agent_message_id"
+        f" JOIN {table(message_model)} um ON um.id = r.user_message_id"
+        " WHERE r.id = %s"
+    )
+    if connection.features.has_select_for_update_of:
+        sql += " FOR UPDATE OF r"
+    elif connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    return sql, [
+        (
+            model,
+            [
+                (field, connection.ops.get_db_converters(field.cached_col) + field.get_db_converters(connection))
+                for field in model._meta.concrete_fields
+            ],
+        )
+        for model, _ in parts
+    ]
 
 
 class Run(models.Model):

@@ -93,9 +93,10 @@ def enqueue_next_run(*, session_id: int) -> None:
 
 def queue_run(*, session: Session, user_message: Message, options: TurnOptions | None = None) -> Run:
     """A pending agent message and a queued run (with what the client asked of it:
-    ``options``); the task is enqueued after commit."""
+    ``options``); the task is enqueued after commit. A ``user_message`` not stored yet is
+    stored with the agent message, in one INSERT (a new turn's way to its first token)."""
     agent = session.agent
-    agent_message = Message.objects.create(
+    agent_message = Message(
         session=session,
         sender_role=Message.SenderRole.AGENT,
         status=Message.Status.PENDING,
@@ -104,6 +105,8 @@ def queue_run(*, session: Session, user_message: Message, options: TurnOptions |
         temperature=agent.temperature,
         metadata=user_message.metadata,
     )
+    # In this order, so the user message's id and created_at come first, as the transcript reads them.
+    Message.objects.bulk_create([user_message, agent_message] if user_message._state.adding else [agent_message])
     run = Run.objects.create(
         session=session,
         user_message=user_message,
