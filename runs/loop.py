@@ -42,7 +42,7 @@ from genie.connections import release_connection, retry_when_disconnected
 from runs import vocabulary as ev
 from runs.compaction import DEFAULT_KEEP_LAST, compact_before_turn, compaction_data
 from runs.context import PromptParts, count_usage, prompt_parts
-from runs.events import OpenParts, RunEventWriter, read_run_log
+from runs.events import LoggedEvent, OpenParts, RunEventWriter, read_run_log
 from runs.models import Run
 from runs.options import ClientSettings, with_instructions
 from runs.providers import Chunk, ProviderError, ProviderRequest, ToolDefinition, get_provider
@@ -250,12 +250,17 @@ class Turn:
         """Emit ``start`` (once per run, even after a crash and re-queue), settle the tool
         calls a paused run was waiting on, then call the model step by step until a step
         calls no tool, or its calls wait for an answer (the run pauses)."""
-        self.emit_start()
+        logged = read_run_log(self.run) if self.run.attempts > 1 else []  # no query on a first claim
+        self.emit_start(logged)
         if self.state["steps"] == 0 and not self.calls.pending:
             self.compact_if_needed()
         # A run re-queued after its worker died inside a step resumes that step's recorded
-        # calls (never asks the model again) and closes the step the dead worker left open.
-        resumed_step = self.state.pop("step_open", False)
+        # calls (never asks the model again) and closes the step the dead worker left open,
+        # unless its ``finish-step`` went out before it died (published, not yet checkpointed).
+        resumed_step = self.state.pop("step_open", False) and (
+            not logged or OpenParts.of([event.type for event in logged]).step_open
+        )
+        self.calls.skip_reported(logged)
         if self.calls.pending:
             self.parts.step_open = resumed_step
             settled = self.calls.advance()
@@ -373,11 +378,12 @@ class Turn:
             self._parts = turn_prompt_parts(self.run)
         return self._parts
 
-    def emit_start(self) -> None:
+    def emit_start(self, logged: list[LoggedEvent]) -> None:
         """``start``, once per run: a run claimed again (re-queued after a crash, or a
-        continuation) finds it in its log, PostgreSQL or Redis, and sends no second one.
-        The first claim checks nothing: the token path stays one Redis command."""
-        if self.run.attempts > 1 and any(event.type == ev.START for event in read_run_log(self.run)):
+        continuation) finds it in its log (``logged``: PostgreSQL and Redis, read once by
+        ``drive``) and sends no second one. The first claim reads nothing: the token path
+        stays one Redis command."""
+        if any(event.type == ev.START for event in logged):
             return
         self.writer.emit(ev.START, messageId=str(self.run.agent_message.uuid))
 

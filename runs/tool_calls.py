@@ -35,7 +35,7 @@ from genie.connections import release_connection
 from genie.links import absolute_url
 from runs import connections
 from runs import vocabulary as ev
-from runs.events import RunEventWriter
+from runs.events import LoggedEvent, RunEventWriter
 from runs.models import Run, ToolCall
 from runs.options import offered_client_tools
 from runs.providers import ToolCallDelta, ToolDefinition
@@ -139,6 +139,23 @@ class StepCalls:
     def pending(self) -> bool:
         """Whether the step's calls still have to be settled and handed to the model."""
         return bool(self.state["calls"])
+
+    def skip_reported(self, logged: list[LoggedEvent]) -> None:
+        """What the run's log (``logged``: PostgreSQL and Redis) already reports is not
+        reported again: an outcome, a decision or an authorization its dead worker
+        published before its checkpoint noted it (``state["reported"]``, ``"decided"``,
+        ``"connected"`` lag the stream by up to a checkpoint)."""
+        for event in logged:
+            if event.type in {ev.TOOL_OUTPUT_AVAILABLE, ev.TOOL_OUTPUT_ERROR, ev.TOOL_OUTPUT_DENIED}:
+                noted, key = self.state["reported"], event.data.get("toolCallId")
+            elif event.type == ev.TOOL_APPROVAL_RESPONSE:
+                noted, key = self.state["decided"], event.data.get("approvalId")
+            elif event.type == ev.DATA_CONNECTION_AUTH_SUCCESS:
+                noted, key = self.state["connected"], event.data.get("data", {}).get("attempt_id")
+            else:
+                continue
+            if key and key not in noted:
+                noted.append(key)
 
     # --- record --------------------------------------------------------------------------
 

@@ -296,7 +296,7 @@ def test_stop_while_paused_ends_the_run_stopped(script, enqueued):
 def test_a_run_re_queued_after_a_crash_sends_no_second_start(script, enqueued):
     run = RunFactory()
     claimed, writer = loop.claim_run(run.pk, worker_id="dead-worker")
-    loop.Turn(run=claimed, writer=writer, worker_id="dead-worker").emit_start()
+    loop.Turn(run=claimed, writer=writer, worker_id="dead-worker").emit_start([])
     writer.close()
     claimed.mark_requeued()  # what the sweeper does when the lease expires before any text
     script(text("hi"))

@@ -391,3 +391,60 @@ def test_a_stop_during_a_webhook_call_does_not_wait_for_the_tool(script, enqueue
         {"type": "tool-output-error", "toolCallId": call.call_id, "errorText": call.error}
     ]
     assert published_types(run)[-2:] == ["abort", "finish"]
+
+
+def test_a_worker_killed_right_after_publishing_an_outcome_does_not_report_it_twice(
+    script, enqueued, receiver, monkeypatch
+):
+    """The narrow window of issue 26: the worker published a call's outcome and died before
+    its checkpoint noted it. The next worker finds the outcome in the run's log and does
+    not send a second ``tool-output-available``."""
+    run = webhook_run(receiver)
+    script(tool_call("weather", '{"city": "Oslo"}'))
+    end_step = loop.Turn.end_step
+
+    def killed(turn: loop.Turn, *, settled: bool) -> None:
+        raise WorkerKilled  # after the outcome went out, before the checkpoint that notes it
+
+    monkeypatch.setattr(loop.Turn, "end_step", killed)
+    crash_and_sweep(run)
+    monkeypatch.setattr(loop.Turn, "end_step", end_step)
+    script(text("Sunny."))
+    loop.execute_run(run.pk)
+
+    types = published_types(run)
+    assert types.count("tool-output-available") == 1
+    assert types.count("start-step") == types.count("finish-step") == 2
+    assert len(receiver.calls) == 1
+    assert reload(run).status == Run.Status.SUCCEEDED
+
+
+def test_a_worker_killed_between_a_steps_finish_and_its_pause_sends_no_second_finish_step(
+    script, enqueued, receiver, monkeypatch
+):
+    """The other window: the step's ``finish-step`` went out, then the worker died before
+    the pause was stored. The next worker sees the step closed in the log and does not
+    close it again."""
+    run = webhook_run(receiver, requires_approval=True)
+    script(tool_call("weather", '{"city": "Oslo"}'))
+    pause_run = loop.pause_run
+
+    def killed(**_: object) -> bool:
+        raise WorkerKilled
+
+    monkeypatch.setattr(loop, "pause_run", killed)
+    crash_and_sweep(run)
+    monkeypatch.setattr(loop, "pause_run", pause_run)
+    loop.execute_run(run.pk)
+
+    assert reload(run).status == Run.Status.REQUIRES_ACTION
+    assert published_types(run).count("finish-step") == 1
+    call = ToolCall.objects.get(run=run)
+    services.decide_tool_call(session=run.session, call_id=call.call_id, approved=True, reason="", decided_by="u")
+    script(text("Sunny."))
+    loop.execute_run(run.pk)
+
+    types = published_types(run)
+    assert types.count("start-step") == types.count("finish-step") == 2
+    assert types.count("tool-approval-request") == 1
+    assert reload(run).status == Run.Status.SUCCEEDED
