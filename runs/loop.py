@@ -63,7 +63,8 @@ def execute_run(run_id: int, *, worker_id: str | None = None) -> Run | None:
     ends or pauses. Exits at once when the run is finished, paused and still waiting,
     or leased by another live worker (a redelivered task never does the work twice)."""
     worker_id = worker_id or worker_identity()
-    claimed = claim_run(run_id, worker_id=worker_id)
+    # The claim is one transaction: one that failed with a lost connection is run again.
+    claimed = retry_when_disconnected(lambda: claim_run(run_id, worker_id=worker_id), what="the claim")
     if claimed is None:
         return None
     run, writer = claimed

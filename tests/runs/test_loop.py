@@ -416,3 +416,21 @@ def test_a_reply_goes_on_when_the_database_connection_is_lost_under_its_writes(s
     assert run.agent_message.text == "one two three"
     assert stored_types(run) == published_types(run) == text_turn(deltas=3)
     assert published_ids(run) == sorted(set(published_ids(run)))
+
+
+def test_a_claim_that_loses_its_database_connection_is_made_again(script, enqueued):
+    """A task whose claim meets a lost connection (its transaction failed as a whole) claims
+    again on a new one, instead of failing and leaving the run to the sweeper's grace."""
+    run = RunFactory()
+    script(text("claimed"))
+    lost = LostConnections('UPDATE "runs_run" SET "status"', times=1)
+    lost.arm()
+
+    with connection.execute_wrapper(lost):
+        loop.execute_run(run.pk)
+
+    run = reload(run)
+    assert lost.failed == ['UPDATE "runs_run" SET "status"']
+    assert run.status == Run.Status.SUCCEEDED
+    assert run.attempts == 1
+    assert published_types(run) == text_turn(deltas=1)
