@@ -374,9 +374,10 @@ class Turn:
 
     def prompt_parts(self) -> PromptParts:
         """The prompt's parts, read once per task: the history does not change during a
-        turn (its own steps are in ``state["messages"]``)."""
+        turn (its own steps are in ``state["messages"]``). Reads: read again on a new
+        connection when the database connection is lost."""
         if self._parts is None:
-            self._parts = turn_prompt_parts(self.run)
+            self._parts = retry_when_disconnected(lambda: turn_prompt_parts(self.run), what="the prompt")
         return self._parts
 
     def emit_start(self, logged: list[LoggedEvent]) -> None:

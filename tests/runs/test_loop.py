@@ -434,3 +434,23 @@ def test_a_claim_that_loses_its_database_connection_is_made_again(script, enqueu
     assert run.status == Run.Status.SUCCEEDED
     assert run.attempts == 1
     assert published_types(run) == text_turn(deltas=1)
+
+
+def test_the_prompt_is_read_again_when_the_database_connection_is_lost(script, enqueued, monkeypatch):
+    run = RunFactory()
+    provider = script(text("read"))
+    lost = LostConnections("SELECT", times=1)
+    read_prompt = loop.turn_prompt_parts
+
+    def read_with_a_lost_connection(run: Run) -> object:
+        lost.arm()  # the prompt's first statement fails
+        return read_prompt(run)
+
+    monkeypatch.setattr(loop, "turn_prompt_parts", read_with_a_lost_connection)
+
+    with connection.execute_wrapper(lost):
+        loop.execute_run(run.pk)
+
+    assert lost.failed == ["SELECT"]
+    assert reload(run).status == Run.Status.SUCCEEDED
+    assert provider.requests[0].messages[-1]["content"] == run.user_message.text
