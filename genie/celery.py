@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 from celery import Celery, bootsteps
-from celery.signals import worker_ready
+from celery.signals import worker_process_init, worker_ready
 from django.db import close_old_connections
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "genie.settings")
@@ -63,3 +63,13 @@ def preload_providers(**_: object) -> None:
     from runs.providers import preload_providers
 
     preload_providers()
+
+
+@worker_ready.connect
+@worker_process_init.connect
+def keep_leases(**_: object) -> None:
+    """Renew the leases of this process's runs from one thread (``runs.leases``): a turn
+    whose model is silent longer than GENIE_RUN_LEASE keeps its run."""
+    from runs.leases import keeper
+
+    keeper.start()

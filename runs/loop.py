@@ -43,6 +43,7 @@ from runs import vocabulary as ev
 from runs.compaction import DEFAULT_KEEP_LAST, compact_before_turn, compaction_data
 from runs.context import PromptParts, count_usage, prompt_parts
 from runs.events import LoggedEvent, OpenParts, RunEventWriter, read_run_log
+from runs.leases import LeaseLost, keeper
 from runs.models import Run
 from runs.options import ClientSettings, with_instructions
 from runs.providers import Chunk, ProviderError, ProviderRequest, ToolDefinition, get_provider
@@ -68,10 +69,16 @@ def execute_run(run_id: int, *, worker_id: str | None = None) -> Run | None:
     if claimed is None:
         return None
     run, writer = claimed
+    keeper.hold(run.pk, worker_id)
     try:
         turn = Turn(run=run, writer=writer, worker_id=worker_id)
         turn.settle(turn.drive())
+    except LeaseLost:
+        # Another worker answers the run now (or it was ended): what this one buffered is
+        # dropped, not stored beside the other's events.
+        logger.warning("Run %s: its lease was taken from worker %s, which stops here", run.uuid, worker_id)
     finally:
+        keeper.release(run.pk)
         writer.close()
     return run
 
@@ -163,7 +170,9 @@ def provider_request(
 
 class StopWatch:
     """Polls the run's stop flag in Redis at most every GENIE_STOP_POLL_INTERVAL seconds,
-    and renews the run's lease every third of GENIE_RUN_LEASE: no query per token."""
+    and renews the run's lease every third of GENIE_RUN_LEASE: no query per token. In a
+    worker process the ``LeaseKeeper`` renews it too, between tokens; a lease that is no
+    longer this worker's raises ``LeaseLost`` (the turn stops without writing)."""
 
     def __init__(self, run: Run, worker_id: str, writer: RunEventWriter) -> None:
         self.run = run
@@ -175,7 +184,14 @@ class StopWatch:
         self._next_renew = time.monotonic() + self._renew_every
         self.stopped = False
 
+    def check_lease(self) -> None:
+        """Raise ``LeaseLost`` once the keeper found the run taken: a set lookup, asked
+        before each chunk goes out."""
+        if keeper.lost(self.run.pk):
+            raise LeaseLost(self.run.uuid)
+
     def should_stop(self) -> bool:
+        self.check_lease()
         now = time.monotonic()
         if now >= self._next_poll:
             self._next_poll = now + settings.GENIE_STOP_POLL_INTERVAL
@@ -187,11 +203,13 @@ class StopWatch:
                 )
         if now >= self._next_renew:
             self._next_renew = now + self._renew_every
-            retry_when_disconnected(
+            renewed = retry_when_disconnected(
                 lambda: self.run.renew_lease(worker_id=self.worker_id, seconds=settings.GENIE_RUN_LEASE),
                 what="a lease renewal",
             )
             release_connection()
+            if not renewed:
+                raise LeaseLost(self.run.uuid)
         return self.stopped
 
     @property
@@ -413,6 +431,7 @@ class Turn:
         while True:
             try:
                 for chunk in provider.stream(request):
+                    self.watch.check_lease()
                     self.take(chunk, step_text, streamed)
                     if self.watch.should_stop():
                         return TurnEnd(Run.Status.STOPPED)

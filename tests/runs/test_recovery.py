@@ -25,3 +25,4 @@ def test_redelivered_task_while_the_lease_is_held_does_nothing(live):
     assert finished.attempts == 1
     assert Message.objects.filter(session=run.session, sender_role="agent").count() == 1
     assert finished.events.filter(type="finish").count() == 1
+
