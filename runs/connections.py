@@ -186,10 +186,12 @@ class Requester:
             raise ConnectionLinkNotForThisBrowser()
 
 
-def requester_of(attempt: ConnectionAttempt) -> Requester:
+def requester_of(attempt: ConnectionAttempt) -> Requester | None:
     """Whom ``attempt``'s links are for: the creator of the session whose tool call waits on
     it (the calls an attempt serves share one end user, so one creator kind: a user's
-    attempt serves that user's sessions, a visitor's its one session). One query."""
+    attempt serves that user's sessions, a visitor's its one session); None when no
+    session's call names it any more (its sessions were deleted: the link serves nobody).
+    One query."""
     session = (
         Session.objects.filter(runs__tool_calls__connection_attempt=attempt)
         .select_related("created_by_token")
@@ -197,7 +199,7 @@ def requester_of(attempt: ConnectionAttempt) -> Requester:
         .first()
     )
     if session is None:
-        return Requester()
+        return None
     if session.owner_id is not None:
         return Requester(user_pk=session.owner_id)
     token = session.created_by_token
@@ -226,7 +228,10 @@ def open_link(*, state: str, opener: Opener) -> OpenedLink:
         attempt = _attempt_of_state(state)
         if attempt is None or not attempt.is_pending or not attempt.has_link(state):
             raise InvalidConnectionState()
-        requester_of(attempt).check(opener)
+        requester = requester_of(attempt)
+        if requester is None:
+            raise InvalidConnectionState()
+        requester.check(opener)
         opened = attempt.open_link(state)
         if opened is None:
             raise InvalidConnectionState()

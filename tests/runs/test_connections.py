@@ -619,3 +619,14 @@ def test_a_visitors_link_opens_only_with_its_sessions_client_secret(script, enqu
     assert status == 200, page
     assert ConnectionAttempt.objects.get().status == ConnectionAttempt.Status.AUTHORIZED
     assert Connection.objects.get().user_id == f"session:{run.session.uuid}"
+
+
+def test_a_link_whose_session_was_deleted_opens_for_nobody(script, enqueued, receiver, oauth, client):
+    run = calendar_run(receiver, oauth)
+    script(tool_call("agenda", "{}"), text("ok"))
+    loop.execute_run(run.pk)
+    link = auth_required(run)["auth_link"]["url"]
+    Session.objects.filter(pk=run.session_id).delete()
+
+    assert open_through_genie(client, link).status_code == 400
+    assert not Connection.objects.exists()
