@@ -475,18 +475,18 @@ class Compaction(models.Model):
     before_tokens = models.PositiveIntegerField()
     after_tokens = models.PositiveIntegerField()
     automatic = models.BooleanField(default=False, help_text="Made before a turn whose prompt was too long.")
-    idempotency_key = models.CharField(max_length=255, blank=True, editable=False)
+    run = models.OneToOneField(
+        "runs.Run",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="compaction",
+        help_text="The compaction run that wrote it (POST sessions/{s}/compact); none for an automatic one.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["session", "idempotency_key"],
-                condition=~models.Q(idempotency_key=""),
-                name="compaction_idempotency_key_unique_per_session",
-            )
-        ]
 
     def __str__(self) -> str:
         return f"Summary of {self.messages_compacted} messages ({self.created_at:%Y-%m-%d %H:%M})"

@@ -61,6 +61,7 @@ def start_turn(
     answers: list[ToolAnswer] | None = None,
     after_seq: int | None = None,
     options: TurnOptions | None = None,
+    compact: int | None = None,
 ) -> Turn:
     """The one way a turn starts, whatever the protocol. One of:
 
@@ -72,7 +73,8 @@ def start_turn(
       message answered again instead (``check_last``: only the chat's latest reply); with
       ``edit`` (a user message), ``text`` replacing it and what followed it; with ``answers`` to its paused ``run``, the answers
       applied (``apply_answers``; ``options``: the run's next model calls') and the run
-      going on (its stream from ``after_seq``).
+      going on (its stream from ``after_seq``); with ``compact`` (how many messages stay
+      verbatim), a compaction run instead of a user message (``compact_session``).
 
     Refuses up front when Redis is down (503, nothing written). With ``idempotency``, the
     first request with its key records the turn's session and run in the same
@@ -114,7 +116,9 @@ def start_turn(
             run_services.apply_answers(run=run, answers=answers or [], decided_by=caller.label, options=options)
         else:
             stored_before = RunEvent.objects.filter(session=session).aggregate(m=Max("seq"))["m"] or 0
-            if regenerate is not None:
+            if compact is not None:
+                run = compact_session(session=session, keep_last=compact)
+            elif regenerate is not None:
                 run = regenerate_reply(session=session, reply=regenerate, check_last=check_last)
             elif edit is not None:
                 run = edit_message(session=session, message=edit, text=text)
@@ -278,6 +282,16 @@ def post_message(
     )
     session.touch()
     return run
+
+
+@transaction.atomic
+def compact_session(*, session: Session, keep_last: int) -> Run:
+    """A queued compaction run: the worker summarises every message of the session's prompt
+    but the last ``keep_last`` (``runs.loop.execute_compaction``). Refuses (``RunActive``)
+    while a run is active; a turn posted while it runs meets the busy-session policy."""
+    session = Session.objects.select_for_update().select_related("agent").get(pk=session.pk)
+    run_services.make_way_for_turn(session=session)
+    return run_services.queue_compaction(session=session, keep_last=keep_last)
 
 
 @transaction.atomic

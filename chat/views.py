@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.db.models import QuerySet
-from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -47,19 +46,16 @@ from chat.serializers import (
     UploadSerializer,
 )
 from genie.auth import Caller, NotPublishable
-from genie.idempotency import HEADER as IDEMPOTENCY_HEADER
-from genie.idempotency import IdempotencyKeyInvalid, IdempotentRequest, run_idempotently
+from genie.idempotency import IdempotentRequest, run_idempotently
 from genie.links import absolute_url
 from genie.parsers import GenieMultiPartParser
 from genie.schema import IDEMPOTENCY_ERRORS, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, error_response
-from genie.throttles import client_ip
 from genie.views import TeamConfigViewSet
-from runs import compaction, context
-from runs.exceptions import RunActive, TooManyStreams
-from runs.formats import StreamFormat, UIMessageFormat
-from runs.handoff import answer_turn, reply_of, run_urls, turn_headers, wants_event_stream
+from runs import context
+from runs.exceptions import RunActive
+from runs.formats import UIMessageFormat
+from runs.handoff import answer_compaction, answer_turn, reply_of, run_urls, turn_headers, wants_event_stream
 from runs.services import Turn
-from runs.stream_slots import credential_ident, holding_slot, release_slot_now, take_slot
 
 
 def turn_urls(request: Request, session: Session) -> dict[str, str]:
@@ -102,25 +98,16 @@ TEXT_TOO_LONG = error_response("`text_too_long`: the text is longer than GENIE_M
 REDIS_UNAVAILABLE = error_response("`redis_unavailable`: nothing was created; retry shortly.")
 
 
-# One event of the compaction stream as an SSE client parses it: `data` only (the stream
-# is the POST's answer, not the session's event log: no ids, no resume).
+# One event of the compaction stream as an SSE client parses it: its id in the session's
+# event log (resume on ``Location`` with Last-Event-ID) and its chunk.
 COMPACTION_EVENT = {
     "type": "object",
-    "properties": {"data": {"type": "string", "description": "The chunk as JSON: `start`, `text-delta`, …"}},
-    "required": ["data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The event's id in its session."},
+        "data": {"type": "string", "description": "The chunk as JSON: `start`, `text-delta`, …"},
+    },
+    "required": ["id", "data"],
 }
-
-
-async def step_in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    """A sync stream served chunk by chunk under ASGI: Django would read a sync iterator
-    to its end before sending a byte. Each step runs in the request's sync thread (its
-    database connection); under WSGI (the test client) Django reads this to the end."""
-    done = object()
-    while True:
-        chunk = await sync_to_async(next, thread_sensitive=True)(chunks, done)
-        if chunk is done:
-            return
-        yield chunk
 
 
 class SessionViewSet(
@@ -235,51 +222,25 @@ class SessionViewSet(
                 "(`error` before it when the model fails).",
             ),
             409: error_response("`run_active`: a run is active; compact after it ends."),
+            **IDEMPOTENCY_ERRORS,
+            503: REDIS_UNAVAILABLE,
         },
     )
-    def compact(self, request: Request, **kwargs: str) -> StreamingHttpResponse:
+    def compact(self, request: Request, **kwargs: str) -> HttpResponse | Response:
         """Summarise the session's earlier messages (all but ``keep_last``) with its model,
-        streamed; later prompts use the summary and the messages after it. The same
-        ``Idempotency-Key`` replays the stored summary instead of writing another."""
+        streamed; later prompts use the summary and the messages after it. The summary is
+        written by a worker as a compaction run, relayed here and resumable on ``Location``;
+        the same ``Idempotency-Key`` replays that run's stream instead of writing another."""
         session = self.get_object()
         data = CompactSerializer(data=request.data or {})
         data.is_valid(raise_exception=True)
-        key = request.META.get(IDEMPOTENCY_HEADER, "")
-        if len(key) > 255:
-            raise IdempotencyKeyInvalid()
-        # A compaction's stream counts against the caller's open streams, as a turn's does.
-        ident = credential_ident(request.auth, client_ip(request.META))
-        slot = take_slot(ident)
-        if slot is None:
-            raise TooManyStreams()
-        try:
-            stored = session.compactions.filter(idempotency_key=key).first() if key else None
-            if stored is None and (active := session.runs.active().first()) is not None:
-                raise RunActive(details={"run_uuid": str(active.uuid), "status": active.status})
-            if stored is not None:
-                chunks = compaction.replay_stream(stored, wire=self.compaction_wire())
-            else:
-                chunks = compaction.compact_stream(
-                    session=session,
-                    keep_last=data.validated_data["keep_last"],
-                    idempotency_key=key,
-                    wire=self.compaction_wire(),
-                )
-        except BaseException:
-            release_slot_now(ident, slot)
-            raise
-        response = StreamingHttpResponse(
-            step_in_thread(holding_slot(chunks, ident, slot)), content_type="text/event-stream"
+        start = lambda: services.start_turn(  # noqa: E731
+            caller=request.auth,
+            idempotency=IdempotentRequest.of(request),
+            session=session,
+            compact=data.validated_data["keep_last"],
         )
-        if stored is not None:
-            response["Idempotent-Replayed"] = "true"
-        for name, value in compaction.SSE_HEADERS.items():
-            response[name] = value
-        return response
-
-    def compaction_wire(self) -> StreamFormat | None:
-        """The compaction stream's format: the AI SDK's chunks here; a protocol's own elsewhere."""
-        return None
+        return answer_compaction(request, start, wire=UIMessageFormat())
 
     @extend_schema(responses=ContextUsageSerializer)
     def context_usage(self, request: Request, **kwargs: str) -> Response:

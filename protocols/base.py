@@ -72,11 +72,12 @@ def find_session(
 def find_run(caller: Caller, value: Any, *, missing: Exception) -> Run:
     """The run ``value`` names (a uuid, or its hex; None names none) in a session
     ``caller`` reaches (the one access rule), with its session, agent and messages; else
-    ``missing`` (another caller's run is as unknown as a made-up id)."""
+    ``missing`` (another caller's run is as unknown as a made-up id; a compaction run is
+    no reply a protocol names)."""
     run_uuid = parse_uuid(value) if value is not None else None
     found = None
     if run_uuid is not None:
-        runs = Run.objects.filter(session__in=Session.objects.reachable_by(caller))
+        runs = Run.objects.turns().filter(session__in=Session.objects.reachable_by(caller))
         found = runs.select_related("session__agent", "user_message", "agent_message").filter(uuid=run_uuid).first()
     if found is None:
         raise missing

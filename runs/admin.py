@@ -76,6 +76,7 @@ class RunAdmin(SystemRecordAdmin):
     list_display = [
         "uuid",
         "session",
+        "kind",
         "status",
         "error_code",
         "attempts",
@@ -84,7 +85,7 @@ class RunAdmin(SystemRecordAdmin):
         "finished_at",
         "duration",
     ]
-    list_filter = ["status", "error_code", "created_at"]
+    list_filter = ["kind", "status", "error_code", "created_at"]
     list_select_related = ["session"]
     search_fields = ["uuid", "session__uuid", "session__title", "error_message"]
     raw_id_fields = ["session", "user_message", "agent_message"]

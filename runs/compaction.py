@@ -1,16 +1,17 @@
 """Compaction: a session's earlier turns summarised by its own model, so later prompts
 carry the agent's instructions, the summary and the last messages only.
 
-``POST sessions/{s}/compact`` streams the summary to its caller (``compact_stream``);
-a turn whose prompt would pass GENIE_AUTO_COMPACT_AT of the window compacts first, in
-its worker (``compact_before_turn``), and reports it in its stream as
-``data-compaction``. Either way the summary is stored as a ``Compaction`` and the
-transcript keeps every message.
+``POST sessions/{s}/compact`` queues a compaction run (``Run.kind``), which a worker
+executes like any turn (``runs.loop.execute_compaction``: the summary streamed to the
+session's event log and relayed to the caller); a turn whose prompt would pass
+GENIE_AUTO_COMPACT_AT of the window compacts first, in its worker
+(``compact_before_turn``), and reports it in its stream as ``data-compaction``. Either
+way the summary is stored as a ``Compaction`` and the transcript keeps every message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +21,8 @@ from django.db import transaction
 from chat.models import Compaction, Message, Session
 from runs import vocabulary as ev
 from runs.context import PromptParts, count_usage, prompt_parts
-from runs.events import StreamEvent
-from runs.formats.base import StreamFormat
-from runs.providers import Provider, ProviderError, ProviderRequest, get_provider
+from runs.models import Run
+from runs.providers import Chunk, Provider, ProviderRequest, get_provider
 
 DEFAULT_KEEP_LAST = 4
 SUMMARY_INSTRUCTIONS = (
@@ -30,7 +30,6 @@ SUMMARY_INSTRUCTIONS = (
     "decisions, names and numbers, open questions. Write plain prose, at most 300 words. "
     "Reply with the summary only."
 )
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "x-vercel-ai-ui-message-stream": "v1"}
 
 
 @dataclass
@@ -87,9 +86,10 @@ def write_summary(plan: CompactionPlan, provider: Provider) -> str:
 
 @transaction.atomic
 def store_compaction(
-    *, plan: CompactionPlan, summary: str, automatic: bool = False, idempotency_key: str = ""
+    *, plan: CompactionPlan, summary: str, automatic: bool = False, run: Run | None = None
 ) -> Compaction:
-    """Store the summary; returns it with ``after_tokens`` counted on the new prompt."""
+    """Store the summary (``run``: the compaction run that wrote it); returns it with
+    ``after_tokens`` counted on the new prompt."""
     after_parts = PromptParts(
         agent=plan.parts.agent,
         system=plan.parts.system,
@@ -104,7 +104,7 @@ def store_compaction(
         before_tokens=plan.before_tokens,
         after_tokens=count_usage(after_parts, messages_total=0)["used_tokens"],
         automatic=automatic,
-        idempotency_key=idempotency_key,
+        run=run,
     )
 
 
@@ -116,68 +116,32 @@ def compaction_data(compaction: Compaction) -> dict[str, int]:
     }
 
 
-def sse(chunk: dict[str, Any]) -> bytes:
-    return ev.data_line(chunk).encode()
+def nothing_compacted(plan: CompactionPlan) -> dict[str, int]:
+    """``data-compaction``'s figures when the history is no longer than ``keep_last``."""
+    return {"before_tokens": plan.before_tokens, "after_tokens": plan.before_tokens, "messages_compacted": 0}
 
 
-def chunk_writer(wire: StreamFormat | None) -> Callable[[dict[str, Any]], bytes]:
-    """How a compaction's chunks go on the wire: as the AI SDK's chunks, or in a protocol's
-    format (seed 003's ``token``/``done``). A compaction is no run: its events have no id."""
-    if wire is None:
-        return sse
-    return lambda chunk: wire.frame(StreamEvent(0, "", chunk["type"], ev.to_json(chunk))).encode()
+def summary_stream(plan: CompactionPlan) -> Iterator[Chunk]:
+    """The model writing the summary, as it streams (the session's agent's provider).
+    Raises ``ProviderError``."""
+    return get_provider(plan.session.agent.provider).stream(summary_request(plan))
 
 
-def compact_stream(
-    *, session: Session, keep_last: int, idempotency_key: str = "", wire: StreamFormat | None = None
-) -> Iterator[bytes]:
-    """The body of ``POST sessions/{s}/compact``: ``start``, the summary as
-    ``text-start``/``text-delta``/``text-end``, ``data-compaction``, ``finish`` (an
-    ``error`` before the ``finish`` when the model fails; nothing is stored then), in
-    ``wire``'s format when given. With nothing to compact (the history is no longer than
-    ``keep_last``) the summary is empty and ``messages_compacted`` 0. Holds no lock while
-    the model writes."""
-    part_id = f"compaction-{session.uuid}"
-    write = chunk_writer(wire)
-    yield (wire or StreamFormat()).preamble()
-    yield write({"type": ev.START})
-    plan = plan_compaction(session=session, keep_last=keep_last)
-    if not plan.possible:
-        data = {"before_tokens": plan.before_tokens, "after_tokens": plan.before_tokens, "messages_compacted": 0}
-        yield write({"type": ev.DATA_COMPACTION, "data": data})
-        yield write({"type": ev.FINISH})
-        return
-    yield write({"type": ev.TEXT_START, "id": part_id})
-    provider = get_provider(session.agent.provider)
-    written: list[str] = []
-    try:
-        for chunk in provider.stream(summary_request(plan)):
-            if chunk.text:
-                written.append(chunk.text)
-                yield write({"type": ev.TEXT_DELTA, "id": part_id, "delta": chunk.text})
-    except ProviderError as exc:
-        yield write({"type": ev.TEXT_END, "id": part_id})
-        yield write({"type": ev.ERROR, "errorText": exc.message})
-        yield write({"type": ev.FINISH})
-        return
-    yield write({"type": ev.TEXT_END, "id": part_id})
-    summary = "".join(written).strip()
-    compaction = store_compaction(plan=plan, summary=summary, idempotency_key=idempotency_key)
-    yield write({"type": ev.DATA_COMPACTION, "data": compaction_data(compaction)})
-    yield write({"type": ev.FINISH})
-
-
-def replay_stream(compaction: Compaction, *, wire: StreamFormat | None = None) -> Iterator[bytes]:
-    """A stored compaction as the stream that made it (an ``Idempotency-Key`` retry)."""
-    part_id = f"compaction-{compaction.session.uuid}"
-    write = chunk_writer(wire)
-    yield (wire or StreamFormat()).preamble()
-    yield write({"type": ev.START})
-    yield write({"type": ev.TEXT_START, "id": part_id})
-    yield write({"type": ev.TEXT_DELTA, "id": part_id, "delta": compaction.summary})
-    yield write({"type": ev.TEXT_END, "id": part_id})
-    yield write({"type": ev.DATA_COMPACTION, "data": compaction_data(compaction)})
-    yield write({"type": ev.FINISH})
+def replayed_events(run: Run) -> list[tuple[str, dict[str, Any]]]:
+    """A compaction run's stream rebuilt from what it stored, for an ``Idempotency-Key``
+    replay after its events were purged (GENIE_EVENT_RETENTION): the summary in one delta
+    and its figures, or the run's error."""
+    events: list[tuple[str, dict[str, Any]]] = [(ev.START, {})]
+    stored = Compaction.objects.filter(run=run).first()
+    if stored is not None:
+        part = {"id": run.text_part_id}
+        events += [(ev.TEXT_START, part), (ev.TEXT_DELTA, {**part, "delta": stored.summary}), (ev.TEXT_END, part)]
+        events.append((ev.DATA_COMPACTION, {"data": compaction_data(stored)}))
+    elif run.status == Run.Status.FAILED:
+        events.append((ev.ERROR, {"errorText": run.error_message}))
+    elif run.status == Run.Status.STOPPED:
+        events.append((ev.ABORT, {}))
+    return [*events, (ev.FINISH, {})]
 
 
 def compact_before_turn(*, parts: PromptParts, session: Session, provider: Provider) -> Compaction | None:

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -26,6 +27,8 @@ from rest_framework.response import Response
 from chat.models import Message
 from genie.links import absolute_url
 from genie.throttles import client_ip
+from runs.compaction import replayed_events
+from runs.events import StreamEvent
 from runs.exceptions import RunRequiresAction, RunTimeout, TooManyStreams
 from runs.formats import StreamFormat
 from runs.models import Run
@@ -33,6 +36,7 @@ from runs.serializers import pending_actions
 from runs.services import Turn
 from runs.sse import StreamPlan, events_before, plan_backlog, relay_stream
 from runs.stream_slots import credential_ident, release_slot_now, take_slot
+from runs.vocabulary import to_json
 from runs.waiting import wait_for_continuation, wait_for_finish
 
 HANDOFF_HEADER = b"genie-relay-handoff"
@@ -202,6 +206,43 @@ def turn_headers(request: Request, turn: Turn) -> dict[str, str]:
     if turn.client_secret:
         headers["Genie-Client-Secret"] = turn.client_secret
     return headers
+
+
+def answer_compaction(request: Request, start: Callable[[], Turn], *, wire: StreamFormat) -> HttpResponse | Response:
+    """``answer_turn`` for a compaction run (``start``: a ``start_turn(compact=…)`` call), the
+    canonical API's and seed 003's: relayed in ``wire``, with where to resume it
+    (``compaction_headers``). A replay whose events were purged gets the stream rebuilt
+    from what the run stored (``runs.compaction.replayed_events``)."""
+    return answer_turn(
+        request, start, wire=wire, headers=compaction_headers, render=partial(replayed_compaction, wire=wire)
+    )
+
+
+def compaction_headers(request: Request, turn: Turn) -> dict[str, str]:
+    """A compaction's stream headers: ``turn_headers`` but the message (it has none)."""
+    run = turn.run
+    kwargs = {"session_uuid": run.session.uuid, "run_uuid": run.uuid}
+    return {
+        "Location": absolute_url(request, "runs:run-stream", **kwargs),
+        "Genie-Session-Uuid": str(run.session.uuid),
+        "Genie-Run-Uuid": str(run.uuid),
+    }
+
+
+def replayed_compaction(request: Request, turn: Turn, *, wire: StreamFormat) -> HttpResponse:
+    run = turn.run
+    events = [
+        StreamEvent(0, str(run.uuid), type_, to_json({"type": type_, **fields}))
+        for type_, fields in replayed_events(run)
+    ]
+    body = wire.preamble() + "".join(wire.frame(event) for event in events).encode()
+    response = HttpResponse(body, content_type=wire.content_type.decode())
+    for name, value in wire.headers():
+        if name != b"content-type":
+            response[name.decode()] = value.decode()
+    for name, value in compaction_headers(request, turn).items():
+        response[name] = value
+    return response
 
 
 class HandoffEdge:

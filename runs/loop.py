@@ -16,6 +16,9 @@ One turn's stream: ``start``, then per model call ``start-step``, the text
 ``tool-input-delta``, then ``StepCalls``' events), ``finish-step``; after a pause the
 answers (``tool-output-available`` / ``tool-output-error``) and the next step; last
 ``finish``, written by ``finish_run``. The names are ``runs.vocabulary``'s.
+
+A compaction run (``Run.kind``: ``POST sessions/{s}/compact``) is claimed, leased, stopped,
+swept and ended the same way; ``execute_compaction`` does its one model call, the summary.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from django.utils import timezone
 from chat.files import ensure_text
 from chat.models import Message
 from genie.connections import release_connection, retry_when_disconnected
+from runs import compaction
 from runs import vocabulary as ev
 from runs.compaction import DEFAULT_KEEP_LAST, compact_before_turn, compaction_data
 from runs.context import PromptParts, count_usage, prompt_parts
@@ -71,8 +75,11 @@ def execute_run(run_id: int, *, worker_id: str | None = None) -> Run | None:
     run, writer = claimed
     keeper.hold(run.pk, worker_id)
     try:
-        turn = Turn(run=run, writer=writer, worker_id=worker_id)
-        turn.settle(turn.drive())
+        if run.is_compaction:
+            execute_compaction(run=run, writer=writer, worker_id=worker_id)
+        else:
+            turn = Turn(run=run, writer=writer, worker_id=worker_id)
+            turn.settle(turn.drive())
     except LeaseLost:
         # Another worker answers the run now (or it was ended): what this one buffered is
         # dropped, not stored beside the other's events.
@@ -114,8 +121,35 @@ def claim_run(run_id: int, *, worker_id: str) -> tuple[Run, RunEventWriter] | No
             return None
         writer = RunEventWriter.open(run, stored_seq=session.stored_seq)
         run.mark_started(lease_owner=worker_id, lease_until=now + timedelta(seconds=settings.GENIE_RUN_LEASE))
-        run.agent_message.mark_streaming()
+        if run.agent_message is not None:  # a compaction has none
+            run.agent_message.mark_streaming()
         return run, writer
+
+
+def retried_end(writer: RunEventWriter, end: Callable[[], bool]) -> None:
+    """Run ``end`` (``finish_run`` or ``pause_run``: one transaction that records the
+    closing events, stores them and publishes them after commit) again when the
+    database connection was lost during it: the transaction failed as a whole, so the
+    writer forgets the events it recorded (the batch before them is stored first) and
+    the next attempt records them again with the same ids."""
+    writer.flush()
+    next_seq = writer.next_seq
+
+    def attempt() -> bool:
+        writer.rewind(next_seq)
+        return end()
+
+    retry_when_disconnected(attempt, what="the run's end")
+
+
+def emit_start(run: Run, writer: RunEventWriter, logged: list[LoggedEvent]) -> None:
+    """``start``, once per run: a run claimed again (re-queued after a crash, or a
+    continuation) finds it in its log (``logged``: PostgreSQL and Redis, read once by the
+    caller) and sends no second one. The first claim reads nothing: the token path stays
+    one Redis command."""
+    if any(event.type == ev.START for event in logged):
+        return
+    writer.emit(ev.START, **run.start_fields)
 
 
 def turn_prompt_parts(run: Run) -> PromptParts:
@@ -300,7 +334,8 @@ class Turn:
     def settle(self, end: TurnEnd) -> None:
         if end.status == PAUSED:
             self.state["usage"] = asdict(self.usage)
-            self.retried_end(
+            retried_end(
+                self.writer,
                 lambda: pause_run(
                     run=self.run,
                     writer=self.writer,
@@ -308,7 +343,7 @@ class Turn:
                     text=self.state["text"],
                     worker_id=self.worker_id,
                     expires_at=self.action_expires_at,
-                )
+                ),
             )
             return
         if end.status == Run.Status.FAILED:
@@ -319,7 +354,8 @@ class Turn:
         self.state["outcome"] = {**asdict(end), "finish_reason": finish_reason}
         self.checkpoint()
         metadata = retry_when_disconnected(self.finish_metadata, what="the finish's figures")
-        self.retried_end(
+        retried_end(
+            self.writer,
             lambda: finish_run(
                 run=self.run,
                 writer=self.writer,
@@ -332,23 +368,8 @@ class Turn:
                 open_parts=self.parts,
                 finish_metadata=metadata,
                 finish_reason=finish_reason,
-            )
+            ),
         )
-
-    def retried_end(self, end: Callable[[], bool]) -> None:
-        """Run ``end`` (``finish_run`` or ``pause_run``: one transaction that records the
-        closing events, stores them and publishes them after commit) again when the
-        database connection was lost during it: the transaction failed as a whole, so the
-        writer forgets the events it recorded (the batch before them is stored first) and
-        the next attempt records them again with the same ids."""
-        self.writer.flush()
-        next_seq = self.writer.next_seq
-
-        def attempt() -> bool:
-            self.writer.rewind(next_seq)
-            return end()
-
-        retry_when_disconnected(attempt, what="the run's end")
 
     def finish_metadata(self) -> dict[str, Any]:
         """The ``finish`` chunk's ``messageMetadata``: the turn's usage as the provider
@@ -399,13 +420,7 @@ class Turn:
         return self._parts
 
     def emit_start(self, logged: list[LoggedEvent]) -> None:
-        """``start``, once per run: a run claimed again (re-queued after a crash, or a
-        continuation) finds it in its log (``logged``: PostgreSQL and Redis, read once by
-        ``drive``) and sends no second one. The first claim reads nothing: the token path
-        stays one Redis command."""
-        if any(event.type == ev.START for event in logged):
-            return
-        self.writer.emit(ev.START, messageId=str(self.run.agent_message.uuid))
+        emit_start(self.run, self.writer, logged)
 
     # --- one step: one model call ----------------------------------------------------
 
@@ -531,3 +546,88 @@ def _add(total: int | None, more: int | None) -> int | None:
     if more is None:
         return total
     return (total or 0) + more
+
+
+def execute_compaction(*, run: Run, writer: RunEventWriter, worker_id: str) -> None:
+    """A compaction run (``POST sessions/{s}/compact``), claimed like a turn: ``start``, the
+    summary as ``text-start``/``text-delta``/``text-end`` while the model writes it,
+    ``data-compaction {data: {before_tokens, after_tokens, messages_compacted}}``, then
+    ``finish`` (``finish_run``), the ``Compaction`` stored in the same transaction. With
+    nothing to compact (the history is no longer than ``keep_last``) there is no text and
+    ``messages_compacted`` is 0. A model failure ends the run ``failed`` (``error`` before
+    ``finish``) and stores nothing; a stop ends it ``stopped``, the time limit ``failed``.
+    Holds no database connection while the model writes."""
+    watch = StopWatch(run, worker_id, writer)
+    emit_start(run, writer, read_run_log(run) if run.attempts > 1 else [])
+    keep_last = run.state.get("keep_last", compaction.DEFAULT_KEEP_LAST)
+    plan = compaction.plan_compaction(session=run.session, keep_last=keep_last)
+    summary: list[str] = []
+    parts = OpenParts(started=True)
+    end = TurnEnd(Run.Status.SUCCEEDED)
+    if plan.possible:
+        writer.emit(ev.TEXT_START, id=run.text_part_id)
+        parts.text_open = True
+        end = stream_summary(run, writer, plan, watch, summary)
+    if end.status != Run.Status.SUCCEEDED:
+        logger.warning("Compaction %s ended %s: %s", run.uuid, end.status, end.error_message)
+        retried_end(
+            writer,
+            lambda: finish_run(
+                run=run,
+                writer=writer,
+                worker_id=worker_id,
+                status=end.status,
+                error_code=end.error_code,
+                error_message=end.error_message,
+                text="",
+                open_parts=parts,
+            ),
+        )
+        return
+    if parts.text_open:
+        writer.emit(ev.TEXT_END, id=run.text_part_id)
+        parts.text_open = False
+
+    def store_and_finish() -> bool:
+        with transaction.atomic():
+            if plan.possible:
+                stored = compaction.store_compaction(plan=plan, summary="".join(summary).strip(), run=run)
+                data = compaction.compaction_data(stored)
+            else:
+                data = compaction.nothing_compacted(plan)
+            last = [(ev.DATA_COMPACTION, {"data": data})]
+            ended = finish_run(
+                run=run, writer=writer, worker_id=worker_id, status=Run.Status.SUCCEEDED, text="", last_events=last
+            )
+            if not ended:
+                transaction.set_rollback(True)  # the run was taken from this worker: its summary is not kept
+            return ended
+
+    retried_end(writer, store_and_finish)
+
+
+def stream_summary(
+    run: Run, writer: RunEventWriter, plan: compaction.CompactionPlan, watch: StopWatch, summary: list[str]
+) -> TurnEnd:
+    """The model's summary streamed as ``text-delta`` events into ``summary``; how it ended."""
+    chunks = compaction.summary_stream(plan)
+    release_connection()  # none is held while the model writes
+    try:
+        for chunk in chunks:
+            watch.check_lease()  # a summary taken by another worker is not written twice
+            if chunk.text:
+                summary.append(chunk.text)
+                writer.emit(ev.TEXT_DELTA, id=run.text_part_id, delta=chunk.text)
+                if run.first_token_at is None:
+                    # Stored once the first token is out: a worker lost after it is not re-queued
+                    # (the sweeper fails the run) rather than written twice into the stream.
+                    run.first_token_at = timezone.now()
+                    retry_when_disconnected(run.store_first_token_at, what="the first token's time")
+                    release_connection()
+            if watch.should_stop():
+                return TurnEnd(Run.Status.STOPPED)
+            if watch.timed_out:
+                return TurnEnd(Run.Status.FAILED, "run_timeout", "The run exceeded its time limit.")
+    except ProviderError as exc:
+        return TurnEnd(Run.Status.FAILED, exc.code, exc.message)
+    return TurnEnd(Run.Status.SUCCEEDED)

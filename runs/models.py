@@ -52,6 +52,11 @@ class RunQuerySet(models.QuerySet["Run"]):
     def active(self) -> RunQuerySet:
         return self.filter(status__in=Run.ACTIVE_STATUSES)
 
+    def turns(self) -> RunQuerySet:
+        """The runs that answer a user message (no compaction): what a client reads as a
+        session's runs, replies, titles and turn figures."""
+        return self.filter(kind=Run.Kind.TURN)
+
     def stream_target(self, *, session_id: int, run_uuid: str) -> Run | None:
         """The run ``run_uuid`` of session ``session_id`` with the fields a stream's plan
         reads (``runs.sse.plan_backlog``), or None. Written as SQL: opening a stream is
@@ -65,10 +70,11 @@ class RunQuerySet(models.QuerySet["Run"]):
 
     def stream_span(self, *, session_id: int) -> tuple[Run, Run] | None:
         """What a session's stream covers when the client names no event: its first
-        active run, annotated with ``seq_before`` (the session's last event id of the runs
-        created before it, or None), and its latest run (whose finish ends the stream:
-        queued turns behind the active one follow on); None when no run is active. One
-        query, written as SQL for the same reason as ``stream_target``."""
+        active turn, annotated with ``seq_before`` (the session's last event id of the runs
+        created before it, or None), and its latest turn (whose finish ends the stream:
+        queued turns behind the active one follow on); None when no turn is active. A
+        compaction is no reply to resume: the stream of a session that only compacts is
+        empty (204). One query, written as SQL for the same reason as ``stream_target``."""
         runs, events = self.model._meta.db_table, RunEvent._meta.db_table
         active = ", ".join(["%s"] * len(Run.ACTIVE_STATUSES))
         sql = (
@@ -76,11 +82,13 @@ class RunQuerySet(models.QuerySet["Run"]):
             f" (SELECT MAX(e.seq) FROM {events} e JOIN {runs} p ON p.id = e.run_id"
             " WHERE e.session_id = r.session_id AND p.created_at < r.created_at) AS seq_before"
             f" FROM {runs} r WHERE r.session_id = %s AND ("
-            f" r.id = (SELECT id FROM {runs} WHERE session_id = %s AND status IN ({active})"
+            f" r.id = (SELECT id FROM {runs} WHERE session_id = %s AND kind = %s AND status IN ({active})"
             " ORDER BY created_at, id LIMIT 1)"
-            f" OR r.id = (SELECT id FROM {runs} WHERE session_id = %s ORDER BY created_at DESC, id DESC LIMIT 1))"
+            f" OR r.id = (SELECT id FROM {runs} WHERE session_id = %s AND kind = %s"
+            " ORDER BY created_at DESC, id DESC LIMIT 1))"
         )
-        rows = list(self.raw(sql, [session_id, session_id, *Run.ACTIVE_STATUSES, session_id]))
+        turn = Run.Kind.TURN.value
+        rows = list(self.raw(sql, [session_id, session_id, turn, *Run.ACTIVE_STATUSES, session_id, turn]))
         ordered = sorted(rows, key=lambda run: (run.created_at, run.pk))
         first_active = next((run for run in ordered if run.is_active), None)
         return None if first_active is None else (first_active, ordered[-1])
@@ -93,7 +101,7 @@ class RunQuerySet(models.QuerySet["Run"]):
 
     def locked_for_claim(self, pk: int) -> Run | None:
         """Run ``pk`` locked for the transaction (``FOR UPDATE OF`` its own row) with its
-        session, the session's agent and the turn's two messages loaded, as
+        session, the session's agent and the turn's two messages (None for a compaction) loaded, as
         ``select_related("session__agent", "agent_message", "user_message").locked(pk)``
         would, or None. One statement, built once per process: the worker's claim runs it
         before every turn's first token, and compiling that queryset cost 2 to 3 ms of CPU,
@@ -109,6 +117,9 @@ class RunQuerySet(models.QuerySet["Run"]):
         for model, fields in parts:
             values = list(row[start : start + len(fields)])
             start += len(fields)
+            if values[0] is None:  # no row joined (its primary key is first): a compaction's messages
+                built.append(None)
+                continue
             for i, (field, converters) in enumerate(fields):
                 for convert in converters:  # as the ORM's compiler applies them (JSON, encrypted fields)
                     values[i] = convert(values[i], field.cached_col, connection)
@@ -181,8 +192,9 @@ def _claim_statement(alias: str) -> tuple[str, list[tuple[type[models.Model], li
         f"SELECT {columns} FROM {table(Run)} r"  # noqa: S608 (table and column names only)
         f" JOIN {table(session_model)} s ON s.id = r.session_id"
         f" JOIN {table(agent_model)} a ON a.id = s.agent_id"
-        f" JOIN {table(message_model)} am ON am.id = r.agent_message_id"
-        f" JOIN {table(message_model)} um ON um.id = r.user_message_id"
+        # Outer joins: a compaction run has no messages.
+        f" LEFT JOIN {table(message_model)} am ON am.id = r.agent_message_id"
+        f" LEFT JOIN {table(message_model)} um ON um.id = r.user_message_id"
         " WHERE r.id = %s"
     )
     if connection.features.has_select_for_update_of:
@@ -202,7 +214,10 @@ def _claim_statement(alias: str) -> tuple[str, list[tuple[type[models.Model], li
 
 
 class Run(models.Model):
-    """One agent turn: answers ``user_message`` by filling ``agent_message``.
+    """One agent turn: answers ``user_message`` by filling ``agent_message``; or (``kind``
+    compaction) a session's summary written by its model (``POST sessions/{s}/compact``,
+    ``runs.loop.execute_compaction``), which has no message of its own and keeps
+    ``keep_last`` in ``state``. Both kinds share one lifecycle, event log and relay.
 
     The turn loop is a resumable state machine: ``state`` holds what it needs to
     continue in a new task (a pause for an approval or a client tool's result never
@@ -224,13 +239,21 @@ class Run(models.Model):
         FAILED = "failed", "Failed"
         STOPPED = "stopped", "Stopped"
 
+    class Kind(models.TextChoices):
+        TURN = "turn", "Turn"
+        COMPACTION = "compaction", "Compaction"
+
     ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING, Status.REQUIRES_ACTION)
     FINAL_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.STOPPED)
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     session = models.ForeignKey("chat.Session", on_delete=models.CASCADE, related_name="runs")
-    user_message = models.ForeignKey("chat.Message", on_delete=models.CASCADE, related_name="+")
-    agent_message = models.OneToOneField("chat.Message", on_delete=models.CASCADE, related_name="run")
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.TURN)
+    # Null for a compaction only: a turn always has both.
+    user_message = models.ForeignKey("chat.Message", on_delete=models.CASCADE, related_name="+", null=True, blank=True)
+    agent_message = models.OneToOneField(
+        "chat.Message", on_delete=models.CASCADE, related_name="run", null=True, blank=True
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     error_code = models.CharField(max_length=50, blank=True)
     error_message = models.TextField(blank=True)
@@ -281,6 +304,10 @@ class Run(models.Model):
         return not self.is_active
 
     @property
+    def is_compaction(self) -> bool:
+        return self.kind == self.Kind.COMPACTION
+
+    @property
     def duration_seconds(self) -> float | None:
         if self.started_at is None or self.finished_at is None:
             return None
@@ -300,9 +327,16 @@ class Run(models.Model):
 
     @cached_property
     def text_part_id(self) -> str:
-        """The id of the reply's text part in the stream (AI SDK ``text-start`` … ``text-end``);
-        cached: every streamed token names it."""
+        """The id of the reply's text part in the stream (AI SDK ``text-start`` … ``text-end``),
+        a compaction's summary's for a compaction; cached: every streamed token names it."""
+        if self.is_compaction:
+            return f"compaction-{self.session.uuid}"
         return f"pending-message-{self.agent_message.uuid}"
+
+    @property
+    def start_fields(self) -> dict[str, str]:
+        """The ``start`` chunk's fields: the reply's message id (a compaction has none)."""
+        return {} if self.agent_message_id is None else {"messageId": str(self.agent_message.uuid)}
 
     def mark_started(self, *, lease_owner: str, lease_until: datetime) -> None:
         """queued (or an answered pause, or a dead worker's lease) → running, leased."""
@@ -412,6 +446,11 @@ class Run(models.Model):
 class RunEventQuerySet(models.QuerySet["RunEvent"]):
     def after(self, seq: int) -> RunEventQuerySet:
         return self.filter(seq__gt=seq).order_by("seq")
+
+    def of_turns(self) -> RunEventQuerySet:
+        """The events of turns (no compaction's): what a protocol that shows each event as
+        part of a reply lists."""
+        return self.filter(run__kind=Run.Kind.TURN)
 
     def since(self, query: dict[str, Any]) -> RunEventQuerySet:
         """The events an events query asks for (``since_id``, ``since_created_at``:

@@ -117,6 +117,15 @@ def queue_run(*, session: Session, user_message: Message, options: TurnOptions |
     return run
 
 
+def queue_compaction(*, session: Session, keep_last: int) -> Run:
+    """A queued compaction run of ``session`` (its summary of all but the last
+    ``keep_last`` messages, written by the worker: ``runs.loop.execute_compaction``); the
+    task is enqueued after commit, as a turn's."""
+    run = Run.objects.create(session=session, kind=Run.Kind.COMPACTION, state={"keep_last": keep_last})
+    transaction.on_commit(partial(tasks.execute_run.delay, run.pk))
+    return run
+
+
 def finish_run(
     *,
     run: Run,
@@ -130,6 +139,7 @@ def finish_run(
     open_parts: OpenParts | None = None,
     finish_metadata: dict[str, Any] | None = None,
     finish_reason: str | None = None,
+    last_events: list[tuple[str, dict[str, Any]]] | None = None,
 ) -> bool:
     """The executing worker ends its run as ``status`` (succeeded, failed or stopped), while
     it still holds the lease: with its own ``writer`` (whose ids it owns), what it left
@@ -137,8 +147,10 @@ def finish_run(
     context) goes out as the ``finish`` chunk's ``messageMetadata``, ``finish_reason`` (the
     AI SDK's words: ``stop``, ``length``, …) as its ``finishReason``: a succeeded run whose
     reply was cut by the token cap (``length``) leaves its message ``incomplete``, not
-    ``complete``. See ``_close_run`` for what ending writes. Returns False, changing
-    nothing, when the run had already ended or was taken from this worker."""
+    ``complete``. ``last_events`` go out just before the ``finish``, stored and published
+    with it (a compaction's ``data-compaction``). See ``_close_run`` for what ending
+    writes. Returns False, changing nothing, when the run had already ended or was taken
+    from this worker."""
     with transaction.atomic():
         locked = Run.objects.locked(run.pk)
         if locked is None or locked.is_finished:
@@ -159,6 +171,7 @@ def finish_run(
             open_parts=open_parts or OpenParts(started=True),
             finish_metadata=finish_metadata,
             finish_reason=finish_reason,
+            last_events=last_events,
         )
     return True
 
@@ -227,6 +240,7 @@ def _close_run(
     finish_metadata: dict[str, Any] | None = None,
     finish_reason: str | None = None,
     tail: str = "",
+    last_events: list[tuple[str, dict[str, Any]]] | None = None,
 ) -> None:
     """The one way a run ends (``finish_run``, ``end_run``), inside their transaction with
     the run row ``locked``: the closing events (``start`` if none went out, ``text-end`` and
@@ -243,6 +257,7 @@ def _close_run(
     for call in interrupted:
         call.mark_outcome_unknown()
     outputs = [(ev.TOOL_OUTPUT_ERROR, {"toolCallId": call.call_id, "errorText": call.error}) for call in interrupted]
+    outputs += last_events or []
     recorded = [
         writer.record(type_, **fields)
         for type_, fields in closing_events(
@@ -257,19 +272,8 @@ def _close_run(
         )
     ]
     writer.flush()
-    message = run.agent_message
-    message.status = MESSAGE_STATUS[status]
-    if status == Run.Status.SUCCEEDED and finish_reason == "length":
-        message.status = Message.Status.INCOMPLETE
-    message.error = message_error(status, error_code, error_message)
-    fields = ["status", "error", "updated_at"]
-    if text is not None:
-        message.text = text
-        fields.append("text")
-    if usage is not None:
-        message.prompt_tokens, message.completion_tokens = usage.prompt_tokens, usage.completion_tokens
-        fields += ["prompt_tokens", "completion_tokens"]
-    message.save(update_fields=fields)
+    if run.agent_message_id is not None:  # a compaction has no message: its summary is a Compaction
+        _end_message(run.agent_message, status, error_code, error_message, text, usage, finish_reason)
     for call in calls:
         if call.is_open:  # nobody will answer it now
             call.mark_expired()
@@ -296,6 +300,30 @@ def _close_run(
     transaction.on_commit(partial(_after_run_end, run=run, writer=writer, events=recorded, close=own_writer))
 
 
+def _end_message(
+    message: Message,
+    status: str,
+    error_code: str,
+    error_message: str,
+    text: str | None,
+    usage: Usage | None,
+    finish_reason: str | None,
+) -> None:
+    """The agent message of a run that ends: its status, error, text and usage."""
+    message.status = MESSAGE_STATUS[status]
+    if status == Run.Status.SUCCEEDED and finish_reason == "length":
+        message.status = Message.Status.INCOMPLETE
+    message.error = message_error(status, error_code, error_message)
+    fields = ["status", "error", "updated_at"]
+    if text is not None:
+        message.text = text
+        fields.append("text")
+    if usage is not None:
+        message.prompt_tokens, message.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+        fields += ["prompt_tokens", "completion_tokens"]
+    message.save(update_fields=fields)
+
+
 def closing_events(
     run: Run,
     status: str,
@@ -312,7 +340,7 @@ def closing_events(
     ``tail``: the open text's last piece, which no client saw yet."""
     events: list[tuple[str, dict[str, Any]]] = []
     if not parts.started:
-        events.append((ev.START, {"messageId": str(run.agent_message.uuid)}))
+        events.append((ev.START, run.start_fields))
     if tail and parts.text_open:
         events.append((ev.TEXT_DELTA, {"id": run.text_part_id, "delta": tail}))
     if parts.text_open:
@@ -338,14 +366,15 @@ def _after_run_end(*, run: Run, writer: RunEventWriter, events: list[StreamEvent
     if close:
         writer.close()
     enqueue_next_run(session_id=run.session_id)
-    record_run_end(run)
-    if (
-        run.status == Run.Status.SUCCEEDED
-        and settings.GENIE_GENERATE_TITLES
-        and not run.session.title
-        and run.session.agent.generate_titles
-    ):
-        tasks.generate_title.delay(run.session_id)
+    if not run.is_compaction:  # a compaction is no reply: neither a turn's figures nor a title's cue
+        record_run_end(run)
+        if (
+            run.status == Run.Status.SUCCEEDED
+            and settings.GENIE_GENERATE_TITLES
+            and not run.session.title
+            and run.session.agent.generate_titles
+        ):
+            tasks.generate_title.delay(run.session_id)
     with contextlib.suppress(redis.RedisError):
         redis_client().delete(stop_key(str(run.uuid)))
 

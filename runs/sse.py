@@ -254,8 +254,9 @@ def plan_backlog(
         if whole_run and last_event_id is not None:
             delivered, after = last_event_id, min(events_before(run), last_event_id)
     elif last_event_id is not None:
-        run = (
-            Run.objects.filter(session_id=session.pk)
+        run = (  # the latest turn: a compaction since the client's event is no reply to wait for
+            Run.objects.turns()
+            .filter(session_id=session.pk)
             .only("id", "uuid", "status", "created_at", "session_id")
             .order_by("-created_at", "-id")
             .first()

@@ -11,7 +11,6 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
@@ -91,15 +90,6 @@ def release_slot_now(ident: str, slot: str) -> None:
         with contextlib.suppress(redis.RedisError):
             pipe = redis_client().pipeline(transaction=False)
             pipe.zrem(slots_key(ident), slot).zrem(OPEN_STREAMS_KEY, slot).execute()
-
-
-def holding_slot(chunks: Iterator[bytes], ident: str, slot: str) -> Iterator[bytes]:
-    """``chunks``, the stream's slot given back when they end or are closed (a slot left
-    behind expires with its score)."""
-    try:
-        yield from chunks
-    finally:
-        release_slot_now(ident, slot)
 
 
 def count_open_streams() -> int:

@@ -77,7 +77,8 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             return Run.objects.none()
         session = get_object_or_404(Session.objects.reachable_by(self.request.auth), uuid=self.kwargs["session_uuid"])
         return (
-            session.runs.select_related("session", "user_message", "agent_message")
+            session.runs.turns()
+            .select_related("session", "user_message", "agent_message")
             .defer("user_message__text", "agent_message__text")  # only their uuids are shown; a reply can be MBs
             .order_by("created_at", "id")
         )

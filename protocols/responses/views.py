@@ -100,7 +100,7 @@ def head_of(run: Run) -> ResponseHead:
     metadata, the run before it, and what the client asked of it (``Run.client_settings``,
     ``Run.client_tools``, echoed in OpenAI's shapes). One query (the run before it)."""
     session = run.session
-    before = session.runs.filter(created_at__lt=run.created_at).order_by("-created_at", "-id").first()
+    before = session.runs.turns().filter(created_at__lt=run.created_at).order_by("-created_at", "-id").first()
     agent = session.agent
     asked = ClientSettings.from_dict(run.client_settings)
     return ResponseHead(
@@ -616,7 +616,7 @@ class ResponseInputItemsView(ProtocolView, APIView):
         options = query.validated_data
         run = find_response(request.auth, response_id)
         messages = run.session.messages.filter(created_at__lte=run.user_message.created_at)
-        before = run.session.runs.filter(created_at__lt=run.created_at).order_by("-created_at", "-id").first()
+        before = run.session.runs.turns().filter(created_at__lt=run.created_at).order_by("-created_at", "-id").first()
         if before is not None:
             messages = messages.filter(created_at__gt=before.agent_message.created_at)
         ordered = list(messages.order_by("created_at", "id"))
@@ -670,7 +670,7 @@ class ResponseStreamApp(StreamApp):
                 return StreamRefusal(400, "invalid_value", "starting_after must be a non-negative integer."), wire
             starting_after = int(raw)
         run_hex = parse_response_id(value)
-        run = Run.objects.select_related("session").filter(uuid=run_hex).first() if run_hex else None
+        run = Run.objects.turns().select_related("session").filter(uuid=run_hex).first() if run_hex else None
         if run is None:
             return missing, wire
         resume = {}

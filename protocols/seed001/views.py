@@ -398,7 +398,7 @@ class ConversationEventsView(Seed001View, viewsets.GenericViewSet):
         if getattr(self, "swagger_fake_view", False):  # schema generation
             return RunEvent.objects.none()
         conversation = self.get_conversation(self.event_query["conversation_id"])
-        return conversation.events.select_related("run__agent_message").since(self.event_query)
+        return conversation.events.of_turns().select_related("run__agent_message").since(self.event_query)
 
     def list(self, request: Request, handle: str) -> Response:
         page = self.paginate_queryset(self.get_queryset())

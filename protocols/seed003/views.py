@@ -5,8 +5,9 @@ creates none: a client opens one with seed 002's ``POST /chat`` or ``POST /api/v
 A thin layer over the sessions API: a message is ``chat.services.post_message`` answered
 with its turn's stream in seed 003's format (``runs.formats.seed003``) by the one relay;
 ``uiContext`` and ``scanContext`` are the canonical ``ui_context`` and ``scan_context``;
-compaction (streamed as ``token``/``done``) and context usage are the canonical views; a UI
-command is a client tool call, answered by ``runs.services.submit_tool_result``.
+a compaction is the canonical one (a compaction run, ``start_turn(compact=…)``) streamed as
+``token``/``done``; context usage is the canonical body; a UI command is a client tool
+call, answered by ``runs.services.submit_tool_result``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from rest_framework.views import APIView
 from chat import services
 from chat.models import Session
 from chat.serializers import CompactSerializer, ContextUsageSerializer
-from chat.views import REDIS_UNAVAILABLE, TEXT_TOO_LONG, SessionViewSet
+from chat.views import REDIS_UNAVAILABLE, TEXT_TOO_LONG
 from genie.idempotency import IdempotentRequest
 from genie.schema import IDEMPOTENCY_ERRORS, IDEMPOTENCY_KEY, error_response, register_error_voice
 from protocols.base import ProtocolView, find_session
@@ -33,9 +34,10 @@ from protocols.seed003.serializers import (
     CommandSerializer,
     SendMessageSerializer,
 )
+from runs import context
 from runs import services as run_services
-from runs.formats import Seed003Format, StreamFormat
-from runs.handoff import answer_turn, turn_headers
+from runs.formats import Seed003Format
+from runs.handoff import answer_compaction, answer_turn, turn_headers
 from runs.models import ToolCall
 from runs.services import Turn
 
@@ -139,14 +141,12 @@ def run_started(request: Request, turn: Turn) -> Response:
     return Response({"run_uuid": str(turn.run.uuid)}, status=status.HTTP_201_CREATED)
 
 
-class SessionContextViewSet(SessionViewSet):
-    """``compact`` and ``context-usage``: the canonical views at the document's paths and in
-    its voice; the compaction streams in seed 003's own events."""
+class SessionCompactView(ProtocolView, APIView):
+    """``POST sessions/{session_id}/compact``: the canonical compaction (a run the worker
+    writes, ``chat.services.start_turn(compact=…)``), streamed in seed 003's events."""
 
     error_voice = staticmethod(seed003_error)
-
-    def get_object(self) -> Session:
-        return reachable_session(self.request, self.kwargs["session_id"])
+    json_always = True  # the answer is a stream whatever the Accept header asks; errors are JSON
 
     @extend_schema(
         tags=[TAG],
@@ -159,19 +159,34 @@ class SessionContextViewSet(SessionViewSet):
                 "`{before_tokens, after_tokens, messages_compacted}` (`error` first when the model fails).",
             ),
             409: error_response("`run_active`: a run is active; compact after it ends."),
+            **IDEMPOTENCY_ERRORS,
+            503: REDIS_UNAVAILABLE,
         },
     )
-    def compact(self, request: Request, **kwargs: str) -> HttpResponse:
+    def post(self, request: Request, session_id: str) -> HttpResponse | Response:
         """Summarise the session's earlier messages to free context (SSE)."""
-        return super().compact(request, **kwargs)
+        session = reachable_session(request, session_id)
+        data = CompactSerializer(data=request.data or {})
+        data.is_valid(raise_exception=True)
+        start = lambda: services.start_turn(  # noqa: E731
+            caller=request.auth,
+            idempotency=IdempotentRequest.of(request),
+            session=session,
+            compact=data.validated_data["keep_last"],
+        )
+        return answer_compaction(request, start, wire=Seed003Format())
 
-    def compaction_wire(self) -> StreamFormat:
-        return Seed003Format()
+
+class SessionContextUsageView(ProtocolView, APIView):
+    """``GET sessions/{session_id}/context-usage``: the canonical body."""
+
+    error_voice = staticmethod(seed003_error)
 
     @extend_schema(tags=[TAG], responses=ContextUsageSerializer)
-    def context_usage(self, request: Request, **kwargs: str) -> Response:
+    def get(self, request: Request, session_id: str) -> Response:
         """The session's token usage, as `GET /api/v1/sessions/{s}/context-usage`."""
-        return super().context_usage(request, **kwargs)
+        usage = context.context_usage(reachable_session(request, session_id))
+        return Response(ContextUsageSerializer(usage).data)
 
 
 class CommandView(ProtocolView, APIView):

@@ -128,7 +128,9 @@ class Seed003Format(StreamFormat):
 
     def done(self, event: StreamEvent, metadata: dict[str, Any]) -> dict[str, Any]:
         message = {"id": self.message_id, "role": "assistant", "content": "".join(self.text)}
-        run = {"run_id": event.run_uuid} if event.run_uuid else {}  # a compaction is no run
+        # A compaction run has no message (its ``start`` names none) and its ``done`` names no
+        # run: seed 003's compaction ``done`` has kept its fields since before it was a run.
+        run = {"run_id": event.run_uuid} if event.run_uuid and self.message_id else {}
         extra = {"compaction": self.compaction} if self.compaction is not None else {}
         return {
             "type": "done",

@@ -18,7 +18,7 @@ from runs.handoff import HANDOFF_HEADER
 from runs.models import Run, ToolCall
 from tests.conftest import bearer_client
 from tests.factories import MessageFactory, SessionFactory
-from tests.runs.conftest import ScriptedProvider, text, tool_call
+from tests.runs.conftest import ScriptedProvider, relayed, text, tool_call
 
 pytestmark = pytest.mark.django_db
 
@@ -189,23 +189,15 @@ def test_a_compaction_is_tokens_then_done_with_its_numbers():
     wire = Seed003Format()
     numbers = {"before_tokens": 900, "after_tokens": 200, "messages_compacted": 4}
 
-    seen = [
-        json.loads(line[6:])
-        for line in b"".join(
-            compaction.chunk_writer(wire)(chunk)
-            for chunk in [
-                {"type": "start"},
-                {"type": "text-start", "id": "c"},
-                {"type": "text-delta", "id": "c", "delta": "Summary."},
-                {"type": "text-end", "id": "c"},
-                {"type": "data-compaction", "data": numbers},
-                {"type": "finish"},
-            ]
-        )
-        .decode()
-        .split("\n\n")
-        if line.startswith("data: ")
-    ]
+    seen = frames(
+        wire,
+        event(1, "start"),  # a compaction run's: no message id
+        event(2, "text-start", id="c"),
+        event(3, "text-delta", id="c", delta="Summary."),
+        event(4, "text-end", id="c"),
+        event(5, "data-compaction", data=numbers),
+        event(6, "finish"),
+    )
 
     assert seen == [
         {"type": "token", "content": "Summary."},
@@ -297,9 +289,8 @@ def test_compact_and_context_usage_answer_the_canonical_bodies(api, session):
     usage = api.get(f"/api/v1/chat/sessions/{session.uuid}/context-usage")
     with mock.patch.object(compaction, "get_provider", return_value=summariser):
         compacted = api.post(f"/api/v1/chat/sessions/{session.uuid}/compact", {"keep_last": 2}, format="json")
-        chunks = [
-            json.loads(line[6:]) for line in b"".join(compacted).decode().splitlines() if line.startswith("data: ")
-        ]
+        loop.execute_run(Run.objects.get(uuid=compacted["Genie-Run-Uuid"]).pk)  # the worker's part
+        chunks = relayed(compacted).chunks
     after = api.get(f"/api/v1/chat/sessions/{session.uuid}/context-usage").json()
 
     assert usage.status_code == 200

@@ -14,9 +14,12 @@ import pytest
 
 from genie.connections import redis_client
 from runs import loop
-from runs.events import stream_key
+from runs.events import StreamEvent, stream_key
+from runs.handoff import HANDOFF_HEADER, take_handoff
 from runs.models import Run, RunEvent
 from runs.providers import Chunk, ProviderError, ProviderRequest, ToolCallDelta
+from runs.stream_slots import release_slot_now
+from runs.vocabulary import FINISH
 
 # A script item: a Chunk to yield, an exception to raise, or a callable to run (a side
 # effect at that point of the stream, such as a stop request).
@@ -100,3 +103,49 @@ def published_ids(run: Run) -> list[int]:
 def published_data(run: Run, type_: str) -> list[dict[str, Any]]:
     entries = redis_client().xrange(stream_key(str(run.session.uuid)))
     return [json.loads(fields[b"d"]) for _, fields in entries if fields[b"t"].decode() == type_]
+
+
+@dataclass
+class Relayed:
+    """A streaming POST's answer as its client would read it: headers and body."""
+
+    headers: dict[str, str]
+    body: str
+
+    @property
+    def chunks(self) -> list[dict[str, Any]]:
+        return [json.loads(line[6:]) for line in self.body.splitlines() if line.startswith("data: ")]
+
+    @property
+    def ids(self) -> list[int]:
+        return [int(line[4:]) for line in self.body.splitlines() if line.startswith("id: ")]
+
+
+def relayed(response: Any) -> Relayed:
+    """A handed-off streaming POST (``runs.handoff``) read in process, as ``HandoffEdge``
+    relays it after its run ran (``loop.execute_run``): the placeholder's headers with the
+    format's, then the plan's events in its format up to its run's ``finish``, from the
+    session's Redis Stream, and PostgreSQL for what was stored and not published (a test's
+    transaction commits nothing). The stream's slot is given back, as at a stream's end."""
+    plan, wire = take_handoff(response[HANDOFF_HEADER.decode()])
+    release_slot_now(*plan.slot)
+    headers = {name: value for name, value in response.items() if name.lower() != HANDOFF_HEADER.decode()}
+    headers.update({name.decode(): value.decode() for name, value in wire.headers()})
+    # The stored backlog first, then what Redis has after it, then what only PostgreSQL has.
+    events = list(plan.backlog)
+    last = max([plan.after_seq, *(event.seq for event in events)])
+    entries = redis_client().xrange(stream_key(plan.session_uuid), min=f"{last + 1}-0")
+    events += [StreamEvent.from_stream_entry(entry_id, fields) for entry_id, fields in entries]
+    last = max([last, *(event.seq for event in events)])
+    stored = RunEvent.objects.filter(session__uuid=plan.session_uuid, seq__gt=last).select_related("run")
+    events += [StreamEvent.from_row(row, str(row.run.uuid)) for row in stored.order_by("seq")]
+    body, sent = [wire.preamble().decode()], plan.after_seq
+    for event in events:
+        if event.seq <= sent:
+            continue
+        sent = event.seq
+        if plan.run_filter is None or event.run_uuid == plan.run_filter:
+            body.append(wire.frame(event))
+        if (event.type == FINISH and event.run_uuid == plan.close_after_run) or wire.ends_after(event):
+            break
+    return Relayed(headers, "".join(body))

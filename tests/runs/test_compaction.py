@@ -1,6 +1,8 @@
-"""Compaction in-process with a scripted model: the streamed summary, what is stored, the
-next prompt starting from it, the transcript kept whole, 409 while a run is active, the
-Idempotency-Key replay, and automatic compaction on a small window."""
+"""Compaction in-process with a scripted model: a compaction run the worker executes (the
+web process calls no model), the summary streamed through the relay, what is stored, the
+next prompt starting from it, the transcript kept whole, 409 while a run is active, a turn
+during a compaction, the Idempotency-Key replay, stop, compaction runs left out of what
+clients read about turns, and automatic compaction on a small window."""
 
 from __future__ import annotations
 
@@ -14,11 +16,14 @@ from chat.models import Compaction, Message
 from genie.connections import redis_client
 from genie.models import AccessToken
 from runs import compaction, loop
+from runs import services as run_services
 from runs.context import context_usage
-from runs.models import Run
+from runs.models import Run, RunEvent
+from runs.providers import ProviderError
+from runs.sse import StreamRefusal, plan_backlog
 from runs.stream_slots import release_slot_now, slots_key, take_slot
 from tests.factories import MessageFactory, SessionFactory, UserFactory
-from tests.runs.conftest import ScriptedProvider, published_data, published_types, text
+from tests.runs.conftest import ScriptedProvider, published_data, published_types, relayed, text
 
 pytestmark = pytest.mark.django_db
 
@@ -41,20 +46,30 @@ def session(member, agent):
     return session
 
 
+def worked(response):
+    """The compaction run a POST queued, executed as its worker would; its stream as relayed."""
+    loop.execute_run(Run.objects.get(uuid=response["Genie-Run-Uuid"]).pk)
+    return relayed(response)
+
+
 def read_sse(response) -> list[dict]:
-    body = b"".join(response).decode()  # an async stream, read as WSGI would
-    return [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: ")]
+    return worked(response).chunks
 
 
 def test_compact_streams_the_summary_and_stores_it(api, session, summary_model):
     before = context_usage(session)["used_tokens"]
 
     response = api.post(f"/api/v1/sessions/{session.uuid}/compact", {"keep_last": 2}, format="json")
+    asked_in_the_request = list(summary_model.requests)
+    run = Run.objects.get(uuid=response["Genie-Run-Uuid"])
 
     assert response.status_code == 200
     assert response["Content-Type"] == "text/event-stream"
-    assert response["x-vercel-ai-ui-message-stream"] == "v1"
-    chunks = read_sse(response)
+    assert asked_in_the_request == []  # the web process calls no model: the worker does
+    assert (run.kind, run.status, run.agent_message, run.user_message) == ("compaction", "queued", None, None)
+    streamed = worked(response)
+    assert streamed.headers["x-vercel-ai-ui-message-stream"] == "v1"
+    chunks = streamed.chunks
     assert [chunk["type"] for chunk in chunks] == [
         "start",
         "text-start",
@@ -83,6 +98,13 @@ def test_compact_streams_the_summary_and_stores_it(api, session, summary_model):
     assert usage["breakdown"]["summary"] > 0
     assert usage["last_compacted_at"] == stored.created_at
     assert session.messages.count() == 6  # the transcript keeps every message
+    assert chunks[1]["id"] == f"compaction-{session.uuid}"
+    assert chunks[0] == {"type": "start"}  # no message: a summary is not one
+    assert chunks[-1] == {"type": "finish"}
+    run.refresh_from_db()
+    assert (run.status, stored.run) == ("succeeded", run)
+    assert streamed.ids == sorted(set(streamed.ids))  # resumable on Location with Last-Event-ID
+    assert response["Location"].endswith(f"/api/v1/sessions/{session.uuid}/runs/{run.uuid}/stream")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -106,11 +128,15 @@ def test_the_next_prompt_starts_from_the_summary(api, session, summary_model, sc
 def test_compact_is_409_while_a_run_is_active(api, session, summary_model):
     services.post_message(session=session, text="busy")
 
+    active = session.runs.get()
+
     response = api.post(f"/api/v1/sessions/{session.uuid}/compact", {}, format="json")
 
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "run_active"
+    assert response.json()["error"]["details"] == {"run_uuid": str(active.uuid), "status": "queued"}
     assert not Compaction.objects.exists()
+    assert session.runs.count() == 1
 
 
 def test_the_same_idempotency_key_replays_the_stored_summary(api, session, summary_model):
@@ -119,11 +145,12 @@ def test_the_same_idempotency_key_replays_the_stored_summary(api, session, summa
     replay = api.post(f"/api/v1/sessions/{session.uuid}/compact", {}, format="json", HTTP_IDEMPOTENCY_KEY="c1")
 
     assert replay["Idempotent-Replayed"] == "true"
-    chunks = read_sse(replay)
+    chunks = relayed(replay).chunks
     assert chunks[-2] == first[-2]  # the same data-compaction
     assert "".join(chunk.get("delta", "") for chunk in chunks) == "".join(SUMMARY)
     assert Compaction.objects.count() == 1
     assert len(summary_model.requests) == 1
+    assert replay["Genie-Run-Uuid"] == str(Compaction.objects.get().run.uuid)  # the same run, streamed again
 
 
 def test_nothing_to_compact_stores_nothing(api, session, summary_model):
@@ -197,9 +224,126 @@ def test_a_compaction_stream_counts_against_the_callers_open_streams(
 
     refused = api.post(f"/api/v1/sessions/{session.uuid}/compact", {"keep_last": 2}, format="json")
     release_slot_now(ident, open_stream)
-    streamed = read_sse(api.post(f"/api/v1/sessions/{session.uuid}/compact", {"keep_last": 2}, format="json"))
+    response = api.post(f"/api/v1/sessions/{session.uuid}/compact", {"keep_last": 2}, format="json")
+    held = redis_client().zcard(slots_key(ident))
+    streamed = read_sse(response)
 
     assert refused.status_code == 429
     assert refused.json()["error"]["code"] == "too_many_streams"
+    assert session.runs.count() == 1  # the refused one wrote nothing
+    assert held == 1  # the stream holds its slot until it ends
     assert streamed[-1]["type"] == "finish"
     assert redis_client().zcard(slots_key(ident)) == 0  # given back when the stream ended
+
+
+def test_a_model_failure_streams_error_then_finish_and_stores_nothing(api, session):
+    failing = ScriptedProvider([[*text("The user"), ProviderError("provider_error", "The model is down.")]])
+
+    with mock.patch.object(compaction, "get_provider", return_value=failing):
+        response = api.post(f"/api/v1/sessions/{session.uuid}/compact", {"keep_last": 2}, format="json")
+        chunks = read_sse(response)
+
+    assert [chunk["type"] for chunk in chunks] == ["start", "text-start", "text-delta", "text-end", "error", "finish"]
+    assert chunks[4]["errorText"] == "The model is down."
+    assert not Compaction.objects.exists()
+    assert Run.objects.get(uuid=response["Genie-Run-Uuid"]).status == Run.Status.FAILED
+
+
+def test_a_turn_during_a_compaction_meets_the_busy_session_policy(api, session, summary_model, script):
+    compacting = api.post(f"/api/v1/sessions/{session.uuid}/compact", {"keep_last": 2}, format="json")
+    compaction_run = Run.objects.get(uuid=compacting["Genie-Run-Uuid"])
+    messages = f"/api/v1/sessions/{session.uuid}/messages"
+
+    refused = api.post(messages, {"text": "Hi"}, format="json")
+    queued = api.post(messages, {"text": "Hi", "on_active_run": "enqueue"}, format="json")
+    turn = Run.objects.get(uuid=queued.json()["run_uuid"])
+    waited = loop.execute_run(turn.pk)  # claimed too early: the compaction is still to run
+    worked(compacting)
+    script(text("Hello."))
+    loop.execute_run(turn.pk)
+
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "run_active"
+    assert refused.json()["error"]["details"]["run_uuid"] == str(compaction_run.uuid)
+    assert queued.status_code == 201
+    assert waited is None
+    turn.refresh_from_db()
+    assert turn.status == Run.Status.SUCCEEDED
+    assert Compaction.objects.get().run == compaction_run
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("fast_settings")
+def test_stop_ends_a_compaction_and_stores_nothing(api, session, enqueued):
+    stopping = ScriptedProvider(
+        [[*text("The user"), lambda: run_services.stop_session(session=session), *text(" more")]]
+    )
+
+    with mock.patch.object(compaction, "get_provider", return_value=stopping):
+        response = api.post(f"/api/v1/sessions/{session.uuid}/compact", {"keep_last": 2}, format="json")
+        chunks = read_sse(response)
+
+    assert [chunk["type"] for chunk in chunks] == [
+        "start",
+        "text-start",
+        "text-delta",
+        "text-delta",
+        "text-end",
+        "abort",
+        "finish",
+    ]
+    assert Run.objects.get(uuid=response["Genie-Run-Uuid"]).status == Run.Status.STOPPED
+    assert not Compaction.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("fast_settings")
+def test_compaction_runs_are_not_listed_with_turns(api, session, summary_model, script, enqueued):
+    session.title = ""
+    session.save()
+    read_sse(api.post(f"/api/v1/sessions/{session.uuid}/compact", {"keep_last": 2}, format="json"))
+    compaction_run = Run.objects.get(kind=Run.Kind.COMPACTION)
+    titles_after_compaction = list(enqueued["generate_title"])
+    turn = services.post_message(session=session, text="And now?")
+    script(text("ok"))
+    loop.execute_run(turn.pk)
+
+    listed = api.get(f"/api/v1/sessions/{session.uuid}/runs").json()
+    detail = api.get(f"/api/v1/sessions/{session.uuid}/runs/{compaction_run.uuid}")
+
+    assert [run["uuid"] for run in listed["results"]] == [str(turn.uuid)]
+    assert detail.status_code == 404
+    assert list(session.runs.turns()) == [turn]
+    assert {event.run_id for event in session.events.of_turns()} == {turn.pk}
+    assert titles_after_compaction == []  # a compaction writes no title; the turn after it does
+    assert enqueued["generate_title"] == [session.pk]
+
+
+def test_the_session_stream_does_not_replay_a_compaction(api, session, summary_model):
+    api.post(f"/api/v1/sessions/{session.uuid}/compact", {"keep_last": 2}, format="json")
+
+    while_compacting = plan_backlog(session=session, last_event_id=None, run_uuid=None)
+
+    assert while_compacting == StreamRefusal(204)  # a summary is not a reply to resume
+
+
+def test_a_replay_after_the_events_were_purged_rebuilds_the_stream(api, session, summary_model):
+    key = {"HTTP_IDEMPOTENCY_KEY": "c2"}
+    first = read_sse(api.post(f"/api/v1/sessions/{session.uuid}/compact", {}, format="json", **key))
+    RunEvent.objects.all().delete()  # past GENIE_EVENT_RETENTION (the key lives as long)
+
+    replay = api.post(f"/api/v1/sessions/{session.uuid}/compact", {}, format="json", **key)
+
+    assert replay.status_code == 200
+    assert replay["Idempotent-Replayed"] == "true"
+    chunks = [json.loads(line[6:]) for line in replay.content.decode().splitlines() if line.startswith("data: ")]
+    assert [chunk["type"] for chunk in chunks] == [
+        "start",
+        "text-start",
+        "text-delta",
+        "text-end",
+        "data-compaction",
+        "finish",
+    ]
+    assert chunks[-2] == first[-2]
+    assert chunks[2]["delta"] == "".join(SUMMARY)

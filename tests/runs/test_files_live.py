@@ -87,3 +87,28 @@ def test_compaction_end_to_end(live):
     assert after[-1] == {"role": "user", "content": "Where do I live?"}
     assert len(json.dumps(after)) < len(json.dumps(before))
     assert live.api("GET", f"sessions/{session}/messages").json()["count"] == 8
+
+
+def test_a_compaction_is_written_by_the_worker_and_resumes_on_its_location(live):
+    session = live.start_session("I live in Lyon " + "and I like cats " * 10)["uuid"]
+    live.wait_run(live.api("GET", f"sessions/{session}/runs").json()["results"][0]["uuid"])
+    turn(live, session, "question " + "words " * 30)
+    live.script([("text", "Lives in Lyon,"), ("delay", 1.5), ("text", " likes cats.")])  # GENIE_PROVIDER_TIMEOUT 2
+    url = f"{live.base_url}/api/v1/sessions/{session}/compact"
+
+    first = live.read_stream(url, method="POST", json={"keep_last": 1}, max_events=3)  # then the client drops
+    busy = live.api("POST", f"sessions/{session}/messages", json={"text": "Hi"})  # while the model writes
+    rest = live.read_stream(first.headers["location"], last_event_id=first.ids[-1])
+    runs = live.api("GET", f"sessions/{session}/runs").json()["results"]
+
+    assert first.types == ["start", "text-start", "text-delta"]
+    error = busy.json()["error"]
+    assert (busy.status_code, error["code"]) == (409, "run_active")
+    # The web process answered while the compaction's model was still writing, in the worker.
+    assert (error["details"]["run_uuid"], error["details"]["status"]) == (first.headers["genie-run-uuid"], "running")
+    assert rest.types == ["text-delta", "text-end", "data-compaction", "finish"]
+    assert first.ids + rest.ids == list(range(first.ids[0], first.ids[0] + 7))
+    assert first.text + rest.text == "Lives in Lyon, likes cats."
+    stored = Compaction.objects.get(session__uuid=session)
+    assert (stored.summary, str(stored.run.uuid)) == ("Lives in Lyon, likes cats.", first.headers["genie-run-uuid"])
+    assert first.headers["genie-run-uuid"] not in {run["uuid"] for run in runs}  # runs lists turns
