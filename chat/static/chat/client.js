@@ -89,7 +89,8 @@ const GenieClient = (() => {
   // Follow a stream until its run's ``finish``. A stream that ends without it (a dropped
   // connection, a server restart's ": interrupted" comment) is resumed with Last-Event-ID,
   // so every event reaches ``onChunk`` once and in order. ``resumable: false`` for a POST's
-  // own stream (compaction), which has no ids to resume from.
+  // own stream (compaction): sending the POST again is no resume (its run's own stream, on
+  // the answer's ``Location``, is).
   // Resolves {outcome: "finished" | "idle" (204: nothing to follow), lastEventId}.
   // Only a network error (or a stream's end) is resumed; a chunk that is not JSON, or an
   // error thrown by ``onChunk``, is logged and rejects, so no chunk is skipped or retried
