@@ -56,6 +56,7 @@ const requests = [];
 let cut = null; // {type, action}: what the next response does after the first chunk of `type`
 let chat;
 let finishReason;
+let stopping = null; // the stop POST in flight: it answers once the worker honoured the stop
 
 // Records each request (method, status) and, when asked, drops or stops the response.
 async function tracingFetch(url, init) {
@@ -80,7 +81,9 @@ async function tracingFetch(url, init) {
       reader.cancel().catch(() => {});
       if (action === "drop") controller.error(new TypeError("network error"));
       else {
-        setTimeout(() => stopChat().catch(() => {}), 0);
+        setTimeout(() => {
+          stopping = stopChat().catch(() => {});
+        }, 0);
         controller.close();
       }
     },
@@ -151,6 +154,8 @@ async function main() {
       chat = newChat(await response.json());
     }
     await settle();
+    if (stopping) await stopping;
+    stopping = null;
     steps.push({
       status: chat.status,
       error: chat.error?.message,
