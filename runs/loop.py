@@ -558,14 +558,16 @@ def execute_compaction(*, run: Run, writer: RunEventWriter, worker_id: str) -> N
     ``finish``) and stores nothing; a stop ends it ``stopped``, the time limit ``failed``.
     Holds no database connection while the model writes."""
     watch = StopWatch(run, worker_id, writer)
-    emit_start(run, writer, read_run_log(run) if run.attempts > 1 else [])
+    logged = read_run_log(run) if run.attempts > 1 else []  # re-queued before its first token
+    emit_start(run, writer, logged)
     keep_last = run.state.get("keep_last", compaction.DEFAULT_KEEP_LAST)
     plan = compaction.plan_compaction(session=run.session, keep_last=keep_last)
     summary: list[str] = []
     parts = OpenParts(started=True)
     end = TurnEnd(Run.Status.SUCCEEDED)
     if plan.possible:
-        writer.emit(ev.TEXT_START, id=run.text_part_id)
+        if not any(event.type == ev.TEXT_START for event in logged):
+            writer.emit(ev.TEXT_START, id=run.text_part_id)
         parts.text_open = True
         end = stream_summary(run, writer, plan, watch, summary)
     if end.status != Run.Status.SUCCEEDED:

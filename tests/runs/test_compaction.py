@@ -7,9 +7,11 @@ clients read about turns, and automatic compaction on a small window."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from unittest import mock
 
 import pytest
+from django.utils import timezone
 
 from chat import services
 from chat.models import Compaction, Message
@@ -20,6 +22,7 @@ from runs import services as run_services
 from runs.context import context_usage
 from runs.models import Run, RunEvent
 from runs.providers import ProviderError
+from runs.recovery import sweep_runs
 from runs.sse import StreamRefusal, plan_backlog
 from runs.stream_slots import release_slot_now, slots_key, take_slot
 from tests.factories import MessageFactory, SessionFactory, UserFactory
@@ -347,3 +350,39 @@ def test_a_replay_after_the_events_were_purged_rebuilds_the_stream(api, session,
     ]
     assert chunks[-2] == first[-2]
     assert chunks[2]["delta"] == "".join(SUMMARY)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("fast_settings")
+def test_the_sweeper_re_queues_or_ends_a_compaction_whose_worker_died(api, session, summary_model, enqueued):
+    died_early = api.post(f"/api/v1/sessions/{session.uuid}/compact", {"keep_last": 2}, format="json")
+    run = Run.objects.get(uuid=died_early["Genie-Run-Uuid"])
+    # A worker took it, wrote `start` and `text-start`, and died before the first token.
+    with mock.patch.object(compaction, "get_provider", side_effect=KeyboardInterrupt), pytest.raises(KeyboardInterrupt):
+        loop.execute_run(run.pk)
+    Run.objects.filter(pk=run.pk).update(lease_expires_at=timezone.now() - timedelta(minutes=5))
+
+    requeued = sweep_runs()["requeued"]
+    loop.execute_run(run.pk)  # the next worker writes the whole summary, once
+
+    assert requeued == 1
+    assert published_types(run) == [
+        "start",
+        "text-start",
+        "text-delta",
+        "text-delta",
+        "text-end",
+        "data-compaction",
+        "finish",
+    ]
+    assert Compaction.objects.get().run == run
+    mid_reply = api.post(f"/api/v1/sessions/{session.uuid}/compact", {"keep_last": 1}, format="json")
+    lost = Run.objects.get(uuid=mid_reply["Genie-Run-Uuid"])
+    lost.mark_started(lease_owner="a-dead-worker", lease_until=timezone.now() - timedelta(minutes=5))
+    Run.objects.filter(pk=lost.pk).update(first_token_at=timezone.now())
+
+    assert sweep_runs()["failed"] == 1
+    lost.refresh_from_db()
+    assert (lost.status, lost.error_code) == (Run.Status.FAILED, "worker_lost")
+    assert published_types(lost) == ["start", "error", "finish"]
+    assert Compaction.objects.count() == 1
