@@ -46,6 +46,7 @@ from runs import compaction
 from runs import vocabulary as ev
 from runs.compaction import DEFAULT_KEEP_LAST, compact_before_turn, compaction_data
 from runs.context import PromptParts, count_usage, prompt_parts
+from runs.early import EarlyStart
 from runs.events import LoggedEvent, OpenParts, RunEventWriter, read_run_log
 from runs.leases import LeaseLost, keeper
 from runs.models import Run
@@ -68,9 +69,20 @@ def execute_run(run_id: int, *, worker_id: str | None = None) -> Run | None:
     ends or pauses. Exits at once when the run is finished, paused and still waiting,
     or leased by another live worker (a redelivered task never does the work twice)."""
     worker_id = worker_id or worker_identity()
-    # The claim is one transaction: one that failed with a lost connection is run again.
-    claimed = retry_when_disconnected(lambda: claim_run(run_id, worker_id=worker_id), what="the claim")
+    # A fresh turn's first model call starts once the claim is decided, while it is
+    # recorded (``runs.early``); nothing is published before the claim is committed.
+    early = EarlyStart(get_provider, provider_request, turn_prompt_parts)
+    try:
+        # The claim is one transaction: one that failed with a lost connection is run again
+        # (a call its first attempt started is dropped by the next ``begin``).
+        claimed = retry_when_disconnected(
+            lambda: claim_run(run_id, worker_id=worker_id, decided=early.begin), what="the claim"
+        )
+    except BaseException:
+        early.cancel()
+        raise
     if claimed is None:
+        early.cancel()
         return None
     run, writer = claimed
     keeper.hold(run.pk, worker_id)
@@ -78,23 +90,28 @@ def execute_run(run_id: int, *, worker_id: str | None = None) -> Run | None:
         if run.is_compaction:
             execute_compaction(run=run, writer=writer, worker_id=worker_id)
         else:
-            turn = Turn(run=run, writer=writer, worker_id=worker_id)
+            turn = Turn(run=run, writer=writer, worker_id=worker_id, early=early)
             turn.settle(turn.drive())
     except LeaseLost:
         # Another worker answers the run now (or it was ended): what this one buffered is
         # dropped, not stored beside the other's events.
         logger.warning("Run %s: its lease was taken from worker %s, which stops here", run.uuid, worker_id)
     finally:
+        early.cancel()  # a turn that never asked the model (stopped at once, say)
         keeper.release(run.pk)
         writer.close()
     return run
 
 
-def claim_run(run_id: int, *, worker_id: str) -> tuple[Run, RunEventWriter] | None:
+def claim_run(
+    run_id: int, *, worker_id: str, decided: Callable[[Run], None] | None = None
+) -> tuple[Run, RunEventWriter] | None:
     """Lease the run in PostgreSQL and open its event writer (ids continue the session's).
 
     A run stopped before any worker started it is ended here (``start``, ``abort``,
-    ``finish``), once the runs before it in its session have ended.
+    ``finish``), once the runs before it in its session have ended. ``decided(run)`` is
+    called once the run is this worker's (locked, every refusal behind it), before the
+    lease and statuses are written.
     """
     with transaction.atomic():
         run = Run.objects.locked_for_claim(run_id)
@@ -119,6 +136,8 @@ def claim_run(run_id: int, *, worker_id: str) -> tuple[Run, RunEventWriter] | No
         if run.stop_requested_at is not None and run.status == Run.Status.QUEUED:
             end_run(run=run, status=Run.Status.STOPPED)  # stopped before any worker started it
             return None
+        if decided is not None:
+            decided(run)
         writer = RunEventWriter.open(run, stored_seq=session.stored_seq)
         run.mark_started(lease_owner=worker_id, lease_until=now + timedelta(seconds=settings.GENIE_RUN_LEASE))
         if run.agent_message is not None:  # a compaction has none
@@ -265,8 +284,9 @@ class Turn:
     in the stream, the usage so far, the tools on offer and the step's calls (``calls``),
     and ``state`` (saved to ``Run.state`` at a pause)."""
 
-    def __init__(self, *, run: Run, writer: RunEventWriter, worker_id: str) -> None:
+    def __init__(self, *, run: Run, writer: RunEventWriter, worker_id: str, early: EarlyStart | None = None) -> None:
         self.run = run
+        self.early = early
         self.writer = writer
         self.worker_id = worker_id
         self.watch = StopWatch(run, worker_id, writer)
@@ -283,7 +303,7 @@ class Turn:
             **copy.deepcopy(run.state),
         }
         self.usage = Usage(**self.state["usage"])
-        self._parts: PromptParts | None = None
+        self._parts: PromptParts | None = early.parts if early is not None else None  # read at the claim
         self.finish_reason: str | None = None  # the last model call's, as the provider said it
         self.action_expires_at = timezone.now() + timedelta(seconds=settings.GENIE_ACTION_TTL)
         self.provider = get_provider(run.session.agent.provider)
@@ -443,9 +463,10 @@ class Turn:
         step_text: list[str] = []
         self.finish_reason = None
         attempt = 0
+        early = self.early.take(request) if self.early is not None else None  # once: the first step's
         while True:
             try:
-                for chunk in provider.stream(request):
+                for chunk in early or provider.stream(request):
                     self.watch.check_lease()
                     self.take(chunk, step_text, streamed)
                     if self.watch.should_stop():
@@ -456,6 +477,7 @@ class Turn:
             except ProviderError as exc:
                 if exc.transient and not step_text and not streamed and attempt < settings.GENIE_PROVIDER_RETRIES:
                     attempt += 1
+                    early = None
                     time.sleep(settings.GENIE_PROVIDER_RETRY_BACKOFF * 2 ** (attempt - 1))
                     if self.watch.should_stop():
                         return TurnEnd(Run.Status.STOPPED)

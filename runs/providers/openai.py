@@ -66,6 +66,9 @@ class OpenAIProvider:
 
     name = "openai"
     supports_tools = True
+    # A call may start in one thread and be read in another (runs.early): the client is
+    # shared by the worker's threads already.
+    starts_early = True
 
     def stream(self, request: ProviderRequest) -> Iterator[Chunk]:
         base_url, api_key, guarded = endpoint(request)

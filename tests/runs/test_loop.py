@@ -3,11 +3,14 @@ no worker process, milliseconds per turn. Each test reads as one behaviour of a 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from unittest import mock
 
 import pytest
 from django.db import OperationalError, connection
+from django.utils import timezone
 
 from chat.models import Message
 from genie.models import AccessToken
@@ -454,3 +457,75 @@ def test_the_prompt_is_read_again_when_the_database_connection_is_lost(script, e
     assert lost.failed == ["SELECT"]
     assert reload(run).status == Run.Status.SUCCEEDED
     assert provider.requests[0].messages[-1]["content"] == run.user_message.text
+
+
+class EarlyProvider:
+    """A remote-like provider whose calls may start in another thread (``starts_early``):
+    notes the thread each chunk is read on, and whether a call was dropped unread."""
+
+    supports_tools = False
+    starts_early = True
+
+    def __init__(self, pieces: list[str]) -> None:
+        self.pieces = pieces
+        self.requests: list[ProviderRequest] = []
+        self.threads: list[int] = []
+        self.dropped = threading.Event()
+
+    def stream(self, request: ProviderRequest) -> Iterator[Chunk]:
+        self.requests.append(request)
+        try:
+            for piece in self.pieces:
+                self.threads.append(threading.get_ident())
+                yield Chunk(text=piece)
+            yield Chunk(finish_reason="stop")
+        except GeneratorExit:
+            self.dropped.set()
+            raise
+
+
+def test_a_fresh_turns_model_call_starts_while_its_claim_is_recorded_and_answers_once(enqueued):
+    run = RunFactory()
+    provider = EarlyProvider(["one ", "two"])
+
+    with mock.patch.object(loop, "get_provider", return_value=provider):
+        loop.execute_run(run.pk)
+
+    run = reload(run)
+    assert run.status == Run.Status.SUCCEEDED
+    assert run.agent_message.text == "one two"
+    assert len(provider.requests) == 1  # the early call was the step's call, not a second one
+    assert provider.threads[0] != threading.get_ident()  # its first chunk read by the early thread
+    assert published_types(run).count("start") == 1
+    assert published_types(run)[:4] == ["start", "start-step", "text-start", "text-delta"]
+
+
+def test_a_duplicate_delivery_is_refused_before_any_model_call(enqueued):
+    run = RunFactory()
+    run.mark_started(lease_owner="another-worker", lease_until=timezone.now() + timedelta(seconds=60))
+    provider = EarlyProvider(["never"])
+
+    with mock.patch.object(loop, "get_provider", return_value=provider):
+        assert loop.execute_run(run.pk, worker_id="this-worker") is None
+
+    assert provider.requests == []
+    assert published_types(run) == []
+    assert reload(run).lease_owner == "another-worker"
+
+
+def test_a_claim_that_fails_after_the_call_started_drops_it_and_publishes_nothing(enqueued):
+    run = RunFactory()
+    provider = EarlyProvider(["never ", "published"])
+
+    with (
+        mock.patch.object(loop, "get_provider", return_value=provider),
+        mock.patch.object(Run, "mark_started", side_effect=RuntimeError("the claim failed")),
+        pytest.raises(RuntimeError),
+    ):
+        loop.execute_run(run.pk)
+
+    assert provider.dropped.wait(10)  # closed by its thread once its first chunk came
+    assert published_types(run) == []
+    run = reload(run)
+    assert run.status == Run.Status.QUEUED  # the claim rolled back: another delivery takes it
+    assert run.agent_message.text == ""
