@@ -1185,7 +1185,12 @@ def main() -> None:
 
 
 def report(results: dict[str, Any], args: argparse.Namespace) -> None:
-    """Write the results file; print the table (the figures alone for a subset)."""
+    """Write the results file, keeping what this run did not measure (the soak, or the
+    scenarios a subset left out, with their own ``seconds``); print the table (the figures
+    alone for a subset)."""
+    previous = json.loads(args.output.read_text()) if args.output.exists() else {}
+    seconds = {**previous.get("seconds", {}), **results["seconds"]}
+    results = {**previous, **results, "seconds": seconds}
     args.output.write_text(json.dumps(results, indent=2))
     if not args.only:
         print_table(results, args.output)
