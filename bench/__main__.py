@@ -311,13 +311,16 @@ def burst_script(tokens: int) -> list[tuple[str, Any]]:
     return [("text", "hello "), *[("delay", BURST_INTERVAL), ("text", "tok ")] * (tokens - 1)]
 
 
-def measure_burst(requests: list[tuple[str, bytes]], pids: list[int], tokens: int) -> dict[str, Any]:
+def measure_burst(
+    requests: list[tuple[str, bytes]], pids: list[int], tokens: int, marker: bytes | None = None
+) -> dict[str, Any]:
     """One burst through the lean client (``bench.load.BurstLoad``): every request sent at
     once on connections opened before; the servers' CPU (``pids``) from the send to the
     last first token, and to the last stream's end."""
     from bench.load import BurstLoad
 
-    load = BurstLoad(requests, timeout=60 + tokens * BURST_INTERVAL * 4).start()
+    extra = {"marker": marker} if marker is not None else {}
+    load = BurstLoad(requests, timeout=60 + tokens * BURST_INTERVAL * 4, **extra).start()
     if (error := load.wait("connected")) is not None:
         return error
     cpu = sum(cpu_seconds(pid) for pid in pids)
@@ -420,6 +423,15 @@ def burst_scenario(
             print(f"burst {label}: {json.dumps(measured)}", file=sys.stderr, flush=True)
     finally:
         second.stop()
+    # The floor: the same bursts straight at the fake model (the one Python process that
+    # answers every turn's model call here, Genie's and the peer's).
+    out["fake_llm_direct"] = {}
+    direct = json.dumps({"model": model, "stream": True, "messages": []}).encode()
+    for label in sizes:
+        n = int(label.split("+")[-1])
+        requests = [(fake.base_url, post_request(f"{fake.base_url}/chat/completions", {}, direct))] * n
+        measured = measure_burst(requests, [], tokens, marker=b'"content": "hello')
+        out["fake_llm_direct"][label] = {key: measured[key] for key in ("ttft_ms", "error") if key in measured}
     if peer is not None:
         url, pid, peer_model = peer
         fake.replace_script(peer_model, burst_script(tokens))
@@ -776,6 +788,30 @@ def machine_facts() -> dict[str, Any]:
     }
 
 
+def burst_rows(bursts: dict[str, Any], row: Any) -> None:
+    for label, burst in bursts.get("genie", {}).items():
+        if "error" in burst:
+            row(f"burst of {label} new chats", burst["error"])
+            continue
+        ttft = burst["ttft_ms"]
+        row(f"burst of {label}: TTFT p50/p99/max ms", f"{ttft['p50']} / {ttft['p99']} / {ttft['max']}")
+        row(
+            "  queued->started, started->1st token p99 ms",
+            f"{burst['queued_to_started_ms']['p99']}, {burst['started_to_first_token_ms']['p99']}",
+        )
+        row(
+            "  CPU ms per turn: to first tokens, whole turn",
+            f"{burst['cpu_ms_per_turn_to_first_tokens']}, {burst['cpu_ms_per_turn']}",
+        )
+        floor = bursts.get("fake_llm_direct", {}).get(label, {}).get("ttft_ms")
+        if floor:
+            row("  floor: fake model direct TTFT p50/p99/max ms", f"{floor['p50']} / {floor['p99']} / {floor['max']}")
+        peer_burst = bursts.get("peer", {}).get(label)
+        if peer_burst and "error" not in peer_burst:
+            ttft = peer_burst["ttft_ms"]
+            row("  peer: TTFT p50/p99/max ms", f"{ttft['p50']} / {ttft['p99']} / {ttft['max']}")
+
+
 def print_table(results: dict[str, Any], output: Path) -> None:
     def row(name: str, value: Any) -> None:
         print(f"  {name:<52} {value}")
@@ -840,24 +876,7 @@ def print_table(results: dict[str, Any], output: Path) -> None:
             f"DB per turn of {name.replace('_', ' ')}",
             f"{load['queries']} queries, {load['writes']} writes, {load['event_rows']} event rows",
         )
-    for label, burst in results.get("burst", {}).get("genie", {}).items():
-        if "error" in burst:
-            row(f"burst of {label} new chats", burst["error"])
-            continue
-        ttft = burst["ttft_ms"]
-        row(f"burst of {label}: TTFT p50/p99/max ms", f"{ttft['p50']} / {ttft['p99']} / {ttft['max']}")
-        row(
-            "  queued->started, started->1st token p99 ms",
-            f"{burst['queued_to_started_ms']['p99']}, {burst['started_to_first_token_ms']['p99']}",
-        )
-        row(
-            "  CPU ms per turn: to first tokens, whole turn",
-            f"{burst['cpu_ms_per_turn_to_first_tokens']}, {burst['cpu_ms_per_turn']}",
-        )
-        peer_burst = results["burst"].get("peer", {}).get(label)
-        if peer_burst and "error" not in peer_burst:
-            ttft = peer_burst["ttft_ms"]
-            row("  peer: TTFT p50/p99/max ms", f"{ttft['p50']} / {ttft['p99']} / {ttft['max']}")
+    burst_rows(results.get("burst", {}), row)
     if "peer" in results:
         peer = results["peer"]
         added = peer["ttft"]["added_ttft_ms"]

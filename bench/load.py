@@ -213,8 +213,8 @@ class PostReader(asyncio.Protocol):
     """One streaming POST: notes when its first ``text-delta`` arrives and reads on to its
     ``finish``. Keeps only a short tail of what it read (a marker split between reads)."""
 
-    def __init__(self, stats: PostStats, first: asyncio.Future, done: asyncio.Future) -> None:
-        self.stats, self.first, self.done = stats, first, done
+    def __init__(self, stats: PostStats, first: asyncio.Future, done: asyncio.Future, marker: bytes) -> None:
+        self.stats, self.first, self.done, self.marker = stats, first, done, marker
         self.tail = b""
         self.transport: asyncio.Transport | None = None
 
@@ -230,7 +230,7 @@ class PostReader(asyncio.Protocol):
         if not self.stats.status:
             self.stats.status = int(data[9:12])
         data = self.tail + data
-        if not self.first.done() and TEXT_DELTA in data:
+        if not self.first.done() and self.marker in data:
             self.stats.first_at = now
             self.first.set_result(None)
         if FINISH in data:
@@ -252,7 +252,9 @@ def post_request(url: str, headers: dict[str, str], body: bytes) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-async def burst(requests: list[tuple[str, bytes]], *, time_limit: float, signal: Any) -> dict[str, Any]:
+async def burst(
+    requests: list[tuple[str, bytes]], *, time_limit: float, signal: Any, marker: bytes = TEXT_DELTA
+) -> dict[str, Any]:
     """Connect once per request (``(url, raw request)``), tell ``signal`` ("connected") and
     wait for its go, send every request at once, tell it ("firsts") when every first token
     is in (or its stream ended without one), and read every stream to its end."""
@@ -264,7 +266,7 @@ async def burst(requests: list[tuple[str, bytes]], *, time_limit: float, signal:
     for i, (url, _) in enumerate(requests):
         parts = urlsplit(url)
         _, reader = await loop.create_connection(
-            lambda i=i: PostReader(stats[i], firsts[i], done[i]), parts.hostname, parts.port
+            lambda i=i: PostReader(stats[i], firsts[i], done[i], marker), parts.hostname, parts.port
         )
         readers.append(reader)
     signal("connected")
@@ -287,14 +289,14 @@ async def burst(requests: list[tuple[str, bytes]], *, time_limit: float, signal:
     }
 
 
-def _burst_child(conn: Any, requests: list[tuple[str, bytes]], timeout: float) -> None:
+def _burst_child(conn: Any, requests: list[tuple[str, bytes]], timeout: float, marker: bytes) -> None:
     def signal(what: str) -> None:
         conn.send(what)
         if what == "connected":
             conn.recv()  # the parent's go, after it noted the servers' CPU
 
     try:
-        conn.send(asyncio.run(burst(requests, time_limit=timeout, signal=signal)))
+        conn.send(asyncio.run(burst(requests, time_limit=timeout, signal=signal, marker=marker)))
     except BaseException as exc:  # report, never hang the parent
         conn.send({"error": repr(exc)})
     finally:
@@ -305,11 +307,11 @@ class BurstLoad:
     """``burst`` in a child process: ``start()``, ``wait("connected")``, ``go()``,
     ``wait("firsts")``, ``result()``; between the steps the parent reads the servers' CPU."""
 
-    def __init__(self, requests: list[tuple[str, bytes]], *, timeout: float) -> None:
+    def __init__(self, requests: list[tuple[str, bytes]], *, timeout: float, marker: bytes = TEXT_DELTA) -> None:
         context = multiprocessing.get_context("spawn")
         self._parent, child = context.Pipe(duplex=True)
         self.timeout = timeout
-        self.process = context.Process(target=_burst_child, args=(child, requests, timeout), daemon=True)
+        self.process = context.Process(target=_burst_child, args=(child, requests, timeout, marker), daemon=True)
 
     def start(self) -> BurstLoad:
         self.process.start()
