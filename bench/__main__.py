@@ -899,6 +899,7 @@ def print_table(results: dict[str, Any], output: Path) -> None:
 
 SOAK_RATE = 5.0  # new turns a second
 SOAK_SAMPLE_SECONDS = 30.0
+SOAK_TURN_TIMEOUT = 60.0  # a turn's whole stream (heartbeats keep a stuck one open for ever)
 # Memory "levels off" when the last third of the soak grows at most this many MB per 1,000
 # turns, or at most a quarter of the first third's rate: a process that keeps growing at
 # its start-up rate is leaking; one that settles has filled its caches and pools.
@@ -926,6 +927,35 @@ def soak_verdict(first: float | None, last: float | None) -> str:
     return "still growing"
 
 
+async def soak_turn(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], body: dict[str, Any], done: dict[str, int]
+) -> None:
+    """One soak turn: a streaming POST read to its end, counted in ``done``."""
+    try:
+        await asyncio.wait_for(read_turn(client, url, headers, body, done), SOAK_TURN_TIMEOUT)
+    except TimeoutError:  # a turn left queued for good would hold its connection for ever
+        done["timed_out"] += 1
+
+
+async def read_turn(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], body: dict[str, Any], done: dict[str, int]
+) -> None:
+    finished = False
+    try:
+        async with client.stream("POST", url, headers=headers, json=body) as response:
+            if response.status_code != 200:
+                done["failed"] += 1
+                return
+            async for line in response.aiter_lines():
+                if line.startswith("data: ") and '"type":"finish"' in line.replace(" ", ""):
+                    finished = True
+    except httpx.HTTPError:
+        done["failed"] += 1
+        return
+    done["turns"] += 1
+    done["unfinished"] += not finished
+
+
 async def soak_scenario(stack: Stack, fx: Fixture, fake: Any, minutes: float, rate: float) -> dict[str, Any]:
     """Steady turns for ``minutes``: a new session every 1/``rate`` s, each read to its
     ``finish`` on its own streaming POST, with the scripted model's short reply (12 deltas).
@@ -934,8 +964,9 @@ async def soak_scenario(stack: Stack, fx: Fixture, fake: Any, minutes: float, ra
     the samples, and whether it levels off."""
     fake.replace_script(fx.agent_model, [("text", "Hello "), *[("delay", 0.01), ("text", "tok ")] * 11])
     headers = {"Authorization": f"Bearer {fx.key}", "Accept": "text/event-stream"}
+    body = {"text": "hi", "agent": fx.agent_model}
     worker_pids = [process.proc.pid for process in stack.processes[1:]]
-    done = {"turns": 0, "failed": 0, "unfinished": 0}
+    done = {"turns": 0, "failed": 0, "unfinished": 0, "timed_out": 0}
     samples: list[dict[str, Any]] = []
     started = time.monotonic()
     deadline = started + minutes * 60
@@ -954,27 +985,6 @@ async def soak_scenario(stack: Stack, fx: Fixture, fake: Any, minutes: float, ra
         )
         print(f"soak {samples[-1]}", file=sys.stderr, flush=True)
 
-    async def turn(client: httpx.AsyncClient) -> None:
-        finished = False
-        try:
-            async with client.stream(
-                "POST",
-                f"{stack.base_url}/api/v1/sessions",
-                headers=headers,
-                json={"text": "hi", "agent": fx.agent_model},
-            ) as response:
-                if response.status_code != 200:
-                    done["failed"] += 1
-                    return
-                async for line in response.aiter_lines():
-                    if line.startswith("data: ") and '"type":"finish"' in line.replace(" ", ""):
-                        finished = True
-        except httpx.HTTPError:
-            done["failed"] += 1
-            return
-        done["turns"] += 1
-        done["unfinished"] += not finished
-
     sample()
     next_sample = started + SOAK_SAMPLE_SECONDS
     tasks: set[asyncio.Task] = set()
@@ -982,7 +992,7 @@ async def soak_scenario(stack: Stack, fx: Fixture, fake: Any, minutes: float, ra
         next_turn = time.monotonic()
         while (now := time.monotonic()) < deadline:
             if now >= next_turn:
-                task = asyncio.create_task(turn(client))
+                task = asyncio.create_task(soak_turn(client, f"{stack.base_url}/api/v1/sessions", headers, body, done))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
                 next_turn += 1 / rate
@@ -1009,6 +1019,8 @@ async def soak_scenario(stack: Stack, fx: Fixture, fake: Any, minutes: float, ra
         "turns": done["turns"],
         "failed": done["failed"],
         "without_finish": done["unfinished"],
+        "timed_out": done["timed_out"],
+        "task_queue": stack.env.get("GENIE_TASK_QUEUE", "celery"),
         "workers": len(worker_pids),
         "db_pool_size_per_process": int(stack.env.get("GENIE_DB_POOL_SIZE", "20")),
         "sample_seconds": SOAK_SAMPLE_SECONDS,
