@@ -968,6 +968,7 @@ async def soak_scenario(stack: Stack, fx: Fixture, fake: Any, minutes: float, ra
     worker_pids = [process.proc.pid for process in stack.processes[1:]]
     done = {"turns": 0, "failed": 0, "unfinished": 0, "timed_out": 0}
     samples: list[dict[str, Any]] = []
+    machine = machine_facts()  # the commit the stack started from
     started = time.monotonic()
     deadline = started + minutes * 60
 
@@ -1012,7 +1013,7 @@ async def soak_scenario(stack: Stack, fx: Fixture, fake: Any, minutes: float, ra
     }
     loads = [s["load_1m"] for s in samples]
     return {
-        "machine": machine_facts(),
+        "machine": machine,
         "minutes": minutes,
         "turns_per_second_asked": rate,
         "turns_per_second_done": round(done["turns"] / elapsed, 2),
