@@ -12,6 +12,7 @@ from tests.processes import run_python
 pytestmark = pytest.mark.live
 
 
+@pytest.mark.timeout(330)  # the run's own limit (300 s) comes first, and ends its processes
 def test_bench_quick_run_writes_its_results(tmp_path):
     output = tmp_path / "results.json"
     env = {
