@@ -65,6 +65,18 @@ class FakeLLM:
         with self._lock:
             self.scripts[model] = list(replies)
 
+    def turn_requests(self, model: str) -> list[dict[str, Any]]:
+        """``model``'s requests without the session titles' calls, which a worker makes
+        after a first reply, on their own queue, so in no fixed order with the next turn."""
+        from runs.titles import TITLE_PROMPT  # Django's apps are ready only where tests run
+
+        title_opening = TITLE_PROMPT.split("{", 1)[0]
+        return [
+            body
+            for body in self.requests[model]
+            if not str(body["messages"][0].get("content", "")).startswith(title_opening)
+        ]
+
     def next_reply(self, model: str, body: dict[str, Any]) -> list[Step]:
         with self._lock:
             self.requests[model].append(body)

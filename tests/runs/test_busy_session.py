@@ -41,7 +41,7 @@ def test_enqueue_runs_after_the_current_one_in_order(live):
     assert first.status == second.status == Run.Status.SUCCEEDED
     assert first.finished_at <= second.started_at
     assert second.agent_message.text == "second"
-    prompt = live.fake_llm.requests[live.agent.model][-1]["messages"]
+    prompt = live.fake_llm.turn_requests(live.agent.model)[-1]["messages"]
     assert [m["content"] for m in prompt if m["role"] == "assistant"] == [first.agent_message.text]
 
 

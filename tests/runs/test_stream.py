@@ -107,7 +107,7 @@ def test_follow_up_message_continues_the_session_ids(live):
     assert second.ids[0] == first.ids[-1] + 1
     assert second.events[2].data["id"] == f"pending-message-{response.json()['uuid']}"
     assert second.text == "second"
-    prompt = live.fake_llm.requests[live.agent.model][-1]["messages"]
+    prompt = live.fake_llm.turn_requests(live.agent.model)[-1]["messages"]
     assert [m["content"] for m in prompt if m["role"] != "system"] == ["Hello", "first", "more"]
 
 
