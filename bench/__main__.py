@@ -372,7 +372,15 @@ def server_timings(agent_model: str, since: float) -> dict[str, Any]:
     ).values_list("created_at", "started_at", "first_token_at")
     queued = [(s - c).total_seconds() for c, s, _ in runs if s]
     to_token = [(f - s).total_seconds() for _, s, f in runs if s and f]
+    # From the burst's send: where a client's wait goes (the POST before its run is
+    # stored; the worker; the relay after the first token is written).
+    sent = datetime.fromtimestamp(since, tz=UTC)
+    to_queued = [(c - sent).total_seconds() for c, _, _ in runs]
+    to_stored_token = [(f - sent).total_seconds() for _, _, f in runs if f]
     return {
+        "send_to_queued_ms": summary_ms(to_queued) | {"max": round(max(to_queued, default=0) * 1000, 3)},
+        "send_to_first_token_stored_ms": summary_ms(to_stored_token)
+        | {"max": round(max(to_stored_token, default=0) * 1000, 3)},
         "queued_to_started_ms": summary_ms(queued) | {"max": round(max(queued, default=0) * 1000, 3)},
         "started_to_first_token_ms": summary_ms(to_token) | {"max": round(max(to_token, default=0) * 1000, 3)},
     }

@@ -3,7 +3,11 @@ refused before they are read."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import weakref
+from collections.abc import AsyncIterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -37,6 +41,52 @@ def header(scope: dict[str, Any], name: bytes) -> str:
     return next((value.decode("latin-1") for key, value in scope.get("headers", []) if key.lower() == name), "")
 
 
+class Admission:
+    """At most ``limit`` requests' Django work at once in this process, the others waiting
+    their turn in arrival order; a request still in Django after ``window`` seconds (a
+    synchronous wait for a reply, a stop's wait, an upload's extraction) stops counting,
+    so a slow request delays the ones behind it by ``window`` at most.
+
+    Why: Django runs each request's sync work on the request's own thread, so a burst of
+    50 new chats is 25 threads per Daphne sharing one GIL, each taking 5 ms turns: they
+    all finish together, at the end of the burst, each holding a database connection (the
+    pool ran dry and waited for new ones), while the event loop that relays the first
+    tokens waits its turn among them. Admitted a few at a time, they finish one after
+    another and the loop keeps its turns. ``limit`` 0: no limit."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        # One semaphore per event loop: an asyncio primitive belongs to the loop that
+        # first waits on it (Daphne has one; tests start one per test).
+        self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self.limit <= 0:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        semaphore = self._semaphores.setdefault(loop, asyncio.Semaphore(self.limit))
+        await semaphore.acquire()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                semaphore.release()
+
+        timer = loop.call_later(self.window, release)
+        try:
+            yield
+        finally:
+            timer.cancel()
+            release()
+
+
 class SyncChainASGIHandler(ASGIHandler):
     """Django's ASGI handler with the middleware chain and the view loaded in sync mode
     and entered once per request, on the request's own thread (``ThreadSensitiveContext``,
@@ -58,6 +108,7 @@ class SyncChainASGIHandler(ASGIHandler):
 
     def __init__(self) -> None:  # ASGIHandler's would load the chain in async mode first
         self.load_middleware(is_async=False)
+        self.admission = Admission(settings.GENIE_REQUEST_CONCURRENCY, settings.GENIE_REQUEST_ADMISSION_WINDOW)
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         limit = body_limit(scope)
@@ -97,7 +148,8 @@ class SyncChainASGIHandler(ASGIHandler):
         await send({"type": "http.response.body", "body": body})
 
     async def run_get_response(self, request: HttpRequest) -> HttpResponseBase:
-        response = await sync_to_async(self.get_response, thread_sensitive=True)(request)
+        async with self.admission.slot():
+            response = await sync_to_async(self.get_response, thread_sensitive=True)(request)
         response._handler_class = self.__class__
         if isinstance(response, FileResponse):  # as ASGIHandler: the server does the chunking
             response.block_size = self.chunk_size

@@ -427,6 +427,10 @@ GENIE_SYNC_TIMEOUT = env_float("GENIE_SYNC_TIMEOUT", 60.0)
 # How long a stop request waits for the run's worker to honour it before answering (the
 # answer then says the stop is pending: ``runs.waiting.stop_and_wait``).
 GENIE_STOP_WAIT = env_float("GENIE_STOP_WAIT", 5.0)
+# Requests in Django at once per ASGI process (genie.handlers.Admission): the rest wait in
+# arrival order; one still running after the window stops counting. 0: no limit.
+GENIE_REQUEST_CONCURRENCY = env_int("GENIE_REQUEST_CONCURRENCY", 4)
+GENIE_REQUEST_ADMISSION_WINDOW = env_float("GENIE_REQUEST_ADMISSION_WINDOW", 0.25)
 GENIE_IDEMPOTENCY_TTL = timedelta(seconds=env_int("GENIE_IDEMPOTENCY_TTL", 24 * 3600))
 GENIE_RUN_LEASE = env_float("GENIE_RUN_LEASE", 30.0)  # a worker renews its run's lease every third of this
 # How long a worker's write waits for the database to come back (a restart) before the turn
