@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -64,6 +65,17 @@ class Stack:
     base_url: str
     env: dict[str, str]
     processes: list[Any] = field(default_factory=list)
+    worker_concurrency: int = 50  # each worker's threads
+
+    @property
+    def worker_settings(self) -> dict[str, Any]:
+        """The Celery settings the bench chose (``--worker-concurrency``, ``--worker-prefetch``)."""
+        return {
+            "concurrency_per_worker": self.worker_concurrency,
+            "prefetch_multiplier": int(self.env["GENIE_WORKER_PREFETCH"]),
+            "acks_late": True,  # genie/settings.py: a turn is redelivered if its worker dies
+            "db_pool_size_per_process": int(self.env.get("GENIE_DB_POOL_SIZE", "20")),
+        }
 
     @property
     def daphne_pid(self) -> int:
@@ -81,8 +93,9 @@ class Stack:
             process.stop()
 
 
-def start_stack(workers: int) -> Stack:
-    """Daphne with production settings (DEBUG=0) and ``workers`` Celery worker processes."""
+def start_stack(workers: int, *, concurrency: int, prefetch: int) -> Stack:
+    """Daphne with production settings (DEBUG=0) and ``workers`` Celery worker processes of
+    ``concurrency`` threads each, reserving ``prefetch`` tasks per thread."""
     from django.conf import settings
 
     from tests.processes import start_daphne, start_worker
@@ -107,13 +120,14 @@ def start_stack(workers: int) -> Stack:
         GENIE_RATE_PUBLISHABLE_IP="",
         GENIE_RATE_PUBLISHABLE_KEY="",
         GENIE_SSE_STALL_TIMEOUT=str(STALL_TIMEOUT),
+        GENIE_WORKER_PREFETCH=str(prefetch),
         DJANGO_SETTINGS_MODULE="genie.settings",
     )
     logs = ROOT / "var" / "bench"
     logs.mkdir(parents=True, exist_ok=True)
     daphne, url = start_daphne(env, logs / "daphne.log")
-    stack = Stack(base_url=url, env=env, processes=[daphne])
-    stack.processes += [start_worker(env, logs / f"worker{n}.log", concurrency=50) for n in range(workers)]
+    stack = Stack(base_url=url, env=env, processes=[daphne], worker_concurrency=concurrency)
+    stack.processes += [start_worker(env, logs / f"worker{n}.log", concurrency=concurrency) for n in range(workers)]
     return stack
 
 
@@ -462,6 +476,205 @@ def bursts_beside_peer(stack: Stack, fx: Fixture, fake: Any, sizes: dict[str, An
     finally:
         if started is not None:
             started[0].stop()
+
+
+CAPACITY_TTFT_LIMIT_MS = 300.0  # the issue's bar: first tokens under 300 ms at p99
+# A layout's rates stop rising once a rate's p99 is this many times the bar, or a turn
+# failed: past saturation every higher rate only queues more.
+CAPACITY_GIVE_UP_FACTOR = 10
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the capacity scenario's servers run: ``processes`` Daphnes and as many workers;
+    ``one_core``: all of them pinned to one core, the load client and the fake model
+    (this process) to another."""
+
+    name: str
+    processes: int
+    one_core: bool
+
+
+LAYOUTS = {
+    "one-core": Layout("one-core", processes=1, one_core=True),
+    "two-cores": Layout("two-cores", processes=2, one_core=False),
+}
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` onto ``cpus`` (threads it starts later inherit their creator's)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(task.name), cpus)
+
+
+@contextlib.contextmanager
+def short_titles(fake: Any) -> Any:
+    """Session titles answered at once, as a model answers a title's short prompt: the
+    scripted 12.5 s reply would hold a worker thread per title as long as a turn."""
+    from runs.titles import TITLE_PROMPT
+
+    opening = TITLE_PROMPT.split("{", 1)[0]
+    scripted = fake.next_reply
+
+    def next_reply(model: str, body: dict[str, Any]) -> list[tuple[str, Any]]:
+        if str(body["messages"][0].get("content", "")).startswith(opening):
+            return [("text", "A short title")]
+        return scripted(model, body)
+
+    fake.next_reply = next_reply
+    try:
+        yield
+    finally:
+        del fake.next_reply  # the class's again
+
+
+def measure_rate(
+    requests: list[tuple[str, bytes]], pids: list[int], rate: float, seconds: float, tokens: int, client_cpus: set[int]
+) -> dict[str, Any]:
+    """``rate`` new chats a second for ``seconds`` through the lean client
+    (``bench.load.SteadyLoad``), each read to its finish; the servers' CPU (``pids``) from
+    the first send to the last stream's end."""
+    from bench.load import SteadyLoad
+
+    duration = tokens * BURST_INTERVAL
+    load = SteadyLoad(requests, timeout=seconds + duration * 4 + 60, rate=rate, seconds=seconds).start()
+    if (error := load.wait("connected")) is not None:
+        return error
+    if client_cpus:
+        pin(load.pid, client_cpus)
+    cpu = sum(cpu_seconds(pid) for pid in pids)
+    wall = time.time()
+    load.go()
+    out = load.result()
+    if "error" in out:
+        return out
+    cpu = sum(cpu_seconds(pid) for pid in pids) - cpu
+    ttft = out["ttft"]
+    # Once a stream's duration has passed the streams open have reached their level.
+    steady = [t for t, sent in zip(ttft, out["sent_after"], strict=True) if sent >= duration]
+    measured = [t for t in ttft if not math.isnan(t)]
+    return {
+        "rate": rate,
+        "turns": out["turns"],
+        "statuses": out["statuses"],
+        "finished": out["finished"],
+        "failed": out["turns"] - out["finished"],
+        "ttft_ms": summary_ms(ttft) | {"max": round(max(measured) * 1000, 3) if measured else None},
+        "ttft_ms_after_ramp": summary_ms(steady) if steady else None,
+        "streams_open_max": out["open_at_send_max"],
+        "streams_open_mean": round(out["open_at_send_mean"], 1),
+        "streams_open_expected": round(rate * duration, 1),
+        "send_seconds": round(out["sent_seconds"], 2),  # beyond ``seconds``: the client fell behind
+        "cpu_ms_per_turn": round(cpu / out["turns"] * 1000, 2),
+        "server_cores_busy": round(cpu / out["seconds"], 3),
+        "wall_started": wall,
+    }
+
+
+def within_limit(rate: dict[str, Any]) -> bool:
+    return "error" not in rate and not rate["failed"] and rate["ttft_ms"]["p99"] <= CAPACITY_TTFT_LIMIT_MS
+
+
+def capacity_layout(
+    stack: Stack, layout: Layout, fake: Any, headers: dict[str, str], sizes: dict[str, Any]
+) -> dict[str, Any]:
+    """The capacity of one layout: its own Daphnes and workers on a task queue of their own
+    (the stack's workers idle meanwhile), warmed up, then each rate in turn, each starting
+    once the previous one's streams ended and its titles are written."""
+    from bench.load import post_request
+    from chat.models import Agent
+    from genie.services import default_team
+    from tests.processes import start_daphne, start_worker
+
+    tokens, seconds = sizes["capacity_tokens"], sizes["capacity_seconds"]
+    model = f"capacity-{uuid.uuid4().hex[:8]}"
+    Agent.objects.create(
+        team=default_team(), handle=model, name="Capacity", provider="openai", model=model, base_url=fake.base_url
+    )
+    env = stack.env | {"GENIE_TASK_QUEUE": f"bench-{model}"}
+    logs = ROOT / "var" / "bench"
+    servers = [start_daphne(env, logs / f"capacity-daphne{n}.log") for n in range(layout.processes)]
+    processes = [server for server, _ in servers]
+    processes += [
+        start_worker(env, logs / f"capacity-worker{n}.log", concurrency=stack.worker_concurrency)
+        for n in range(layout.processes)
+    ]
+    pids = [process.proc.pid for process in processes]
+    available = sorted(os.sched_getaffinity(0))
+    server_cpus, client_cpus = set(available), set()
+    if layout.one_core and len(available) > 1:
+        server_cpus, client_cpus = {available[0]}, set(available[1:])
+    mine = os.sched_getaffinity(0)
+    body = json.dumps({"text": "hi", "agent": model}).encode()
+    requests = [(url, post_request(f"{url}/api/v1/sessions", headers, body)) for _, url in servers]
+    out: dict[str, Any] = {
+        "daphnes": layout.processes,
+        "workers": layout.processes,
+        "server_cpus": sorted(server_cpus),
+        "client_and_fake_model_cpus": sorted(client_cpus or available),
+        "not_pinned": "PostgreSQL, Redis",
+        "rates": {},
+    }
+    try:
+        for pid in pids:
+            pin(pid, server_cpus)
+        if client_cpus:
+            pin(os.getpid(), client_cpus)  # the fake model's threads
+        # Unrecorded: every process's first turns pay imports and connections.
+        fake.replace_script(model, burst_script(2))
+        measure_burst(requests * 2, [], 2)
+        fake.replace_script(model, burst_script(tokens))
+        since = time.time()
+        for rate in sizes["capacity_rates"]:
+            wait_for_titles(model, since)
+            measured = measure_rate(requests, pids, rate, seconds, tokens, client_cpus)
+            if "error" not in measured:
+                since = measured.pop("wall_started")
+                measured |= server_timings(model, since)
+            out["rates"][str(rate)] = measured
+            print(f"capacity {layout.name} {rate}/s: {json.dumps(measured)}", file=sys.stderr, flush=True)
+            if (
+                "error" in measured
+                or measured["failed"]
+                or (measured["ttft_ms"]["p99"] > CAPACITY_TTFT_LIMIT_MS * CAPACITY_GIVE_UP_FACTOR)
+            ):
+                out["stopped_after"] = rate
+                break
+    finally:
+        pin(os.getpid(), mine)
+        for process in processes:
+            process.stop()
+    best = max((r for r in out["rates"].values() if within_limit(r)), key=lambda r: r["rate"], default=None)
+    out["highest_rate_within_limit"] = best and best["rate"]
+    out["streams_open_at_that_rate"] = best and best["streams_open_max"]
+    out["cpu_ms_per_turn_at_that_rate"] = best and best["cpu_ms_per_turn"]
+    return out
+
+
+def capacity_scenario(stack: Stack, fx: Fixture, fake: Any, sizes: dict[str, Any]) -> dict[str, Any]:
+    """Steady new chats at each rate R of ``capacity_rates`` for ``capacity_seconds``: a
+    streaming ``POST sessions`` every 1/R s (taking the layout's Daphnes in turn) from the
+    lean client in its own process, each read to its finish, the fake model answering
+    ``capacity_tokens`` tokens at 4 a second (titles at once). Per rate: time to first
+    token from each send (p50/p99/max; also for the turns sent after the first stream's
+    duration, when the streams open have reached R times the duration), turns finished, the
+    streams open (at most, on average) as seen by the client, and the CPU of the layout's
+    Daphnes and workers per turn. Per layout: the highest rate whose p99 stays within
+    300 ms with every turn finished, and the streams open at it."""
+    headers = {"Authorization": f"Bearer {fx.key}"}
+    out: dict[str, Any] = {
+        "ttft_limit_ms": CAPACITY_TTFT_LIMIT_MS,
+        "tokens_per_turn": sizes["capacity_tokens"],
+        "tokens_per_second": 1 / BURST_INTERVAL,
+        "seconds_per_rate": sizes["capacity_seconds"],
+        "worker_settings": stack.worker_settings,
+        "layouts": {},
+    }
+    with short_titles(fake):
+        for name in sizes["capacity_layouts"]:
+            out["layouts"][name] = capacity_layout(stack, LAYOUTS[name], fake, headers, sizes)
+    return out
 
 
 def agent_text(session_uuid: str) -> str:
@@ -820,6 +1033,31 @@ def burst_rows(bursts: dict[str, Any], row: Any) -> None:
             row("  peer: TTFT p50/p99/max ms", f"{ttft['p50']} / {ttft['p99']} / {ttft['max']}")
 
 
+def capacity_rows(capacity: dict[str, Any], row: Any) -> None:
+    settings = capacity.get("worker_settings", {})
+    for name, layout in capacity.get("layouts", {}).items():
+        row(
+            f"capacity {name} ({layout['daphnes']} Daphne + {layout['workers']} worker, CPUs {layout['server_cpus']})",
+            f"{layout['highest_rate_within_limit']}/s within p99 {capacity['ttft_limit_ms']:.0f} ms, "
+            f"{layout['streams_open_at_that_rate']} streams open",
+        )
+        row(
+            "  worker threads, prefetch",
+            f"{settings.get('concurrency_per_worker')}, {settings.get('prefetch_multiplier')}",
+        )
+        for rate, measured in layout["rates"].items():
+            if "error" in measured:
+                row(f"  {rate}/s", measured["error"])
+                continue
+            ttft = measured["ttft_ms"]
+            row(f"  {rate}/s: TTFT p50/p99/max ms", f"{ttft['p50']} / {ttft['p99']} / {ttft['max']}")
+            row(
+                "    open max, finished, CPU ms/turn, cores busy",
+                f"{measured['streams_open_max']}, {measured['finished']}/{measured['turns']}, "
+                f"{measured['cpu_ms_per_turn']}, {measured['server_cores_busy']}",
+            )
+
+
 def print_table(results: dict[str, Any], output: Path) -> None:
     def row(name: str, value: Any) -> None:
         print(f"  {name:<52} {value}")
@@ -885,6 +1123,7 @@ def print_table(results: dict[str, Any], output: Path) -> None:
             f"{load['queries']} queries, {load['writes']} writes, {load['event_rows']} event rows",
         )
     burst_rows(results.get("burst", {}), row)
+    capacity_rows(results.get("capacity", {}), row)
     if "peer" in results:
         peer = results["peer"]
         added = peer["ttft"]["added_ttft_ms"]
@@ -1063,6 +1302,10 @@ QUICK = {
     "burst": ["2", "2+2"],
     "burst_tokens": 5,
     "burst_warm_up": 2,
+    "capacity_rates": [2.0],
+    "capacity_seconds": 3.0,
+    "capacity_tokens": 5,
+    "capacity_layouts": ["one-core"],
 }
 FULL = {
     "turns": 200,
@@ -1083,6 +1326,12 @@ FULL = {
     "burst": ["10", "100", "50", "50+50"],
     "burst_tokens": 50,
     "burst_warm_up": 8,
+    # steady new chats a second, each rate for capacity_seconds; a reply of 50 tokens at 4/s
+    # keeps each stream open ~12.5 s, so R a second hold ~12.5 R streams open
+    "capacity_rates": [2.0, 4.0, 6.0, 8.0, 10.0],
+    "capacity_seconds": 30.0,
+    "capacity_tokens": 50,
+    "capacity_layouts": list(LAYOUTS),
 }
 
 
@@ -1090,6 +1339,9 @@ def chosen_sizes(args: argparse.Namespace) -> dict[str, Any]:
     sizes = dict(QUICK if args.quick else FULL)
     if args.burst:
         sizes["burst"] = args.burst
+    for name in ("capacity_rates", "capacity_seconds", "capacity_tokens", "capacity_layouts"):
+        if getattr(args, name):
+            sizes[name] = getattr(args, name)
     if args.relay:
         sizes["relay"] = [(int(r), int(n), int(t), float(i)) for r, n, t, i in (v.split("x") for v in args.relay)]
     return sizes
@@ -1106,6 +1358,30 @@ def parse_args() -> tuple[argparse.Namespace, dict[str, Any]]:
     )
     parser.add_argument("--burst", nargs="*", default=[], help="burst sizes, e.g. 10 50 50+50")
     parser.add_argument(
+        "--capacity-rates", nargs="*", type=float, default=[], help="capacity: new chats a second, e.g. 2 4 6 8 10"
+    )
+    parser.add_argument("--capacity-seconds", type=float, default=None, help="capacity: how long each rate runs")
+    parser.add_argument(
+        "--capacity-tokens", type=int, default=None, help="capacity: tokens per reply (4 a second; 50 by default)"
+    )
+    parser.add_argument(
+        "--capacity-layouts",
+        nargs="*",
+        choices=list(LAYOUTS),
+        default=[],
+        help="capacity: one-core (one Daphne and one worker pinned to one core, the load client and fake model "
+        "on the other), two-cores (two Daphnes and two workers on both cores)",
+    )
+    parser.add_argument(
+        "--worker-concurrency", type=int, default=50, help="each Celery worker's threads (--concurrency)"
+    )
+    parser.add_argument(
+        "--worker-prefetch",
+        type=int,
+        default=1,
+        help="Celery's prefetch multiplier for the workers (GENIE_WORKER_PREFETCH): tasks reserved per thread",
+    )
+    parser.add_argument(
         "--soak-minutes",
         type=float,
         default=None,
@@ -1115,6 +1391,18 @@ def parse_args() -> tuple[argparse.Namespace, dict[str, Any]]:
     parser.add_argument("--soak-rate", type=float, default=SOAK_RATE, help="the soak's new turns a second")
     args = parser.parse_args()
     return args, chosen_sizes(args)
+
+
+def new_chat_results(
+    stack: Stack, fx: Fixture, fake: Any, sizes: dict[str, Any], run: Any, wanted: Any
+) -> dict[str, Any]:
+    """New chats (issue 29): bursts of them at once, and steady rates of them (capacity)."""
+    results = {}
+    if wanted("burst"):
+        results["burst"] = run("burst", lambda: bursts_beside_peer(stack, fx, fake, sizes))
+    if wanted("capacity"):
+        results["capacity"] = run("capacity", lambda: capacity_scenario(stack, fx, fake, sizes))
+    return results
 
 
 def peer_results(fake: Any, sizes: dict[str, Any], run: Any) -> dict[str, Any]:
@@ -1163,12 +1451,17 @@ def main() -> None:
     django.setup()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     fake = FakeLLM().start()
-    stack = start_stack(workers=2)
+    stack = start_stack(workers=2, concurrency=args.worker_concurrency, prefetch=args.worker_prefetch)
 
     def wanted(name: str) -> bool:
         return not args.only or name in args.only
 
-    results: dict[str, Any] = {"machine": machine_facts(), "sizes": sizes, "seconds": {}}
+    results: dict[str, Any] = {
+        "machine": machine_facts(),
+        "sizes": sizes,
+        "worker_settings": stack.worker_settings,
+        "seconds": {},
+    }
 
     def run(name: str, scenario: Any) -> Any:
         started = time.perf_counter()
@@ -1201,8 +1494,7 @@ def main() -> None:
                 for s, r, t, i in sizes["relay"]
             ]
             results["redis_floor"] = run("redis floor", lambda: redis_hop_floor(sizes["floor"]))
-        if wanted("burst"):
-            results["burst"] = run("burst", lambda: bursts_beside_peer(stack, fx, fake, sizes))
+        results.update(new_chat_results(stack, fx, fake, sizes, run, wanted))
         if wanted("peer"):
             results.update(peer_results(fake, sizes, run))
         if wanted("stalled"):

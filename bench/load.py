@@ -289,14 +289,67 @@ async def burst(
     }
 
 
-def _burst_child(conn: Any, requests: list[tuple[str, bytes]], timeout: float, marker: bytes) -> None:
+async def steady(
+    requests: list[tuple[str, bytes]], *, rate: float, seconds: float, time_limit: float, signal: Any
+) -> dict[str, Any]:
+    """A new streaming POST every 1/``rate`` s for ``seconds`` (taking ``requests`` in turn),
+    each on a connection of its own opened at its time and read to its ``finish``, all
+    within ``time_limit`` s from the first send. Tells ``signal`` ("connected") first
+    and waits for its go. Returns each turn's time to first token from its send (and when
+    it was sent, from the first send), how many were open at most and on average at a
+    send, and the turns that ended without their ``finish``."""
+    loop = asyncio.get_running_loop()
+    signal("connected")
+    count = max(1, round(rate * seconds))
+    stats = [PostStats() for _ in range(count)]
+    done: list[asyncio.Future] = []
+    readers = []
+    open_at_send = []
+    started = time.perf_counter()
+    for i in range(count):
+        await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
+        url, request = requests[i % len(requests)]
+        parts = urlsplit(url)
+        first, finished = loop.create_future(), loop.create_future()
+        done.append(finished)
+        open_at_send.append(sum(not future.done() for future in done))  # this one among them
+        try:
+            _, reader = await loop.create_connection(
+                lambda i=i, first=first, finished=finished: PostReader(stats[i], first, finished, TEXT_DELTA),
+                parts.hostname,
+                parts.port,
+            )
+        except OSError:  # counted as a turn that never answered
+            finished.set_result(None)
+            continue
+        reader.send(request)
+        readers.append(reader)
+    sent_seconds = time.perf_counter() - started
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*done), max(started + time_limit - time.perf_counter(), 0.1))
+    for reader in readers:
+        reader.transport.close()
+    return {
+        "turns": count,
+        "statuses": sorted({s.status for s in stats}),
+        "finished": sum(s.finished for s in stats),
+        "ttft": [s.first_at - s.sent_at if s.first_at else float("nan") for s in stats],
+        "sent_after": [s.sent_at - started if s.sent_at else float("nan") for s in stats],
+        "open_at_send_max": max(open_at_send),
+        "open_at_send_mean": sum(open_at_send) / len(open_at_send),
+        "sent_seconds": sent_seconds,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _load_child(conn: Any, scenario: Callable[..., Any], kwargs: dict[str, Any]) -> None:
     def signal(what: str) -> None:
         conn.send(what)
         if what == "connected":
             conn.recv()  # the parent's go, after it noted the servers' CPU
 
     try:
-        conn.send(asyncio.run(burst(requests, time_limit=timeout, signal=signal, marker=marker)))
+        conn.send(asyncio.run(scenario(**kwargs, signal=signal)))
     except BaseException as exc:  # report, never hang the parent
         conn.send({"error": repr(exc)})
     finally:
@@ -307,11 +360,14 @@ class BurstLoad:
     """``burst`` in a child process: ``start()``, ``wait("connected")``, ``go()``,
     ``wait("firsts")``, ``result()``; between the steps the parent reads the servers' CPU."""
 
-    def __init__(self, requests: list[tuple[str, bytes]], *, timeout: float, marker: bytes = TEXT_DELTA) -> None:
+    scenario = staticmethod(burst)
+
+    def __init__(self, requests: list[tuple[str, bytes]], *, timeout: float, **kwargs: Any) -> None:
         context = multiprocessing.get_context("spawn")
         self._parent, child = context.Pipe(duplex=True)
         self.timeout = timeout
-        self.process = context.Process(target=_burst_child, args=(child, requests, timeout, marker), daemon=True)
+        kwargs = {"requests": requests, "time_limit": timeout, **kwargs}
+        self.process = context.Process(target=_load_child, args=(child, self.scenario, kwargs), daemon=True)
 
     def start(self) -> BurstLoad:
         self.process.start()
@@ -336,3 +392,14 @@ class BurstLoad:
             self.process.join(5)
             if self.process.is_alive():
                 self.process.kill()
+
+
+class SteadyLoad(BurstLoad):
+    """``steady`` in a child process: ``start()``, ``wait("connected")``, ``go()``,
+    ``result()`` (``rate`` and ``seconds`` as keywords); ``pid`` to pin it to a core."""
+
+    scenario = staticmethod(steady)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid

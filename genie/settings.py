@@ -313,7 +313,10 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CELERY_BROKER_TRANSPORT = "genie.broker:RedisTransport"  # survives a Redis restart
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# How many tasks a worker process reserves from the broker: this times its --concurrency.
+# 1 by default: with late acks a worker's threads start what it reserved as they free, so a
+# larger multiplier lets one worker hold turns that another worker's idle threads could start.
+CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("GENIE_WORKER_PREFETCH", 1)
 CELERY_TASK_ALWAYS_EAGER = env_bool("GENIE_TASKS_EAGER", False)
 GENIE_RUN_TIMEOUT = env_int("GENIE_RUN_TIMEOUT", 600)  # a turn's hard limit (its running time)
 CELERY_BROKER_TRANSPORT_OPTIONS = {

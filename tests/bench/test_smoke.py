@@ -34,10 +34,14 @@ def test_bench_quick_run_writes_its_results(tmp_path):
         "rest",
         "db_load",
         "burst",
+        "capacity",
+        "worker_settings",
         "machine",
     }
     assert scenarios <= set(results)
     assert all(burst["finished"] == burst["turns"] for burst in results["burst"]["genie"].values())
+    capacity = results["capacity"]["layouts"]["one-core"]["rates"]["2.0"]
+    assert capacity["finished"] == capacity["turns"] == 6
     assert all(run["streams_finished"] == run["streams"] for run in results["relay"])
     assert results["relay"][0]["events_relayed"] > 0
     assert results["ttft"]["celery_hop_floor_ms"]["n"] == results["sizes"]["turns"]  # every no-op task started
