@@ -631,7 +631,10 @@ def capacity_layout(
             measured = measure_rate(requests, pids, rate, seconds, tokens, client_cpus)
             if "error" not in measured:
                 since = measured.pop("wall_started")
-                measured |= server_timings(model, since)
+                timings = server_timings(model, since)
+                # Timed from the rate's first send, not each turn's: a burst's figures only.
+                del timings["send_to_queued_ms"], timings["send_to_first_token_stored_ms"]
+                measured |= timings
             out["rates"][str(rate)] = measured
             print(f"capacity {layout.name} {rate}/s: {json.dumps(measured)}", file=sys.stderr, flush=True)
             if (
@@ -662,6 +665,8 @@ def capacity_scenario(stack: Stack, fx: Fixture, fake: Any, sizes: dict[str, Any
     streams open (at most, on average) as seen by the client, and the CPU of the layout's
     Daphnes and workers per turn. Per layout: the highest rate whose p99 stays within
     300 ms with every turn finished, and the streams open at it."""
+    from django.conf import settings
+
     headers = {"Authorization": f"Bearer {fx.key}"}
     out: dict[str, Any] = {
         "ttft_limit_ms": CAPACITY_TTFT_LIMIT_MS,
@@ -669,6 +674,7 @@ def capacity_scenario(stack: Stack, fx: Fixture, fake: Any, sizes: dict[str, Any
         "tokens_per_second": 1 / BURST_INTERVAL,
         "seconds_per_rate": sizes["capacity_seconds"],
         "worker_settings": stack.worker_settings,
+        "daphne_request_concurrency": settings.GENIE_REQUEST_CONCURRENCY,  # same environment as the stack
         "layouts": {},
     }
     with short_titles(fake):
