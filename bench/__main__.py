@@ -1527,6 +1527,13 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
     scenarios a subset left out, with their own ``seconds``); print the table (the figures
     alone for a subset)."""
     previous = json.loads(args.output.read_text()) if args.output.exists() else {}
+    if args.only and previous:
+        # A subset's figures carry their own machine and commit; the file's top-level ones
+        # stay those of the run that measured the rest.
+        for key in results["seconds"]:
+            if isinstance(results.get(key), dict):
+                results[key] = {**results[key], "machine": results["machine"]}
+        results = {key: value for key, value in results.items() if key not in {"machine", "sizes"}}
     seconds = {**previous.get("seconds", {}), **results["seconds"]}
     results = {**previous, **results, "seconds": seconds}
     args.output.write_text(json.dumps(results, indent=2))
