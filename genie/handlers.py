@@ -69,7 +69,9 @@ class Admission:
             yield
             return
         loop = asyncio.get_running_loop()
-        semaphore = self._semaphores.setdefault(loop, asyncio.Semaphore(self.limit))
+        semaphore = self._semaphores.get(loop)
+        if semaphore is None:  # not built on every request only to be thrown away
+            semaphore = self._semaphores[loop] = asyncio.Semaphore(self.limit)
         await semaphore.acquire()
         released = False
 
