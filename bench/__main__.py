@@ -512,13 +512,10 @@ def pin(pid: int, cpus: set[int]) -> None:
 def short_titles(fake: Any) -> Any:
     """Session titles answered at once, as a model answers a title's short prompt: the
     scripted 12.5 s reply would hold a worker thread per title as long as a turn."""
-    from runs.titles import TITLE_PROMPT
-
-    opening = TITLE_PROMPT.split("{", 1)[0]
     scripted = fake.next_reply
 
     def next_reply(model: str, body: dict[str, Any]) -> list[tuple[str, Any]]:
-        if str(body["messages"][0].get("content", "")).startswith(opening):
+        if fake.is_title_request(body):
             return [("text", "A short title")]
         return scripted(model, body)
 

@@ -65,17 +65,17 @@ class FakeLLM:
         with self._lock:
             self.scripts[model] = list(replies)
 
-    def turn_requests(self, model: str) -> list[dict[str, Any]]:
-        """``model``'s requests without the session titles' calls, which a worker makes
-        after a first reply, on their own queue, so in no fixed order with the next turn."""
+    @staticmethod
+    def is_title_request(body: dict[str, Any]) -> bool:
+        """A session title's call, which a worker makes after a first reply, on its own
+        queue, so in no fixed order with the next turn's."""
         from runs.titles import TITLE_PROMPT  # Django's apps are ready only where tests run
 
-        title_opening = TITLE_PROMPT.split("{", 1)[0]
-        return [
-            body
-            for body in self.requests[model]
-            if not str(body["messages"][0].get("content", "")).startswith(title_opening)
-        ]
+        return str(body["messages"][0].get("content", "")).startswith(TITLE_PROMPT.split("{", 1)[0])
+
+    def turn_requests(self, model: str) -> list[dict[str, Any]]:
+        """``model``'s requests without the session titles' calls."""
+        return [body for body in self.requests[model] if not self.is_title_request(body)]
 
     def next_reply(self, model: str, body: dict[str, Any]) -> list[Step]:
         with self._lock:
